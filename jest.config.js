@@ -1,0 +1,18 @@
+/**
+ * Jest runs the TypeScript tests of every package with ts-jest (transpile only: `npm run build`
+ * type-checks the sources first). Tests import the built packages, the same code the forked
+ * processes run, so a test never mixes two copies of a class.
+ */
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: "node",
+  roots: ["<rootDir>/packages"],
+  testMatch: ["**/test/**/*.test.ts"],
+  transform: {
+    "^.+\\.ts$": ["ts-jest", { tsconfig: "<rootDir>/tsconfig.test.json" }],
+  },
+  // Multi-process tests fork real processes; on a 2-core machine two test files at once is plenty.
+  maxWorkers: 2,
+  testTimeout: 60000,
+  modulePathIgnorePatterns: ["<rootDir>/packages/.*/dist/"],
+};

@@ -1,0 +1,130 @@
+import * as net from "node:net";
+
+/** The part of a channel that a {@link ChannelSocket} reports to. */
+export interface SocketOwner {
+  /** True while the socket is connected to a host and past the handshake: writes go straight through. */
+  readonly live: boolean;
+  /** True while a connection attempt is reading the handshake reply. */
+  readonly handshaking: boolean;
+  /** A lifecycle event of the underlying connection; returns true when the user should see it. */
+  onSocketEvent(event: LifecycleEvent, arg: unknown): boolean;
+  /** Bytes (or `null` for end of stream) while handshaking, or the end of stream at any time. */
+  onPush(chunk: Buffer | null, encoding?: BufferEncoding): boolean;
+  /** A write while not live. */
+  queueWrite(chunk: string | Uint8Array, encoding: BufferEncoding | undefined, cb: WriteCallback | undefined): boolean;
+  /** An `end()` while not live. */
+  queueEnd(cb: (() => void) | undefined): void;
+  /** The user ended the writable side while live. */
+  onUserEnd(): void;
+  /** `destroy()` was called, by the user or by Node's own stream machinery: the owner tells which. */
+  onDestroy(err: Error | undefined): void;
+}
+
+/** Events of the underlying connection that the channel manages across reconnects. */
+export type LifecycleEvent = "connect" | "ready" | "error" | "end" | "close" | "finish";
+/** A write callback. */
+export type WriteCallback = (err?: Error | null) => void;
+
+const kOwner = Symbol("open-channel.owner");
+const nativeWrite = net.Socket.prototype.write;
+const nativeEnd = net.Socket.prototype.end;
+
+function isLifecycle(event: string | symbol): event is LifecycleEvent {
+  return (
+    event === "connect" || event === "ready" || event === "error" || event === "end" || event === "close" || event === "finish"
+  );
+}
+
+/**
+ * The `net.Socket` that `channel.connect()` returns. It is a real socket, reconnected in place on
+ * failover so the user's listeners stay attached. While the channel manages it, the socket:
+ * - queues writes (and `end()`) made while there is no live connection, in order, callbacks kept;
+ * - hides the lifecycle events of lost connections (`error`, `end`, `close`) and the raw `connect`,
+ *   emitting `connect`/`ready` itself once the handshake has passed;
+ * - reads the handshake reply before any byte reaches the user.
+ * Once the channel is closed the socket behaves exactly like a plain `net.Socket`.
+ */
+export class ChannelSocket extends net.Socket {
+  /** @internal */
+  [kOwner]: SocketOwner | undefined;
+
+  constructor(owner: SocketOwner) {
+    super({ allowHalfOpen: false });
+    this[kOwner] = owner;
+    // net.Socket#connect() resets `this.write` to the plain one on every (re)connect, and sets
+    // `writeAfterFIN` after an end: keep ours in place, it defers to the plain one when live.
+    Object.defineProperty(this, "write", {
+      configurable: true,
+      enumerable: false,
+      get: () => ChannelSocket.prototype.write,
+      set: () => undefined,
+    });
+  }
+
+  /** @internal Stops the channel from managing this socket: it is a plain socket from now on. */
+  detach(): void {
+    this[kOwner] = undefined;
+  }
+
+  /** @internal Writes past the queue (handshake, flush). */
+  rawWrite(chunk: string | Uint8Array, encoding?: BufferEncoding, cb?: WriteCallback): boolean {
+    return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
+  }
+
+  /** @internal Ends past the queue. */
+  rawEnd(cb?: () => void): void {
+    (nativeEnd as (cb?: () => void) => net.Socket).call(this, cb);
+  }
+
+  /** @internal Pushes bytes to the readable side past the handshake hook. */
+  rawPush(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    return super.push(chunk, encoding);
+  }
+
+  /** @internal Emits to the user's listeners past the lifecycle filter. */
+  emitToUser(event: string, ...args: unknown[]): boolean {
+    return super.emit(event, ...args);
+  }
+
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    const owner = this[kOwner];
+    if (owner !== undefined && isLifecycle(event) && !owner.onSocketEvent(event, args[0])) return true;
+    return super.emit(event, ...args);
+  }
+
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    const owner = this[kOwner];
+    if (owner !== undefined && (chunk === null || owner.handshaking)) return owner.onPush(chunk as Buffer | null, encoding);
+    return super.push(chunk, encoding);
+  }
+
+  override write(
+    chunk: string | Uint8Array,
+    encoding?: BufferEncoding | WriteCallback,
+    cb?: WriteCallback,
+  ): boolean {
+    const owner = this[kOwner];
+    if (owner === undefined || owner.live) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
+    if (typeof encoding === "function") return owner.queueWrite(chunk, undefined, encoding);
+    return owner.queueWrite(chunk, encoding, cb);
+  }
+
+  override end(...args: unknown[]): this {
+    const owner = this[kOwner];
+    if (owner === undefined) return (nativeEnd as (...a: unknown[]) => this).apply(this, args);
+    if (owner.live) {
+      owner.onUserEnd();
+      return (nativeEnd as (...a: unknown[]) => this).apply(this, args);
+    }
+    // end([chunk[, encoding]][, cb]) while not connected: queue it like a write.
+    const cb = typeof args[args.length - 1] === "function" ? (args.pop() as () => void) : undefined;
+    if (args[0] !== undefined && args[0] !== null) this.write(args[0] as string | Uint8Array, args[1] as BufferEncoding);
+    owner.queueEnd(cb);
+    return this;
+  }
+
+  override destroy(error?: Error): this {
+    this[kOwner]?.onDestroy(error);
+    return super.destroy(error);
+  }
+}

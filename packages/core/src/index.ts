@@ -1,0 +1,19 @@
+/**
+ * `@open-channel/core`: the transport-agnostic heart of open-channel. Most users want the
+ * `open-channel` package instead, which picks a transport for the platform.
+ *
+ * @packageDocumentation
+ */
+export { openChannel, parseOpenChannelArgs, DEFAULT_CHANNEL_NAME, type OpenChannelOptions } from "./open-channel";
+export { ProcessChannel, DEFAULT_CONNECT_TIMEOUT_MS, type ChannelState, type ConnectionListener } from "./process-channel";
+export { type Transport, isTransport } from "./transport";
+export {
+  OpenChannelError,
+  OpenChannelTypeError,
+  OpenChannelRangeError,
+  type OpenChannelErrorCode,
+  errorCode,
+} from "./errors";
+export { HANDSHAKE, encodeHello, encodeReply, HelloParser, ReplyParser, type Hello, type HandshakeReply, type ParseResult } from "./handshake";
+export { debug } from "./debug";
+export { openChannel as default } from "./open-channel";

@@ -1,0 +1,73 @@
+import { invalidArgType, OpenChannelError, outOfRange, OpenChannelTypeError } from "./errors";
+import { HANDSHAKE } from "./handshake";
+import { type ConnectionListener, ProcessChannel } from "./process-channel";
+import { isTransport, type Transport } from "./transport";
+
+/** Options of {@link openChannel}. */
+export interface OpenChannelOptions {
+  /** How processes reach each other. Required with `@open-channel/core`; the `open-channel` package picks one for you. */
+  transport?: Transport;
+}
+
+/** The default channel name. */
+export const DEFAULT_CHANNEL_NAME = "open-channel";
+
+/**
+ * Validates the arguments of `openChannel(listener)` / `openChannel(name, listener[, options])`.
+ * Throws `TypeError` (`ERR_INVALID_ARG_TYPE`) or `RangeError` (`ERR_OUT_OF_RANGE`) at once.
+ */
+export function parseOpenChannelArgs(
+  nameOrListener: unknown,
+  maybeListener: unknown,
+  maybeOptions: unknown,
+): { name: string; listener: ConnectionListener; options: OpenChannelOptions } {
+  let name: unknown = nameOrListener;
+  let listener: unknown = maybeListener;
+  let options: unknown = maybeOptions;
+  if (typeof nameOrListener === "function") {
+    name = DEFAULT_CHANNEL_NAME;
+    listener = nameOrListener;
+    options = maybeListener;
+  }
+  if (typeof name !== "string") throw invalidArgType("name", "of type string", name);
+  if (name.length === 0) throw new OpenChannelTypeError("ERR_INVALID_ARG_VALUE", 'The "name" argument must be a non-empty string. Received \'\'');
+  const bytes = Buffer.byteLength(name, "utf8");
+  if (bytes > HANDSHAKE.maxNameBytes) throw outOfRange("name", `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`, `${bytes} bytes`);
+  if (typeof listener !== "function") throw invalidArgType("listener", "of type function", listener);
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== "object") throw invalidArgType("options", "of type object", options);
+  const transport = (options as OpenChannelOptions).transport;
+  if (transport !== undefined && !isTransport(transport)) {
+    throw invalidArgType("options.transport", "a Transport (an object with name, listen() and connect())", transport);
+  }
+  return { name, listener: listener as ConnectionListener, options: options as OpenChannelOptions };
+}
+
+/**
+ * Opens a channel. Nothing happens until `channel.connect()`: the first process that connects and
+ * finds no live host hosts the channel, running `listener` for every member connection.
+ *
+ * With `@open-channel/core` you must pass a transport; the `open-channel` package picks one.
+ *
+ * @example
+ * const { openChannel } = require("@open-channel/core");
+ * const { unixTransport } = require("@open-channel/transport-unix");
+ * const channel = openChannel("jobs", (socket) => socket.pipe(socket), { transport: unixTransport() });
+ * channel.connect().write("echo me");
+ */
+export function openChannel(listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
+export function openChannel(name: string, listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
+export function openChannel(nameOrListener: string | ConnectionListener, listener?: ConnectionListener | OpenChannelOptions, options?: OpenChannelOptions): ProcessChannel {
+  const args = parseOpenChannelArgs(nameOrListener, listener, options);
+  const transport = args.options.transport;
+  if (transport === undefined) {
+    throw new OpenChannelError(
+      "ERR_OPEN_CHANNEL_NO_TRANSPORT",
+      `open-channel "${args.name}": @open-channel/core has no default transport. Pass one, e.g. ` +
+        "openChannel(name, listener, { transport: unixTransport() }) from @open-channel/transport-unix, " +
+        'or use the "open-channel" package, which picks one for your platform.',
+      { channel: args.name },
+    );
+  }
+  return new ProcessChannel(args.name, args.listener, { transport });
+}

@@ -1,0 +1,548 @@
+import * as net from "node:net";
+import { ChannelSocket, type LifecycleEvent, type SocketOwner, type WriteCallback } from "./channel-socket";
+import { debug } from "./debug";
+import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
+import { encodeHello, HANDSHAKE, type HandshakeReply, ReplyParser } from "./handshake";
+import { HostServer } from "./host";
+import type { Transport } from "./transport";
+import { WriteQueue } from "./write-queue";
+
+/** The states of a channel. */
+export type ChannelState = "initiated" | "connecting" | "connected" | "closed";
+
+/** The user's connection listener: runs in whichever process hosts, once per member connection. */
+export type ConnectionListener = (socket: net.Socket) => void;
+
+/** Default `channel.connect()` timeout, in ms. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/** How long a member waits for the host's handshake reply before trying again. */
+const HANDSHAKE_TIMEOUT_MS = 3000;
+/** Backoff after a failure that needs time (never after one the OS already explained). */
+const MIN_BACKOFF_MS = 1;
+const MAX_BACKOFF_MS = 100;
+
+const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
+const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
+
+/** Errors that retrying cannot fix: the channel closes with them at once. */
+function isFatal(err: unknown): boolean {
+  const code = errorCode(err);
+  if (code === undefined || code === "ERR_OPEN_CHANNEL_HANDSHAKE") return false;
+  return FATAL_CODES.has(code) || code.startsWith("ERR_OPEN_CHANNEL_") || code === "ERR_INVALID_ARG_TYPE";
+}
+
+interface Attempt {
+  resolve: (err: Error | undefined) => void;
+  error: Error | undefined;
+  parser: ReplyParser | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+type HostOutcome = "listening" | "taken" | "busy" | Error;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One process's view of a channel. Every process of the app creates one with the same name; the
+ * first that finds no live host hosts the channel's server inside itself, and when the host dies
+ * the survivors elect a new one among themselves.
+ *
+ * ```
+ * initiated --connect()--> connecting --handshake ok--> connected
+ * connected --connection lost--> connecting          (re-election, same net.Socket object)
+ * connecting --timeout with no connection--> closed  (socket emits an ETIMEDOUT error)
+ * any --socket.destroy() / channel.close()--> closed (no reconnect)
+ * ```
+ *
+ * @example
+ * const channel = new ProcessChannel("jobs", (socket) => socket.pipe(socket), { transport: unixTransport() });
+ * const socket = channel.connect();
+ * socket.write("queued until connected");
+ */
+export class ProcessChannel {
+  /** The channel's name: processes that use the same name (and transport) share one channel. */
+  readonly name: string;
+  /** The transport this channel uses. */
+  readonly transport: Transport;
+  private readonly listener: ConnectionListener;
+  private currentState: ChannelState = "initiated";
+  private socket: ChannelSocket | undefined;
+  private queue = new WriteQueue();
+  private owner: SocketOwner | undefined;
+  private host: HostServer | undefined;
+  private attempt: Attempt | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
+  /** Bumped on every new connecting phase and on close: stale async steps see it and stop. */
+  private generation = 0;
+  private isLive = false;
+  private eofSeen = false;
+  private closeSeen = false;
+  private userClosing = false;
+  private finalError: Error | undefined;
+  private lastError: Error | undefined;
+  private currentHostPid: number | undefined;
+
+  /**
+   * @param name - channel name; any non-empty string up to 1024 UTF-8 bytes
+   * @param listener - runs in the hosting process for every member connection
+   * @param options - `transport` is required when using core directly
+   */
+  constructor(name: string, listener: ConnectionListener, options: { transport: Transport }) {
+    this.name = name;
+    this.listener = listener;
+    this.transport = options.transport;
+  }
+
+  /** `"initiated"`, `"connecting"`, `"connected"` or `"closed"`. */
+  get state(): ChannelState {
+    return this.currentState;
+  }
+
+  /** True while the socket is connected to the host and usable. */
+  get connected(): boolean {
+    return this.currentState === "connected";
+  }
+
+  /** True while this process hosts the channel's server. */
+  get isHost(): boolean {
+    return this.host !== undefined;
+  }
+
+  /** The pid of the hosting process, as the host said in the handshake; undefined while not connected. */
+  get hostPid(): number | undefined {
+    return this.currentHostPid;
+  }
+
+  /**
+   * Connects to the channel, hosting it if nobody does. Returns a real `net.Socket` at once; writes
+   * made before it connects are queued and flushed in order. The socket emits `connect` each time
+   * it becomes usable, reconnects included. Calling `connect()` again while the socket is open
+   * returns the same socket.
+   *
+   * @param timeout - ms to wait for a connection (each time one is lost, too) before the socket
+   *   emits an `ETIMEDOUT` error and the channel closes; `0` waits forever. Default 5000.
+   * @example
+   * const socket = channel.connect(10000);
+   * socket.on("data", (chunk) => console.log(String(chunk)));
+   * socket.write("hello\n");
+   */
+  connect(timeout: number = DEFAULT_CONNECT_TIMEOUT_MS): net.Socket {
+    if (typeof timeout !== "number") throw invalidArgType("timeout", "of type number", timeout);
+    if (!Number.isFinite(timeout) || timeout < 0) throw outOfRange("timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout);
+    if (this.socket !== undefined && this.currentState !== "closed") return this.socket;
+    this.timeoutMs = timeout;
+    this.queue = new WriteQueue();
+    this.userClosing = false;
+    this.finalError = undefined;
+    this.lastError = undefined;
+    this.owner = this.makeOwner();
+    this.socket = new ChannelSocket(this.owner);
+    this.enterConnecting();
+    return this.socket;
+  }
+
+  /**
+   * Closes this process's membership: the socket closes and the channel does not reconnect. If
+   * this process hosts, its server keeps serving the other members. Same as `socket.destroy()`.
+   */
+  close(): void {
+    if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();
+    else this.currentState = "closed";
+  }
+
+  // ---- the election loop -------------------------------------------------------------------
+
+  private enterConnecting(): void {
+    this.currentState = "connecting";
+    this.isLive = false;
+    this.currentHostPid = undefined;
+    const generation = ++this.generation;
+    clearTimeout(this.connectTimer);
+    if (this.timeoutMs > 0) {
+      this.connectTimer = setTimeout(() => this.fail(this.timeoutError()), this.timeoutMs);
+    }
+    process.nextTick(() => void this.elect(generation));
+  }
+
+  /**
+   * Connect; if nobody answers, host (bind exclusively), then connect to ourselves. Retries at once
+   * when the OS already said what happened, backs off only after a failure that needs time.
+   */
+  private async elect(generation: number): Promise<void> {
+    let backoff = 0;
+    const current = (): boolean => generation === this.generation && this.currentState === "connecting";
+    while (current()) {
+      const err = await this.tryConnect();
+      if (!current() || err === undefined) return;
+      this.lastError = err;
+      if (isFatal(err)) return this.fail(this.wrapFatal(err));
+      if (this.isNoHost(err)) {
+        if (this.host !== undefined) this.dropHost("our server no longer answers at the address");
+        const outcome = await this.tryHost();
+        if (!current()) return;
+        if (outcome === "listening" || outcome === "taken") {
+          backoff = 0;
+          continue;
+        }
+        if (outcome instanceof Error) {
+          this.lastError = outcome;
+          if (isFatal(outcome)) return this.fail(this.wrapFatal(outcome));
+        }
+      }
+      backoff = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, backoff * 2));
+      const delay = backoff * (0.5 + Math.random() / 2);
+      debug("channel %j: retrying in %s ms after %s", this.name, delay.toFixed(1), describeError(this.lastError));
+      await sleep(delay);
+    }
+  }
+
+  private isNoHost(err: Error): boolean {
+    const code = errorCode(err);
+    return code !== undefined && (NO_HOST_CODES.has(code) || (this.transport.noHostCodes?.includes(code) ?? false));
+  }
+
+  /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */
+  private tryConnect(): Promise<Error | undefined> {
+    const socket = this.socket as ChannelSocket;
+    return new Promise((resolve) => {
+      this.attempt = { resolve, error: undefined, parser: undefined, timer: undefined };
+      this.eofSeen = false;
+      this.closeSeen = false;
+      let started: void | Promise<void>;
+      try {
+        started = this.transport.connect(this.name, socket);
+      } catch (err) {
+        this.settleAttempt(asError(err));
+        return;
+      }
+      if (started !== undefined && typeof started.then === "function") {
+        started.then(undefined, (err: unknown) => this.abortAttempt(asError(err)));
+      }
+    });
+  }
+
+  /** Binds the channel's address. "taken": another process won, connect to it at once. */
+  private async tryHost(): Promise<HostOutcome> {
+    for (let round = 0; round < 2; round++) {
+      const host = new HostServer(this.name, this.listener);
+      try {
+        await this.transport.listen(this.name, host.server);
+        this.host = host;
+        debug("channel %j: hosting (%s, server %s)", this.name, this.describeAddress(), host.id.toString("hex"));
+        return "listening";
+      } catch (err) {
+        if (errorCode(err) !== "EADDRINUSE") return asError(err);
+        if (this.transport.reclaim === undefined) return "taken";
+        try {
+          // Leftovers of a dead host? The transport removes them race-free; then bind again.
+          if (!(await this.transport.reclaim(this.name))) return "busy";
+        } catch (reclaimErr) {
+          return asError(reclaimErr);
+        }
+      }
+    }
+    return "taken";
+  }
+
+  private dropHost(reason: string): void {
+    debug("channel %j: no longer hosting: %s", this.name, reason);
+    this.host?.orphan();
+    this.host = undefined;
+  }
+
+  // ---- one connection ------------------------------------------------------------------------
+
+  private startHandshake(): void {
+    const attempt = this.attempt;
+    if (attempt === undefined) return;
+    attempt.parser = new ReplyParser();
+    attempt.timer = setTimeout(
+      () => this.abortAttempt(this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`)),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+    (this.socket as ChannelSocket).rawWrite(encodeHello(this.name));
+  }
+
+  private onHandshakeData(chunk: Buffer): boolean {
+    const attempt = this.attempt as Attempt;
+    const result = (attempt.parser as ReplyParser).feed(chunk);
+    if (result.state === "more") return true;
+    if (result.state === "invalid") {
+      this.abortAttempt(this.handshakeError(result.reason));
+      return false;
+    }
+    const reply = result.value;
+    if (reply.status !== HANDSHAKE.statusOk) {
+      const why = reply.status === HANDSHAKE.statusWrongChannel ? "the host serves another channel at this address" : "the host refused our protocol version";
+      this.abortAttempt(this.handshakeError(why));
+      return false;
+    }
+    this.goLive(reply);
+    return result.rest.length === 0 || (this.socket as ChannelSocket).rawPush(result.rest);
+  }
+
+  private goLive(reply: HandshakeReply): void {
+    const attempt = this.attempt as Attempt;
+    const socket = this.socket as ChannelSocket;
+    clearTimeout(attempt.timer);
+    clearTimeout(this.connectTimer);
+    this.attempt = undefined;
+    if (this.host !== undefined && !reply.serverId.equals(this.host.id)) {
+      this.dropHost(`connected to server ${reply.serverId.toString("hex")} of pid ${reply.hostPid}`);
+    }
+    this.currentHostPid = reply.hostPid;
+    this.isLive = true;
+    this.currentState = "connected";
+    debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.host ? " (ourselves)" : "");
+    if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
+    attempt.resolve(undefined);
+    socket.emitToUser("connect");
+    socket.emitToUser("ready");
+  }
+
+  private flushQueue(socket: ChannelSocket): void {
+    const ended = this.queue.ended;
+    socket.cork();
+    const ok = this.queue.flush((chunk, encoding, cb) => socket.rawWrite(chunk, encoding, cb));
+    if (ended) {
+      this.userClosing = true;
+      socket.rawEnd(this.endCallback);
+      this.endCallback = undefined;
+    }
+    socket.uncork();
+    if (ok && this.needDrain) process.nextTick(() => socket.emitToUser("drain"));
+    this.needDrain = false;
+  }
+
+  private needDrain = false;
+  private endCallback: (() => void) | undefined;
+
+  /** Ends an attempt that is under way: destroy the connection; `close` settles it. */
+  private abortAttempt(err: Error): void {
+    const attempt = this.attempt;
+    if (attempt === undefined) return;
+    attempt.error ??= err;
+    clearTimeout(attempt.timer);
+    attempt.parser = undefined;
+    const socket = this.socket as ChannelSocket;
+    if (socket.destroyed && this.closeSeen) this.settleAttempt(attempt.error);
+    else if (!socket.destroyed) this.destroyInternally(socket);
+  }
+
+  private settleAttempt(err: Error): void {
+    const attempt = this.attempt;
+    if (attempt === undefined) return;
+    this.attempt = undefined;
+    clearTimeout(attempt.timer);
+    attempt.resolve(attempt.error ?? err);
+  }
+
+  private internalDestroy = false;
+
+  private destroyInternally(socket: ChannelSocket): void {
+    this.internalDestroy = true;
+    try {
+      socket.destroy();
+    } finally {
+      this.internalDestroy = false;
+    }
+  }
+
+  private onConnectionLost(): void {
+    this.isLive = false;
+    debug("channel %j: lost the host (pid %s): %s", this.name, this.currentHostPid, describeError(this.lastError ?? "closed"));
+    this.enterConnecting();
+  }
+
+  // ---- closing -------------------------------------------------------------------------------
+
+  /** The user ended or destroyed the socket: closed, no reconnect. */
+  private closeByUser(): void {
+    if (this.currentState === "closed") return;
+    debug("channel %j: closed by the user", this.name);
+    this.markClosed();
+    const socket = this.socket as ChannelSocket;
+    this.queue.fail(this.closedError());
+    this.attempt?.resolve(this.closedError());
+    this.attempt = undefined;
+    socket.detach();
+    // Between attempts the socket is already closed: the user still gets the one `close` they expect.
+    if (socket.destroyed && this.closeSeen) process.nextTick(() => socket.emit("close", false));
+  }
+
+  /** Gives up (timeout or fatal error): the socket emits `err` then `close`, the channel is closed. */
+  private fail(err: Error): void {
+    if (this.currentState === "closed") return;
+    debug("channel %j: giving up: %s", this.name, err.message);
+    this.markClosed();
+    this.finalError = err;
+    this.queue.fail(err);
+    const socket = this.socket as ChannelSocket;
+    if (this.attempt !== undefined) {
+      this.attempt.resolve(err);
+      this.attempt = undefined;
+    }
+    if (!socket.destroyed) this.destroyInternally(socket);
+    else if (this.closeSeen) process.nextTick(() => this.emitFinal());
+  }
+
+  private emitFinal(): void {
+    const socket = this.socket as ChannelSocket;
+    const err = this.finalError;
+    if (err === undefined) return;
+    this.finalError = undefined;
+    socket.detach();
+    socket.emitToUser("error", err);
+    socket.emitToUser("close", true);
+  }
+
+  private markClosed(): void {
+    this.currentState = "closed";
+    this.generation++;
+    this.isLive = false;
+    this.currentHostPid = undefined;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+  }
+
+  // ---- the socket's hooks --------------------------------------------------------------------
+
+  private makeOwner(): SocketOwner {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const channel = this;
+    return {
+      get live() {
+        return channel.isLive;
+      },
+      get handshaking() {
+        return channel.attempt?.parser !== undefined;
+      },
+      onSocketEvent: (event, arg) => this.onSocketEvent(event, arg),
+      onPush: (chunk, encoding) => this.onPush(chunk, encoding),
+      queueWrite: (chunk, encoding, cb) => this.queueWrite(chunk, encoding, cb),
+      queueEnd: (cb) => {
+        this.queue.ended = true;
+        this.endCallback = cb;
+      },
+      onUserEnd: () => {
+        if (!this.eofSeen) this.userClosing = true;
+      },
+      onDestroy: (err) => {
+        // Node destroys the socket itself on connection errors (they carry a `syscall`) and after
+        // the peer's end of stream; anything else is the user closing the channel.
+        const internal = this.internalDestroy || this.eofSeen || (err !== undefined && "syscall" in err);
+        if (!internal) {
+          this.userClosing = true;
+          this.closeByUser();
+        }
+      },
+    };
+  }
+
+  private onSocketEvent(event: LifecycleEvent, arg: unknown): boolean {
+    if (this.userClosing) {
+      if (event === "close") this.closeByUser();
+      return true;
+    }
+    switch (event) {
+      case "connect":
+        this.startHandshake();
+        return false;
+      case "error":
+        this.lastError = arg as Error;
+        if (this.attempt !== undefined) this.attempt.error ??= arg as Error;
+        debug("channel %j: connection error (handled): %s", this.name, (arg as Error).message);
+        return false;
+      case "close":
+        this.closeSeen = true;
+        if (this.attempt !== undefined) this.settleAttempt(new Error("connection closed before the handshake"));
+        else if (this.isLive) this.onConnectionLost();
+        else if (this.finalError !== undefined) this.emitFinal();
+        return false;
+      default:
+        return false;
+    }
+  }
+
+  private onPush(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    const socket = this.socket as ChannelSocket;
+    if (chunk === null) {
+      this.eofSeen = true;
+      if (this.userClosing) return socket.rawPush(null);
+      if (this.attempt !== undefined) {
+        this.abortAttempt(this.handshakeError("the host closed the connection during the handshake"));
+      } else if (this.isLive) {
+        // The host is gone. Act now: 'end' would wait until the user has read every byte, and
+        // unread bytes stay in the readable buffer, in order, across the reconnect.
+        this.destroyInternally(socket);
+      }
+      return false;
+    }
+    if (this.attempt?.parser !== undefined) return this.onHandshakeData(chunk);
+    return socket.rawPush(chunk, encoding);
+  }
+
+  private queueWrite(chunk: string | Uint8Array, encoding: BufferEncoding | undefined, cb: WriteCallback | undefined): boolean {
+    if (this.currentState === "closed" || this.queue.ended) {
+      const err = this.closedError();
+      if (cb) process.nextTick(cb, err);
+      return false;
+    }
+    if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
+      throw invalidArgType("chunk", "of type string or an instance of Buffer or Uint8Array", chunk);
+    }
+    this.queue.push(chunk, encoding, cb);
+    const socket = this.socket as ChannelSocket;
+    const ok = this.queue.byteLength < socket.writableHighWaterMark;
+    if (!ok) this.needDrain = true;
+    return ok;
+  }
+
+  // ---- errors ----------------------------------------------------------------------------------
+
+  private describeAddress(): string {
+    return `${this.transport.name} ${this.transport.address?.(this.name) ?? ""}`.trim();
+  }
+
+  private timeoutError(): OpenChannelError {
+    const last = this.lastError === undefined ? "none" : describeError(this.lastError);
+    return new OpenChannelError(
+      "ETIMEDOUT",
+      `open-channel "${this.name}": no connection within ${this.timeoutMs} ms over ${this.describeAddress()} (last error: ${last}). ` +
+        "Check that the processes share the same transport and user, or pass a larger timeout to channel.connect(timeout).",
+      { channel: this.name, cause: this.lastError },
+    );
+  }
+
+  private handshakeError(reason: string): OpenChannelError {
+    return new OpenChannelError(
+      "ERR_OPEN_CHANNEL_HANDSHAKE",
+      `open-channel "${this.name}": handshake with the host failed: ${reason}. Is another program or another open-channel version using the address ${this.describeAddress()}?`,
+      { channel: this.name },
+    );
+  }
+
+  private closedError(): OpenChannelError {
+    return new OpenChannelError(
+      "ERR_OPEN_CHANNEL_CLOSED",
+      `open-channel "${this.name}": the channel was closed before this write could be sent. Call channel.connect() again to reopen it.`,
+      { channel: this.name },
+    );
+  }
+
+  private wrapFatal(err: Error): Error {
+    if (err instanceof OpenChannelError) return err;
+    const wrapped = new OpenChannelError(
+      "ERR_OPEN_CHANNEL_ADDRESS",
+      `open-channel "${this.name}": cannot use the address ${this.describeAddress()}: ${err.message}. Check the permissions of the channel's directory, or choose another transport.`,
+      { channel: this.name, cause: err },
+    );
+    (wrapped as { errno?: string }).errno = errorCode(err);
+    return wrapped;
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

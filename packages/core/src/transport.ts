@@ -1,0 +1,67 @@
+import type * as net from "node:net";
+
+/**
+ * How a channel reaches its host: the address scheme, the exclusive bind that elects the host, and
+ * the clean-up of what a dead host left behind. Core knows only this interface; the packages
+ * `@open-channel/transport-unix` (and others) implement it, and so can you.
+ *
+ * The contract:
+ * - `listen` binds `server` to the channel's address **exclusively** and resolves once it listens.
+ *   When the address is taken it rejects with an error whose `code` is `"EADDRINUSE"`: that is how
+ *   the election learns that someone else won. In a `cluster` worker it must bind with
+ *   `exclusive: true`, or Node would share one handle between all workers.
+ * - `connect` starts connecting `socket` (it calls `socket.connect(...)`); the outcome arrives as
+ *   the socket's `connect` or `error` event. An error with code `ENOENT` or `ECONNREFUSED` (or any
+ *   code listed in `noHostCodes`) means "no live host here", and the channel then tries to host.
+ *   `connect` may return a promise when it must look something up first.
+ * - `reclaim` (optional) is called when `listen` failed with `EADDRINUSE` although no host
+ *   answered: leftovers of a dead host. It must remove them only when it is sure they are dead and
+ *   only once when several processes reclaim at the same time. It resolves `true` when the address
+ *   may now be free, `false` when the caller should simply connect again.
+ *
+ * Errors with codes `EACCES`, `EPERM` or starting with `ERR_` from `listen`/`connect` are fatal:
+ * the channel closes with that error instead of retrying until its timeout.
+ *
+ * @example
+ * // A transport over Unix sockets at a fixed folder (what @open-channel/transport-unix does, minus
+ * // the safety checks and the stale-file reclaim):
+ * const myTransport = {
+ *   name: "my-unix",
+ *   listen: (channel, server) => new Promise((resolve, reject) => {
+ *     server.once("error", reject);
+ *     server.listen({ path: `/run/my-app/${channel}.sock`, exclusive: true }, () => {
+ *       server.off("error", reject);
+ *       resolve();
+ *     });
+ *   }),
+ *   connect: (channel, socket) => { socket.connect({ path: `/run/my-app/${channel}.sock` }); },
+ * };
+ * const channel = openChannel("jobs", onConnection, { transport: myTransport });
+ */
+export interface Transport {
+  /** Short name, shown in debug output and errors: `"unix"`, `"tcp"`, `"pipe"` or your own. */
+  readonly name: string;
+  /** Binds `server` to the channel's address exclusively; rejects with code `EADDRINUSE` when taken. */
+  listen(channel: string, server: net.Server): Promise<void>;
+  /** Starts connecting `socket` to the channel's address (calls `socket.connect`). */
+  connect(channel: string, socket: net.Socket): void | Promise<void>;
+  /** Removes a dead host's leftovers race-free; `true` when the address may now be free. */
+  reclaim?(channel: string): Promise<boolean>;
+  /** Human-readable address of the channel, for errors and debug output. */
+  address?(channel: string): string;
+  /** Extra connect error codes that mean "no live host" (besides `ENOENT` and `ECONNREFUSED`). */
+  readonly noHostCodes?: readonly string[];
+}
+
+/** Checks that `value` has the shape of a {@link Transport}. */
+export function isTransport(value: unknown): value is Transport {
+  if (typeof value !== "object" || value === null) return false;
+  const t = value as Record<string, unknown>;
+  return (
+    typeof t.name === "string" &&
+    typeof t.listen === "function" &&
+    typeof t.connect === "function" &&
+    (t.reclaim === undefined || typeof t.reclaim === "function") &&
+    (t.address === undefined || typeof t.address === "function")
+  );
+}

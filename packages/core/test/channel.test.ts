@@ -1,0 +1,230 @@
+import * as net from "node:net";
+import { openChannel, OpenChannelError, type ProcessChannel } from "@open-channel/core";
+import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
+
+const transport = testTransport();
+const opened: ProcessChannel[] = [];
+afterEach(() => {
+  for (const channel of opened.splice(0)) channel.close();
+});
+
+/** A host listener that collects what every member wrote. */
+function collector(): { listener: (socket: net.Socket) => void; text: () => string; sockets: net.Socket[] } {
+  let text = "";
+  const sockets: net.Socket[] = [];
+  return {
+    sockets,
+    text: () => text,
+    listener: (socket) => {
+      sockets.push(socket);
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => (text += chunk));
+    },
+  };
+}
+
+function open(name: string, listener: (socket: net.Socket) => void, t = transport): ProcessChannel {
+  const channel = openChannel(name, listener, { transport: t });
+  opened.push(channel);
+  return channel;
+}
+
+async function until(check: () => boolean, what: string, ms = 10000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("ProcessChannel state machine (in one process, custom test transport)", () => {
+  test("initiated -> connecting -> connected, hosting lazily on the first connect", async () => {
+    const host = collector();
+    const channel = open(uniqueName("states"), host.listener);
+    expect(channel.state).toBe("initiated");
+    expect(channel.connected).toBe(false);
+    expect(channel.isHost).toBe(false);
+    const socket = channel.connect();
+    expect(socket).toBeInstanceOf(net.Socket);
+    expect(channel.state).toBe("connecting");
+    await once(socket, "connect");
+    expect(channel.state).toBe("connected");
+    expect(channel.connected).toBe(true);
+    expect(channel.isHost).toBe(true);
+    expect(channel.hostPid).toBe(process.pid);
+  });
+
+  test("connect() while the socket is open returns the same socket", async () => {
+    const channel = open(uniqueName("same"), collector().listener);
+    const socket = channel.connect();
+    expect(channel.connect()).toBe(socket);
+    await once(socket, "connect");
+    expect(channel.connect()).toBe(socket);
+  });
+
+  test("writes made before connect arrive in order, with their callbacks, before later writes", async () => {
+    const host = collector();
+    const name = uniqueName("queue");
+    const channel = open(name, host.listener);
+    const socket = channel.connect();
+    const callbacks: string[] = [];
+    for (let i = 0; i < 50; i++) socket.write(`q${i};`, () => callbacks.push(`q${i}`));
+    socket.write(Buffer.from("buf;"), "utf8" as BufferEncoding);
+    socket.on("connect", () => socket.write("after;"));
+    await until(() => host.text().includes("after;"), "the host to receive everything");
+    const expected = Array.from({ length: 50 }, (_, i) => `q${i};`).join("") + "buf;after;";
+    expect(host.text()).toBe(expected);
+    await until(() => callbacks.length === 50, "callbacks");
+    expect(callbacks).toEqual(Array.from({ length: 50 }, (_, i) => `q${i}`));
+  });
+
+  test("a second channel object with the same name joins the first one's host", async () => {
+    const host = collector();
+    const name = uniqueName("join");
+    const first = open(name, host.listener);
+    await once(first.connect(), "connect");
+    const second = open(name, () => {
+      throw new Error("the second channel must not host");
+    });
+    const socket = second.connect();
+    socket.write("from second\n");
+    await once(socket, "connect");
+    expect(second.isHost).toBe(false);
+    expect(second.hostPid).toBe(process.pid);
+    await until(() => host.text() === "from second\n", "the host to receive the member's write");
+  });
+
+  test("bytes the host writes at once reach the member after the handshake, none lost", async () => {
+    const name = uniqueName("welcome");
+    const channel = open(name, (socket) => void socket.write("welcome!"));
+    const socket = channel.connect();
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    await until(() => received === "welcome!", "the welcome bytes");
+  });
+
+  test("socket.destroy() closes the channel: state closed, one close event, no reconnect", async () => {
+    const channel = open(uniqueName("destroy"), collector().listener);
+    const socket = channel.connect();
+    await once(socket, "connect");
+    const events: string[] = [];
+    socket.on("close", () => events.push("close"));
+    socket.on("connect", () => events.push("connect"));
+    socket.destroy();
+    expect(channel.state).toBe("closed");
+    await once(socket, "close");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual(["close"]);
+    expect(channel.state).toBe("closed");
+  });
+
+  test("channel.close() while connecting fails queued writes with ERR_OPEN_CHANNEL_CLOSED", async () => {
+    const channel = open(uniqueName("close-early"), collector().listener);
+    const socket = channel.connect();
+    const result = new Promise<Error | null | undefined>((resolve) => socket.write("never", resolve));
+    channel.close();
+    expect(channel.state).toBe("closed");
+    const err = await result;
+    expect(err).toBeInstanceOf(OpenChannelError);
+    expect((err as OpenChannelError).code).toBe("ERR_OPEN_CHANNEL_CLOSED");
+  });
+
+  test("the host keeps serving others after its own channel is closed", async () => {
+    const host = collector();
+    const name = uniqueName("keep-serving");
+    const hostChannel = open(name, host.listener);
+    await once(hostChannel.connect(), "connect");
+    const member = open(name, collector().listener);
+    const socket = member.connect();
+    await once(socket, "connect");
+    hostChannel.close();
+    expect(hostChannel.state).toBe("closed");
+    socket.write("still here");
+    await until(() => host.text() === "still here", "the host to keep serving");
+    expect(member.state).toBe("connected");
+  });
+
+  test("connect() after close opens the channel again with a new socket", async () => {
+    const channel = open(uniqueName("reopen"), collector().listener);
+    const first = channel.connect();
+    await once(first, "connect");
+    first.destroy();
+    const second = channel.connect();
+    expect(second).not.toBe(first);
+    await once(second, "connect");
+    expect(channel.state).toBe("connected");
+  });
+
+  test("no connection within the timeout: ETIMEDOUT naming the channel and the last error, then closed", async () => {
+    const name = uniqueName("timeout");
+    const channel = open(name, collector().listener, deadEndTransport());
+    const socket = channel.connect(300);
+    const written = new Promise<Error | null | undefined>((resolve) => socket.write("lost?", resolve));
+    const [err] = await Promise.all([once<OpenChannelError>(socket, "error"), once(socket, "close")]);
+    expect(err).toBeInstanceOf(OpenChannelError);
+    expect(err.code).toBe("ETIMEDOUT");
+    expect(err.message).toContain(`"${name}"`);
+    expect(err.message).toContain("300 ms");
+    expect(err.message).toMatch(/EADDRINUSE|ENOENT/);
+    expect(channel.state).toBe("closed");
+    expect(((await written) as OpenChannelError).code).toBe("ETIMEDOUT");
+  });
+
+  test("a stranger at the address is never taken for the host", async () => {
+    const t = testTransport();
+    const name = uniqueName("stranger");
+    const stranger = net.createServer((s) => s.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    await new Promise<void>((r) => stranger.listen(t.path(name), r));
+    try {
+      const channel = open(name, collector().listener, t);
+      const socket = channel.connect(500);
+      const connected = jest.fn();
+      socket.on("connect", connected);
+      const err = await once<OpenChannelError>(socket, "error");
+      expect(err.code).toBe("ETIMEDOUT");
+      expect(err.message).toContain("handshake");
+      expect(connected).not.toHaveBeenCalled();
+    } finally {
+      stranger.close();
+    }
+  });
+});
+
+describe("argument errors", () => {
+  const listener = (): void => undefined;
+  test("wrong types throw TypeError with ERR_INVALID_ARG_TYPE at once", () => {
+    for (const call of [
+      () => openChannel(42 as unknown as string, listener, { transport }),
+      () => openChannel("name", "nope" as unknown as () => void, { transport }),
+      () => openChannel("name", listener, "opts" as unknown as object),
+      () => openChannel("name", listener, { transport: { name: "x" } as never }),
+    ]) {
+      expect(call).toThrow(TypeError);
+      expect(call).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+    }
+    expect(() => open("n", listener).connect("1000" as unknown as number)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+  });
+
+  test("an empty name is ERR_INVALID_ARG_VALUE; a name over 1024 bytes ERR_OUT_OF_RANGE", () => {
+    expect(() => openChannel("", listener, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE" }));
+    expect(() => openChannel("é".repeat(513), listener, { transport })).toThrow(RangeError);
+  });
+
+  test("a non-finite or negative timeout throws RangeError ERR_OUT_OF_RANGE", () => {
+    const channel = open(uniqueName("range"), listener);
+    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => channel.connect(bad)).toThrow(RangeError);
+      expect(() => channel.connect(bad)).toThrow(expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }));
+    }
+    expect(channel.state).toBe("initiated");
+  });
+
+  test("core without a transport says so and names what to install", () => {
+    expect(() => openChannel("jobs", listener)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_NO_TRANSPORT" }));
+    expect(() => openChannel("jobs", listener)).toThrow(/transport-unix/);
+  });
+
+  test("openChannel(listener) uses the default name", () => {
+    expect(openChannel(listener, { transport }).name).toBe("open-channel");
+  });
+});

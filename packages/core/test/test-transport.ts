@@ -1,0 +1,51 @@
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Transport } from "@open-channel/core";
+
+/**
+ * A transport that exists only in the tests: plain Unix sockets in a temporary folder, no stale
+ * reclaim, no safety checks. That core works with it proves transport injection is real.
+ */
+export function testTransport(dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-core-"))): Transport & { dir: string; path(channel: string): string } {
+  const file = (channel: string): string => path.join(dir, `${Buffer.from(channel).toString("hex").slice(0, 60)}.sock`);
+  return {
+    name: "test-unix",
+    dir,
+    path: file,
+    address: file,
+    listen: (channel, server) =>
+      new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ path: file(channel), exclusive: true }, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      }),
+    connect: (channel, socket: net.Socket) => {
+      socket.connect({ path: file(channel) });
+    },
+  };
+}
+
+/** A transport under which nobody can ever host: connects find nothing, binds find the address taken. */
+export function deadEndTransport(): Transport {
+  return {
+    name: "dead-end",
+    address: () => "/nonexistent/dead-end.sock",
+    listen: () => Promise.reject(Object.assign(new Error("listen EADDRINUSE: address already in use"), { code: "EADDRINUSE" })),
+    connect: (_channel, socket) => {
+      socket.connect({ path: "/nonexistent/dead-end.sock" });
+    },
+  };
+}
+
+export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
+  return new Promise((resolve) => emitter.once(event, (value: T) => resolve(value)));
+}
+
+let counter = 0;
+export function uniqueName(label: string): string {
+  return `core-${label}-${process.pid}-${++counter}`;
+}

@@ -1,0 +1,57 @@
+/**
+ * `open-channel`: a self-hosting inter-process channel. Every process runs the same code; the first
+ * one that connects hosts the channel's server inside itself, and when it dies a survivor takes over.
+ *
+ * @example
+ * const openChannel = require("open-channel").default;
+ * const channel = openChannel("my-app", (socket) => {
+ *   // runs in whichever process hosts, once per member
+ *   socket.on("data", (chunk) => socket.write(chunk));
+ * });
+ * const socket = channel.connect(); // a real net.Socket; writes before it connects are queued
+ * socket.write("hello");
+ *
+ * @packageDocumentation
+ */
+import {
+  type ConnectionListener,
+  type OpenChannelOptions,
+  parseOpenChannelArgs,
+  ProcessChannel,
+} from "@open-channel/core";
+import { loadTransport, selectTransportName } from "./select-transport";
+
+export {
+  ProcessChannel,
+  OpenChannelError,
+  type ChannelState,
+  type ConnectionListener,
+  type OpenChannelOptions,
+  type Transport,
+} from "@open-channel/core";
+export { selectTransportName } from "./select-transport";
+
+/**
+ * Opens a channel (the original open-channel API). Nothing happens until `channel.connect()`.
+ * The transport is picked for the platform unless `options.transport` is given.
+ *
+ * @param name - channel name, default `"open-channel"`; processes with the same name share a channel
+ * @param listener - runs in the hosting process for every member connection
+ * @param options - `{ transport }` to bring your own transport
+ * @example
+ * const channel = openChannel("chat", (socket) => socket.pipe(socket));
+ * channel.connect().write("ping");
+ */
+export function openChannel(listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
+export function openChannel(name: string, listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
+export function openChannel(
+  nameOrListener: string | ConnectionListener,
+  listener?: ConnectionListener | OpenChannelOptions,
+  options?: OpenChannelOptions,
+): ProcessChannel {
+  const args = parseOpenChannelArgs(nameOrListener, listener, options);
+  const transport = args.options.transport ?? loadTransport(selectTransportName(), args.name);
+  return new ProcessChannel(args.name, args.listener, { transport });
+}
+
+export default openChannel;

@@ -1,0 +1,45 @@
+import { createHash } from "node:crypto";
+import * as os from "node:os";
+import * as path from "node:path";
+
+/**
+ * Longest socket path the OS takes, in bytes, without the terminating NUL: `sun_path` is 108
+ * bytes on Linux and 104 on macOS and the BSDs.
+ */
+export function maxSocketPathBytes(platform: NodeJS.Platform = process.platform): number {
+  return platform === "linux" ? 107 : 103;
+}
+
+/**
+ * The per-user private directory for socket files: `$XDG_RUNTIME_DIR/open-channel` when that is
+ * set (it is already private to the user), else `<os.tmpdir()>/open-channel-<uid>`.
+ */
+export function defaultSocketDir(): string {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  if (runtime !== undefined && runtime !== "" && path.isAbsolute(runtime)) return path.join(runtime, "open-channel");
+  const uid = typeof process.getuid === "function" ? process.getuid() : 0;
+  return path.join(os.tmpdir(), `open-channel-${uid}`);
+}
+
+const SAFE = /^[A-Za-z0-9_.-]$/;
+
+/**
+ * The socket file name for a channel, safe for any string: letters, digits, `_`, `-` and `.` stay,
+ * every other byte becomes `%XX`, behind a `c.` prefix (so no name is `.`, `..` or hidden, and no
+ * name contains a `/`). When the path would not fit in `sun_path`, the name is a hash instead, with
+ * an `h.` prefix, so the two kinds never collide.
+ *
+ * @example
+ * socketFileName("my app", "/run/user/1000/open-channel") // "c.my%20app.sock"
+ */
+export function socketFileName(channel: string, dir: string, platform: NodeJS.Platform = process.platform): string {
+  let encoded = "";
+  for (const ch of channel) {
+    if (SAFE.test(ch)) encoded += ch;
+    else for (const byte of Buffer.from(ch, "utf8")) encoded += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  const readable = `c.${encoded}.sock`;
+  if (Buffer.byteLength(path.join(dir, readable)) <= maxSocketPathBytes(platform)) return readable;
+  const digest = createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32);
+  return `h.${digest}.sock`;
+}
