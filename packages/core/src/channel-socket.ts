@@ -81,6 +81,15 @@ export class ChannelSocket extends net.Socket {
     return super.push(chunk, encoding);
   }
 
+  /**
+   * @internal Makes sure the new connection is being read. A read requested before the first
+   * connection is deferred by net.Socket to its own `connect` listener, and the raw `connect` is
+   * hidden until the handshake is done; without this the handshake reply would never be read.
+   */
+  startReading(): void {
+    this._read(this.readableHighWaterMark);
+  }
+
   /** @internal Emits to the user's listeners past the lifecycle filter. */
   emitToUser(event: string, ...args: unknown[]): boolean {
     return super.emit(event, ...args);

@@ -49,6 +49,7 @@ export class HostServer {
       socket.destroy();
       return;
     }
+    debug("channel %j: accepted a connection", this.channel);
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
     const parser = new HelloParser();

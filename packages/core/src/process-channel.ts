@@ -1,4 +1,5 @@
-import * as net from "node:net";
+import { EventEmitter } from "node:events";
+import type * as net from "node:net";
 import { ChannelSocket, type LifecycleEvent, type SocketOwner, type WriteCallback } from "./channel-socket";
 import { debug } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
@@ -54,12 +55,16 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * any --socket.destroy() / channel.close()--> closed (no reconnect)
  * ```
  *
+ * Events: `"state"` `(state, previous)` on every change of {@link ProcessChannel.state}, e.g.
+ * `"connected" -> "connecting"` when the host is lost and a failover begins.
+ *
  * @example
  * const channel = new ProcessChannel("jobs", (socket) => socket.pipe(socket), { transport: unixTransport() });
+ * channel.on("state", (state, previous) => console.log(`${previous} -> ${state}`));
  * const socket = channel.connect();
  * socket.write("queued until connected");
  */
-export class ProcessChannel {
+export class ProcessChannel extends EventEmitter {
   /** The channel's name: processes that use the same name (and transport) share one channel. */
   readonly name: string;
   /** The transport this channel uses. */
@@ -89,6 +94,7 @@ export class ProcessChannel {
    * @param options - `transport` is required when using core directly
    */
   constructor(name: string, listener: ConnectionListener, options: { transport: Transport }) {
+    super();
     this.name = name;
     this.listener = listener;
     this.transport = options.transport;
@@ -148,16 +154,16 @@ export class ProcessChannel {
    */
   close(): void {
     if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();
-    else this.currentState = "closed";
+    else this.setState("closed");
   }
 
   // ---- the election loop -------------------------------------------------------------------
 
   private enterConnecting(): void {
-    this.currentState = "connecting";
     this.isLive = false;
     this.currentHostPid = undefined;
     const generation = ++this.generation;
+    this.setState("connecting");
     clearTimeout(this.connectTimer);
     if (this.timeoutMs > 0) {
       this.connectTimer = setTimeout(() => this.fail(this.timeoutError()), this.timeoutMs);
@@ -257,11 +263,14 @@ export class ProcessChannel {
     const attempt = this.attempt;
     if (attempt === undefined) return;
     attempt.parser = new ReplyParser();
+    debug("channel %j: connected to the address, sending hello", this.name);
     attempt.timer = setTimeout(
       () => this.abortAttempt(this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`)),
       HANDSHAKE_TIMEOUT_MS,
     );
-    (this.socket as ChannelSocket).rawWrite(encodeHello(this.name));
+    const socket = this.socket as ChannelSocket;
+    socket.startReading();
+    socket.rawWrite(encodeHello(this.name));
   }
 
   private onHandshakeData(chunk: Buffer): boolean {
@@ -293,7 +302,7 @@ export class ProcessChannel {
     }
     this.currentHostPid = reply.hostPid;
     this.isLive = true;
-    this.currentState = "connected";
+    this.setState("connected");
     debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.host ? " (ourselves)" : "");
     if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
     attempt.resolve(undefined);
@@ -398,12 +407,19 @@ export class ProcessChannel {
   }
 
   private markClosed(): void {
-    this.currentState = "closed";
     this.generation++;
     this.isLive = false;
     this.currentHostPid = undefined;
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
+    this.setState("closed");
+  }
+
+  private setState(next: ChannelState): void {
+    const previous = this.currentState;
+    if (previous === next) return;
+    this.currentState = next;
+    this.emit("state", next, previous);
   }
 
   // ---- the socket's hooks --------------------------------------------------------------------

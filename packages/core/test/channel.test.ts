@@ -94,6 +94,24 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await until(() => host.text() === "from second\n", "the host to receive the member's write");
   });
 
+  test("a member reading from the start gets the handshake reply on its first connection", async () => {
+    // Regression: net.Socket defers a read requested before connecting to its own raw 'connect'
+    // listener, which the channel hides; the reply was then never read and the member waited out
+    // the handshake timeout. The channel's timeout is below that handshake timeout.
+    const name = uniqueName("reads-early");
+    const first = open(name, (socket) => void socket.write("hi"));
+    await once(first.connect(), "connect");
+    const second = open(name, collector().listener);
+    const socket = second.connect(2000);
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    const errors: Error[] = [];
+    socket.on("error", (err) => errors.push(err));
+    await until(() => received === "hi" || errors.length > 0, "the host's bytes or an error");
+    expect(errors).toEqual([]);
+    expect(received).toBe("hi");
+  });
+
   test("bytes the host writes at once reach the member after the handshake, none lost", async () => {
     const name = uniqueName("welcome");
     const channel = open(name, (socket) => void socket.write("welcome!"));

@@ -1,0 +1,139 @@
+import { type ChildProcess, fork } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { unixTransport } from "@open-channel/transport-unix";
+import { Group, type Report, uniqueChannel } from "./helpers/group";
+
+let group: Group;
+beforeEach(() => {
+  group = new Group();
+});
+afterEach(() => group.stop());
+
+const hostsAmong = (connects: Report[]): number[] => connects.filter((c) => c.isHost).map((c) => c.pid);
+
+/** Lines the host reported receiving from `pid` on `channel`, in arrival order. */
+function receivedFrom(pid: number, channel: string, since = 0): string[] {
+  return group.reports
+    .slice(since)
+    .filter((r) => r.type === "received" && r.channel === channel && r.line?.startsWith(`${pid} `))
+    .map((r) => r.line as string);
+}
+
+async function checkOneHostAndTraffic(pids: number[], channel: string): Promise<number> {
+  const { hostPid, connects } = await group.agreement(pids, channel);
+  expect(hostsAmong(connects)).toEqual([hostPid]);
+  // Every member's writes made before it connected reach the host, in order.
+  await group.waitFor(() => pids.every((pid) => receivedFrom(pid, channel).length >= 3), "pre-connect writes at the host");
+  for (const pid of pids) expect(receivedFrom(pid, channel)).toEqual([`${pid} pre 1`, `${pid} pre 2`, `${pid} pre 3`]);
+  // ...and every member hears the host: its welcome and the echo of its own line.
+  await group.waitFor(
+    () => pids.every((pid) => group.reports.some((r) => r.pid === pid && r.type === "data" && r.line === `echo ${pid} pre 3`)),
+    "echoes at the members",
+  );
+  for (const pid of pids) {
+    const first = group.reports.find((r) => r.pid === pid && r.type === "data");
+    expect(first?.line).toBe(`welcome ${hostPid}`);
+  }
+  return hostPid;
+}
+
+async function killHostAndCheckTakeover(channel: string, oldHost: number): Promise<number> {
+  const since = group.reports.length;
+  group.kill(oldHost);
+  const survivors = group.alive();
+  // Every survivor writes a line as soon as it sees the loss (fixtures/member.js): queued, it must
+  // reach the new host.
+  const { hostPid, connects } = await group.agreement(survivors, channel, since);
+  expect(hostPid).not.toBe(oldHost);
+  expect(hostsAmong(connects)).toEqual([hostPid]);
+  await group.waitFor(
+    () => survivors.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} during-failover`)),
+    "writes made during the failover at the new host",
+  );
+  expect(group.reports.slice(since).filter((r) => r.type === "error")).toEqual([]);
+  return hostPid;
+}
+
+describe("open-channel across processes (Unix sockets)", () => {
+  test("child_process.fork: exactly one host, every member talks to it, pre-connect writes in order", async () => {
+    const channel = uniqueChannel("fork");
+    const pids = await group.fork(4, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    await checkOneHostAndTraffic(pids, channel);
+  });
+
+  test("cluster (4 workers): exactly one host, every worker talks to it, pre-connect writes in order", async () => {
+    const channel = uniqueChannel("cluster");
+    const pids = await group.cluster(4, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    await checkOneHostAndTraffic(pids, channel);
+  });
+
+  test("fork: a SIGKILLed host is replaced by exactly one survivor, again and again", async () => {
+    const channel = uniqueChannel("fork-kill");
+    const pids = await group.fork(5, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    let host = await checkOneHostAndTraffic(pids, channel);
+    for (let round = 0; round < 3; round++) host = await killHostAndCheckTakeover(channel, host);
+  });
+
+  test("cluster: a SIGKILLed host worker is replaced by exactly one surviving worker, again and again", async () => {
+    const channel = uniqueChannel("cluster-kill");
+    const pids = await group.cluster(5, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    let host = await checkOneHostAndTraffic(pids, channel);
+    for (let round = 0; round < 3; round++) host = await killHostAndCheckTakeover(channel, host);
+  });
+
+  test("socket.destroy() closes that member's channel; the host keeps serving the others", async () => {
+    const channel = uniqueChannel("destroy");
+    const pids = await group.fork(3, { OC_CHANNEL: channel });
+    const { hostPid } = await group.agreement(pids, channel);
+    const since = group.reports.length;
+    group.send(hostPid, { cmd: "destroy", channel });
+    await group.waitFor(() => group.reports.slice(since).some((r) => r.pid === hostPid && r.type === "close"), "the host member's close");
+    expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
+    const others = pids.filter((p) => p !== hostPid);
+    for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-destroy\n` });
+    await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-destroy`)), "the host to keep serving");
+    // Nobody re-elected: the host's own member closed, not its server.
+    expect(group.reports.slice(since).filter((r) => r.type === "connect")).toEqual([]);
+  });
+});
+
+describe("stale socket files (a SIGKILLed host's leftovers)", () => {
+  const transport = unixTransport();
+
+  async function leaveStaleFile(channel: string): Promise<string> {
+    const file = transport.socketPath(channel);
+    const child: ChildProcess = fork(path.join(__dirname, "fixtures", "stale-socket.js"), [file], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    await new Promise<void>((resolve) => child.once("message", () => resolve()));
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    expect(fs.lstatSync(file).isSocket()).toBe(true);
+    return file;
+  }
+
+  test("a stale socket file is reclaimed by the next process", async () => {
+    const channel = uniqueChannel("stale");
+    const file = await leaveStaleFile(channel);
+    const [pid] = await group.fork(1, { OC_CHANNEL: channel });
+    const { hostPid } = await group.agreement([pid], channel);
+    expect(hostPid).toBe(pid);
+    expect(fs.lstatSync(file).isSocket()).toBe(true);
+  });
+
+  test("8 processes racing over one stale file yield exactly one host, 20 rounds out of 20", async () => {
+    const pids = await group.fork(8);
+    for (let round = 0; round < 20; round++) {
+      const channel = uniqueChannel(`race${round}`);
+      await leaveStaleFile(channel);
+      for (const pid of pids) group.send(pid, { cmd: "open", channel });
+      const { hostPid, connects } = await group.agreement(pids, channel);
+      expect(hostsAmong(connects)).toEqual([hostPid]);
+      // Every member's connect names the same host from the first connect on: nobody ever
+      // reached a second host in this round.
+      const allConnects = group.reports.filter((r) => r.type === "connect" && r.channel === channel);
+      expect(new Set(allConnects.map((c) => c.hostPid))).toEqual(new Set([hostPid]));
+      for (const pid of pids) group.send(pid, { cmd: "destroy", channel });
+    }
+  });
+});
