@@ -1,0 +1,79 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import openChannelDefault, { openChannel, OpenChannelError, ProcessChannel } from "open-channel";
+import { unixTransport } from "@open-channel/transport-unix";
+import { uniqueChannel } from "./helpers/group";
+
+const ROOT = path.join(__dirname, "..", "..", "..");
+const opened: ProcessChannel[] = [];
+afterEach(() => {
+  for (const channel of opened.splice(0)) channel.close();
+});
+
+describe("the open-channel package (umbrella)", () => {
+  test("exports default and openChannel (the same function) and ProcessChannel", () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cjs = require("open-channel");
+    expect(typeof cjs.default).toBe("function");
+    expect(cjs.default).toBe(cjs.openChannel);
+    expect(openChannelDefault).toBe(openChannel);
+    expect(typeof ProcessChannel).toBe("function");
+  });
+
+  test("ESM: import openChannel, { openChannel, ProcessChannel } from 'open-channel' works", () => {
+    const code = [
+      'import openChannel, { openChannel as named, ProcessChannel } from "open-channel";',
+      'const channel = openChannel("esm-check", () => {});',
+      'console.log(JSON.stringify({ same: openChannel === named, isChannel: channel instanceof ProcessChannel, name: channel.name, state: channel.state }));',
+    ].join("\n");
+    const out = spawnSync(process.execPath, ["--input-type=module", "-e", code], { cwd: ROOT, encoding: "utf8" });
+    expect(out.stderr).toBe("");
+    expect(JSON.parse(out.stdout)).toEqual({ same: true, isChannel: true, name: "esm-check", state: "initiated" });
+  });
+
+  test("connect() returns a real net.Socket at once, connects over Unix sockets, and delivers queued writes in order", async () => {
+    let received = "";
+    const channel = openChannel(uniqueChannel("api"), (socket) => {
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => (received += chunk));
+    });
+    opened.push(channel);
+    expect(channel.transport.name).toBe("unix");
+    const socket = channel.connect();
+    expect(socket).toBeInstanceOf(net.Socket);
+    for (let i = 0; i < 20; i++) socket.write(`${i},`);
+    await new Promise((resolve) => socket.once("connect", resolve));
+    expect(channel.state).toBe("connected");
+    const deadline = Date.now() + 10000;
+    while (received.length < 50 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(received).toBe(Array.from({ length: 20 }, (_, i) => `${i},`).join(""));
+  });
+
+  test("OPEN_CHANNEL_TRANSPORT naming an unknown transport is an error with a code", () => {
+    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
+    process.env.OPEN_CHANNEL_TRANSPORT = "carrier-pigeon";
+    try {
+      expect(() => openChannel("x", () => undefined)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_NO_TRANSPORT" }));
+      expect(() => openChannel("x", () => undefined)).toThrow(/carrier-pigeon/);
+    } finally {
+      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
+      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
+    }
+  });
+
+  test("an unsafe socket directory closes the channel at once with a coded error naming the channel", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-unsafe-"));
+    fs.chmodSync(dir, 0o777);
+    const name = uniqueChannel("unsafe");
+    const channel = openChannel(name, () => undefined, { transport: unixTransport({ dir }) });
+    opened.push(channel);
+    const socket = channel.connect(0);
+    const err = await new Promise<OpenChannelError>((resolve) => socket.once("error", resolve));
+    expect(err.code).toBe("ERR_OPEN_CHANNEL_UNSAFE_DIR");
+    expect(err.message).toContain(`"${name}"`);
+    expect(channel.state).toBe("closed");
+  });
+});

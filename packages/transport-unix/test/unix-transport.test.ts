@@ -1,0 +1,150 @@
+import { fork } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  ensurePrivateDir,
+  maxSocketPathBytes,
+  probe,
+  reclaimStaleSocket,
+  socketFileName,
+  unixTransport,
+} from "@open-channel/transport-unix";
+
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "oc-unix-"));
+
+describe("socket file names", () => {
+  const dir = "/run/user/1000/open-channel";
+
+  test("any string maps to one plain file name inside the directory", () => {
+    const names = ["jobs", "../../etc/passwd", "a/b\\c", ".", "..", "", "ünï cödé ✓", "x\0y", "%41", "A"];
+    const files = names.map((n) => socketFileName(n, dir));
+    for (const file of files) {
+      expect(file).not.toContain("/");
+      expect(file).not.toContain("\0");
+      expect(path.join(dir, file).startsWith(`${dir}/`)).toBe(true);
+      expect(path.dirname(path.join(dir, file))).toBe(dir);
+      expect(file.startsWith("c.") || file.startsWith("h.")).toBe(true);
+    }
+    expect(new Set(files).size).toBe(names.length);
+  });
+
+  test("readable names stay readable", () => {
+    expect(socketFileName("my-app_1.0", dir)).toBe("c.my-app_1.0.sock");
+    expect(socketFileName("my app", dir)).toBe("c.my%20app.sock");
+    expect(socketFileName("%20", dir)).toBe("c.%2520.sock");
+  });
+
+  test("names too long for sun_path are hashed, distinct, and fit on Linux and macOS", () => {
+    for (const platform of ["linux", "darwin"] as const) {
+      const a = socketFileName("x".repeat(200), dir, platform);
+      const b = socketFileName("x".repeat(201), dir, platform);
+      expect(a).toMatch(/^h\.[0-9a-f]{32}\.sock$/);
+      expect(a).not.toBe(b);
+      expect(Buffer.byteLength(path.join(dir, a))).toBeLessThanOrEqual(maxSocketPathBytes(platform));
+    }
+    expect(maxSocketPathBytes("linux")).toBe(107);
+    expect(maxSocketPathBytes("darwin")).toBe(103);
+  });
+});
+
+describe("the private directory", () => {
+  test("is created with mode 0700", () => {
+    const dir = path.join(tmp(), "sockets");
+    ensurePrivateDir(dir, "jobs");
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
+  test("a directory others can enter is refused with ERR_OPEN_CHANNEL_UNSAFE_DIR", () => {
+    const dir = tmp();
+    fs.chmodSync(dir, 0o755);
+    expect(() => ensurePrivateDir(dir, "jobs")).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_UNSAFE_DIR" }));
+    expect(() => ensurePrivateDir(dir, "jobs")).toThrow(/"jobs"/);
+  });
+
+  test("a symlink in place of the directory is refused", () => {
+    const base = tmp();
+    const real = path.join(base, "real");
+    fs.mkdirSync(real, { mode: 0o700 });
+    const link = path.join(base, "link");
+    fs.symlinkSync(real, link);
+    expect(() => ensurePrivateDir(link, "jobs")).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_UNSAFE_DIR" }));
+  });
+});
+
+describe("stale socket reclaim", () => {
+  async function staleSocket(file: string): Promise<void> {
+    const child = fork(path.join(__dirname, "..", "..", "open-channel", "test", "fixtures", "stale-socket.js"), [file], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    await new Promise((resolve) => child.once("message", resolve));
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  test("a dead host's file is probed as refused and removed", async () => {
+    const file = path.join(tmp(), "dead.sock");
+    await staleSocket(file);
+    expect(await probe(file)).toBe("refused");
+    expect(await reclaimStaleSocket(file)).toBe(true);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(await probe(file)).toBe("gone");
+  });
+
+  test("a live host's file is never removed", async () => {
+    const file = path.join(tmp(), "live.sock");
+    const server = net.createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => server.listen(file, resolve));
+    try {
+      expect(await probe(file)).toBe("live");
+      expect(await reclaimStaleSocket(file)).toBe(false);
+      expect(fs.lstatSync(file).isSocket()).toBe(true);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("a file that is not a socket is never removed", async () => {
+    const file = path.join(tmp(), "plain.sock");
+    fs.writeFileSync(file, "data");
+    await expect(reclaimStaleSocket(file)).rejects.toThrow(/not a socket/);
+    expect(fs.readFileSync(file, "utf8")).toBe("data");
+  });
+
+  test("many reclaimers of one stale file at once: at least one reports it free, and it is gone", async () => {
+    const file = path.join(tmp(), "many.sock");
+    await staleSocket(file);
+    const results = await Promise.all(Array.from({ length: 8 }, () => reclaimStaleSocket(file)));
+    expect(results).toContain(true);
+    expect(fs.existsSync(file)).toBe(false);
+  });
+});
+
+describe("unixTransport()", () => {
+  test("listen is exclusive: a second bind gets EADDRINUSE", async () => {
+    const transport = unixTransport({ dir: path.join(tmp(), "s") });
+    const a = net.createServer();
+    const b = net.createServer();
+    await transport.listen("excl", a);
+    try {
+      await expect(transport.listen("excl", b)).rejects.toMatchObject({ code: "EADDRINUSE" });
+    } finally {
+      a.close();
+    }
+  });
+
+  test("uses $XDG_RUNTIME_DIR/open-channel when set, else a per-uid folder in the temp dir", () => {
+    const saved = process.env.XDG_RUNTIME_DIR;
+    try {
+      process.env.XDG_RUNTIME_DIR = "/run/user/4242";
+      expect(unixTransport().dir).toBe("/run/user/4242/open-channel");
+      delete process.env.XDG_RUNTIME_DIR;
+      expect(unixTransport().dir).toBe(path.join(os.tmpdir(), `open-channel-${process.getuid?.() ?? 0}`));
+    } finally {
+      if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+      else process.env.XDG_RUNTIME_DIR = saved;
+    }
+  });
+});

@@ -1,0 +1,15 @@
+"use strict";
+// A member of the chaos run: joins the channel, reports every (re)connect and every error to the
+// orchestrator over IPC, and keeps writing so the host always has traffic.
+const openChannel = require("open-channel").default;
+
+const name = process.env.CHAOS_CHANNEL;
+const channel = openChannel(name, (socket) => {
+  socket.on("data", () => undefined);
+});
+const socket = channel.connect(Number(process.env.CHAOS_TIMEOUT || 10000));
+const report = (msg) => process.connected && process.send({ pid: process.pid, at: performance.timeOrigin + performance.now(), ...msg });
+socket.on("connect", () => report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost }));
+socket.on("error", (err) => report({ type: "error", code: err.code, message: err.message }));
+socket.on("data", () => undefined);
+setInterval(() => socket.write(`${process.pid} tick\n`), 20);

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+"use strict";
+/**
+ * Chaos run: N members on one channel, the host SIGKILLed again and again, a newcomer joining
+ * after each failover. Measures the time from each kill to the moment every survivor is
+ * reconnected to one and the same new host, and counts split brain, user-visible errors and
+ * members that never came back. Prints one JSON summary.
+ *
+ *   npm run chaos -- [--members 6] [--kills 20] [--transport unix]
+ *
+ * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
+ */
+const { fork } = require("node:child_process");
+const path = require("node:path");
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+const MEMBERS = Number(option("members", 6));
+const KILLS = Number(option("kills", 20));
+const TRANSPORT = option("transport", process.env.OPEN_CHANNEL_TRANSPORT || "");
+const GIVE_UP_MS = 10000;
+const channel = `chaos-${process.pid}-${Date.now().toString(36)}`;
+
+const reports = [];
+const children = new Map();
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function spawn() {
+  const env = { ...process.env, CHAOS_CHANNEL: channel };
+  if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
+  const child = fork(path.join(__dirname, "chaos-member.js"), [], { env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  child.on("message", (m) => reports.push(m));
+  children.set(child.pid, child);
+  return child.pid;
+}
+
+/** Latest connect of each pid after `since` (ms), once all agree on one host among them. */
+async function agreement(pids, since) {
+  const deadline = now() + GIVE_UP_MS;
+  while (now() < deadline) {
+    const latest = new Map();
+    for (const r of reports) if (r.type === "connect" && r.at >= since && pids.includes(r.pid)) latest.set(r.pid, r);
+    if (latest.size === pids.length) {
+      const hosts = new Set([...latest.values()].map((r) => r.hostPid));
+      const host = [...hosts][0];
+      if (hosts.size === 1 && pids.includes(host)) return { host, latest };
+    }
+    await sleep(2);
+  }
+  return undefined;
+}
+
+async function firstConnect(pid) {
+  const deadline = now() + GIVE_UP_MS;
+  while (now() < deadline) {
+    const r = reports.find((x) => x.pid === pid && x.type === "connect");
+    if (r) return r;
+    await sleep(2);
+  }
+  return undefined;
+}
+
+(async () => {
+  for (let i = 0; i < MEMBERS; i++) spawn();
+  const first = await agreement([...children.keys()], 0);
+  if (!first) throw new Error("the members never agreed on a first host");
+  let host = first.host;
+  const times = [];
+  let splitBrain = 0;
+  let neverBack = 0;
+  for (let k = 0; k < KILLS; k++) {
+    const survivors = [...children.keys()].filter((p) => p !== host);
+    const t0 = now();
+    children.get(host).kill("SIGKILL");
+    children.delete(host);
+    const result = await agreement(survivors, t0);
+    if (!result) {
+      neverBack += survivors.filter((p) => !reports.some((r) => r.pid === p && r.type === "connect" && r.at >= t0)).length;
+      break;
+    }
+    times.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - t0);
+    // Split brain: any member that, after the kill, connected to another host than the elected one,
+    // or more than one member saying it hosts.
+    const after = reports.filter((r) => r.type === "connect" && r.at >= t0);
+    if (after.some((r) => r.hostPid !== result.host)) splitBrain++;
+    if ([...result.latest.values()].filter((r) => r.isHost).length !== 1) splitBrain++;
+    host = result.host;
+    // A newcomer joins after each failover and must find the same host.
+    const newcomer = spawn();
+    const joined = await firstConnect(newcomer);
+    if (!joined) neverBack++;
+    else if (joined.hostPid !== host) splitBrain++;
+    await sleep(20);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const pct = (p) => (sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1)) : null);
+  const summary = {
+    transport: TRANSPORT || "auto",
+    members: MEMBERS,
+    kills: times.length,
+    failover_ms: { median: pct(0.5), p90: pct(0.9), max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null, all: times.map((t) => Number(t.toFixed(1))) },
+    split_brain: splitBrain,
+    user_errors: reports.filter((r) => r.type === "error").length,
+    never_back: neverBack,
+  };
+  console.log(JSON.stringify(summary));
+  for (const child of children.values()) child.kill("SIGKILL");
+  process.exit(summary.split_brain || summary.user_errors || summary.never_back ? 1 : 0);
+})().catch((err) => {
+  console.error(err);
+  for (const child of children.values()) child.kill("SIGKILL");
+  process.exit(2);
+});
