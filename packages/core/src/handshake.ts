@@ -1,26 +1,41 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+
 /**
  * The few bytes at the start of every connection, before the socket reaches the user.
  *
- * hello (member -> host):  "OCHN" | version u8 | kind u8 | name length u16be | name (UTF-8)
- * reply (host -> member):  "OCHN" | version u8 | status u8 | host pid u32be | server id (8 bytes)
+ * ```
+ * hello (member -> host):  "OCHN" | version u8 | kind u8 | flags u8 | 0 u8 | name length u16be | name (UTF-8)
+ *                          [+ member nonce (16 bytes) when flags has PROOF]
+ * reply (host -> member):  "OCHN" | version u8 | status u8 | flags u8 | 0 u8 | host pid u32be | server id (8 bytes)
+ *                          [+ host nonce (16 bytes) + host proof (32 bytes) when flags has PROOF]
+ * proof (member -> host):  member proof (32 bytes), only when flags has PROOF
+ * ```
  *
  * It lets a member tell our host from a stranger listening on the address, lets the host refuse a
  * member of another channel (hashed names can collide), lets versions evolve, and tells every
  * member which process hosts and which server instance it reached.
+ *
+ * With a per-user secret (transports any local user can reach: TCP, named pipes), both sides prove
+ * they know it without ever sending it: the host proves first, with an HMAC over both nonces, so a
+ * squatter learns nothing; then the member proves, and only then does the host hand the
+ * connection to the user's listener.
  */
-
-/** Wire constants of the handshake. */
 export const HANDSHAKE = {
   magic: Buffer.from("OCHN", "latin1"),
   version: 1,
   /** hello kinds */
   kindJoin: 1,
+  /** flags */
+  flagProof: 1,
   /** reply statuses */
   statusOk: 0,
   statusWrongChannel: 1,
   statusUnsupported: 2,
-  helloHeaderLength: 8,
-  replyLength: 18,
+  statusProofRequired: 3,
+  helloHeaderLength: 10,
+  replyLength: 20,
+  nonceLength: 16,
+  proofLength: 32,
   /** Longest channel name, in UTF-8 bytes. */
   maxNameBytes: 1024,
 } as const;
@@ -28,38 +43,72 @@ export const HANDSHAKE = {
 /** What the host answered. */
 export interface HandshakeReply {
   status: number;
+  flags: number;
   hostPid: number;
   serverId: Buffer;
+  /** With PROOF: the host's nonce and its proof. */
+  hostNonce?: Buffer;
+  hostProof?: Buffer;
 }
 
 /** A parsed hello. */
 export interface Hello {
   version: number;
   kind: number;
+  flags: number;
   name: string;
+  /** With PROOF: the member's nonce. */
+  memberNonce?: Buffer;
 }
 
-/** Encodes the member's hello for channel `name`. */
-export function encodeHello(name: string): Buffer {
+/** A fresh random nonce. */
+export function newNonce(): Buffer {
+  return randomBytes(HANDSHAKE.nonceLength);
+}
+
+/** Encodes the member's hello for channel `name`; with a nonce, it asks for the proof exchange. */
+export function encodeHello(name: string, memberNonce?: Buffer): Buffer {
   const nameBytes = Buffer.from(name, "utf8");
-  const out = Buffer.allocUnsafe(HANDSHAKE.helloHeaderLength + nameBytes.length);
+  const extra = memberNonce === undefined ? 0 : HANDSHAKE.nonceLength;
+  const out = Buffer.alloc(HANDSHAKE.helloHeaderLength + nameBytes.length + extra);
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
   out[5] = HANDSHAKE.kindJoin;
-  out.writeUInt16BE(nameBytes.length, 6);
+  out[6] = memberNonce === undefined ? 0 : HANDSHAKE.flagProof;
+  out.writeUInt16BE(nameBytes.length, 8);
   nameBytes.copy(out, HANDSHAKE.helloHeaderLength);
+  memberNonce?.copy(out, HANDSHAKE.helloHeaderLength + nameBytes.length);
   return out;
 }
 
-/** Encodes the host's reply. */
-export function encodeReply(status: number, hostPid: number, serverId: Buffer): Buffer {
-  const out = Buffer.alloc(HANDSHAKE.replyLength);
+/** Encodes the host's reply; with `proof`, the host nonce and host proof follow. */
+export function encodeReply(status: number, hostPid: number, serverId: Buffer, proof?: { hostNonce: Buffer; hostProof: Buffer }): Buffer {
+  const out = Buffer.alloc(HANDSHAKE.replyLength + (proof === undefined ? 0 : HANDSHAKE.nonceLength + HANDSHAKE.proofLength));
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
   out[5] = status;
-  out.writeUInt32BE(hostPid >>> 0, 6);
-  serverId.copy(out, 10, 0, 8);
+  out[6] = proof === undefined ? 0 : HANDSHAKE.flagProof;
+  out.writeUInt32BE(hostPid >>> 0, 8);
+  serverId.copy(out, 12, 0, 8);
+  if (proof !== undefined) {
+    proof.hostNonce.copy(out, HANDSHAKE.replyLength);
+    proof.hostProof.copy(out, HANDSHAKE.replyLength + HANDSHAKE.nonceLength);
+  }
   return out;
+}
+
+/** HMAC-SHA256 proof of knowing `secret`, bound to the role, the channel and both nonces. */
+export function computeProof(secret: Buffer, role: "host" | "member", channel: string, memberNonce: Buffer, hostNonce: Buffer): Buffer {
+  return createHmac("sha256", secret)
+    .update(`open-channel ${role} proof v1\0${channel}\0`)
+    .update(memberNonce)
+    .update(hostNonce)
+    .digest();
+}
+
+/** Constant-time comparison of two proofs. */
+export function proofsEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Outcome of feeding bytes to a parser: need more, done (with what followed), or invalid. */
@@ -78,6 +127,7 @@ abstract class Parser<T> {
   /** Feeds a chunk; returns the outcome so far. */
   feed(chunk: Buffer): ParseResult<T> {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (!this.checkMagic) return this.parse(this.buffered);
     const magicBytes = Math.min(this.buffered.length, 4);
     if (!this.buffered.subarray(0, magicBytes).equals(HANDSHAKE.magic.subarray(0, magicBytes))) {
       return { state: "invalid", reason: "bad magic (not an open-channel peer)" };
@@ -85,6 +135,7 @@ abstract class Parser<T> {
     return this.parse(this.buffered);
   }
 
+  protected readonly checkMagic: boolean = true;
   protected abstract parse(buf: Buffer): ParseResult<T>;
 }
 
@@ -94,14 +145,18 @@ export class HelloParser extends Parser<Hello> {
     if (buf.length < HANDSHAKE.helloHeaderLength) return { state: "more" };
     const version = buf[4];
     const kind = buf[5];
-    const nameLength = buf.readUInt16BE(6);
+    const flags = buf[6];
+    const nameLength = buf.readUInt16BE(8);
     if (nameLength === 0 || nameLength > HANDSHAKE.maxNameBytes) {
       return { state: "invalid", reason: `name length ${nameLength} out of range` };
     }
-    const end = HANDSHAKE.helloHeaderLength + nameLength;
+    const nameEnd = HANDSHAKE.helloHeaderLength + nameLength;
+    const end = nameEnd + ((flags & HANDSHAKE.flagProof) !== 0 ? HANDSHAKE.nonceLength : 0);
     if (buf.length < end) return { state: "more" };
-    const name = buf.toString("utf8", HANDSHAKE.helloHeaderLength, end);
-    return { state: "done", value: { version, kind, name }, rest: buf.subarray(end) };
+    const name = buf.toString("utf8", HANDSHAKE.helloHeaderLength, nameEnd);
+    const hello: Hello = { version, kind, flags, name };
+    if (end > nameEnd) hello.memberNonce = Buffer.from(buf.subarray(nameEnd, end));
+    return { state: "done", value: hello, rest: buf.subarray(end) };
   }
 }
 
@@ -112,7 +167,24 @@ export class ReplyParser extends Parser<HandshakeReply> {
     if (buf[4] !== HANDSHAKE.version) {
       return { state: "invalid", reason: `host speaks protocol version ${buf[4]}, this process ${HANDSHAKE.version}` };
     }
-    const reply = { status: buf[5], hostPid: buf.readUInt32BE(6), serverId: Buffer.from(buf.subarray(10, 18)) };
-    return { state: "done", value: reply, rest: buf.subarray(HANDSHAKE.replyLength) };
+    const flags = buf[6];
+    const withProof = (flags & HANDSHAKE.flagProof) !== 0;
+    const end = HANDSHAKE.replyLength + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0);
+    if (buf.length < end) return { state: "more" };
+    const reply: HandshakeReply = { status: buf[5], flags, hostPid: buf.readUInt32BE(8), serverId: Buffer.from(buf.subarray(12, 20)) };
+    if (withProof) {
+      reply.hostNonce = Buffer.from(buf.subarray(HANDSHAKE.replyLength, HANDSHAKE.replyLength + HANDSHAKE.nonceLength));
+      reply.hostProof = Buffer.from(buf.subarray(HANDSHAKE.replyLength + HANDSHAKE.nonceLength, end));
+    }
+    return { state: "done", value: reply, rest: buf.subarray(end) };
+  }
+}
+
+/** Reads the member's proof (host side): exactly 32 bytes. */
+export class ProofParser extends Parser<Buffer> {
+  protected override readonly checkMagic = false;
+  protected parse(buf: Buffer): ParseResult<Buffer> {
+    if (buf.length < HANDSHAKE.proofLength) return { state: "more" };
+    return { state: "done", value: Buffer.from(buf.subarray(0, HANDSHAKE.proofLength)), rest: buf.subarray(HANDSHAKE.proofLength) };
   }
 }

@@ -14,6 +14,24 @@ export {
   type OpenChannelErrorCode,
   errorCode,
 } from "./errors";
-export { HANDSHAKE, encodeHello, encodeReply, HelloParser, ReplyParser, type Hello, type HandshakeReply, type ParseResult } from "./handshake";
-export { debug } from "./debug";
+export {
+  HANDSHAKE,
+  encodeHello,
+  encodeReply,
+  computeProof,
+  proofsEqual,
+  newNonce,
+  HelloParser,
+  ReplyParser,
+  ProofParser,
+  type Hello,
+  type HandshakeReply,
+  type ParseResult,
+} from "./handshake";
+export { debug, debugEnabled } from "./debug";
+// Helpers for transport authors.
+export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
+export { readOrCreateSecret } from "./secret";
+export { tryLock, type Lock } from "./lock";
+export { probeChannel, type ProbeVerdict } from "./probe";
 export { openChannel as default } from "./open-channel";

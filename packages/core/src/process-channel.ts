@@ -3,7 +3,7 @@ import type * as net from "node:net";
 import { ChannelSocket, type LifecycleEvent, type SocketOwner, type WriteCallback } from "./channel-socket";
 import { debug } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
-import { encodeHello, HANDSHAKE, type HandshakeReply, ReplyParser } from "./handshake";
+import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import { HostServer } from "./host";
 import type { Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
@@ -37,9 +37,17 @@ interface Attempt {
   error: Error | undefined;
   parser: ReplyParser | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Set when the transport has a secret: the proof exchange runs. */
+  memberNonce: Buffer | undefined;
 }
 
 type HostOutcome = "listening" | "taken" | "busy" | Error;
+
+const REFUSALS: Record<number, string> = {
+  [HANDSHAKE.statusWrongChannel]: "the host serves another channel at this address",
+  [HANDSHAKE.statusUnsupported]: "the host refused our protocol version",
+  [HANDSHAKE.statusProofRequired]: "the host requires the per-user proof: are all processes using the same transport?",
+};
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,6 +95,7 @@ export class ProcessChannel extends EventEmitter {
   private finalError: Error | undefined;
   private lastError: Error | undefined;
   private currentHostPid: number | undefined;
+  private secret: Buffer | undefined;
 
   /**
    * @param name - channel name; any non-empty string up to 1024 UTF-8 bytes
@@ -183,11 +192,14 @@ export class ProcessChannel extends EventEmitter {
       if (!current() || err === undefined) return;
       this.lastError = err;
       if (isFatal(err)) return this.fail(this.wrapFatal(err));
-      if (this.isNoHost(err)) {
-        if (this.host !== undefined) this.dropHost("our server no longer answers at the address");
+      const stranger = (err as { stranger?: boolean }).stranger === true;
+      if (this.isNoHost(err) || stranger) {
+        if (this.host !== undefined && !stranger) this.dropHost("our server no longer answers at the address");
         const outcome = await this.tryHost();
         if (!current()) return;
-        if (outcome === "listening" || outcome === "taken") {
+        // Bound, or someone else just bound: connect at once. (After a stranger, "taken" only
+        // means the stranger is still there: wait before asking again.)
+        if (outcome === "listening" || (outcome === "taken" && !stranger)) {
           backoff = 0;
           continue;
         }
@@ -212,7 +224,7 @@ export class ProcessChannel extends EventEmitter {
   private tryConnect(): Promise<Error | undefined> {
     const socket = this.socket as ChannelSocket;
     return new Promise((resolve) => {
-      this.attempt = { resolve, error: undefined, parser: undefined, timer: undefined };
+      this.attempt = { resolve, error: undefined, parser: undefined, timer: undefined, memberNonce: undefined };
       this.eofSeen = false;
       this.closeSeen = false;
       let started: void | Promise<void>;
@@ -231,7 +243,14 @@ export class ProcessChannel extends EventEmitter {
   /** Binds the channel's address. "taken": another process won, connect to it at once. */
   private async tryHost(): Promise<HostOutcome> {
     for (let round = 0; round < 2; round++) {
-      const host = new HostServer(this.name, this.listener);
+      if (this.secret === undefined && this.transport.secret !== undefined) {
+        try {
+          this.secret = this.transport.secret(this.name);
+        } catch (err) {
+          return asError(err);
+        }
+      }
+      const host = new HostServer(this.name, this.listener, this.secret);
       try {
         await this.transport.listen(this.name, host.server);
         this.host = host;
@@ -270,7 +289,16 @@ export class ProcessChannel extends EventEmitter {
     );
     const socket = this.socket as ChannelSocket;
     socket.startReading();
-    socket.rawWrite(encodeHello(this.name));
+    if (this.secret === undefined && this.transport.secret !== undefined) {
+      try {
+        this.secret = this.transport.secret(this.name);
+      } catch (err) {
+        this.abortAttempt(asError(err));
+        return;
+      }
+    }
+    attempt.memberNonce = this.secret === undefined ? undefined : newNonce();
+    socket.rawWrite(encodeHello(this.name, attempt.memberNonce));
   }
 
   private onHandshakeData(chunk: Buffer): boolean {
@@ -278,14 +306,23 @@ export class ProcessChannel extends EventEmitter {
     const result = (attempt.parser as ReplyParser).feed(chunk);
     if (result.state === "more") return true;
     if (result.state === "invalid") {
-      this.abortAttempt(this.handshakeError(result.reason));
+      this.abortAttempt(this.handshakeError(result.reason, true));
       return false;
     }
     const reply = result.value;
     if (reply.status !== HANDSHAKE.statusOk) {
-      const why = reply.status === HANDSHAKE.statusWrongChannel ? "the host serves another channel at this address" : "the host refused our protocol version";
-      this.abortAttempt(this.handshakeError(why));
+      this.abortAttempt(this.handshakeError(REFUSALS[reply.status] ?? `the host refused us (status ${reply.status})`));
       return false;
+    }
+    if (attempt.memberNonce !== undefined) {
+      // The host proves first; a squatter on our address cannot, and learns nothing from us.
+      const secret = this.secret as Buffer;
+      const expected = computeProof(secret, "host", this.name, attempt.memberNonce, reply.hostNonce ?? Buffer.alloc(0));
+      if (reply.hostProof === undefined || reply.hostNonce === undefined || !proofsEqual(reply.hostProof, expected)) {
+        this.abortAttempt(this.handshakeError("the peer could not prove it is our host (a stranger, or another user)", true));
+        return false;
+      }
+      (this.socket as ChannelSocket).rawWrite(computeProof(secret, "member", this.name, attempt.memberNonce, reply.hostNonce));
     }
     this.goLive(reply);
     return result.rest.length === 0 || (this.socket as ChannelSocket).rawPush(result.rest);
@@ -531,12 +568,15 @@ export class ProcessChannel extends EventEmitter {
     );
   }
 
-  private handshakeError(reason: string): OpenChannelError {
-    return new OpenChannelError(
+  private handshakeError(reason: string, stranger = false): OpenChannelError {
+    const err = new OpenChannelError(
       "ERR_OPEN_CHANNEL_HANDSHAKE",
       `open-channel "${this.name}": handshake with the host failed: ${reason}. Is another program or another open-channel version using the address ${this.describeAddress()}?`,
       { channel: this.name },
     );
+    // A stranger at the address means there is no host of ours there: the election may reclaim it.
+    if (stranger) (err as { stranger?: boolean }).stranger = true;
+    return err;
   }
 
   private closedError(): OpenChannelError {

@@ -51,6 +51,13 @@ export interface Transport {
   address?(channel: string): string;
   /** Extra connect error codes that mean "no live host" (besides `ENOENT` and `ECONNREFUSED`). */
   readonly noHostCodes?: readonly string[];
+  /**
+   * The per-user secret of the channel, for transports any local user can reach (TCP, named
+   * pipes). When present, every connection runs a challenge-response proof both ways (HMAC over
+   * fresh nonces; the secret itself never travels), and a connection that fails it is closed before
+   * the user's listener sees it. Called once per channel; may read or create a 0600 file.
+   */
+  secret?(channel: string): Buffer;
 }
 
 /** Checks that `value` has the shape of a {@link Transport}. */

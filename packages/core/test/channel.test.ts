@@ -191,7 +191,10 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
   test("a stranger at the address is never taken for the host", async () => {
     const t = testTransport();
     const name = uniqueName("stranger");
-    const stranger = net.createServer((s) => s.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    const stranger = net.createServer((s) => {
+      s.on("error", () => undefined);
+      s.end("HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
     await new Promise<void>((r) => stranger.listen(t.path(name), r));
     try {
       const channel = open(name, collector().listener, t);

@@ -1,4 +1,4 @@
-import { encodeHello, encodeReply, HANDSHAKE, HelloParser, ReplyParser } from "@open-channel/core";
+import { computeProof, encodeHello, encodeReply, HANDSHAKE, HelloParser, newNonce, proofsEqual, ReplyParser } from "@open-channel/core";
 import { randomBytes } from "node:crypto";
 
 describe("handshake", () => {
@@ -12,7 +12,7 @@ describe("handshake", () => {
       const result = first.state === "done" ? first : parser.feed(wire.subarray(cut));
       expect(result.state).toBe("done");
       if (result.state !== "done") return;
-      expect(result.value).toEqual({ version: HANDSHAKE.version, kind: HANDSHAKE.kindJoin, name: "ünïcode channel ✓" });
+      expect(result.value).toEqual({ version: HANDSHAKE.version, kind: HANDSHAKE.kindJoin, flags: 0, name: "ünïcode channel ✓" });
       expect(Buffer.concat([result.rest, first.state === "done" ? wire.subarray(cut) : Buffer.alloc(0)]).toString()).toBe("user bytes");
     }
   });
@@ -20,7 +20,30 @@ describe("handshake", () => {
   test("a reply carries status, host pid and server id", () => {
     const id = randomBytes(8);
     const result = new ReplyParser().feed(Buffer.concat([encodeReply(HANDSHAKE.statusOk, 4242, id), Buffer.from("x")]));
-    expect(result).toEqual({ state: "done", value: { status: 0, hostPid: 4242, serverId: id }, rest: Buffer.from("x") });
+    expect(result).toEqual({ state: "done", value: { status: 0, flags: 0, hostPid: 4242, serverId: id }, rest: Buffer.from("x") });
+  });
+
+  test("with a secret, a hello carries a nonce and the reply a nonce and the host's proof", () => {
+    const memberNonce = newNonce();
+    const hello = new HelloParser().feed(encodeHello("jobs", memberNonce));
+    expect(hello).toMatchObject({ state: "done", value: { name: "jobs", flags: HANDSHAKE.flagProof, memberNonce } });
+    const hostNonce = newNonce();
+    const secret = randomBytes(32);
+    const hostProof = computeProof(secret, "host", "jobs", memberNonce, hostNonce);
+    const reply = new ReplyParser().feed(encodeReply(0, 1, randomBytes(8), { hostNonce, hostProof }));
+    expect(reply).toMatchObject({ state: "done", value: { hostNonce, hostProof } });
+  });
+
+  test("proofs depend on the secret, the role, the channel and both nonces", () => {
+    const [a, b] = [newNonce(), newNonce()];
+    const secret = randomBytes(32);
+    const base = computeProof(secret, "host", "jobs", a, b);
+    expect(proofsEqual(base, computeProof(secret, "host", "jobs", a, b))).toBe(true);
+    expect(proofsEqual(base, computeProof(randomBytes(32), "host", "jobs", a, b))).toBe(false);
+    expect(proofsEqual(base, computeProof(secret, "member", "jobs", a, b))).toBe(false);
+    expect(proofsEqual(base, computeProof(secret, "host", "jobs2", a, b))).toBe(false);
+    expect(proofsEqual(base, computeProof(secret, "host", "jobs", b, a))).toBe(false);
+    expect(proofsEqual(base, base.subarray(0, 16))).toBe(false);
   });
 
   test("a stranger's bytes are rejected at the first wrong byte", () => {
@@ -30,10 +53,10 @@ describe("handshake", () => {
 
   test("a name length of zero or above the limit is invalid", () => {
     const zero = encodeHello("x");
-    zero.writeUInt16BE(0, 6);
+    zero.writeUInt16BE(0, 8);
     expect(new HelloParser().feed(zero)).toMatchObject({ state: "invalid" });
     const huge = encodeHello("x");
-    huge.writeUInt16BE(HANDSHAKE.maxNameBytes + 1, 6);
+    huge.writeUInt16BE(HANDSHAKE.maxNameBytes + 1, 8);
     expect(new HelloParser().feed(huge)).toMatchObject({ state: "invalid" });
   });
 

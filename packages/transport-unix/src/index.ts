@@ -5,13 +5,12 @@
  */
 import type * as net from "node:net";
 import * as path from "node:path";
-import type { Transport } from "@open-channel/core";
-import { ensurePrivateDir } from "./private-dir";
+import { ensurePrivateDir, type Transport } from "@open-channel/core";
 import { reclaimStaleSocket } from "./reclaim";
 import { defaultSocketDir, socketFileName } from "./socket-path";
 
 export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
-export { ensurePrivateDir } from "./private-dir";
+export { ensurePrivateDir } from "@open-channel/core";
 export { probe, reclaimStaleSocket, type ProbeResult } from "./reclaim";
 
 /** Options of {@link unixTransport}. */
@@ -32,7 +31,6 @@ export class UnixTransport implements Transport {
   readonly name = "unix";
   /** The socket directory. */
   readonly dir: string;
-  private dirChecked = false;
   private readonly paths = new Map<string, string>();
 
   constructor(options: UnixTransportOptions = {}) {
@@ -58,10 +56,7 @@ export class UnixTransport implements Transport {
   }
 
   listen(channel: string, server: net.Server): Promise<void> {
-    if (!this.dirChecked) {
-      ensurePrivateDir(this.dir, channel);
-      this.dirChecked = true;
-    }
+    ensurePrivateDir(this.dir, channel);
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       server.once("error", onError);

@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { debug } from "@open-channel/core";
+import { debug, tryLock } from "@open-channel/core";
 
 /** What a probe connect found at a socket path. */
 export type ProbeResult = "live" | "refused" | "gone";
@@ -31,61 +30,6 @@ export function probe(socketPath: string): Promise<ProbeResult> {
   });
 }
 
-/** A held lock; `release()` gives it back. */
-interface Lock {
-  release(): void;
-}
-
-/**
- * An exclusive lock around the check-and-unlink of one socket path. On Linux it is a listening
- * socket in the abstract namespace: exclusive like any bind, and the kernel drops it the instant
- * its holder dies, so a SIGKILLed reclaimer can never leave a stale lock. Elsewhere it is a lock
- * file with the holder's pid, broken when that pid is dead.
- */
-async function tryLock(socketPath: string): Promise<Lock | undefined> {
-  if (process.platform === "linux") {
-    const uid = typeof process.getuid === "function" ? process.getuid() : 0;
-    const digest = createHash("sha256").update(socketPath).digest("hex").slice(0, 32);
-    const server = net.createServer((s) => s.destroy());
-    server.unref();
-    return new Promise((resolve) => {
-      server.once("error", () => resolve(undefined));
-      server.listen({ path: `\0open-channel-lock-${uid}-${digest}`, exclusive: true }, () => {
-        resolve({ release: () => server.close() });
-      });
-    });
-  }
-  const lockPath = `${socketPath}.lock`;
-  try {
-    const fd = fs.openSync(lockPath, "wx", 0o600);
-    fs.writeSync(fd, String(process.pid));
-    fs.closeSync(fd);
-    return { release: () => fs.rmSync(lockPath, { force: true }) };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    breakLockIfDead(lockPath);
-    return undefined;
-  }
-}
-
-function breakLockIfDead(lockPath: string): void {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(lockPath, "utf8"));
-  } catch {
-    return;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") {
-      debug("breaking the reclaim lock %s of dead pid %d", lockPath, pid);
-      fs.rmSync(lockPath, { force: true });
-    }
-  }
-}
-
 /**
  * Removes a dead host's socket file, race-free: probe, lock, check the file is still the same one
  * (same inode) and still refuses connections, and only then unlink it. A socket file whose listener
@@ -110,7 +54,7 @@ export async function reclaimStaleSocket(socketPath: string): Promise<boolean> {
     throw err;
   }
   if ((await probe(socketPath)) !== "refused") return false;
-  const lock = await tryLock(socketPath);
+  const lock = await tryLock(`${socketPath}.lock`);
   if (lock === undefined) return false;
   try {
     let now: fs.Stats;

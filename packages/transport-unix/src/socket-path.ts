@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import * as os from "node:os";
 import * as path from "node:path";
+import { defaultPrivateDir } from "@open-channel/core";
 
 /**
  * Longest socket path the OS takes, in bytes, without the terminating NUL: `sun_path` is 108
@@ -15,10 +15,7 @@ export function maxSocketPathBytes(platform: NodeJS.Platform = process.platform)
  * set (it is already private to the user), else `<os.tmpdir()>/open-channel-<uid>`.
  */
 export function defaultSocketDir(): string {
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  if (runtime !== undefined && runtime !== "" && path.isAbsolute(runtime)) return path.join(runtime, "open-channel");
-  const uid = typeof process.getuid === "function" ? process.getuid() : 0;
-  return path.join(os.tmpdir(), `open-channel-${uid}`);
+  return defaultPrivateDir();
 }
 
 const SAFE = /^[A-Za-z0-9_.-]$/;

@@ -1,0 +1,58 @@
+import * as net from "node:net";
+import { errorCode } from "./errors";
+import { computeProof, encodeHello, newNonce, proofsEqual, ReplyParser } from "./handshake";
+import type { Transport } from "./transport";
+
+/** What {@link probeChannel} found at a channel's address. */
+export type ProbeVerdict = "live" | "refused" | "stranger" | "unknown";
+
+/**
+ * Connects to the channel's address through `transport` and runs the first half of the handshake
+ * (with the host's proof when the transport has a secret), then hangs up.
+ * - `live`: our host answered (and proved itself);
+ * - `refused`: nobody listens (`ENOENT`, `ECONNREFUSED` or the transport's `noHostCodes`);
+ * - `stranger`: something answered that is not our host (wrong bytes or a failed proof);
+ * - `unknown`: anything else, a timeout included. Never remove anything on `unknown`.
+ *
+ * For transports whose `reclaim` must tell a dead host's leftovers from a live host.
+ */
+export function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
+  const secret = transport.secret?.(channel);
+  return new Promise((resolve) => {
+    const socket = new net.Socket();
+    const parser = new ReplyParser();
+    const memberNonce = secret === undefined ? undefined : newNonce();
+    let settled = false;
+    const done = (verdict: ProbeVerdict): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(verdict);
+    };
+    const timer = setTimeout(() => done("unknown"), timeoutMs);
+    socket.on("error", (err) => {
+      const code = errorCode(err);
+      const noHost = code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && transport.noHostCodes?.includes(code));
+      done(noHost ? "refused" : "unknown");
+    });
+    socket.on("close", () => done("unknown"));
+    socket.on("connect", () => socket.write(encodeHello(channel, memberNonce)));
+    socket.on("data", (chunk: Buffer) => {
+      const result = parser.feed(chunk);
+      if (result.state === "more") return;
+      if (result.state === "invalid") return done("stranger");
+      const reply = result.value;
+      if (secret === undefined || memberNonce === undefined) return done("live");
+      if (reply.hostNonce === undefined || reply.hostProof === undefined) return done("stranger");
+      const expected = computeProof(secret, "host", channel, memberNonce, reply.hostNonce);
+      done(proofsEqual(reply.hostProof, expected) ? "live" : "stranger");
+    });
+    try {
+      const started = transport.connect(channel, socket);
+      if (started !== undefined) started.then(undefined, (err: unknown) => socket.emit("error", err));
+    } catch (err) {
+      socket.emit("error", err);
+    }
+  });
+}
