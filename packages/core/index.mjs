@@ -17,5 +17,17 @@ export const {
   HelloParser,
   ReplyParser,
   debug,
+  debugEnabled,
+  computeProof,
+  proofsEqual,
+  newNonce,
+  ProofParser,
+  defaultPrivateDir,
+  ensurePrivateDir,
+  readOrCreateSecret,
+  tryLock,
+  probeChannel,
+  transportComplianceCases,
+  leaveStaleHost,
 } = core;
 export default core.openChannel;

@@ -34,4 +34,11 @@ export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
 export { readOrCreateSecret } from "./secret";
 export { tryLock, type Lock } from "./lock";
 export { probeChannel, type ProbeVerdict } from "./probe";
+export {
+  transportComplianceCases,
+  leaveStaleHost,
+  type ComplianceCase,
+  type ComplianceOptions,
+  type TransportModule,
+} from "./compliance";
 export { openChannel as default } from "./open-channel";

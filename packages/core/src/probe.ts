@@ -1,6 +1,6 @@
 import * as net from "node:net";
 import { errorCode } from "./errors";
-import { computeProof, encodeHello, newNonce, proofsEqual, ReplyParser } from "./handshake";
+import { computeProof, encodeHello, HANDSHAKE, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import type { Transport } from "./transport";
 
 /** What {@link probeChannel} found at a channel's address. */
@@ -43,6 +43,7 @@ export function probeChannel(transport: Transport, channel: string, timeoutMs = 
       if (result.state === "more") return;
       if (result.state === "invalid") return done("stranger");
       const reply = result.value;
+      if (reply.status !== HANDSHAKE.statusOk) return done("stranger");
       if (secret === undefined || memberNonce === undefined) return done("live");
       if (reply.hostNonce === undefined || reply.hostProof === undefined) return done("stranger");
       const expected = computeProof(secret, "host", channel, memberNonce, reply.hostNonce);

@@ -311,7 +311,9 @@ export class ProcessChannel extends EventEmitter {
     }
     const reply = result.value;
     if (reply.status !== HANDSHAKE.statusOk) {
-      this.abortAttempt(this.handshakeError(REFUSALS[reply.status] ?? `the host refused us (status ${reply.status})`));
+      // A host of another channel at our address (a reused TCP port) is a stranger to us.
+      const stranger = reply.status === HANDSHAKE.statusWrongChannel;
+      this.abortAttempt(this.handshakeError(REFUSALS[reply.status] ?? `the host refused us (status ${reply.status})`, stranger));
       return false;
     }
     if (attempt.memberNonce !== undefined) {

@@ -1,0 +1,116 @@
+/**
+ * `@open-channel/transport-pipe`: open-channel over Windows named pipes.
+ *
+ * @packageDocumentation
+ */
+import { createHash } from "node:crypto";
+import type * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { defaultPrivateDir, ensurePrivateDir, readOrCreateSecret, type Transport } from "@open-channel/core";
+
+/** Options of {@link pipeTransport}. */
+export interface PipeTransportOptions {
+  /** Directory of the per-user secret. Default: `<os.tmpdir()>/open-channel` (per user on Windows). */
+  dir?: string;
+  /** User part of the pipe name. Default: the OS user name. */
+  user?: string;
+}
+
+const SAFE = /^[A-Za-z0-9_.-]$/;
+/** Windows allows pipe names up to 256 characters after `\\.\pipe\`; keep well inside. */
+const MAX_NAME_CHARS = 200;
+
+function escape(text: string): string {
+  let out = "";
+  for (const ch of text) {
+    if (SAFE.test(ch)) out += ch;
+    else for (const byte of Buffer.from(ch, "utf8")) out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * The pipe path of a channel: `\\?\pipe\open-channel\<user>\c.<escaped name>`, or
+ * `...\h.<sha256 prefix>` when too long. Safe for any channel name: backslashes and every other
+ * special character are escaped, so a name can never reach another user's or program's pipe.
+ *
+ * @example
+ * pipeName("jobs", "alice") // "\\\\?\\pipe\\open-channel\\alice\\c.jobs"
+ */
+export function pipeName(channel: string, user: string): string {
+  const prefix = `\\\\?\\pipe\\open-channel\\${escape(user)}\\`;
+  const readable = `c.${escape(channel)}`;
+  if (prefix.length + readable.length <= MAX_NAME_CHARS) return prefix + readable;
+  return `${prefix}h.${createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32)}`;
+}
+
+function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USERNAME ?? process.env.USER ?? "user";
+  }
+}
+
+/**
+ * Windows named pipes. libuv creates a pipe server with FILE_FLAG_FIRST_PIPE_INSTANCE, so a second
+ * server on the same name gets `EADDRINUSE`: the election is the bind, as on Unix. A pipe vanishes
+ * with its server process, so there is nothing stale to reclaim. Pipes are reachable by other
+ * local users (read access by default), so every connection runs the per-user proof.
+ *
+ * A `cluster` worker cannot host a named-pipe server on Windows: the `open-channel` package uses
+ * the TCP transport in cluster workers.
+ */
+export class PipeTransport implements Transport {
+  readonly name = "pipe";
+  readonly dir: string;
+  readonly user: string;
+
+  constructor(options: PipeTransportOptions = {}) {
+    this.dir = path.resolve(options.dir ?? defaultPrivateDir());
+    this.user = options.user ?? currentUser();
+  }
+
+  /** The pipe path of `channel`. */
+  pipePath(channel: string): string {
+    return pipeName(channel, this.user);
+  }
+
+  address(channel: string): string {
+    return this.pipePath(channel);
+  }
+
+  secret(channel: string): Buffer {
+    ensurePrivateDir(this.dir, channel);
+    return readOrCreateSecret(this.dir, channel);
+  }
+
+  connect(channel: string, socket: net.Socket): void {
+    socket.connect({ path: this.pipePath(channel) });
+  }
+
+  listen(channel: string, server: net.Server): Promise<void> {
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ path: this.pipePath(channel), exclusive: true }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * Creates the Windows named-pipe transport.
+ *
+ * @example
+ * const { openChannel } = require("@open-channel/core");
+ * const { pipeTransport } = require("@open-channel/transport-pipe");
+ * const channel = openChannel("jobs", onConnection, { transport: pipeTransport() });
+ */
+export function pipeTransport(options?: PipeTransportOptions): PipeTransport {
+  return new PipeTransport(options);
+}
+
+export default pipeTransport;

@@ -1,0 +1,164 @@
+/**
+ * `@open-channel/transport-tcp`: open-channel over loopback TCP.
+ *
+ * @packageDocumentation
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import type * as net from "node:net";
+import * as path from "node:path";
+import {
+  debug,
+  defaultPrivateDir,
+  ensurePrivateDir,
+  OpenChannelError,
+  probeChannel,
+  readOrCreateSecret,
+  type Transport,
+  tryLock,
+} from "@open-channel/core";
+import { parseRecord, portFileName, publishExclusive, readRaw, type PortRecord } from "./port-file";
+
+export { portFileName, type PortRecord } from "./port-file";
+
+/** Options of {@link tcpTransport}. */
+export interface TcpTransportOptions {
+  /**
+   * Private directory for the port files and the per-user secret (created with mode 0700 if
+   * missing). Default: the same per-user directory as the Unix transport.
+   */
+  dir?: string;
+  /** Loopback address to listen on: `"127.0.0.1"` (default) or `"::1"`. Never another interface. */
+  host?: "127.0.0.1" | "::1";
+}
+
+function noHost(message: string, code = "ENOENT"): NodeJS.ErrnoException {
+  const err = new Error(message) as NodeJS.ErrnoException;
+  err.code = code;
+  return err;
+}
+
+/**
+ * Loopback TCP. The host listens on a random loopback port and publishes it in a port file in
+ * the user's private directory; publishing is an exclusive create (write a temporary file, then
+ * hard-link it into place), so it is the election: a second publisher gets `EADDRINUSE`.
+ *
+ * Any local user can connect to a loopback port, so the transport has a per-user secret (a 0600
+ * file) and every connection runs a challenge-response proof both ways before it reaches the
+ * user's listener; the secret itself never travels. The same proof tells our host from a stranger
+ * program that took the port after a host died: a port file that points at a stranger, or at
+ * nobody, is reclaimed under a lock after a re-check, exactly once.
+ */
+export class TcpTransport implements Transport {
+  readonly name = "tcp";
+  readonly dir: string;
+  readonly host: "127.0.0.1" | "::1";
+
+  constructor(options: TcpTransportOptions = {}) {
+    this.dir = path.resolve(options.dir ?? defaultPrivateDir());
+    this.host = options.host ?? "127.0.0.1";
+    if (this.host !== "127.0.0.1" && this.host !== "::1") {
+      throw new OpenChannelError("ERR_INVALID_ARG_VALUE", `tcpTransport: host must be "127.0.0.1" or "::1" (loopback only), not ${JSON.stringify(options.host)}`);
+    }
+  }
+
+  /** The port file of `channel`. */
+  portFile(channel: string): string {
+    return path.join(this.dir, portFileName(channel));
+  }
+
+  address(channel: string): string {
+    const record = parseRecord(readRaw(this.portFile(channel)) ?? "");
+    return record === undefined ? `(no host) via ${this.portFile(channel)}` : `${record.host}:${record.port} via ${this.portFile(channel)}`;
+  }
+
+  secret(channel: string): Buffer {
+    ensurePrivateDir(this.dir, channel);
+    return readOrCreateSecret(this.dir, channel);
+  }
+
+  connect(channel: string, socket: net.Socket): void {
+    const raw = readRaw(this.portFile(channel));
+    if (raw === undefined) throw noHost(`connect ENOENT ${this.portFile(channel)} (no host has published a port)`);
+    const record = parseRecord(raw);
+    // A torn or foreign record points nowhere: as good as a refused connection, reclaimable.
+    if (record === undefined) throw noHost(`connect ECONNREFUSED (unreadable port file ${this.portFile(channel)})`, "ECONNREFUSED");
+    socket.connect({ host: record.host, port: record.port });
+  }
+
+  async listen(channel: string, server: net.Server): Promise<void> {
+    ensurePrivateDir(this.dir, channel);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      // exclusive: a cluster worker must own its port, not share the primary's.
+      server.listen({ host: this.host, port: 0, exclusive: true }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const { port } = server.address() as net.AddressInfo;
+    const record: PortRecord = { host: this.host, port, pid: process.pid, id: randomBytes(8).toString("hex") };
+    const file = this.portFile(channel);
+    try {
+      publishExclusive(file, record);
+    } catch (err) {
+      server.close();
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
+      throw err;
+    }
+    debug("tcp: channel %j published %s:%d in %s", channel, record.host, port, file);
+    publishedAtExit(file, JSON.stringify(record));
+  }
+
+  async reclaim(channel: string): Promise<boolean> {
+    const file = this.portFile(channel);
+    const before = readRaw(file);
+    if (before === undefined) return true;
+    if (!isDead(await probeChannel(this, channel))) return false;
+    const lock = await tryLock(`${file}.lock`);
+    if (lock === undefined) return false;
+    try {
+      const now = readRaw(file);
+      if (now === undefined) return true;
+      // Another record now: someone reclaimed and published meanwhile.
+      if (now !== before) return false;
+      if (!isDead(await probeChannel(this, channel))) return false;
+      fs.rmSync(file, { force: true });
+      debug("tcp: reclaimed the stale port file %s (%s)", file, before);
+      return true;
+    } finally {
+      lock.release();
+    }
+  }
+}
+
+const published = new Map<string, string>();
+
+/** A graceful exit takes this process's records along, so the next host need not reclaim them. */
+function publishedAtExit(file: string, raw: string): void {
+  if (published.size === 0) {
+    process.once("exit", () => {
+      for (const [f, r] of published) if (readRaw(f) === r) fs.rmSync(f, { force: true });
+    });
+  }
+  published.set(file, raw);
+}
+
+/** Nobody there, or a stranger: the record is stale. A timeout is never proof of death. */
+function isDead(verdict: string): boolean {
+  return verdict === "refused" || verdict === "stranger";
+}
+
+/**
+ * Creates the loopback TCP transport.
+ *
+ * @example
+ * const { openChannel } = require("@open-channel/core");
+ * const { tcpTransport } = require("@open-channel/transport-tcp");
+ * const channel = openChannel("jobs", onConnection, { transport: tcpTransport() });
+ */
+export function tcpTransport(options?: TcpTransportOptions): TcpTransport {
+  return new TcpTransport(options);
+}
+
+export default tcpTransport;

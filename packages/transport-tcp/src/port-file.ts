@@ -1,0 +1,67 @@
+import { createHash, randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+/** What a host publishes: where it listens, and who it is. */
+export interface PortRecord {
+  host: string;
+  port: number;
+  pid: number;
+  /** Random per listen: tells two records at the same port apart. */
+  id: string;
+}
+
+const SAFE = /^[A-Za-z0-9_.-]$/;
+const MAX_NAME_BYTES = 200;
+
+/**
+ * The port file name of a channel: `c.<escaped name>.port`, or `h.<sha256 prefix>.port` when the
+ * escaped name would be too long for a file name. Safe for any string (no `/`, no `..`).
+ */
+export function portFileName(channel: string): string {
+  let encoded = "";
+  for (const ch of channel) {
+    if (SAFE.test(ch)) encoded += ch;
+    else for (const byte of Buffer.from(ch, "utf8")) encoded += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  if (Buffer.byteLength(encoded) <= MAX_NAME_BYTES) return `c.${encoded}.port`;
+  return `h.${createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32)}.port`;
+}
+
+/** Reads the raw port file; `undefined` when there is none. */
+export function readRaw(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/** Parses a port file's content; `undefined` when it is not a valid record. */
+export function parseRecord(raw: string): PortRecord | undefined {
+  try {
+    const r = JSON.parse(raw) as Partial<PortRecord>;
+    if ((r.host === "127.0.0.1" || r.host === "::1") && Number.isInteger(r.port) && (r.port as number) > 0 && (r.port as number) < 65536) {
+      return { host: r.host, port: r.port as number, pid: Number(r.pid), id: String(r.id) };
+    }
+  } catch {
+    // not JSON: a torn or foreign file
+  }
+  return undefined;
+}
+
+/**
+ * Publishes `record` at `file` only if no record is there: written in full to a temporary file,
+ * then hard-linked into place, which fails with `EEXIST` when the file exists. Readers never see a
+ * half-written record, and of several publishers exactly one wins.
+ */
+export function publishExclusive(file: string, record: PortRecord): void {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  fs.writeFileSync(temp, JSON.stringify(record), { mode: 0o600, flag: "wx" });
+  try {
+    fs.linkSync(temp, file);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+}

@@ -1,0 +1,88 @@
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { openChannel, type ProcessChannel, transportComplianceCases } from "@open-channel/core";
+import { portFileName, tcpTransport } from "@open-channel/transport-tcp";
+
+const tmpDir = (): string => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-tcp-")), "private");
+
+describe("the tcp transport passes the transport compliance suite", () => {
+  const dir = tmpDir();
+  const cases = transportComplianceCases({
+    transport: () => tcpTransport({ dir }),
+    child: { module: require.resolve("@open-channel/transport-tcp"), factory: "tcpTransport", options: { dir } },
+  });
+  for (const c of cases) test(c.name, c.run);
+});
+
+describe("tcp transport specifics", () => {
+  const opened: ProcessChannel[] = [];
+  afterEach(() => {
+    for (const c of opened.splice(0)) c.close();
+  });
+
+  function open(dir: string, name: string, listener: (s: net.Socket) => void = (s) => s.pipe(s)): ProcessChannel {
+    const channel = openChannel(name, listener, { transport: tcpTransport({ dir }) });
+    opened.push(channel);
+    return channel;
+  }
+
+  test("the host listens on loopback only and publishes its port in a private file", async () => {
+    const dir = tmpDir();
+    const channel = open(dir, "loopback");
+    await new Promise((resolve) => channel.connect().once("connect", resolve));
+    const file = path.join(dir, portFileName("loopback"));
+    const record = JSON.parse(fs.readFileSync(file, "utf8"));
+    expect(record.host).toBe("127.0.0.1");
+    expect(record.pid).toBe(process.pid);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(dir, "secret")).mode & 0o777).toBe(0o600);
+    // Not reachable on any other interface: the port answers on 127.0.0.1 only.
+    const others = Object.values(os.networkInterfaces()).flat().filter((i) => i && !i.internal && i.family === "IPv4");
+    for (const iface of others) {
+      const err = await new Promise<Error | undefined>((resolve) => {
+        const s = net.connect({ host: iface?.address, port: record.port });
+        s.once("connect", () => { s.destroy(); resolve(undefined); });
+        s.once("error", resolve);
+      });
+      expect(err).toBeDefined();
+    }
+  });
+
+  test("a stranger program on the published port is never taken for the host; its record is reclaimed", async () => {
+    const dir = tmpDir();
+    const name = "squatted";
+    const stranger = net.createServer((s) => {
+      s.on("error", () => undefined);
+      s.end("SSH-2.0-OpenSSH_9.2\r\n");
+    });
+    await new Promise<void>((resolve) => stranger.listen({ host: "127.0.0.1", port: 0 }, resolve));
+    const port = (stranger.address() as net.AddressInfo).port;
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.writeFileSync(path.join(dir, portFileName(name)), JSON.stringify({ host: "127.0.0.1", port, pid: 1, id: "dead" }));
+    try {
+      let received = "";
+      const channel = open(dir, name);
+      const socket = channel.connect(10000);
+      socket.on("data", (chunk) => (received += chunk));
+      await new Promise((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      expect(channel.isHost).toBe(true);
+      socket.write("ping");
+      const deadline = Date.now() + 5000;
+      while (received !== "ping" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(received).toBe("ping");
+      const record = JSON.parse(fs.readFileSync(path.join(dir, portFileName(name)), "utf8"));
+      expect(record.port).not.toBe(port);
+    } finally {
+      stranger.close();
+    }
+  });
+
+  test("only loopback hosts are accepted as options", () => {
+    expect(() => tcpTransport({ host: "0.0.0.0" as "127.0.0.1" })).toThrow(/loopback only/);
+  });
+});
