@@ -29,7 +29,7 @@ export {
   type OpenChannelOptions,
   type Transport,
 } from "@open-channel/core";
-export { selectTransportName } from "./select-transport";
+export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionContext, type TransportName } from "./select-transport";
 
 /**
  * Opens a channel (the original open-channel API). Nothing happens until `channel.connect()`.

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import openChannelDefault, { openChannel, OpenChannelError, ProcessChannel } from "open-channel";
+import openChannelDefault, { openChannel, OpenChannelError, ProcessChannel, selectTransportName } from "open-channel";
 import { unixTransport } from "@open-channel/transport-unix";
 import { uniqueChannel } from "./helpers/group";
 
@@ -50,6 +50,39 @@ describe("the open-channel package (umbrella)", () => {
     const deadline = Date.now() + 10000;
     while (received.length < 50 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(received).toBe(Array.from({ length: 20 }, (_, i) => `${i},`).join(""));
+  });
+
+  test("the automatic choice: unix on Unix-like systems, pipe on Windows, tcp in Windows cluster workers", () => {
+    expect(selectTransportName({ env: {}, platform: "linux", isClusterWorker: false })).toBe("unix");
+    expect(selectTransportName({ env: {}, platform: "darwin", isClusterWorker: true })).toBe("unix");
+    expect(selectTransportName({ env: {}, platform: "win32", isClusterWorker: false })).toBe("pipe");
+    expect(selectTransportName({ env: {}, platform: "win32", isClusterWorker: true })).toBe("tcp");
+    expect(selectTransportName({ env: { OPEN_CHANNEL_TRANSPORT: "tcp" }, platform: "linux" })).toBe("tcp");
+  });
+
+  test("OPEN_CHANNEL_TRANSPORT=tcp switches this process to the TCP transport; options.transport overrides both", () => {
+    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
+    process.env.OPEN_CHANNEL_TRANSPORT = "tcp";
+    try {
+      expect(openChannel("x", () => undefined).transport.name).toBe("tcp");
+      expect(openChannel("x", () => undefined, { transport: unixTransport() }).transport.name).toBe("unix");
+    } finally {
+      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
+      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
+    }
+  });
+
+  test("OPEN_CHANNEL_TRANSPORT=pipe loads the pipe transport's package, only when asked", () => {
+    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
+    process.env.OPEN_CHANNEL_TRANSPORT = "pipe";
+    try {
+      // The repository has every package; the missing-package error is tested with real installs
+      // of packed tarballs (packaging.test.ts).
+      expect(openChannel("x", () => undefined).transport.name).toBe("pipe");
+    } finally {
+      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
+      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
+    }
   });
 
   test("OPEN_CHANNEL_TRANSPORT naming an unknown transport is an error with a code", () => {

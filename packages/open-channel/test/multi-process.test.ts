@@ -1,6 +1,5 @@
-import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
-import * as path from "node:path";
+import { leaveStaleHost } from "@open-channel/core";
 import { unixTransport } from "@open-channel/transport-unix";
 import { Group, type Report, uniqueChannel } from "./helpers/group";
 
@@ -55,36 +54,44 @@ async function killHostAndCheckTakeover(channel: string, oldHost: number): Promi
   return hostPid;
 }
 
-describe("open-channel across processes (Unix sockets)", () => {
+const TRANSPORTS = ["unix", "tcp"] as const;
+const STALE_MAKERS = {
+  unix: { module: require.resolve("@open-channel/transport-unix"), factory: "unixTransport" },
+  tcp: { module: require.resolve("@open-channel/transport-tcp"), factory: "tcpTransport" },
+};
+
+describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) => {
+  const env = (more: Record<string, string>): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
+
   test("child_process.fork: exactly one host, every member talks to it, pre-connect writes in order", async () => {
     const channel = uniqueChannel("fork");
-    const pids = await group.fork(4, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    const pids = await group.fork(4, env({ OC_CHANNEL: channel, OC_HELLO: "3" }));
     await checkOneHostAndTraffic(pids, channel);
   });
 
   test("cluster (4 workers): exactly one host, every worker talks to it, pre-connect writes in order", async () => {
     const channel = uniqueChannel("cluster");
-    const pids = await group.cluster(4, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    const pids = await group.cluster(4, env({ OC_CHANNEL: channel, OC_HELLO: "3" }));
     await checkOneHostAndTraffic(pids, channel);
   });
 
   test("fork: a SIGKILLed host is replaced by exactly one survivor, again and again", async () => {
     const channel = uniqueChannel("fork-kill");
-    const pids = await group.fork(5, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    const pids = await group.fork(5, env({ OC_CHANNEL: channel, OC_HELLO: "3" }));
     let host = await checkOneHostAndTraffic(pids, channel);
     for (let round = 0; round < 3; round++) host = await killHostAndCheckTakeover(channel, host);
   });
 
   test("cluster: a SIGKILLed host worker is replaced by exactly one surviving worker, again and again", async () => {
     const channel = uniqueChannel("cluster-kill");
-    const pids = await group.cluster(5, { OC_CHANNEL: channel, OC_HELLO: "3" });
+    const pids = await group.cluster(5, env({ OC_CHANNEL: channel, OC_HELLO: "3" }));
     let host = await checkOneHostAndTraffic(pids, channel);
     for (let round = 0; round < 3; round++) host = await killHostAndCheckTakeover(channel, host);
   });
 
   test("socket.destroy() closes that member's channel; the host keeps serving the others", async () => {
     const channel = uniqueChannel("destroy");
-    const pids = await group.fork(3, { OC_CHANNEL: channel });
+    const pids = await group.fork(3, env({ OC_CHANNEL: channel }));
     const { hostPid } = await group.agreement(pids, channel);
     const since = group.reports.length;
     group.send(hostPid, { cmd: "destroy", channel });
@@ -98,34 +105,23 @@ describe("open-channel across processes (Unix sockets)", () => {
   });
 });
 
-describe("stale socket files (a SIGKILLed host's leftovers)", () => {
-  const transport = unixTransport();
+describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) => {
+  const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
 
-  async function leaveStaleFile(channel: string): Promise<string> {
-    const file = transport.socketPath(channel);
-    const child: ChildProcess = fork(path.join(__dirname, "fixtures", "stale-socket.js"), [file], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    await new Promise<void>((resolve) => child.once("message", () => resolve()));
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
-    expect(fs.lstatSync(file).isSocket()).toBe(true);
-    return file;
-  }
-
-  test("a stale socket file is reclaimed by the next process", async () => {
+  test("are reclaimed by the next process, which hosts", async () => {
     const channel = uniqueChannel("stale");
-    const file = await leaveStaleFile(channel);
-    const [pid] = await group.fork(1, { OC_CHANNEL: channel });
+    await leaveStaleHost(STALE_MAKERS[transport], channel);
+    if (transport === "unix") expect(fs.lstatSync(unixTransport().socketPath(channel)).isSocket()).toBe(true);
+    const [pid] = await group.fork(1, env({ OC_CHANNEL: channel }));
     const { hostPid } = await group.agreement([pid], channel);
     expect(hostPid).toBe(pid);
-    expect(fs.lstatSync(file).isSocket()).toBe(true);
   });
 
-  test("8 processes racing over one stale file yield exactly one host, 20 rounds out of 20", async () => {
-    const pids = await group.fork(8);
+  test("8 processes racing over them yield exactly one host, 20 rounds out of 20", async () => {
+    const pids = await group.fork(8, env());
     for (let round = 0; round < 20; round++) {
       const channel = uniqueChannel(`race${round}`);
-      await leaveStaleFile(channel);
+      await leaveStaleHost(STALE_MAKERS[transport], channel);
       for (const pid of pids) group.send(pid, { cmd: "open", channel });
       const { hostPid, connects } = await group.agreement(pids, channel);
       expect(hostsAmong(connects)).toEqual([hostPid]);
