@@ -66,6 +66,11 @@ ${ECHO_CHECK("openChannel", "esm").replace('const openChannel = openChannel;', "
     expect(esm.stdout.trim()).toBe("unix ping");
   }, 120000);
 
+  test("what Windows would get (npm install --os=win32): core, pipe and tcp, never unix", () => {
+    const dir = project(["open-channel"], ["--os=win32"]);
+    expect(installed(dir)).toEqual(["@open-channel/core", "@open-channel/transport-pipe", "@open-channel/transport-tcp", "open-channel"]);
+  }, 120000);
+
   test("a Linux user can install just @open-channel/core and @open-channel/transport-unix, and nothing else comes", () => {
     if (process.platform === "win32") return;
     const dir = project(["@open-channel/core", "@open-channel/transport-unix"]);

@@ -2,7 +2,16 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { openChannel, type ProcessChannel, transportComplianceCases } from "@open-channel/core";
+import {
+  computeProof,
+  encodeHello,
+  HANDSHAKE,
+  newNonce,
+  openChannel,
+  type ProcessChannel,
+  ReplyParser,
+  transportComplianceCases,
+} from "@open-channel/core";
 import { portFileName, tcpTransport } from "@open-channel/transport-tcp";
 
 const tmpDir = (): string => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-tcp-")), "private");
@@ -80,6 +89,62 @@ describe("tcp transport specifics", () => {
     } finally {
       stranger.close();
     }
+  });
+
+  /** Connects a raw socket to the channel's published port, writes `chunks`, collects the answer. */
+  async function rawExchange(dir: string, name: string, chunks: (reply: Buffer) => Buffer[], first: Buffer): Promise<{ reply: Buffer; closed: boolean }> {
+    const record = JSON.parse(fs.readFileSync(path.join(dir, portFileName(name)), "utf8"));
+    const socket = net.connect({ host: record.host, port: record.port });
+    socket.on("error", () => undefined);
+    let reply = Buffer.alloc(0);
+    let sentRest = false;
+    const closed = new Promise<boolean>((resolve) => socket.once("close", () => resolve(true)));
+    socket.on("data", (chunk: Buffer) => {
+      reply = Buffer.concat([reply, chunk]);
+      if (!sentRest && reply.length >= HANDSHAKE.replyLength + HANDSHAKE.nonceLength + HANDSHAKE.proofLength) {
+        sentRest = true;
+        for (const c of chunks(reply)) socket.write(c);
+      }
+    });
+    socket.write(first);
+    const result = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    socket.destroy();
+    return { reply, closed: result };
+  }
+
+  test("a raw client writing garbage, or replaying a recorded handshake, never reaches the listener", async () => {
+    const dir = tmpDir();
+    const name = "replay";
+    const seen: net.Socket[] = [];
+    const host = open(dir, name, (s) => {
+      seen.push(s);
+      s.pipe(s);
+    });
+    await new Promise((resolve) => host.connect().once("connect", resolve));
+    while (seen.length < 1) await new Promise((r) => setTimeout(r, 5));
+
+    // Garbage is closed at once.
+    const garbage = await rawExchange(dir, name, () => [], Buffer.from("\x16\x03\x01 definitely not a hello"));
+    expect(garbage.closed).toBe(true);
+
+    // Record a legitimate exchange (we play the member here, knowing the secret)...
+    const secret = fs.readFileSync(path.join(dir, "secret"));
+    const memberNonce = newNonce();
+    const hello = encodeHello(name, memberNonce);
+    let recordedProof = Buffer.alloc(0);
+    const legit = await rawExchange(dir, name, (reply) => {
+      const parsed = new ReplyParser().feed(reply);
+      if (parsed.state !== "done" || parsed.value.hostNonce === undefined) throw new Error("no reply");
+      recordedProof = computeProof(secret, "member", name, memberNonce, parsed.value.hostNonce);
+      return [recordedProof, Buffer.from("legit\n")];
+    }, hello);
+    expect(legit.closed).toBe(false);
+    expect(seen.length).toBe(2);
+
+    // ...then replay its bytes on a new connection: the host's fresh nonce makes the proof wrong.
+    const replay = await rawExchange(dir, name, () => [recordedProof, Buffer.from("replayed\n")], hello);
+    expect(replay.closed).toBe(true);
+    expect(seen.length).toBe(2);
   });
 
   test("only loopback hosts are accepted as options", () => {
