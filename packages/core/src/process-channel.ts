@@ -21,6 +21,8 @@ const HANDSHAKE_TIMEOUT_MS = 3000;
 /** Backoff after a failure that needs time (never after one the OS already explained). */
 const MIN_BACKOFF_MS = 1;
 const MAX_BACKOFF_MS = 100;
+/** Retry delay while another process holds the reclaim lock. */
+const BUSY_RETRY_MS = 1;
 
 const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
 const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
@@ -168,7 +170,7 @@ export class ProcessChannel extends EventEmitter {
 
   // ---- the election loop -------------------------------------------------------------------
 
-  private enterConnecting(): void {
+  private enterConnecting(afterLoss = false): void {
     this.isLive = false;
     this.currentHostPid = undefined;
     const generation = ++this.generation;
@@ -177,16 +179,24 @@ export class ProcessChannel extends EventEmitter {
     if (this.timeoutMs > 0) {
       this.connectTimer = setTimeout(() => this.fail(this.timeoutError()), this.timeoutMs);
     }
-    process.nextTick(() => void this.elect(generation));
+    process.nextTick(() => void this.elect(generation, afterLoss));
   }
 
   /**
    * Connect; if nobody answers, host (bind exclusively), then connect to ourselves. Retries at once
    * when the OS already said what happened, backs off only after a failure that needs time.
    */
-  private async elect(generation: number): Promise<void> {
+  private async elect(generation: number, hostFirst: boolean): Promise<void> {
     let backoff = 0;
     const current = (): boolean => generation === this.generation && this.currentState === "connecting";
+    if (hostFirst && this.host === undefined) {
+      // The host just vanished: most likely it died, so bind at once instead of first asking a
+      // dead address. If it is alive after all, the bind loses and we connect to it below.
+      const outcome = await this.tryHost();
+      if (!current()) return;
+      if (outcome instanceof Error && isFatal(outcome)) return this.fail(this.wrapFatal(outcome));
+      if (outcome === "busy") await sleep(BUSY_RETRY_MS);
+    }
     while (current()) {
       const err = await this.tryConnect();
       if (!current() || err === undefined) return;
@@ -201,6 +211,11 @@ export class ProcessChannel extends EventEmitter {
         // means the stranger is still there: wait before asking again.)
         if (outcome === "listening" || (outcome === "taken" && !stranger)) {
           backoff = 0;
+          continue;
+        }
+        if (outcome === "busy") {
+          // Another process is removing a dead host's leftovers right now (a millisecond or so).
+          await sleep(BUSY_RETRY_MS * (0.5 + Math.random()));
           continue;
         }
         if (outcome instanceof Error) {
@@ -400,7 +415,7 @@ export class ProcessChannel extends EventEmitter {
   private onConnectionLost(): void {
     this.isLive = false;
     debug("channel %j: lost the host (pid %s): %s", this.name, this.currentHostPid, describeError(this.lastError ?? "closed"));
-    this.enterConnecting();
+    this.enterConnecting(true);
   }
 
   // ---- closing -------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ export function probe(socketPath: string): Promise<ProbeResult> {
 }
 
 /**
- * Removes a dead host's socket file, race-free: probe, lock, check the file is still the same one
- * (same inode) and still refuses connections, and only then unlink it. A socket file whose listener
+ * Removes a dead host's socket file, race-free: lock, check the file is still the same one (same
+ * inode) and refuses connections, and only then unlink it. A socket file whose listener
  * is gone never comes back to life (a new host must bind a new file), so a file that refused and
  * kept its inode under the lock is dead for sure. Only one reclaimer holds the lock; the others
  * connect again and find the winner.
@@ -53,7 +53,8 @@ export async function reclaimStaleSocket(socketPath: string): Promise<boolean> {
     err.code = "EACCES";
     throw err;
   }
-  if ((await probe(socketPath)) !== "refused") return false;
+  // No probe before the lock: the caller has just been refused. The probe that decides is the
+  // one under the lock.
   const lock = await tryLock(`${socketPath}.lock`);
   if (lock === undefined) return false;
   try {
