@@ -505,6 +505,10 @@ export class ProcessChannel extends EventEmitter {
         if (!internal) {
           this.userClosing = true;
           this.closeByUser();
+        } else {
+          // The connection is going: from this moment writes are queued for the next one, not
+          // handed to a socket that would only fail them.
+          this.isLive = false;
         }
       },
     };
@@ -527,7 +531,7 @@ export class ProcessChannel extends EventEmitter {
       case "close":
         this.closeSeen = true;
         if (this.attempt !== undefined) this.settleAttempt(new Error("connection closed before the handshake"));
-        else if (this.isLive) this.onConnectionLost();
+        else if (this.currentState === "connected") this.onConnectionLost();
         else if (this.finalError !== undefined) this.emitFinal();
         return false;
       default:
@@ -542,7 +546,7 @@ export class ProcessChannel extends EventEmitter {
       if (this.userClosing) return socket.rawPush(null);
       if (this.attempt !== undefined) {
         this.abortAttempt(this.handshakeError("the host closed the connection during the handshake"));
-      } else if (this.isLive) {
+      } else if (this.currentState === "connected") {
         // The host is gone. Act now: 'end' would wait until the user has read every byte, and
         // unread bytes stay in the readable buffer, in order, across the reconnect.
         this.destroyInternally(socket);
