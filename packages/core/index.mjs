@@ -26,6 +26,7 @@ export const {
   ensurePrivateDir,
   readOrCreateSecret,
   tryLock,
+  waitForRelease,
   probeChannel,
   transportComplianceCases,
   leaveStaleHost,

@@ -32,7 +32,7 @@ export { debug, debugEnabled } from "./debug";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
 export { readOrCreateSecret } from "./secret";
-export { tryLock, type Lock } from "./lock";
+export { tryLock, waitForRelease, type Lock } from "./lock";
 export { probeChannel, type ProbeVerdict } from "./probe";
 export {
   transportComplianceCases,

@@ -3,19 +3,26 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import { debug } from "./debug";
 
-/** A held lock; `release()` gives it back. */
+/** A held lock; `release()` gives it back and wakes everyone in {@link waitForRelease}. */
 export interface Lock {
   release(): void;
 }
 
+function abstractName(lockPath: string): string {
+  const uid = typeof process.getuid === "function" ? process.getuid() : 0;
+  const digest = createHash("sha256").update(lockPath).digest("hex").slice(0, 32);
+  return `\0open-channel-lock-${uid}-${digest}`;
+}
+
 /**
  * Tries to take an exclusive, short-lived lock named by `lockPath`, for transports that must
- * check-then-remove a dead host's leftovers without racing each other. Resolves `undefined` when
- * another process holds it (try again shortly).
+ * check-then-remove a dead host's leftovers (and bind in their place) without racing each other.
+ * Resolves `undefined` when another process holds it: wait with {@link waitForRelease}.
  *
  * On Linux the lock is a listening socket in the abstract namespace: exclusive like any bind, and
- * the kernel drops it the instant its holder dies, so a SIGKILLed holder never leaves a stale lock.
- * Elsewhere it is the file `lockPath` holding the owner's pid, broken when that pid is dead.
+ * the kernel drops it the instant its holder dies, so a SIGKILLed holder never leaves a stale lock;
+ * waiters stay connected to it and learn of the release at once. Elsewhere it is the file
+ * `lockPath` holding the owner's pid, broken when that pid is dead.
  *
  * @example
  * const lock = await tryLock(`${portFile}.lock`);
@@ -23,14 +30,22 @@ export interface Lock {
  */
 export async function tryLock(lockPath: string): Promise<Lock | undefined> {
   if (process.platform === "linux") {
-    const uid = typeof process.getuid === "function" ? process.getuid() : 0;
-    const digest = createHash("sha256").update(lockPath).digest("hex").slice(0, 32);
-    const server = net.createServer((s) => s.destroy());
+    const waiters = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      waiters.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => waiters.delete(s));
+    });
     server.unref();
     return new Promise((resolve) => {
       server.once("error", () => resolve(undefined));
-      server.listen({ path: `\0open-channel-lock-${uid}-${digest}`, exclusive: true }, () => {
-        resolve({ release: () => server.close() });
+      server.listen({ path: abstractName(lockPath), exclusive: true }, () => {
+        resolve({
+          release: () => {
+            server.close();
+            for (const s of waiters) s.destroy();
+          },
+        });
       });
     });
   }
@@ -44,6 +59,37 @@ export async function tryLock(lockPath: string): Promise<Lock | undefined> {
     breakLockIfDead(lockPath);
     return undefined;
   }
+}
+
+/**
+ * Resolves when the lock `lockPath` is released (or its holder dies), or after `timeoutMs`.
+ * On Linux it sleeps on a connection to the lock's socket: no polling, woken the moment it goes.
+ */
+export function waitForRelease(lockPath: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearInterval(poll);
+      socket?.destroy();
+      resolve();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    let socket: net.Socket | undefined;
+    let poll: NodeJS.Timeout | undefined;
+    if (process.platform === "linux") {
+      socket = net.connect({ path: abstractName(lockPath) });
+      socket.on("error", finish);
+      socket.on("close", finish);
+      socket.resume();
+    } else {
+      poll = setInterval(() => {
+        if (!fs.existsSync(lockPath)) finish();
+      }, 1);
+    }
+  });
 }
 
 function breakLockIfDead(lockPath: string): void {

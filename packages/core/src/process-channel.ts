@@ -21,8 +21,6 @@ const HANDSHAKE_TIMEOUT_MS = 3000;
 /** Backoff after a failure that needs time (never after one the OS already explained). */
 const MIN_BACKOFF_MS = 1;
 const MAX_BACKOFF_MS = 100;
-/** Retry delay while another process holds the reclaim lock. */
-const BUSY_RETRY_MS = 1;
 
 const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
 const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
@@ -43,7 +41,7 @@ interface Attempt {
   memberNonce: Buffer | undefined;
 }
 
-type HostOutcome = "listening" | "taken" | "busy" | Error;
+type HostOutcome = "listening" | "taken" | Error;
 
 const REFUSALS: Record<number, string> = {
   [HANDSHAKE.statusWrongChannel]: "the host serves another channel at this address",
@@ -195,7 +193,6 @@ export class ProcessChannel extends EventEmitter {
       const outcome = await this.tryHost();
       if (!current()) return;
       if (outcome instanceof Error && isFatal(outcome)) return this.fail(this.wrapFatal(outcome));
-      if (outcome === "busy") await sleep(BUSY_RETRY_MS);
     }
     while (current()) {
       const err = await this.tryConnect();
@@ -211,11 +208,6 @@ export class ProcessChannel extends EventEmitter {
         // means the stranger is still there: wait before asking again.)
         if (outcome === "listening" || (outcome === "taken" && !stranger)) {
           backoff = 0;
-          continue;
-        }
-        if (outcome === "busy") {
-          // Another process is removing a dead host's leftovers right now (a millisecond or so).
-          await sleep(BUSY_RETRY_MS * (0.5 + Math.random()));
           continue;
         }
         if (outcome instanceof Error) {
@@ -257,32 +249,31 @@ export class ProcessChannel extends EventEmitter {
 
   /** Binds the channel's address. "taken": another process won, connect to it at once. */
   private async tryHost(): Promise<HostOutcome> {
-    for (let round = 0; round < 2; round++) {
-      if (this.secret === undefined && this.transport.secret !== undefined) {
-        try {
-          this.secret = this.transport.secret(this.name);
-        } catch (err) {
-          return asError(err);
-        }
-      }
-      const host = new HostServer(this.name, this.listener, this.secret);
+    if (this.secret === undefined && this.transport.secret !== undefined) {
       try {
-        await this.transport.listen(this.name, host.server);
-        this.host = host;
-        debug("channel %j: hosting (%s, server %s)", this.name, this.describeAddress(), host.id.toString("hex"));
-        return "listening";
+        this.secret = this.transport.secret(this.name);
       } catch (err) {
-        if (errorCode(err) !== "EADDRINUSE") return asError(err);
-        if (this.transport.reclaim === undefined) return "taken";
-        try {
-          // Leftovers of a dead host? The transport removes them race-free; then bind again.
-          if (!(await this.transport.reclaim(this.name))) return "busy";
-        } catch (reclaimErr) {
-          return asError(reclaimErr);
-        }
+        return asError(err);
       }
     }
-    return "taken";
+    let host = new HostServer(this.name, this.listener, this.secret);
+    try {
+      await this.transport.listen(this.name, host.server);
+    } catch (err) {
+      if (errorCode(err) !== "EADDRINUSE") return asError(err);
+      if (this.transport.reclaim === undefined) return "taken";
+      // Leftovers of a dead host? The transport removes them race-free and binds in their place
+      // (or waits for whoever does): exactly one process comes out hosting.
+      host = new HostServer(this.name, this.listener, this.secret);
+      try {
+        if (!(await this.transport.reclaim(this.name, host.server))) return "taken";
+      } catch (reclaimErr) {
+        return asError(reclaimErr);
+      }
+    }
+    this.host = host;
+    debug("channel %j: hosting (%s, server %s)", this.name, this.describeAddress(), host.id.toString("hex"));
+    return "listening";
   }
 
   private dropHost(reason: string): void {

@@ -15,9 +15,11 @@ import type * as net from "node:net";
  *   code listed in `noHostCodes`) means "no live host here", and the channel then tries to host.
  *   `connect` may return a promise when it must look something up first.
  * - `reclaim` (optional) is called when `listen` failed with `EADDRINUSE` although no host
- *   answered: leftovers of a dead host. It must remove them only when it is sure they are dead and
- *   only once when several processes reclaim at the same time. It resolves `true` when the address
- *   may now be free, `false` when the caller should simply connect again.
+ *   answered: leftovers of a dead host. Under a lock, so that of several processes exactly one
+ *   does it, it removes them only when it is sure they are dead, and binds `server` in their place
+ *   before letting go of the lock. It resolves `true` when `server` now listens (the caller hosts),
+ *   `false` when the caller should connect again: a live host is there, or another process
+ *   reclaimed (wait for that process to finish, so the connect that follows finds it).
  *
  * Errors with codes `EACCES`, `EPERM` or starting with `ERR_` from `listen`/`connect` are fatal:
  * the channel closes with that error instead of retrying until its timeout.
@@ -45,8 +47,8 @@ export interface Transport {
   listen(channel: string, server: net.Server): Promise<void>;
   /** Starts connecting `socket` to the channel's address (calls `socket.connect`). */
   connect(channel: string, socket: net.Socket): void | Promise<void>;
-  /** Removes a dead host's leftovers race-free; `true` when the address may now be free. */
-  reclaim?(channel: string): Promise<boolean>;
+  /** Removes a dead host's leftovers race-free and binds `server` instead; `true` when it listens. */
+  reclaim?(channel: string, server: net.Server): Promise<boolean>;
   /** Human-readable address of the channel, for errors and debug output. */
   address?(channel: string): string;
   /** Extra connect error codes that mean "no live host" (besides `ENOENT` and `ECONNREFUSED`). */

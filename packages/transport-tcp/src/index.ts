@@ -16,6 +16,7 @@ import {
   readOrCreateSecret,
   type Transport,
   tryLock,
+  waitForRelease,
 } from "@open-channel/core";
 import { parseRecord, portFileName, publishExclusive, readRaw, type PortRecord } from "./port-file";
 
@@ -110,27 +111,41 @@ export class TcpTransport implements Transport {
     publishedAtExit(file, JSON.stringify(record));
   }
 
-  async reclaim(channel: string): Promise<boolean> {
+  async reclaim(channel: string, server: net.Server): Promise<boolean> {
     const file = this.portFile(channel);
     const before = readRaw(file);
-    if (before === undefined) return true;
-    if (!isDead(await probeChannel(this, channel))) return false;
-    const lock = await tryLock(`${file}.lock`);
-    if (lock === undefined) return false;
+    if (before === undefined) return false;
+    const lockPath = `${file}.lock`;
+    const lock = await tryLock(lockPath);
+    if (lock === undefined) {
+      // Another process is reclaiming: once it lets go, it listens and we connect to it.
+      await waitForRelease(lockPath, WAIT_FOR_RECLAIMER_MS);
+      return false;
+    }
     try {
       const now = readRaw(file);
-      if (now === undefined) return true;
-      // Another record now: someone reclaimed and published meanwhile.
-      if (now !== before) return false;
-      if (!isDead(await probeChannel(this, channel))) return false;
-      fs.rmSync(file, { force: true });
-      debug("tcp: reclaimed the stale port file %s (%s)", file, before);
+      if (now !== undefined) {
+        // Another record now: someone reclaimed and published meanwhile.
+        if (now !== before) return false;
+        if (!isDead(await probeChannel(this, channel))) return false;
+        fs.rmSync(file, { force: true });
+        debug("tcp: reclaimed the stale port file %s (%s)", file, before);
+      }
+      try {
+        await this.listen(channel, server);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") return false;
+        throw err;
+      }
       return true;
     } finally {
       lock.release();
     }
   }
 }
+
+/** How long a process waits for another one's reclaim before it simply connects again. */
+const WAIT_FOR_RECLAIMER_MS = 250;
 
 const published = new Map<string, string>();
 

@@ -68,8 +68,8 @@ export class UnixTransport implements Transport {
     });
   }
 
-  reclaim(channel: string): Promise<boolean> {
-    return reclaimStaleSocket(this.socketPath(channel));
+  reclaim(channel: string, server: net.Server): Promise<boolean> {
+    return reclaimStaleSocket(this.socketPath(channel), () => this.listen(channel, server));
   }
 }
 

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { debug, tryLock } from "@open-channel/core";
+import { debug, tryLock, waitForRelease } from "@open-channel/core";
 
 /** What a probe connect found at a socket path. */
 export type ProbeResult = "live" | "refused" | "gone";
@@ -30,22 +30,25 @@ export function probe(socketPath: string): Promise<ProbeResult> {
   });
 }
 
+/** How long a process waits for another one's reclaim before it simply connects again. */
+const WAIT_FOR_RECLAIMER_MS = 250;
+
 /**
- * Removes a dead host's socket file, race-free: lock, check the file is still the same one (same
- * inode) and refuses connections, and only then unlink it. A socket file whose listener
- * is gone never comes back to life (a new host must bind a new file), so a file that refused and
- * kept its inode under the lock is dead for sure. Only one reclaimer holds the lock; the others
- * connect again and find the winner.
+ * Removes a dead host's socket file and binds `bind` in its place, race-free: lock, check the file
+ * is still the same one (same inode) and refuses connections, unlink it, bind, and only then let go
+ * of the lock. A socket file whose listener is gone never comes back to life (a new host must bind
+ * a new file), so a file that refused and kept its inode under the lock is dead for sure. Of
+ * several reclaimers exactly one holds the lock; the others wait until it lets go (it is listening
+ * by then) and connect to it.
  *
- * @returns true when the path is free now (reclaimed, or already gone), false when the caller
- *   should connect again (someone is alive there, or another process is reclaiming).
+ * @returns true when `bind` succeeded (the caller hosts), false when the caller should connect again.
  */
-export async function reclaimStaleSocket(socketPath: string): Promise<boolean> {
+export async function reclaimStaleSocket(socketPath: string, bind: () => Promise<void>): Promise<boolean> {
   let before: fs.Stats;
   try {
     before = fs.lstatSync(socketPath);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return true;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
     throw err;
   }
   if (!before.isSocket()) {
@@ -55,20 +58,32 @@ export async function reclaimStaleSocket(socketPath: string): Promise<boolean> {
   }
   // No probe before the lock: the caller has just been refused. The probe that decides is the
   // one under the lock.
-  const lock = await tryLock(`${socketPath}.lock`);
-  if (lock === undefined) return false;
+  const lockPath = `${socketPath}.lock`;
+  const lock = await tryLock(lockPath);
+  if (lock === undefined) {
+    await waitForRelease(lockPath, WAIT_FOR_RECLAIMER_MS);
+    return false;
+  }
   try {
-    let now: fs.Stats;
+    let now: fs.Stats | undefined;
     try {
       now = fs.lstatSync(socketPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return true;
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    if (now !== undefined) {
+      if (now.ino !== before.ino || now.dev !== before.dev) return false;
+      if ((await probe(socketPath)) !== "refused") return false;
+      fs.unlinkSync(socketPath);
+      debug("reclaimed the stale socket file %s", socketPath);
+    }
+    try {
+      await bind();
+    } catch (err) {
+      // A newcomer that found no file bound first: it hosts.
+      if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") return false;
       throw err;
     }
-    if (now.ino !== before.ino || now.dev !== before.dev) return false;
-    if ((await probe(socketPath)) !== "refused") return false;
-    fs.unlinkSync(socketPath);
-    debug("reclaimed the stale socket file %s", socketPath);
     return true;
   } finally {
     lock.release();

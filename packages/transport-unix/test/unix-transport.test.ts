@@ -84,13 +84,25 @@ describe("stale socket reclaim", () => {
     await exited;
   }
 
-  test("a dead host's file is probed as refused and removed", async () => {
+  const bindTo = (file: string, servers: net.Server[]) => (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const server = net.createServer((c) => c.destroy());
+      servers.push(server);
+      server.once("error", reject);
+      server.listen(file, () => resolve());
+    });
+
+  test("a dead host's file is probed as refused, removed, and a new server bound in its place", async () => {
     const file = path.join(tmp(), "dead.sock");
     await staleSocket(file);
     expect(await probe(file)).toBe("refused");
-    expect(await reclaimStaleSocket(file)).toBe(true);
-    expect(fs.existsSync(file)).toBe(false);
-    expect(await probe(file)).toBe("gone");
+    const servers: net.Server[] = [];
+    try {
+      expect(await reclaimStaleSocket(file, bindTo(file, servers))).toBe(true);
+      expect(await probe(file)).toBe("live");
+    } finally {
+      for (const s of servers) s.close();
+    }
   });
 
   test("a live host's file is never removed", async () => {
@@ -99,7 +111,9 @@ describe("stale socket reclaim", () => {
     await new Promise<void>((resolve) => server.listen(file, resolve));
     try {
       expect(await probe(file)).toBe("live");
-      expect(await reclaimStaleSocket(file)).toBe(false);
+      const bind = jest.fn(async () => undefined);
+      expect(await reclaimStaleSocket(file, bind)).toBe(false);
+      expect(bind).not.toHaveBeenCalled();
       expect(fs.lstatSync(file).isSocket()).toBe(true);
     } finally {
       server.close();
@@ -109,16 +123,25 @@ describe("stale socket reclaim", () => {
   test("a file that is not a socket is never removed", async () => {
     const file = path.join(tmp(), "plain.sock");
     fs.writeFileSync(file, "data");
-    await expect(reclaimStaleSocket(file)).rejects.toThrow(/not a socket/);
+    await expect(reclaimStaleSocket(file, async () => undefined)).rejects.toThrow(/not a socket/);
     expect(fs.readFileSync(file, "utf8")).toBe("data");
   });
 
-  test("many reclaimers of one stale file at once: at least one reports it free, and it is gone", async () => {
-    const file = path.join(tmp(), "many.sock");
-    await staleSocket(file);
-    const results = await Promise.all(Array.from({ length: 8 }, () => reclaimStaleSocket(file)));
-    expect(results).toContain(true);
-    expect(fs.existsSync(file)).toBe(false);
+  test("many reclaimers of one stale file at once: exactly one binds, the others wait for it", async () => {
+    for (let round = 0; round < 5; round++) {
+      const file = path.join(tmp(), "many.sock");
+      await staleSocket(file);
+      const servers: net.Server[] = [];
+      try {
+        const results = await Promise.all(Array.from({ length: 8 }, () => reclaimStaleSocket(file, bindTo(file, servers))));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(servers.filter((s) => s.listening)).toHaveLength(1);
+        // The losers resolved only after the winner listened: a connect now reaches it.
+        expect(await probe(file)).toBe("live");
+      } finally {
+        for (const s of servers) s.close();
+      }
+    }
   });
 });
 
