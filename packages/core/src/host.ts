@@ -52,6 +52,9 @@ export class HostServer {
       socket.destroy();
       return;
     }
+    // Hosting never keeps a process alive: once its own work is done, it may exit, and the
+    // members elect a new host at once.
+    socket.unref();
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
     const originalPush = socket.push as PushFn;

@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { leaveStaleHost } from "@open-channel/core";
 import { unixTransport } from "@open-channel/transport-unix";
 import { Group, type Report, uniqueChannel } from "./helpers/group";
@@ -102,6 +104,33 @@ describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) =
     await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-destroy`)), "the host to keep serving");
     // Nobody re-elected: the host's own member closed, not its server.
     expect(group.reports.slice(since).filter((r) => r.type === "connect")).toEqual([]);
+  });
+});
+
+describe.each(TRANSPORTS)("graceful handover over %s", (transport) => {
+  test("a host whose own work is done exits by itself, and its member takes over at once", async () => {
+    const channel = uniqueChannel("exit");
+    const host = spawn(process.execPath, [path.join(__dirname, "fixtures", "exiting-host.js"), channel], {
+      env: { ...process.env, OPEN_CHANNEL_TRANSPORT: transport },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    host.stdout.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => host.once("exit", (code) => resolve(code)));
+    await group.waitFor(() => host.pid !== undefined, "the host to start");
+    // Give the host time to host before the member arrives.
+    await new Promise((r) => setTimeout(r, 300));
+    const [member] = await group.fork(1, { OPEN_CHANNEL_TRANSPORT: transport, OC_CHANNEL: channel });
+    const first = await group.waitFor(() => group.lastConnect(member, channel), "the member's first connect");
+    expect(first.hostPid).toBe(host.pid);
+    // The host exits on its own although a member is still connected to it...
+    expect(await exited).toBe(0);
+    expect(out).toContain("member joined true");
+    // ...and the member takes over.
+    const since = group.reports.indexOf(first) + 1;
+    const { hostPid } = await group.agreement([member], channel, since);
+    expect(hostPid).toBe(member);
+    expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
   });
 });
 
