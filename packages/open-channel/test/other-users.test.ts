@@ -1,0 +1,83 @@
+import { type ChildProcess, fork } from "node:child_process";
+import * as path from "node:path";
+import { tcpTransport } from "@open-channel/transport-tcp";
+import { unixTransport } from "@open-channel/transport-unix";
+import { uniqueChannel } from "./helpers/group";
+
+// Real other OS users: as root, fork the host and the intruder under two unprivileged uids.
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const HOST_UID = 40101;
+const INTRUDER_UID = 40102;
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill("SIGKILL");
+});
+
+function start(uid: number, env: Record<string, string>, onMessage: (m: Record<string, unknown>) => void): ChildProcess {
+  const child = fork(path.join(__dirname, "fixtures", "other-user.js"), [], {
+    uid,
+    gid: uid,
+    env: { ...process.env, XDG_RUNTIME_DIR: "", ...env },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  child.on("message", (m) => onMessage(m as Record<string, unknown>));
+  children.push(child);
+  return child;
+}
+
+function next(messages: Record<string, unknown>[], type: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const end = Date.now() + 30000;
+    const tick = (): void => {
+      const m = messages.find((x) => x.type === type);
+      if (m) return resolve(m);
+      if (Date.now() > end) return reject(new Error(`no ${type} message: ${JSON.stringify(messages)}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+const describeAsRoot = isRoot ? describe : describe.skip;
+if (!isRoot) {
+  // eslint-disable-next-line no-console
+  console.warn("other-users.test.ts: skipped, it needs root to run processes as two other uids");
+}
+
+describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the host's listener over %s", (transport) => {
+  test("every way in fails, and the listener sees only the host's own connection", async () => {
+    const channel = uniqueChannel(`users-${transport}`);
+    const hostMessages: Record<string, unknown>[] = [];
+    start(HOST_UID, { OC_ROLE: "host", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport }, (m) => hostMessages.push(m));
+    const hosting = await next(hostMessages, "hosting");
+    expect(hosting.isHost).toBe(true);
+
+    // What the intruder is told about the victim: the paths any local user could guess, and the port.
+    const victimDir = path.join("/tmp", `open-channel-${HOST_UID}`);
+    const victim =
+      transport === "unix"
+        ? { socketPath: unixTransport({ dir: victimDir }).socketPath(channel) }
+        : { portFile: tcpTransport({ dir: victimDir }).portFile(channel), port: Number(String(hosting.address).match(/:(\d+) via/)?.[1]) };
+    const intruderMessages: Record<string, unknown>[] = [];
+    start(INTRUDER_UID, { OC_ROLE: "intruder", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport, OC_VICTIM: JSON.stringify(victim) }, (m) =>
+      intruderMessages.push(m),
+    );
+    const { results } = (await next(intruderMessages, "intruder")) as { results: Record<string, Record<string, unknown> | string> };
+
+    if (transport === "unix") {
+      expect(results.connectToSocket).toEqual({ connected: false, code: "EACCES" });
+      expect(results.listDir).toBe("EACCES");
+    } else {
+      expect(results.readPortFile).toBe("EACCES");
+      // The port is reachable (loopback), but the proof fails: closed by the host, nothing learned
+      // beyond the host's own challenge.
+      expect(results.connectToPort).toMatchObject({ connected: true, closedByHost: true });
+    }
+    const own = results.ownChannel as { isHost: boolean; hostPid: number };
+    expect(own.isHost).toBe(true);
+    expect(own.hostPid).not.toBe(hosting.pid);
+    // The victim's listener saw exactly one connection: its own.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hostMessages.filter((m) => m.type === "listener").map((m) => m.seen)).toEqual([1]);
+  });
+});
