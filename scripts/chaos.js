@@ -25,6 +25,20 @@ const channel = `chaos-${process.pid}-${Date.now().toString(36)}`;
 
 const reports = [];
 const children = new Map();
+// Waiters are woken by each report (no polling: the orchestrator must not steal CPU from the
+// members it measures on a 2-core machine).
+const wakeups = new Set();
+function waitForReport(ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      wakeups.delete(done);
+      resolve();
+    }
+    wakeups.add(done);
+  });
+}
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,7 +46,10 @@ function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
   if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
   const child = fork(path.join(__dirname, "chaos-member.js"), [], { env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  child.on("message", (m) => reports.push(m));
+  child.on("message", (m) => {
+    reports.push(m);
+    for (const wake of [...wakeups]) wake();
+  });
   children.set(child.pid, child);
   return child.pid;
 }
@@ -48,7 +65,7 @@ async function agreement(pids, since) {
       const host = [...hosts][0];
       if (hosts.size === 1 && pids.includes(host)) return { host, latest };
     }
-    await sleep(2);
+    await waitForReport(deadline - now());
   }
   return undefined;
 }
@@ -58,7 +75,7 @@ async function firstConnect(pid) {
   while (now() < deadline) {
     const r = reports.find((x) => x.pid === pid && x.type === "connect");
     if (r) return r;
-    await sleep(2);
+    await waitForReport(deadline - now());
   }
   return undefined;
 }
