@@ -162,3 +162,66 @@ describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) =>
     }
   });
 });
+
+describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
+  const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
+
+  test("8 processes opening a fresh channel at the same moment: exactly one host, 20 rounds out of 20", async () => {
+    const pids = await group.fork(8, env());
+    for (let round = 0; round < 20; round++) {
+      const channel = uniqueChannel(`fresh${round}`);
+      for (const pid of pids) group.send(pid, { cmd: "open", channel });
+      const { hostPid, connects } = await group.agreement(pids, channel);
+      expect(hostsAmong(connects)).toEqual([hostPid]);
+      const allConnects = group.reports.filter((r) => r.type === "connect" && r.channel === channel);
+      expect(new Set(allConnects.map((c) => c.hostPid))).toEqual(new Set([hostPid]));
+      for (const pid of pids) group.send(pid, { cmd: "destroy", channel });
+    }
+  });
+
+  test("the host killed, then a second member killed while the survivors elect: one host, 20 rounds out of 20", async () => {
+    const channel = uniqueChannel("double-kill");
+    await group.fork(6, env({ OC_CHANNEL: channel }));
+    let { hostPid } = await group.agreement(group.alive(), channel);
+    for (let round = 0; round < 20; round++) {
+      const since = group.reports.length;
+      group.kill(hostPid);
+      // Within a few ms: most likely mid-election, perhaps the very process holding the reclaim lock.
+      await new Promise((r) => setTimeout(r, round % 5));
+      const others = group.alive();
+      group.kill(others[round % others.length]);
+      const survivors = group.alive();
+      ({ hostPid } = await group.agreement(survivors, channel, since));
+      const connects = survivors.map((pid) => group.lastConnect(pid, channel, since));
+      expect(connects.filter((c) => c?.isHost).map((c) => c?.pid)).toEqual([hostPid]);
+      // Keep six members: two newcomers join the new host.
+      const fresh = await group.fork(2, env({ OC_CHANNEL: channel }));
+      const joined = await group.agreement([...survivors, ...fresh], channel, since);
+      expect(joined.hostPid).toBe(hostPid);
+    }
+    expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
+  });
+
+  test("members killed mid-handshake never disturb the host or the others, 20 rounds", async () => {
+    const channel = uniqueChannel("mid-handshake");
+    const [host, member] = await group.fork(2, env({ OC_CHANNEL: channel }));
+    const { hostPid } = await group.agreement([host, member], channel);
+    for (let round = 0; round < 20; round++) {
+      // A process that is told to open the channel and killed a moment later: somewhere between
+      // its connect, its hello and its first write.
+      const [victim] = await group.fork(1, env());
+      group.send(victim, { cmd: "open", channel });
+      await new Promise((r) => setTimeout(r, round % 4));
+      group.kill(victim);
+    }
+    const since = group.reports.length;
+    group.send(member, { cmd: "write", channel, data: `${member} after-the-storm\n` });
+    await group.waitFor(
+      () => group.reports.slice(since).some((r) => r.type === "received" && r.line === `${member} after-the-storm` && r.pid === hostPid),
+      "the member's line at the unchanged host",
+    );
+    expect(group.reports.filter((r) => r.type === "connect" && r.channel === channel && r.pid === member)).toHaveLength(1);
+    expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
+  });
+});
+

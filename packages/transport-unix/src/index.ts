@@ -5,13 +5,31 @@
  */
 import type * as net from "node:net";
 import * as path from "node:path";
-import { ensurePrivateDir, type Transport } from "@open-channel/core";
-import { reclaimStaleSocket } from "./reclaim";
+import { ensurePrivateDir, type Transport, tryLock, waitForRelease } from "@open-channel/core";
+import { lockPathOf, reclaimStaleSocket, WAIT_FOR_LOCK_MS } from "./reclaim";
 import { defaultSocketDir, socketFileName } from "./socket-path";
 
 export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
 export { ensurePrivateDir } from "@open-channel/core";
 export { probe, reclaimStaleSocket, type ProbeResult } from "./reclaim";
+
+function addressInUse(socketPath: string): NodeJS.ErrnoException {
+  const err = new Error(`listen EADDRINUSE: ${socketPath} is being bound by another process`) as NodeJS.ErrnoException;
+  err.code = "EADDRINUSE";
+  return err;
+}
+
+/** listen() on a Unix socket path; `exclusive` so that a cluster worker binds it itself. */
+function bindExclusive(server: net.Server, socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once("error", onError);
+    server.listen({ path: socketPath, exclusive: true }, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
 
 /** Options of {@link unixTransport}. */
 export interface UnixTransportOptions {
@@ -55,21 +73,32 @@ export class UnixTransport implements Transport {
     socket.connect({ path: this.socketPath(channel) });
   }
 
-  listen(channel: string, server: net.Server): Promise<void> {
+  /**
+   * Binds under the channel's lock. Between a socket's bind() and its listen() a connect is
+   * refused exactly as by a dead host's file; on a loaded machine a process can be preempted in
+   * that gap. Because every bind happens under the lock, a reclaimer (which holds it) never takes
+   * a file in that gap for a dead one.
+   */
+  async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      server.once("error", onError);
-      // exclusive: in a cluster worker, bind here instead of sharing the primary's handle.
-      server.listen({ path: this.socketPath(channel), exclusive: true }, () => {
-        server.off("error", onError);
-        resolve();
-      });
-    });
+    const socketPath = this.socketPath(channel);
+    const lock = await tryLock(lockPathOf(socketPath));
+    if (lock === undefined) {
+      // Someone is binding or reclaiming right now: once they let go, there is a host to join.
+      await waitForRelease(lockPathOf(socketPath), WAIT_FOR_LOCK_MS);
+      throw addressInUse(socketPath);
+    }
+    try {
+      await bindExclusive(server, socketPath);
+    } finally {
+      lock.release();
+    }
   }
 
   reclaim(channel: string, server: net.Server): Promise<boolean> {
-    return reclaimStaleSocket(this.socketPath(channel), () => this.listen(channel, server));
+    ensurePrivateDir(this.dir, channel);
+    const socketPath = this.socketPath(channel);
+    return reclaimStaleSocket(socketPath, () => bindExclusive(server, socketPath));
   }
 }
 

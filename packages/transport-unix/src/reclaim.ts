@@ -30,14 +30,20 @@ export function probe(socketPath: string): Promise<ProbeResult> {
   });
 }
 
-/** How long a process waits for another one's reclaim before it simply connects again. */
-const WAIT_FOR_RECLAIMER_MS = 250;
+/** How long a process waits for another one's bind or reclaim before it simply connects again. */
+export const WAIT_FOR_LOCK_MS = 250;
+
+/** The lock that every bind and every reclaim of `socketPath` holds. */
+export function lockPathOf(socketPath: string): string {
+  return `${socketPath}.lock`;
+}
 
 /**
  * Removes a dead host's socket file and binds `bind` in its place, race-free: lock, check the file
  * is still the same one (same inode) and refuses connections, unlink it, bind, and only then let go
- * of the lock. A socket file whose listener is gone never comes back to life (a new host must bind
- * a new file), so a file that refused and kept its inode under the lock is dead for sure. Of
+ * of the lock. Every bind of the path happens under the same lock (see UnixTransport#listen), so
+ * while we hold it no file can be between its bind() and its listen(); and a socket file whose
+ * listener is gone never comes back to life. So a file that refuses under the lock is dead for sure. Of
  * several reclaimers exactly one holds the lock; the others wait until it lets go (it is listening
  * by then) and connect to it.
  *
@@ -58,10 +64,10 @@ export async function reclaimStaleSocket(socketPath: string, bind: () => Promise
   }
   // No probe before the lock: the caller has just been refused. The probe that decides is the
   // one under the lock.
-  const lockPath = `${socketPath}.lock`;
+  const lockPath = lockPathOf(socketPath);
   const lock = await tryLock(lockPath);
   if (lock === undefined) {
-    await waitForRelease(lockPath, WAIT_FOR_RECLAIMER_MS);
+    await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
     return false;
   }
   try {
