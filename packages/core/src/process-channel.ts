@@ -464,6 +464,7 @@ export class ProcessChannel extends EventEmitter {
     const previous = this.currentState;
     if (previous === next) return;
     this.currentState = next;
+    debug("channel %j: state %s -> %s", this.name, previous, next);
     this.emit("state", next, previous);
   }
 

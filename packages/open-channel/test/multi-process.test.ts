@@ -29,7 +29,7 @@ async function checkOneHostAndTraffic(pids: number[], channel: string): Promise<
   for (const pid of pids) expect(receivedFrom(pid, channel)).toEqual([`${pid} pre 1`, `${pid} pre 2`, `${pid} pre 3`]);
   // ...and every member hears the host: its welcome and the echo of its own line.
   await group.waitFor(
-    () => pids.every((pid) => group.reports.some((r) => r.pid === pid && r.type === "data" && r.line === `echo ${pid} pre 3`)),
+    () => pids.every((pid) => group.reports.some((r) => r.pid === pid && r.type === "data" && r.line?.startsWith(`echo ${pid} pre 3 #`))),
     "echoes at the members",
   );
   for (const pid of pids) {
@@ -222,6 +222,40 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
     );
     expect(group.reports.filter((r) => r.type === "connect" && r.channel === channel && r.pid === member)).toHaveLength(1);
     expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
+  });
+});
+
+describe("what a failover delivers, and what it cannot (unix)", () => {
+  test("bytes the kernel accepted for a host that then died are lost; the listener's state died with the host", async () => {
+    const channel = uniqueChannel("delivery");
+    const pids = await group.fork(3, { OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: "unix" });
+    const { hostPid } = await group.agreement(pids, channel);
+    const writer = pids.find((p) => p !== hostPid) as number;
+    // The listener state before: the host has counted lines.
+    for (let i = 1; i <= 3; i++) group.send(writer, { cmd: "write", channel, data: `${writer} counted ${i}\n` });
+    await group.waitFor(() => group.reports.some((r) => r.pid === writer && r.type === "data" && r.line === `echo ${writer} counted 3 #3`), "the host's count");
+
+    // The host stops reading; a write is accepted by the kernel (its callback says so), then the host dies.
+    group.send(hostPid, { cmd: "pause-host", channel });
+    await group.waitFor(() => group.reports.some((r) => r.pid === hostPid && r.type === "paused"), "the pause");
+    group.send(writer, { cmd: "write", channel, data: `${writer} doomed\n` });
+    const written = await group.waitFor(() => group.reports.find((r) => r.pid === writer && r.type === "written" && String((r as { data?: string }).data).includes("doomed")), "the write callback");
+    expect((written as { error?: string }).error).toBeUndefined();
+    const since = group.reports.length;
+    group.kill(hostPid);
+    const survivors = pids.filter((p) => p !== hostPid);
+    const after = await group.agreement(survivors, channel, since);
+
+    group.send(writer, { cmd: "write", channel, data: `${writer} after\n` });
+    const echo = await group.waitFor(() => group.reports.slice(since).find((r) => r.pid === writer && r.type === "data" && r.line?.startsWith(`echo ${writer} after`)), "the new host's echo");
+    // The accepted-but-unread line reached nobody: not the dead host's listener, not the new one.
+    expect(group.reports.filter((r) => r.type === "received" && r.line === `${writer} doomed`)).toEqual([]);
+    // The new host's listener started from scratch: its count is the number of lines it received
+    // itself since the failover, nothing carried over from the dead host's count of 3.
+    expect(after.hostPid).not.toBe(hostPid);
+    const byNewHost = group.reports.slice(since).filter((r) => r.type === "received" && r.pid === after.hostPid);
+    const count = Number(echo.line?.split("#")[1]);
+    expect(count).toBe(byNewHost.findIndex((r) => r.line === `${writer} after`) + 1);
   });
 });
 
