@@ -10,6 +10,9 @@ const channel = openChannel(name, (socket) => {
 const socket = channel.connect(Number(process.env.CHAOS_TIMEOUT || 10000));
 const report = (msg) => process.connected && process.send({ pid: process.pid, at: performance.timeOrigin + performance.now(), ...msg });
 socket.on("connect", () => report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost }));
+channel.on("state", (state, previous) => {
+  if (previous === "connected" && state === "connecting") report({ type: "lost" });
+});
 socket.on("error", (err) => report({ type: "error", code: err.code, message: err.message }));
 socket.on("data", () => undefined);
 setInterval(() => socket.write(`${process.pid} tick\n`), 20);

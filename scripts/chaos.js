@@ -70,6 +70,12 @@ async function agreement(pids, since) {
   return undefined;
 }
 
+function median(values) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return Number(sorted[Math.floor(sorted.length / 2)].toFixed(1));
+}
+
 async function firstConnect(pid) {
   const deadline = now() + GIVE_UP_MS;
   while (now() < deadline) {
@@ -86,6 +92,8 @@ async function firstConnect(pid) {
   if (!first) throw new Error("the members never agreed on a first host");
   let host = first.host;
   const times = [];
+  const detect = [];
+  const elect = [];
   let splitBrain = 0;
   let neverBack = 0;
   for (let k = 0; k < KILLS; k++) {
@@ -99,6 +107,12 @@ async function firstConnect(pid) {
       break;
     }
     times.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - t0);
+    // Where the time went: from the kill until the survivors noticed, then their election.
+    const lost = reports.filter((r) => r.type === "lost" && r.at >= t0 && survivors.includes(r.pid));
+    if (lost.length) {
+      detect.push(Math.max(...lost.map((r) => r.at)) - t0);
+      elect.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - Math.min(...lost.map((r) => r.at)));
+    }
     // Split brain: any member that, after the kill, connected to another host than the elected one,
     // or more than one member saying it hosts.
     const after = reports.filter((r) => r.type === "connect" && r.at >= t0);
@@ -110,7 +124,7 @@ async function firstConnect(pid) {
     const joined = await firstConnect(newcomer);
     if (!joined) neverBack++;
     else if (joined.hostPid !== host) splitBrain++;
-    await sleep(20);
+    await sleep(Number(option("pause", 20)));
   }
   const sorted = [...times].sort((a, b) => a - b);
   const pct = (p) => (sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1)) : null);
@@ -119,6 +133,8 @@ async function firstConnect(pid) {
     members: MEMBERS,
     kills: times.length,
     failover_ms: { median: pct(0.5), p90: pct(0.9), max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null, all: times.map((t) => Number(t.toFixed(1))) },
+    detect_ms_median: median(detect),
+    elect_ms_median: median(elect),
     split_brain: splitBrain,
     user_errors: reports.filter((r) => r.type === "error").length,
     never_back: neverBack,

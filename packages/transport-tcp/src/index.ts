@@ -48,7 +48,7 @@ function noHost(message: string, code = "ENOENT"): NodeJS.ErrnoException {
  * file) and every connection runs a challenge-response proof both ways before it reaches the
  * user's listener; the secret itself never travels. The same proof tells our host from a stranger
  * program that took the port after a host died: a port file that points at a stranger, or at
- * nobody, is reclaimed under a lock after a re-check, exactly once.
+ * nobody, is replaced under the channel's lock, by exactly one process.
  */
 export class TcpTransport implements Transport {
   readonly name = "tcp";
@@ -87,6 +87,12 @@ export class TcpTransport implements Transport {
     socket.connect({ host: record.host, port: record.port });
   }
 
+  /**
+   * Listens on a random loopback port, then publishes it, exclusively: under the channel's lock,
+   * an exclusive create of the port file; when a record is already there, it is probed (with the
+   * proof) and replaced only if it points at nobody or at a stranger. Rejects with `EADDRINUSE`
+   * when another process hosts (or is publishing right now: we wait until it is done).
+   */
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
     await new Promise<void>((resolve, reject) => {
@@ -100,52 +106,51 @@ export class TcpTransport implements Transport {
     const { port } = server.address() as net.AddressInfo;
     const record: PortRecord = { host: this.host, port, pid: process.pid, id: randomBytes(8).toString("hex") };
     const file = this.portFile(channel);
-    try {
-      publishExclusive(file, record);
-    } catch (err) {
+    const lockPath = `${file}.lock`;
+    const lock = await tryLock(lockPath);
+    if (lock === undefined) {
       server.close();
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
-      throw err;
+      await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
+      throw noHost(`listen EADDRINUSE: ${file} is being published by another process`, "EADDRINUSE");
+    }
+    try {
+      if (!this.tryPublish(file, record)) {
+        const before = readRaw(file);
+        // A record is there: a live host, or a dead host's leftover (nobody at the port, or a
+        // stranger that took the port since). A timeout is never taken for death.
+        if (before !== undefined && !isDead(await probeChannel(this, channel))) {
+          server.close();
+          throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
+        }
+        if (before !== undefined) {
+          fs.rmSync(file, { force: true });
+          debug("tcp: reclaimed the stale port file %s (%s)", file, before);
+        }
+        if (!this.tryPublish(file, record)) {
+          server.close();
+          throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
+        }
+      }
+    } finally {
+      lock.release();
     }
     debug("tcp: channel %j published %s:%d in %s", channel, record.host, port, file);
     publishedAtExit(file, JSON.stringify(record));
   }
 
-  async reclaim(channel: string, server: net.Server): Promise<boolean> {
-    const file = this.portFile(channel);
-    const before = readRaw(file);
-    if (before === undefined) return false;
-    const lockPath = `${file}.lock`;
-    const lock = await tryLock(lockPath);
-    if (lock === undefined) {
-      // Another process is reclaiming: once it lets go, it listens and we connect to it.
-      await waitForRelease(lockPath, WAIT_FOR_RECLAIMER_MS);
-      return false;
-    }
+  private tryPublish(file: string, record: PortRecord): boolean {
     try {
-      const now = readRaw(file);
-      if (now !== undefined) {
-        // Another record now: someone reclaimed and published meanwhile.
-        if (now !== before) return false;
-        if (!isDead(await probeChannel(this, channel))) return false;
-        fs.rmSync(file, { force: true });
-        debug("tcp: reclaimed the stale port file %s (%s)", file, before);
-      }
-      try {
-        await this.listen(channel, server);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") return false;
-        throw err;
-      }
+      publishExclusive(file, record);
       return true;
-    } finally {
-      lock.release();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
     }
   }
 }
 
-/** How long a process waits for another one's reclaim before it simply connects again. */
-const WAIT_FOR_RECLAIMER_MS = 250;
+/** How long a process waits for another one's publish before it simply connects again. */
+const WAIT_FOR_LOCK_MS = 250;
 
 const published = new Map<string, string>();
 

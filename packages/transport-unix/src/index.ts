@@ -5,19 +5,13 @@
  */
 import type * as net from "node:net";
 import * as path from "node:path";
-import { ensurePrivateDir, type Transport, tryLock, waitForRelease } from "@open-channel/core";
-import { lockPathOf, reclaimStaleSocket, WAIT_FOR_LOCK_MS } from "./reclaim";
+import { ensurePrivateDir, type Transport } from "@open-channel/core";
+import { bindOrTakeOver } from "./take-over";
 import { defaultSocketDir, socketFileName } from "./socket-path";
 
 export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
 export { ensurePrivateDir } from "@open-channel/core";
-export { probe, reclaimStaleSocket, type ProbeResult } from "./reclaim";
-
-function addressInUse(socketPath: string): NodeJS.ErrnoException {
-  const err = new Error(`listen EADDRINUSE: ${socketPath} is being bound by another process`) as NodeJS.ErrnoException;
-  err.code = "EADDRINUSE";
-  return err;
-}
+export { probe, bindOrTakeOver, type ProbeResult } from "./take-over";
 
 /** listen() on a Unix socket path; `exclusive` so that a cluster worker binds it itself. */
 function bindExclusive(server: net.Server, socketPath: string): Promise<void> {
@@ -42,8 +36,8 @@ export interface UnixTransportOptions {
 
 /**
  * Unix domain sockets, one socket file per channel in a per-user private directory. Binding the
- * file is the election: a second bind gets `EADDRINUSE`. A file left by a SIGKILLed host is
- * reclaimed race-free (see {@link reclaimStaleSocket}).
+ * file is the election: a second bind gets `EADDRINUSE`. A file left by a SIGKILLed host is taken
+ * over race-free within the same step (see {@link bindOrTakeOver}), so there is no `reclaim`.
  */
 export class UnixTransport implements Transport {
   readonly name = "unix";
@@ -74,31 +68,13 @@ export class UnixTransport implements Transport {
   }
 
   /**
-   * Binds under the channel's lock. Between a socket's bind() and its listen() a connect is
-   * refused exactly as by a dead host's file; on a loaded machine a process can be preempted in
-   * that gap. Because every bind happens under the lock, a reclaimer (which holds it) never takes
-   * a file in that gap for a dead one.
+   * Binds the channel's socket file exclusively, taking over a dead host's file race-free (see
+   * {@link bindOrTakeOver}); rejects with `EADDRINUSE` when another process hosts.
    */
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
     const socketPath = this.socketPath(channel);
-    const lock = await tryLock(lockPathOf(socketPath));
-    if (lock === undefined) {
-      // Someone is binding or reclaiming right now: once they let go, there is a host to join.
-      await waitForRelease(lockPathOf(socketPath), WAIT_FOR_LOCK_MS);
-      throw addressInUse(socketPath);
-    }
-    try {
-      await bindExclusive(server, socketPath);
-    } finally {
-      lock.release();
-    }
-  }
-
-  reclaim(channel: string, server: net.Server): Promise<boolean> {
-    ensurePrivateDir(this.dir, channel);
-    const socketPath = this.socketPath(channel);
-    return reclaimStaleSocket(socketPath, () => bindExclusive(server, socketPath));
+    await bindOrTakeOver(socketPath, () => bindExclusive(server, socketPath));
   }
 }
 

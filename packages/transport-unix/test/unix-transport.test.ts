@@ -4,10 +4,10 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
+  bindOrTakeOver,
   ensurePrivateDir,
   maxSocketPathBytes,
   probe,
-  reclaimStaleSocket,
   socketFileName,
   unixTransport,
 } from "@open-channel/transport-unix";
@@ -73,7 +73,7 @@ describe("the private directory", () => {
   });
 });
 
-describe("stale socket reclaim", () => {
+describe("bind or take over (the election for one socket path)", () => {
   async function staleSocket(file: string): Promise<void> {
     const child = fork(path.join(__dirname, "..", "..", "open-channel", "test", "fixtures", "stale-socket.js"), [file], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -98,7 +98,8 @@ describe("stale socket reclaim", () => {
     expect(await probe(file)).toBe("refused");
     const servers: net.Server[] = [];
     try {
-      expect(await reclaimStaleSocket(file, bindTo(file, servers))).toBe(true);
+      await bindOrTakeOver(file, bindTo(file, servers));
+      expect(servers.filter((s) => s.listening)).toHaveLength(1);
       expect(await probe(file)).toBe("live");
     } finally {
       for (const s of servers) s.close();
@@ -111,10 +112,10 @@ describe("stale socket reclaim", () => {
     await new Promise<void>((resolve) => server.listen(file, resolve));
     try {
       expect(await probe(file)).toBe("live");
-      const bind = jest.fn(async () => undefined);
-      expect(await reclaimStaleSocket(file, bind)).toBe(false);
-      expect(bind).not.toHaveBeenCalled();
-      expect(fs.lstatSync(file).isSocket()).toBe(true);
+      const servers: net.Server[] = [];
+      await expect(bindOrTakeOver(file, bindTo(file, servers))).rejects.toMatchObject({ code: "EADDRINUSE" });
+      expect(servers.filter((s) => s.listening)).toHaveLength(0);
+      expect(await probe(file)).toBe("live");
     } finally {
       server.close();
     }
@@ -123,18 +124,19 @@ describe("stale socket reclaim", () => {
   test("a file that is not a socket is never removed", async () => {
     const file = path.join(tmp(), "plain.sock");
     fs.writeFileSync(file, "data");
-    await expect(reclaimStaleSocket(file, async () => undefined)).rejects.toThrow(/not a socket/);
+    await expect(bindOrTakeOver(file, bindTo(file, []))).rejects.toThrow(/not a socket/);
     expect(fs.readFileSync(file, "utf8")).toBe("data");
   });
 
-  test("many reclaimers of one stale file at once: exactly one binds, the others wait for it", async () => {
+  test("many processes' worth of binders over one stale file at once: exactly one binds, the others wait for it", async () => {
     for (let round = 0; round < 5; round++) {
       const file = path.join(tmp(), "many.sock");
       await staleSocket(file);
       const servers: net.Server[] = [];
       try {
-        const results = await Promise.all(Array.from({ length: 8 }, () => reclaimStaleSocket(file, bindTo(file, servers))));
-        expect(results.filter(Boolean)).toHaveLength(1);
+        const results = await Promise.allSettled(Array.from({ length: 8 }, () => bindOrTakeOver(file, bindTo(file, servers))));
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        for (const r of results) if (r.status === "rejected") expect(r.reason).toMatchObject({ code: "EADDRINUSE" });
         expect(servers.filter((s) => s.listening)).toHaveLength(1);
         // The losers resolved only after the winner listened: a connect now reaches it.
         expect(await probe(file)).toBe("live");

@@ -1,0 +1,89 @@
+import * as fs from "node:fs";
+import * as net from "node:net";
+import { debug, tryLock, waitForRelease } from "@open-channel/core";
+
+/** What a probe connect found at a socket path. */
+export type ProbeResult = "live" | "refused" | "gone";
+
+/** How long a probe waits before it counts a silent listener as alive (never unlink on a guess). */
+const PROBE_TIMEOUT_MS = 1000;
+/** How long a process waits for another one's bind before it simply connects again. */
+const WAIT_FOR_LOCK_MS = 250;
+
+/**
+ * Connects to `socketPath` and hangs up. `refused` means no process listens on that file. A full
+ * backlog (`EAGAIN`) or a slow answer counts as live.
+ */
+export function probe(socketPath: string): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ path: socketPath });
+    const done = (result: ProbeResult): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done("live"), PROBE_TIMEOUT_MS);
+    socket.once("connect", () => done("live"));
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNREFUSED") done("refused");
+      else if (err.code === "ENOENT") done("gone");
+      else done("live");
+    });
+  });
+}
+
+function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
+  const err = new Error(`listen EADDRINUSE: ${socketPath} ${why}`) as NodeJS.ErrnoException;
+  err.code = "EADDRINUSE";
+  return err;
+}
+
+/**
+ * The election for one socket path: binds `bind` there, exclusively and race-free, taking over a
+ * dead host's file. Everything happens under one lock per path (see `tryLock` in core: on Linux
+ * the kernel releases it the instant its holder dies):
+ * - bind; if the path is free, done;
+ * - if a file is there, probe it. Because every bind of this path happens under the same lock, no
+ *   file can be between its bind() and its listen() while we hold it (a connect would be refused
+ *   there exactly as by a dead host's file), and a socket file whose listener is gone never comes
+ *   back to life. So a refusal now means a dead host: unlink it and bind.
+ * When another process holds the lock, wait until it lets go (it listens by then, or found a live
+ * host) and report `EADDRINUSE`: the caller connects.
+ *
+ * @returns once `bind` succeeded; rejects with `EADDRINUSE` when another process hosts.
+ */
+export async function bindOrTakeOver(socketPath: string, bind: () => Promise<void>): Promise<void> {
+  const lockPath = `${socketPath}.lock`;
+  const lock = await tryLock(lockPath);
+  if (lock === undefined) {
+    await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
+    throw addressInUse(socketPath, "is being bound by another process");
+  }
+  try {
+    try {
+      await bind();
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    }
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(socketPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    if (st !== undefined) {
+      if (!st.isSocket()) {
+        const err = new Error(`${socketPath} exists and is not a socket: refusing to remove it`) as NodeJS.ErrnoException;
+        err.code = "EACCES";
+        throw err;
+      }
+      if ((await probe(socketPath)) !== "refused") throw addressInUse(socketPath, "has a live host");
+      fs.unlinkSync(socketPath);
+      debug("reclaimed the stale socket file %s", socketPath);
+    }
+    await bind();
+  } finally {
+    lock.release();
+  }
+}
