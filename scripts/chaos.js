@@ -100,6 +100,7 @@ async function firstConnect(pid) {
     const survivors = [...children.keys()].filter((p) => p !== host);
     const t0 = now();
     children.get(host).kill("SIGKILL");
+    if (process.env.CHAOS_TRACE) process.stderr.write(`CHAOS kill ${host} at ${t0.toFixed(1)}\n`);
     children.delete(host);
     const result = await agreement(survivors, t0);
     if (!result) {
