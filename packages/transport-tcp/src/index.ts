@@ -88,53 +88,46 @@ export class TcpTransport implements Transport {
   }
 
   /**
-   * Listens on a random loopback port, then publishes it, exclusively: under the channel's lock,
-   * an exclusive create of the port file; when a record is already there, it is probed (with the
-   * proof) and replaced only if it points at nobody or at a stranger. Rejects with `EADDRINUSE`
-   * when another process hosts (or is publishing right now: we wait until it is done).
+   * The election over TCP, under the channel's lock: when a record is there, probe it (with the
+   * proof) and keep it if its host is alive (`EADDRINUSE`); replace it if it points at nobody or at
+   * a stranger (a timeout is never taken for death). Then listen on a random loopback port and
+   * publish it with an exclusive create. A process that finds the lock taken waits until it is
+   * let go (the new host is published by then) and gets `EADDRINUSE`: it connects.
    */
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      // exclusive: a cluster worker must own its port, not share the primary's.
-      server.listen({ host: this.host, port: 0, exclusive: true }, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as net.AddressInfo;
-    const record: PortRecord = { host: this.host, port, pid: process.pid, id: randomBytes(8).toString("hex") };
     const file = this.portFile(channel);
     const lockPath = `${file}.lock`;
     const lock = await tryLock(lockPath);
     if (lock === undefined) {
-      server.close();
       await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
       throw noHost(`listen EADDRINUSE: ${file} is being published by another process`, "EADDRINUSE");
     }
+    let record: PortRecord;
     try {
+      const before = readRaw(file);
+      if (before !== undefined) {
+        if (!isDead(await probeChannel(this, channel))) throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
+        fs.rmSync(file, { force: true });
+        debug("tcp: reclaimed the stale port file %s (%s)", file, before);
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        // exclusive: a cluster worker must own its port, not share the primary's.
+        server.listen({ host: this.host, port: 0, exclusive: true }, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      record = { host: this.host, port: (server.address() as net.AddressInfo).port, pid: process.pid, id: randomBytes(8).toString("hex") };
       if (!this.tryPublish(file, record)) {
-        const before = readRaw(file);
-        // A record is there: a live host, or a dead host's leftover (nobody at the port, or a
-        // stranger that took the port since). A timeout is never taken for death.
-        if (before !== undefined && !isDead(await probeChannel(this, channel))) {
-          server.close();
-          throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
-        }
-        if (before !== undefined) {
-          fs.rmSync(file, { force: true });
-          debug("tcp: reclaimed the stale port file %s (%s)", file, before);
-        }
-        if (!this.tryPublish(file, record)) {
-          server.close();
-          throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
-        }
+        server.close();
+        throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
       }
     } finally {
       lock.release();
     }
-    debug("tcp: channel %j published %s:%d in %s", channel, record.host, port, file);
+    debug("tcp: channel %j published %s:%d in %s", channel, record.host, record.port, file);
     publishedAtExit(file, JSON.stringify(record));
   }
 
