@@ -1,5 +1,5 @@
 import * as net from "node:net";
-import { openChannel, OpenChannelError, type ProcessChannel } from "@open-channel/core";
+import { openChannel, OpenChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
 import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
 
 const transport = testTransport();
@@ -23,7 +23,7 @@ function collector(): { listener: (socket: net.Socket) => void; text: () => stri
   };
 }
 
-function open(name: string, listener: (socket: net.Socket) => void, t = transport): ProcessChannel {
+function open(name: string, listener: (socket: net.Socket) => void, t: Transport = transport): ProcessChannel {
   const channel = openChannel(name, listener, { transport: t });
   opened.push(channel);
   return channel;
@@ -134,6 +134,35 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await new Promise((r) => setTimeout(r, 50));
     expect(events).toEqual(["close"]);
     expect(channel.state).toBe("closed");
+  });
+
+  test("socket.end() while connecting: the queued writes and the end's chunk are delivered, then the channel closes", async () => {
+    const host = collector();
+    const channel = open(uniqueName("end-early"), host.listener);
+    const socket = channel.connect();
+    socket.write("one;");
+    socket.end("two;");
+    const states: string[] = [];
+    channel.on("state", (state: string) => states.push(state));
+    await once(socket, "close");
+    await until(() => host.text() === "one;two;", "the host to receive both writes");
+    expect(channel.state).toBe("closed");
+    expect(states).toEqual(["connected", "closed"]);
+  });
+
+  test("socket.end() while connected closes the channel without a reconnect", async () => {
+    const host = collector();
+    const channel = open(uniqueName("end-live"), host.listener);
+    const socket = channel.connect();
+    await once(socket, "connect");
+    const connects = jest.fn();
+    socket.on("connect", connects);
+    socket.end("bye;");
+    await once(socket, "close");
+    await until(() => host.text() === "bye;", "the host to receive the last write");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(channel.state).toBe("closed");
+    expect(connects).not.toHaveBeenCalled();
   });
 
   test("channel.close() while connecting fails queued writes with ERR_OPEN_CHANNEL_CLOSED", async () => {

@@ -8,6 +8,18 @@ import { unixTransport } from "@open-channel/transport-unix";
 import { uniqueChannel } from "./helpers/group";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
+
+/** Runs `fn` with OPEN_CHANNEL_TRANSPORT set to `value`, restoring it afterwards. */
+function withTransportEnv(value: string, fn: () => void): void {
+  const saved = process.env.OPEN_CHANNEL_TRANSPORT;
+  process.env.OPEN_CHANNEL_TRANSPORT = value;
+  try {
+    fn();
+  } finally {
+    if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
+    else process.env.OPEN_CHANNEL_TRANSPORT = saved;
+  }
+}
 const opened: ProcessChannel[] = [];
 afterEach(() => {
   for (const channel of opened.splice(0)) channel.close();
@@ -61,40 +73,25 @@ describe("the open-channel package (umbrella)", () => {
   });
 
   test("OPEN_CHANNEL_TRANSPORT=tcp switches this process to the TCP transport; options.transport overrides both", () => {
-    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
-    process.env.OPEN_CHANNEL_TRANSPORT = "tcp";
-    try {
+    withTransportEnv("tcp", () => {
       expect(openChannel("x", () => undefined).transport.name).toBe("tcp");
       expect(openChannel("x", () => undefined, { transport: unixTransport() }).transport.name).toBe("unix");
-    } finally {
-      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
-      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
-    }
+    });
   });
 
   test("OPEN_CHANNEL_TRANSPORT=pipe loads the pipe transport's package, only when asked", () => {
-    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
-    process.env.OPEN_CHANNEL_TRANSPORT = "pipe";
-    try {
+    withTransportEnv("pipe", () => {
       // The repository has every package; the missing-package error is tested with real installs
       // of packed tarballs (packaging.test.ts).
       expect(openChannel("x", () => undefined).transport.name).toBe("pipe");
-    } finally {
-      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
-      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
-    }
+    });
   });
 
   test("OPEN_CHANNEL_TRANSPORT naming an unknown transport is an error with a code", () => {
-    const saved = process.env.OPEN_CHANNEL_TRANSPORT;
-    process.env.OPEN_CHANNEL_TRANSPORT = "carrier-pigeon";
-    try {
+    withTransportEnv("carrier-pigeon", () => {
       expect(() => openChannel("x", () => undefined)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_NO_TRANSPORT" }));
       expect(() => openChannel("x", () => undefined)).toThrow(/carrier-pigeon/);
-    } finally {
-      if (saved === undefined) delete process.env.OPEN_CHANNEL_TRANSPORT;
-      else process.env.OPEN_CHANNEL_TRANSPORT = saved;
-    }
+    });
   });
 
   test("an unsafe socket directory closes the channel at once with a coded error naming the channel", async () => {

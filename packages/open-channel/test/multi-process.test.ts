@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { leaveStaleHost } from "@open-channel/core";
 import { unixTransport } from "@open-channel/transport-unix";
-import { Group, type Report, uniqueChannel } from "./helpers/group";
+import { Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
 
 let group: Group;
 beforeEach(() => {
@@ -19,6 +19,23 @@ function receivedFrom(pid: number, channel: string, since = 0): string[] {
     .slice(since)
     .filter((r) => r.type === "received" && r.channel === channel && r.line?.startsWith(`${pid} `))
     .map((r) => r.line as string);
+}
+
+/**
+ * 20 rounds: prepare a new channel (`before`), have every one of `pids` open it at the same moment,
+ * and check that exactly one host came out and that no member ever reached another host.
+ */
+async function raceRounds(pids: number[], label: string, before: (channel: string) => Promise<void>): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    const channel = uniqueChannel(`${label}${round}`);
+    await before(channel);
+    for (const pid of pids) group.send(pid, { cmd: "open", channel });
+    const { hostPid, connects } = await group.agreement(pids, channel);
+    expect(hostsAmong(connects)).toEqual([hostPid]);
+    const allConnects = group.reports.filter((r) => r.type === "connect" && r.channel === channel);
+    expect(new Set(allConnects.map((c) => c.hostPid))).toEqual(new Set([hostPid]));
+    for (const pid of pids) group.send(pid, { cmd: "destroy", channel });
+  }
 }
 
 async function checkOneHostAndTraffic(pids: number[], channel: string): Promise<number> {
@@ -117,9 +134,18 @@ describe.each(TRANSPORTS)("graceful handover over %s", (transport) => {
     let out = "";
     host.stdout.on("data", (d) => (out += d));
     const exited = new Promise<number | null>((resolve) => host.once("exit", (code) => resolve(code)));
-    await group.waitFor(() => host.pid !== undefined, "the host to start");
-    // Give the host time to host before the member arrives.
-    await new Promise((r) => setTimeout(r, 300));
+    // The member arrives once the host hosts.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the host never hosted: ${out}`)), WAIT_MS);
+      const check = (): void => {
+        if (!out.includes("connected true")) return;
+        clearTimeout(timer);
+        host.stdout.off("data", check);
+        resolve();
+      };
+      host.stdout.on("data", check);
+      check();
+    });
     const [member] = await group.fork(1, { OPEN_CHANNEL_TRANSPORT: transport, OC_CHANNEL: channel });
     const first = await group.waitFor(() => group.lastConnect(member, channel), "the member's first connect");
     expect(first.hostPid).toBe(host.pid);
@@ -147,19 +173,7 @@ describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) =>
   });
 
   test("8 processes racing over them yield exactly one host, 20 rounds out of 20", async () => {
-    const pids = await group.fork(8, env());
-    for (let round = 0; round < 20; round++) {
-      const channel = uniqueChannel(`race${round}`);
-      await leaveStaleHost(STALE_MAKERS[transport], channel);
-      for (const pid of pids) group.send(pid, { cmd: "open", channel });
-      const { hostPid, connects } = await group.agreement(pids, channel);
-      expect(hostsAmong(connects)).toEqual([hostPid]);
-      // Every member's connect names the same host from the first connect on: nobody ever
-      // reached a second host in this round.
-      const allConnects = group.reports.filter((r) => r.type === "connect" && r.channel === channel);
-      expect(new Set(allConnects.map((c) => c.hostPid))).toEqual(new Set([hostPid]));
-      for (const pid of pids) group.send(pid, { cmd: "destroy", channel });
-    }
+    await raceRounds(await group.fork(8, env()), "race", (channel) => leaveStaleHost(STALE_MAKERS[transport], channel));
   });
 });
 
@@ -167,16 +181,7 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
   const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
 
   test("8 processes opening a fresh channel at the same moment: exactly one host, 20 rounds out of 20", async () => {
-    const pids = await group.fork(8, env());
-    for (let round = 0; round < 20; round++) {
-      const channel = uniqueChannel(`fresh${round}`);
-      for (const pid of pids) group.send(pid, { cmd: "open", channel });
-      const { hostPid, connects } = await group.agreement(pids, channel);
-      expect(hostsAmong(connects)).toEqual([hostPid]);
-      const allConnects = group.reports.filter((r) => r.type === "connect" && r.channel === channel);
-      expect(new Set(allConnects.map((c) => c.hostPid))).toEqual(new Set([hostPid]));
-      for (const pid of pids) group.send(pid, { cmd: "destroy", channel });
-    }
+    await raceRounds(await group.fork(8, env()), "fresh", async () => undefined);
   });
 
   test("the host killed, then a second member killed while the survivors elect: one host, 20 rounds out of 20", async () => {
@@ -239,8 +244,8 @@ describe("what a failover delivers, and what it cannot (unix)", () => {
     group.send(hostPid, { cmd: "pause-host", channel });
     await group.waitFor(() => group.reports.some((r) => r.pid === hostPid && r.type === "paused"), "the pause");
     group.send(writer, { cmd: "write", channel, data: `${writer} doomed\n` });
-    const written = await group.waitFor(() => group.reports.find((r) => r.pid === writer && r.type === "written" && String((r as { data?: string }).data).includes("doomed")), "the write callback");
-    expect((written as { error?: string }).error).toBeUndefined();
+    const written = await group.waitFor(() => group.reports.find((r) => r.pid === writer && r.type === "written" && String(r.data).includes("doomed")), "the write callback");
+    expect(written.error).toBeUndefined();
     const since = group.reports.length;
     group.kill(hostPid);
     const survivors = pids.filter((p) => p !== hostPid);
@@ -253,6 +258,8 @@ describe("what a failover delivers, and what it cannot (unix)", () => {
     // The new host's listener started from scratch: its count is the number of lines it received
     // itself since the failover, nothing carried over from the dead host's count of 3.
     expect(after.hostPid).not.toBe(hostPid);
+    // (Reports of different processes arrive in any order: wait for the new host's own.)
+    await group.waitFor(() => group.reports.slice(since).some((r) => r.type === "received" && r.line === `${writer} after`), "the new host's report");
     const byNewHost = group.reports.slice(since).filter((r) => r.type === "received" && r.pid === after.hostPid);
     const count = Number(echo.line?.split("#")[1]);
     expect(count).toBe(byNewHost.findIndex((r) => r.line === `${writer} after`) + 1);

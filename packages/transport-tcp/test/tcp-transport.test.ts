@@ -131,7 +131,7 @@ describe("tcp transport specifics", () => {
     const secret = fs.readFileSync(path.join(dir, "secret"));
     const memberNonce = newNonce();
     const hello = encodeHello(name, memberNonce);
-    let recordedProof = Buffer.alloc(0);
+    let recordedProof: Buffer = Buffer.alloc(0);
     const legit = await rawExchange(dir, name, (reply) => {
       const parsed = new ReplyParser().feed(reply);
       if (parsed.state !== "done" || parsed.value.hostNonce === undefined) throw new Error("no reply");

@@ -5,7 +5,7 @@ import * as path from "node:path";
 export interface Report {
   pid: number;
   at: number;
-  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status";
+  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused";
   channel?: string;
   hostPid?: number;
   isHost?: boolean;
@@ -13,6 +13,10 @@ export interface Report {
   line?: string;
   code?: string;
   message?: string;
+  /** "received": how many lines the host's listener has seen; "written": the write's data and error. */
+  seen?: number;
+  data?: string;
+  error?: string;
 }
 
 const FIXTURES = path.join(__dirname, "..", "fixtures");
