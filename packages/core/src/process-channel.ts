@@ -186,6 +186,7 @@ export class ProcessChannel extends EventEmitter {
    */
   private async elect(generation: number, hostFirst: boolean): Promise<void> {
     let backoff = 0;
+    let takenInARow = 0;
     const current = (): boolean => generation === this.generation && this.currentState === "connecting";
     if (hostFirst && this.host === undefined) {
       // The host just vanished: most likely it died, so bind at once instead of first asking a
@@ -205,8 +206,9 @@ export class ProcessChannel extends EventEmitter {
         const outcome = await this.tryHost();
         if (!current()) return;
         // Bound, or someone else just bound: connect at once. (After a stranger, "taken" only
-        // means the stranger is still there: wait before asking again.)
-        if (outcome === "listening" || (outcome === "taken" && !stranger)) {
+        // means the stranger is still there; and "taken" again and again means leftovers that the
+        // transport cannot reclaim: wait before asking again, never spin.)
+        if (outcome === "listening" || (outcome === "taken" && !stranger && takenInARow++ === 0)) {
           backoff = 0;
           continue;
         }

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import * as net from "node:net";
 import { openChannel, OpenChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
 import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
@@ -215,6 +216,24 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(err.message).toMatch(/EADDRINUSE|ENOENT/);
     expect(channel.state).toBe("closed");
     expect(((await written) as OpenChannelError).code).toBe("ETIMEDOUT");
+  });
+
+  test("leftovers a transport cannot reclaim make the election back off, never spin, until the timeout", async () => {
+    const t = testTransport();
+    const name = uniqueName("no-reclaim");
+    // A dead host's socket file: a process that listened there and was SIGKILLed.
+    const child = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(t.path(name))}, () => console.log("up"))`]);
+    await new Promise((resolve) => child.stdout.once("data", resolve));
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    let attempts = 0;
+    const counting: Transport = { ...t, connect: (channel, socket) => { attempts++; return t.connect(channel, socket); } };
+    const channel = open(name, collector().listener, counting);
+    const err = await once<OpenChannelError>(channel.connect(500), "error");
+    expect(err.code).toBe("ETIMEDOUT");
+    // A spinning loop makes thousands of attempts in 500 ms; backing off (1 ms doubling to 100 ms) a handful.
+    expect(attempts).toBeLessThan(50);
   });
 
   test("a stranger at the address is never taken for the host", async () => {
