@@ -42,7 +42,7 @@ function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
  * The election for one socket path: binds `bind` there, exclusively and race-free, taking over a
  * dead host's file. Everything happens under one lock per path (see `tryLock` in core: on Linux
  * the kernel releases it the instant its holder dies):
- * - bind; if the path is free, done;
+ * - if no file is there, bind;
  * - if a file is there, probe it. Because every bind of this path happens under the same lock, no
  *   file can be between its bind() and its listen() while we hold it (a connect would be refused
  *   there exactly as by a dead host's file), and a socket file whose listener is gone never comes
@@ -60,12 +60,8 @@ export async function bindOrTakeOver(socketPath: string, bind: () => Promise<voi
     throw addressInUse(socketPath, "is being bound by another process");
   }
   try {
-    try {
-      await bind();
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
-    }
+    // Look before binding: after a host's death its file is there, and a bind that must fail
+    // would only cost a turn of the event loop.
     let st: fs.Stats | undefined;
     try {
       st = fs.lstatSync(socketPath);
