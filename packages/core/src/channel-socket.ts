@@ -51,14 +51,16 @@ export class ChannelSocket extends net.Socket {
   constructor(owner: SocketOwner) {
     super({ allowHalfOpen: false });
     this[kOwner] = owner;
-    // net.Socket#connect() resets `this.write` to the plain one on every (re)connect, and sets
-    // `writeAfterFIN` after an end: keep ours in place, it defers to the plain one when live.
-    Object.defineProperty(this, "write", {
-      configurable: true,
-      enumerable: false,
-      get: () => ChannelSocket.prototype.write,
-      set: () => undefined,
-    });
+  }
+
+  /**
+   * net.Socket#connect() resets `this.write` to the plain one on every (re)connect: put ours back
+   * (an own data property, which keeps the hot path a plain method call).
+   */
+  override connect(...args: unknown[]): this {
+    (net.Socket.prototype.connect as (...a: unknown[]) => this).apply(this, args);
+    if (this[kOwner] !== undefined) this.write = ChannelSocket.prototype.write;
+    return this;
   }
 
   /** @internal Stops the channel from managing this socket: it is a plain socket from now on. */
