@@ -23,6 +23,8 @@ export const {
   newNonce,
   ProofParser,
   defaultPrivateDir,
+  escapeName,
+  hashName,
   ensurePrivateDir,
   readOrCreateSecret,
   tryLock,

@@ -31,6 +31,7 @@ export {
 export { debug, debugEnabled } from "./debug";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
+export { escapeName, hashName } from "./names";
 export { readOrCreateSecret } from "./secret";
 export { tryLock, waitForRelease, type Lock } from "./lock";
 export { probeChannel, type ProbeVerdict } from "./probe";

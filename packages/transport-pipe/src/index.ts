@@ -3,11 +3,10 @@
  *
  * @packageDocumentation
  */
-import { createHash } from "node:crypto";
 import type * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { defaultPrivateDir, ensurePrivateDir, readOrCreateSecret, type Transport } from "@open-channel/core";
+import { defaultPrivateDir, ensurePrivateDir, escapeName, hashName, readOrCreateSecret, type Transport } from "@open-channel/core";
 
 /** Options of {@link pipeTransport}. */
 export interface PipeTransportOptions {
@@ -17,18 +16,8 @@ export interface PipeTransportOptions {
   user?: string;
 }
 
-const SAFE = /^[A-Za-z0-9_.-]$/;
 /** Windows allows pipe names up to 256 characters after `\\.\pipe\`; keep well inside. */
 const MAX_NAME_CHARS = 200;
-
-function escape(text: string): string {
-  let out = "";
-  for (const ch of text) {
-    if (SAFE.test(ch)) out += ch;
-    else for (const byte of Buffer.from(ch, "utf8")) out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
 
 /**
  * The pipe path of a channel: `\\?\pipe\open-channel\<user>\c.<escaped name>`, or
@@ -39,10 +28,10 @@ function escape(text: string): string {
  * pipeName("jobs", "alice") // "\\\\?\\pipe\\open-channel\\alice\\c.jobs"
  */
 export function pipeName(channel: string, user: string): string {
-  const prefix = `\\\\?\\pipe\\open-channel\\${escape(user)}\\`;
-  const readable = `c.${escape(channel)}`;
+  const prefix = `\\\\?\\pipe\\open-channel\\${escapeName(user)}\\`;
+  const readable = `c.${escapeName(channel)}`;
   if (prefix.length + readable.length <= MAX_NAME_CHARS) return prefix + readable;
-  return `${prefix}h.${createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32)}`;
+  return `${prefix}h.${hashName(channel)}`;
 }
 
 function currentUser(): string {

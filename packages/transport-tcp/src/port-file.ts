@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { escapeName, hashName } from "@open-channel/core";
 
 /** What a host publishes: where it listens, and who it is. */
 export interface PortRecord {
@@ -11,7 +12,6 @@ export interface PortRecord {
   id: string;
 }
 
-const SAFE = /^[A-Za-z0-9_.-]$/;
 const MAX_NAME_BYTES = 200;
 
 /**
@@ -19,13 +19,9 @@ const MAX_NAME_BYTES = 200;
  * escaped name would be too long for a file name. Safe for any string (no `/`, no `..`).
  */
 export function portFileName(channel: string): string {
-  let encoded = "";
-  for (const ch of channel) {
-    if (SAFE.test(ch)) encoded += ch;
-    else for (const byte of Buffer.from(ch, "utf8")) encoded += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
+  const encoded = escapeName(channel);
   if (Buffer.byteLength(encoded) <= MAX_NAME_BYTES) return `c.${encoded}.port`;
-  return `h.${createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32)}.port`;
+  return `h.${hashName(channel)}.port`;
 }
 
 /** Reads the raw port file; `undefined` when there is none. */

@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { defaultPrivateDir } from "@open-channel/core";
+import { defaultPrivateDir, escapeName, hashName } from "@open-channel/core";
 
 /**
  * Longest socket path the OS takes, in bytes, without the terminating NUL: `sun_path` is 108
@@ -18,8 +17,6 @@ export function defaultSocketDir(): string {
   return defaultPrivateDir();
 }
 
-const SAFE = /^[A-Za-z0-9_.-]$/;
-
 /**
  * The socket file name for a channel, safe for any string: letters, digits, `_`, `-` and `.` stay,
  * every other byte becomes `%XX`, behind a `c.` prefix (so no name is `.`, `..` or hidden, and no
@@ -30,13 +27,7 @@ const SAFE = /^[A-Za-z0-9_.-]$/;
  * socketFileName("my app", "/run/user/1000/open-channel") // "c.my%20app.sock"
  */
 export function socketFileName(channel: string, dir: string, platform: NodeJS.Platform = process.platform): string {
-  let encoded = "";
-  for (const ch of channel) {
-    if (SAFE.test(ch)) encoded += ch;
-    else for (const byte of Buffer.from(ch, "utf8")) encoded += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  const readable = `c.${encoded}.sock`;
+  const readable = `c.${escapeName(channel)}.sock`;
   if (Buffer.byteLength(path.join(dir, readable)) <= maxSocketPathBytes(platform)) return readable;
-  const digest = createHash("sha256").update(channel, "utf8").digest("hex").slice(0, 32);
-  return `h.${digest}.sock`;
+  return `h.${hashName(channel)}.sock`;
 }
