@@ -96,6 +96,12 @@ export class ProcessChannel extends EventEmitter {
   private lastError: Error | undefined;
   private currentHostPid: number | undefined;
   private secret: Buffer | undefined;
+  /** A queued write returned false: emit 'drain' once the queue is flushed. */
+  private needDrain = false;
+  /** The callback of an end() made while not connected. */
+  private endCallback: (() => void) | undefined;
+  /** Set while the channel itself destroys the socket (so it is not taken for the user's close). */
+  private internalDestroy = false;
 
   /**
    * @param name - channel name; any non-empty string up to 1024 UTF-8 bytes
@@ -371,8 +377,6 @@ export class ProcessChannel extends EventEmitter {
     this.needDrain = false;
   }
 
-  private needDrain = false;
-  private endCallback: (() => void) | undefined;
 
   /** Ends an attempt that is under way: destroy the connection; `close` settles it. */
   private abortAttempt(err: Error): void {
@@ -394,7 +398,6 @@ export class ProcessChannel extends EventEmitter {
     attempt.resolve(attempt.error ?? err);
   }
 
-  private internalDestroy = false;
 
   private destroyInternally(socket: ChannelSocket): void {
     this.internalDestroy = true;
