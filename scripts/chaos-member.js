@@ -8,7 +8,20 @@ const channel = openChannel(name, (socket) => {
   socket.on("data", () => undefined);
 });
 const socket = channel.connect(Number(process.env.CHAOS_TIMEOUT || 10000));
-const report = (msg) => process.connected && process.send({ pid: process.pid, at: performance.timeOrigin + performance.now(), ...msg });
+// Reports are stamped at once but sent in one batch once things are quiet, so that talking to the
+// orchestrator never competes for the CPU with the failover being measured.
+const REPORT_DELAY_MS = 60;
+let pending = [];
+let flushTimer;
+const flush = () => {
+  if (process.connected) for (const msg of pending) process.send(msg);
+  pending = [];
+};
+const report = (msg) => {
+  pending.push({ pid: process.pid, at: performance.timeOrigin + performance.now(), ...msg });
+  clearTimeout(flushTimer);
+  flushTimer = setTimeout(flush, REPORT_DELAY_MS);
+};
 socket.on("connect", () => report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost }));
 channel.on("state", (state, previous) => {
   if (previous === "connected" && state === "connecting") report({ type: "lost" });

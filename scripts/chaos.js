@@ -6,7 +6,7 @@
  * reconnected to one and the same new host, and counts split brain, user-visible errors and
  * members that never came back. Prints one JSON summary.
  *
- *   npm run chaos -- [--members 6] [--kills 20] [--transport unix]
+ *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 20] [--settle 500]
  *
  * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
  */
@@ -90,6 +90,9 @@ async function firstConnect(pid) {
   for (let i = 0; i < MEMBERS; i++) spawn();
   const first = await agreement([...children.keys()], 0);
   if (!first) throw new Error("the members never agreed on a first host");
+  // Kills start once the group has settled, as they do after each failover below (a newcomer has
+  // joined by then): a channel that has just started has not chosen its heir yet.
+  await sleep(Number(option("settle", 500)));
   let host = first.host;
   const times = [];
   const detect = [];

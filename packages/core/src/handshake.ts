@@ -25,6 +25,8 @@ export const HANDSHAKE = {
   version: 1,
   /** hello kinds */
   kindJoin: 1,
+  /** "Is our host here?": answered at once (with the host's proof) and closed, never a member. */
+  kindProbe: 2,
   /** flags */
   flagProof: 1,
   /** reply statuses */
@@ -32,10 +34,17 @@ export const HANDSHAKE = {
   statusWrongChannel: 1,
   statusUnsupported: 2,
   statusProofRequired: 3,
+  /** The process at this address is not (or no longer) the host: ask the channel's main address. */
+  statusNotHost: 4,
   helloHeaderLength: 10,
   replyLength: 20,
   nonceLength: 16,
   proofLength: 32,
+  /**
+   * The heir of a channel listens at the address of the channel's name plus this suffix (through
+   * the same transport); probes of that address carry that name.
+   */
+  standbySuffix: "\u0000heir",
   /** Longest channel name, in UTF-8 bytes. */
   maxNameBytes: 1024,
 } as const;
@@ -67,13 +76,13 @@ export function newNonce(): Buffer {
 }
 
 /** Encodes the member's hello for channel `name`; with a nonce, it asks for the proof exchange. */
-export function encodeHello(name: string, memberNonce?: Buffer): Buffer {
+export function encodeHello(name: string, memberNonce?: Buffer, kind: number = HANDSHAKE.kindJoin): Buffer {
   const nameBytes = Buffer.from(name, "utf8");
   const extra = memberNonce === undefined ? 0 : HANDSHAKE.nonceLength;
   const out = Buffer.alloc(HANDSHAKE.helloHeaderLength + nameBytes.length + extra);
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
-  out[5] = HANDSHAKE.kindJoin;
+  out[5] = kind;
   out[6] = memberNonce === undefined ? 0 : HANDSHAKE.flagProof;
   out.writeUInt16BE(nameBytes.length, 8);
   nameBytes.copy(out, HANDSHAKE.helloHeaderLength);

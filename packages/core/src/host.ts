@@ -8,6 +8,12 @@ export const HOST_HANDSHAKE_TIMEOUT_MS = 3000;
 
 type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
+/** A member whose hello waits for this server to start serving (see {@link HostServer.serve}). */
+interface Parked {
+  resume(): void;
+  refuse(reason: string): void;
+}
+
 /**
  * The server a hosting process runs inside itself. Every accepted connection first passes the
  * handshake (and the proof, when the transport has a secret); only then does it reach the user's
@@ -16,23 +22,77 @@ type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
  * and never seen by the listener.
  *
  * The server is unref'ed: hosting never keeps a process alive by itself.
+ *
+ * An heir's server (created with `serving: false`) listens before its process hosts: hellos that
+ * arrive are parked, unanswered, until {@link HostServer.serve} (this process now holds the
+ * channel's address) or {@link HostServer.refuseParked} (it does not: the member is told to ask
+ * the main address).
  */
 export class HostServer {
   /** Random id of this server instance: members learn it in the handshake. */
   readonly id: Buffer = randomBytes(8);
-  readonly server: net.Server;
   /** Connections that passed the handshake. */
   readonly members = new Set<net.Socket>();
+  /** Called when a hello is parked (only while not serving). */
+  onPark: (() => void) | undefined;
   private orphaned = false;
+  private serving: boolean;
+  private closed = false;
+  private closeReason = "";
+  private readonly parked = new Set<Parked>();
+  private readonly servers = new Set<net.Server>();
 
   constructor(
     private readonly channel: string,
     private readonly listener: (socket: net.Socket) => void,
     private readonly secret: Buffer | undefined,
+    options: { serving?: boolean } = {},
   ) {
-    this.server = net.createServer((socket) => this.accept(socket));
-    this.server.on("error", (err) => debug("channel %j: host server error: %s", channel, err.message));
-    this.server.unref();
+    this.serving = options.serving ?? true;
+  }
+
+  /** True once hellos are answered (always, unless created with `serving: false`). */
+  get isServing(): boolean {
+    return this.serving;
+  }
+
+  /** Another listening server whose connections this host admits the same way (unref'ed). */
+  createServer(): net.Server {
+    const server = net.createServer((socket) => this.accept(socket));
+    server.on("error", (err) => debug("channel %j: host server error: %s", this.channel, err.message));
+    server.unref();
+    this.servers.add(server);
+    return server;
+  }
+
+  /** Stops listening on `server` (connections it accepted stay). */
+  closeServer(server: net.Server): void {
+    if (!this.servers.delete(server)) return;
+    if (server.listening) server.close();
+  }
+
+  /** Starts answering hellos, the parked ones first. */
+  serve(): void {
+    if (this.serving) return;
+    this.serving = true;
+    const parked = [...this.parked];
+    this.parked.clear();
+    for (const p of parked) p.resume();
+  }
+
+  /** Tells every parked member that this process is not the host (they ask the main address). */
+  refuseParked(reason: string): void {
+    const parked = [...this.parked];
+    this.parked.clear();
+    for (const p of parked) p.refuse(reason);
+  }
+
+  /** Stops listening everywhere, refusing parked members; accepted members stay connected. */
+  close(reason: string): void {
+    this.closed = true;
+    this.closeReason = reason;
+    this.refuseParked(reason);
+    for (const server of [...this.servers]) this.closeServer(server);
   }
 
   /**
@@ -43,8 +103,16 @@ export class HostServer {
     if (this.orphaned) return;
     this.orphaned = true;
     debug("channel %j: our server %s is orphaned (another host owns the address)", this.channel, this.id.toString("hex"));
+    this.refuseParked("orphaned");
     for (const socket of this.members) socket.destroy();
     this.members.clear();
+  }
+
+  /** The host's half of the proof for a hello that carries a nonce (none without a secret). */
+  private hostProof(hello: Hello): { hostNonce: Buffer; hostProof: Buffer } | undefined {
+    if (this.secret === undefined || hello.memberNonce === undefined) return undefined;
+    const hostNonce = newNonce();
+    return { hostNonce, hostProof: computeProof(this.secret, "host", hello.name, hello.memberNonce, hostNonce) };
   }
 
   private accept(socket: net.Socket): void {
@@ -58,7 +126,8 @@ export class HostServer {
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
     const originalPush = socket.push as PushFn;
-    let stage: "hello" | "proof" | "done" = "hello";
+    let stage: "hello" | "parked" | "proof" | "done" = "hello";
+    let parkedEntry: Parked | undefined;
     let parser: HelloParser | ProofParser = new HelloParser();
     let expectedProof: Buffer | undefined;
     const timer = setTimeout(() => reject(`no ${stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
@@ -66,6 +135,7 @@ export class HostServer {
 
     const reject = (reason: string): false => {
       if (stage === "done") return false;
+      if (parkedEntry !== undefined) this.parked.delete(parkedEntry);
       stage = "done";
       clearTimeout(timer);
       debug("channel %j: closing a connection that failed the handshake: %s", this.channel, reason);
@@ -87,9 +157,44 @@ export class HostServer {
 
     const onHello = (hello: Hello, rest: Buffer): boolean => {
       let status: number = HANDSHAKE.statusOk;
-      if (hello.version !== HANDSHAKE.version || hello.kind !== HANDSHAKE.kindJoin) status = HANDSHAKE.statusUnsupported;
-      else if (hello.name !== this.channel) status = HANDSHAKE.statusWrongChannel;
+      const probe = hello.kind === HANDSHAKE.kindProbe;
+      // A probe names the address it checks: the channel's, or the heir's standby address.
+      const nameOk = hello.name === this.channel || (probe && hello.name === this.channel + HANDSHAKE.standbySuffix);
+      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe)) status = HANDSHAKE.statusUnsupported;
+      else if (!nameOk) status = HANDSHAKE.statusWrongChannel;
       else if (this.secret !== undefined && hello.memberNonce === undefined) status = HANDSHAKE.statusProofRequired;
+      if (status === HANDSHAKE.statusOk && probe) {
+        // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
+        socket.end(encodeReply(status, process.pid, this.id, this.hostProof(hello)));
+        stage = "done";
+        clearTimeout(timer);
+        Reflect.deleteProperty(socket, "push");
+        return false;
+      }
+      if (status === HANDSHAKE.statusOk && !this.serving) {
+        // An heir's server: the member waits for this process to hold the channel's address.
+        stage = "parked";
+        parkedEntry = {
+          resume: () => {
+            parkedEntry = undefined;
+            stage = "hello";
+            onHello(hello, rest);
+          },
+          refuse: (why) => {
+            parkedEntry = undefined;
+            if (!socket.destroyed) socket.end(encodeReply(HANDSHAKE.statusNotHost, process.pid, this.id, this.hostProof(hello)));
+            reject(`not the host (${why})`);
+          },
+        };
+        // A connection accepted before close() whose hello came after: nobody will serve it.
+        if (this.closed) {
+          parkedEntry.refuse(this.closeReason);
+          return false;
+        }
+        this.parked.add(parkedEntry);
+        this.onPark?.();
+        return true;
+      }
       if (status !== HANDSHAKE.statusOk) {
         socket.end(encodeReply(status, process.pid, this.id));
         return reject(`refused hello (status ${status}, name ${JSON.stringify(hello.name)})`);
@@ -115,6 +220,7 @@ export class HostServer {
         reject(`connection closed during the ${stage}`);
         return originalPush.call(socket, chunk, encoding);
       }
+      if (stage === "parked") return reject("bytes before the handshake reply");
       const result = parser.feed(chunk as Buffer);
       if (result.state === "more") return true;
       if (result.state === "invalid") return reject(result.reason);

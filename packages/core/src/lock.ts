@@ -8,10 +8,17 @@ export interface Lock {
   release(): void;
 }
 
+const abstractNames = new Map<string, string>();
+
 function abstractName(lockPath: string): string {
-  const uid = typeof process.getuid === "function" ? process.getuid() : 0;
-  const digest = createHash("sha256").update(lockPath).digest("hex").slice(0, 32);
-  return `\0open-channel-lock-${uid}-${digest}`;
+  let name = abstractNames.get(lockPath);
+  if (name === undefined) {
+    const uid = typeof process.getuid === "function" ? process.getuid() : 0;
+    const digest = createHash("sha256").update(lockPath).digest("hex").slice(0, 32);
+    name = `\0open-channel-lock-${uid}-${digest}`;
+    if (abstractNames.size < 1000) abstractNames.set(lockPath, name);
+  }
+  return name;
 }
 
 /**

@@ -30,13 +30,17 @@ export function defaultPrivateDir(): string {
  */
 export function ensurePrivateDir(dir: string, channel: string): void {
   let created = false;
-  try {
-    fs.mkdirSync(dir, { mode: 0o700 });
-    created = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw unsafe(dir, channel, `cannot create it: ${(err as Error).message}`, err);
+  // Look first: it is there on every call but the first, and a failed mkdir costs an exception.
+  let st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (st === undefined) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw unsafe(dir, channel, `cannot create it: ${(err as Error).message}`, err);
+    }
+    st = fs.lstatSync(dir);
   }
-  const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw unsafe(dir, channel, "it is not a directory (a symlink or a file is in the way)");
   if (process.platform !== "win32") {
     const uid = typeof process.getuid === "function" ? process.getuid() : st.uid;

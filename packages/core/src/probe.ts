@@ -37,7 +37,7 @@ export function probeChannel(transport: Transport, channel: string, timeoutMs = 
       done(noHost ? "refused" : "unknown");
     });
     socket.on("close", () => done("unknown"));
-    socket.on("connect", () => socket.write(encodeHello(channel, memberNonce)));
+    socket.on("connect", () => socket.write(encodeHello(channel, memberNonce, HANDSHAKE.kindProbe)));
     socket.on("data", (chunk: Buffer) => {
       const result = parser.feed(chunk);
       if (result.state === "more") return;

@@ -22,6 +22,16 @@ const HANDSHAKE_TIMEOUT_MS = 3000;
 const MIN_BACKOFF_MS = 1;
 const MAX_BACKOFF_MS = 100;
 
+/**
+ * A new host keeps answering at the standby address this long after taking over (members still
+ * in its backlog would be reset by a close), then frees it for the next heir.
+ */
+const STANDBY_GRACE_MS = 100;
+/** After going live, a member waits this long (plus as much jitter) before offering to be the heir. */
+const HEIR_DELAY_MS = 150;
+/** An heir that is connected to a live host refuses a parked member after this long. */
+const PARK_WHILE_CONNECTED_MS = 30;
+
 const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
 const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
 
@@ -47,6 +57,7 @@ const REFUSALS: Record<number, string> = {
   [HANDSHAKE.statusWrongChannel]: "the host serves another channel at this address",
   [HANDSHAKE.statusUnsupported]: "the host refused our protocol version",
   [HANDSHAKE.statusProofRequired]: "the host requires the per-user proof: are all processes using the same transport?",
+  [HANDSHAKE.statusNotHost]: "the heir does not host (the host is alive, or another process took over)",
 };
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,11 +89,18 @@ export class ProcessChannel extends EventEmitter {
   /** The transport this channel uses. */
   readonly transport: Transport;
   private readonly listener: ConnectionListener;
+  /** Where the heir listens: the channel's name with a suffix, through the same transport. */
+  private readonly standbyName: string;
   private currentState: ChannelState = "initiated";
   private socket: ChannelSocket | undefined;
   private queue = new WriteQueue();
   private owner: SocketOwner | undefined;
   private host: HostServer | undefined;
+  /** Set while this member is the heir: a server at the standby address, parking hellos. */
+  private standby: HostServer | undefined;
+  private standbyServer: net.Server | undefined;
+  private heirTimer: NodeJS.Timeout | undefined;
+  private parkTimer: NodeJS.Timeout | undefined;
   private attempt: Attempt | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
@@ -113,6 +131,9 @@ export class ProcessChannel extends EventEmitter {
     this.name = name;
     this.listener = listener;
     this.transport = options.transport;
+    // (Channel names may contain NUL, but a user's name ending in exactly this suffix is not a
+    // risk worth a rule.)
+    this.standbyName = name + HANDSHAKE.standbySuffix;
   }
 
   /** `"initiated"`, `"connecting"`, `"connected"` or `"closed"`. */
@@ -128,6 +149,16 @@ export class ProcessChannel extends EventEmitter {
   /** True while this process hosts the channel's server. */
   get isHost(): boolean {
     return this.host !== undefined;
+  }
+
+  /**
+   * True while this process stands by as the channel's heir: a member listening at the standby
+   * address, which takes the channel over at once when the host dies (the other members connect
+   * straight to it instead of running an election). One member is the heir, chosen a moment after
+   * it connects; a channel without one fails over by election.
+   */
+  get isHeir(): boolean {
+    return this.standby !== undefined;
   }
 
   /** The pid of the hosting process, as the host said in the handshake; undefined while not connected. */
@@ -195,6 +226,13 @@ export class ProcessChannel extends EventEmitter {
     let takenInARow = 0;
     const current = (): boolean => generation === this.generation && this.currentState === "connecting";
     if (hostFirst && this.host === undefined) {
+      if (this.standby === undefined) {
+        // The heir (another member) is already listening at the standby address and is taking the
+        // channel's address over right now: ask it first, and leave the election to it.
+        const err = await this.tryConnect(this.standbyName);
+        if (!current() || err === undefined) return;
+        debug("channel %j: no heir took us (%s): electing", this.name, describeError(err));
+      }
       // The host just vanished: most likely it died, so bind at once instead of first asking a
       // dead address. If it is alive after all, the bind loses and we connect to it below.
       const outcome = await this.tryHost();
@@ -236,7 +274,7 @@ export class ProcessChannel extends EventEmitter {
   }
 
   /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */
-  private tryConnect(): Promise<Error | undefined> {
+  private tryConnect(address: string = this.name): Promise<Error | undefined> {
     const socket = this.socket as ChannelSocket;
     return new Promise((resolve) => {
       this.attempt = { resolve, error: undefined, parser: undefined, timer: undefined, memberNonce: undefined };
@@ -244,7 +282,7 @@ export class ProcessChannel extends EventEmitter {
       this.closeSeen = false;
       let started: void | Promise<void>;
       try {
-        started = this.transport.connect(this.name, socket);
+        started = this.transport.connect(address, socket);
       } catch (err) {
         this.settleAttempt(asError(err));
         return;
@@ -264,24 +302,115 @@ export class ProcessChannel extends EventEmitter {
         return asError(err);
       }
     }
-    let host = new HostServer(this.name, this.listener, this.secret);
+    // The heir hosts with the server its members are already parked on. If it loses, it stays
+    // the heir until it is connected to whoever won (see goLive).
+    const standby = this.standby;
+    const host = standby ?? new HostServer(this.name, this.listener, this.secret);
+    const outcome = await this.bindAddress(host);
+    if (outcome !== "listening") return outcome;
+    this.host = host;
+    if (standby !== undefined && this.standby === standby) {
+      // Answer the members parked on the standby address, then free it for the next heir.
+      clearTimeout(this.parkTimer);
+      this.parkTimer = undefined;
+      host.serve();
+      const server = this.standbyServer as net.Server;
+      setTimeout(() => host.closeServer(server), STANDBY_GRACE_MS).unref();
+      this.standby = undefined;
+      this.standbyServer = undefined;
+    }
+    debug("channel %j: hosting (%s, server %s%s)", this.name, this.describeAddress(), host.id.toString("hex"), standby ? ", was the heir" : "");
+    return "listening";
+  }
+
+  private async bindAddress(host: HostServer): Promise<HostOutcome> {
+    let server = host.createServer();
     try {
-      await this.transport.listen(this.name, host.server);
+      await this.transport.listen(this.name, server);
     } catch (err) {
+      host.closeServer(server);
       if (errorCode(err) !== "EADDRINUSE") return asError(err);
       if (this.transport.reclaim === undefined) return "taken";
       // Leftovers of a dead host? The transport removes them race-free and binds in their place
       // (or waits for whoever does): exactly one process comes out hosting.
-      host = new HostServer(this.name, this.listener, this.secret);
+      server = host.createServer();
       try {
-        if (!(await this.transport.reclaim(this.name, host.server))) return "taken";
+        if (!(await this.transport.reclaim(this.name, server))) {
+          host.closeServer(server);
+          return "taken";
+        }
       } catch (reclaimErr) {
+        host.closeServer(server);
         return asError(reclaimErr);
       }
     }
-    this.host = host;
-    debug("channel %j: hosting (%s, server %s)", this.name, this.describeAddress(), host.id.toString("hex"));
     return "listening";
+  }
+
+  // ---- the heir ------------------------------------------------------------------------------
+
+  /**
+   * A member offers, at leisure, to be the heir: it listens at the standby address (exactly one
+   * process can), parking every hello there. When the host dies, the other members connect to it
+   * at once instead of running an election: it takes the channel's address over and answers them.
+   * A member that reaches the standby address while the host lives is told to ask the main one.
+   */
+  private scheduleHeir(): void {
+    if (this.standby !== undefined || this.host !== undefined) return;
+    clearTimeout(this.heirTimer);
+    const generation = this.generation;
+    this.heirTimer = setTimeout(() => {
+      this.heirTimer = undefined;
+      void this.becomeHeir(generation);
+    }, HEIR_DELAY_MS * (1 + Math.random()));
+    this.heirTimer.unref();
+  }
+
+  private async becomeHeir(generation: number): Promise<void> {
+    const stillMember = (): boolean =>
+      generation === this.generation && this.currentState === "connected" && this.host === undefined && this.standby === undefined;
+    if (!stillMember()) return;
+    const standby = new HostServer(this.name, this.listener, this.secret, { serving: false });
+    const server = standby.createServer();
+    try {
+      await this.transport.listen(this.standbyName, server);
+    } catch (err) {
+      standby.close("not the heir");
+      debug("channel %j: not the heir: %s", this.name, describeError(err));
+      return;
+    }
+    if (!stillMember()) {
+      standby.close("no longer a member");
+      return;
+    }
+    standby.onPark = () => this.onStandbyPark();
+    this.standby = standby;
+    this.standbyServer = server;
+    debug("channel %j: heir, standing by at %s", this.name, this.transport.address?.(this.standbyName) ?? "the standby address");
+  }
+
+  /**
+   * A member reached us, the heir, while we are still connected to the host. Either we have not
+   * noticed its death yet (the kernel closes a dead host's connections one by one), or it is alive
+   * and only dropped that member: if it still answers us after a moment, send the member back.
+   */
+  private onStandbyPark(): void {
+    if (this.currentState !== "connected" || this.parkTimer !== undefined) return;
+    this.parkTimer = setTimeout(() => {
+      this.parkTimer = undefined;
+      if (this.currentState === "connected") this.standby?.refuseParked("the host is alive");
+    }, PARK_WHILE_CONNECTED_MS);
+    this.parkTimer.unref();
+  }
+
+  private dropStandby(reason: string): void {
+    clearTimeout(this.heirTimer);
+    this.heirTimer = undefined;
+    clearTimeout(this.parkTimer);
+    this.parkTimer = undefined;
+    this.standby?.close(reason);
+    this.standby = undefined;
+    this.standbyServer = undefined;
   }
 
   private dropHost(reason: string): void {
@@ -359,6 +488,9 @@ export class ProcessChannel extends EventEmitter {
     debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.host ? " (ourselves)" : "");
     if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
     attempt.resolve(undefined);
+    // Members parked on us as the heir: another process hosts, send them there. We stay the heir.
+    this.standby?.refuseParked("another process hosts");
+    if (this.host === undefined) this.scheduleHeir();
     socket.emitToUser("connect");
     socket.emitToUser("ready");
   }
@@ -458,6 +590,7 @@ export class ProcessChannel extends EventEmitter {
 
   private markClosed(): void {
     this.generation++;
+    this.dropStandby("the channel is closed");
     this.isLive = false;
     this.currentHostPid = undefined;
     clearTimeout(this.connectTimer);

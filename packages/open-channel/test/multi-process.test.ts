@@ -160,6 +160,75 @@ describe.each(TRANSPORTS)("graceful handover over %s", (transport) => {
   });
 });
 
+describe.each(TRANSPORTS)("the heir over %s", (transport) => {
+  const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
+
+  /** Asks every pid for its status until exactly one member (never the host) says it is the heir. */
+  async function theHeir(pids: number[], channel: string, hostPid: number): Promise<number> {
+    for (;;) {
+      const since = group.reports.length;
+      for (const pid of pids) group.send(pid, { cmd: "status", channel });
+      const statuses = await group.waitFor(() => {
+        const got = group.reports.slice(since).filter((r) => r.type === "status" && r.channel === channel);
+        return got.length >= pids.length ? got : undefined;
+      }, "statuses");
+      const heirs = statuses.filter((r) => r.isHeir).map((r) => r.pid);
+      expect(heirs.length).toBeLessThanOrEqual(1);
+      expect(heirs).not.toContain(hostPid);
+      if (heirs.length === 1) return heirs[0];
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  test("exactly one member stands by; when the host is SIGKILLed, the heir hosts and everyone follows it", async () => {
+    const channel = uniqueChannel("heir");
+    const pids = await group.fork(5, env({ OC_CHANNEL: channel, OC_HELLO: "3" }));
+    let host = await checkOneHostAndTraffic(pids, channel);
+    for (let round = 0; round < 3; round++) {
+      const heir = await theHeir(group.alive(), channel, host);
+      const next = await killHostAndCheckTakeover(channel, host);
+      expect(next).toBe(heir);
+      host = next;
+    }
+  });
+
+  test("the host and the heir SIGKILLed together: the survivors elect one new host", async () => {
+    const channel = uniqueChannel("heir-both");
+    const pids = await group.fork(5, env({ OC_CHANNEL: channel }));
+    const { hostPid } = await group.agreement(pids, channel);
+    const heir = await theHeir(pids, channel, hostPid);
+    const since = group.reports.length;
+    group.kill(hostPid);
+    group.kill(heir);
+    const survivors = group.alive();
+    const after = await group.agreement(survivors, channel, since);
+    expect(hostsAmong(after.connects)).toEqual([after.hostPid]);
+    expect(group.reports.slice(since).filter((r) => r.type === "error")).toEqual([]);
+    // A new heir stands by for the next failover.
+    await theHeir(survivors, channel, after.hostPid);
+  });
+
+  test("members dropped by a live host come back to that same host (the heir sends them back)", async () => {
+    const channel = uniqueChannel("heir-drop");
+    const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
+    const { hostPid } = await group.agreement(pids, channel);
+    const heir = await theHeir(pids, channel, hostPid);
+    for (let round = 0; round < 3; round++) {
+      const since = group.reports.length;
+      group.send(hostPid, { cmd: "drop-members", channel });
+      const others = pids.filter((pid) => pid !== hostPid);
+      // Every member reconnects (the host's own connection included: it was dropped too).
+      const after = await group.agreement(pids, channel, since);
+      expect(after.hostPid).toBe(hostPid);
+      expect(group.reports.slice(since).filter((r) => r.type === "connect" && r.hostPid !== hostPid)).toEqual([]);
+      expect(group.reports.slice(since).filter((r) => r.type === "error")).toEqual([]);
+      expect(others).toContain(heir);
+    }
+    // The heir is still the heir, and never hosted.
+    expect(await theHeir(pids, channel, hostPid)).toBe(heir);
+  });
+});
+
 describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) => {
   const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
 

@@ -5,10 +5,11 @@ import * as path from "node:path";
 export interface Report {
   pid: number;
   at: number;
-  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused";
+  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused" | "dropped";
   channel?: string;
   hostPid?: number;
   isHost?: boolean;
+  isHeir?: boolean;
   state?: string;
   line?: string;
   code?: string;
