@@ -11,6 +11,10 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
  * proof (member -> host):  member proof (32 bytes), only when flags has PROOF
  * ```
  *
+ * Kinds of hello: `join` (a member), `probe` (is our host alive at this address? answered at once,
+ * never a member). Reply statuses: ok, wrong channel, unsupported, proof required, not the host (an
+ * heir that does not host: ask the channel's main address).
+ *
  * It lets a member tell our host from a stranger listening on the address, lets the host refuse a
  * member of another channel (hashed names can collide), lets versions evolve, and tells every
  * member which process hosts and which server instance it reached.

@@ -3,6 +3,9 @@ import { randomBytes } from "node:crypto";
 import { debug } from "./debug";
 import { computeProof, encodeReply, HANDSHAKE, type Hello, HelloParser, newNonce, ProofParser, proofsEqual } from "./handshake";
 
+/** How long a handing-over host lets its members' connections drain before it destroys them. */
+const HAND_OVER_DRAIN_MS = 1000;
+
 /** How long the host waits for a member's hello (and proof) before closing the connection. */
 export const HOST_HANDSHAKE_TIMEOUT_MS = 3000;
 
@@ -85,6 +88,20 @@ export class HostServer {
     const parked = [...this.parked];
     this.parked.clear();
     for (const p of parked) p.refuse(reason);
+  }
+
+  /**
+   * Stops hosting for good: stops listening, refuses parked members and ends every member's
+   * connection (what the listener wrote is flushed first), so that they elect a new host at once.
+   */
+  handOver(reason: string): void {
+    debug("channel %j: handing over (%s): %d member connection(s) end", this.channel, reason, this.members.size);
+    this.close(reason);
+    for (const socket of this.members) {
+      socket.end();
+      // A member that never reads must not keep the connection (and this process) around.
+      setTimeout(() => socket.destroy(), HAND_OVER_DRAIN_MS).unref();
+    }
   }
 
   /** Stops listening everywhere, refusing parked members; accepted members stay connected. */

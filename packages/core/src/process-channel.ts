@@ -196,7 +196,9 @@ export class ProcessChannel extends EventEmitter {
 
   /**
    * Closes this process's membership: the socket closes and the channel does not reconnect. If
-   * this process hosts, its server keeps serving the other members. Same as `socket.destroy()`.
+   * this process hosts, it hands the channel over: its server stops and its members' connections
+   * end (after what the listener wrote is flushed), so they elect a new host at once (the heir,
+   * when there is one). Same as `socket.destroy()`.
    */
   close(): void {
     if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();
@@ -591,6 +593,11 @@ export class ProcessChannel extends EventEmitter {
   private markClosed(): void {
     this.generation++;
     this.dropStandby("the channel is closed");
+    if (this.host !== undefined) {
+      // Nobody could stop a server whose channel is closed: hand the channel over instead.
+      this.host.handOver("the host closed its channel");
+      this.host = undefined;
+    }
     this.isLive = false;
     this.currentHostPid = undefined;
     clearTimeout(this.connectTimer);

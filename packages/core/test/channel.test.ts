@@ -177,19 +177,25 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect((err as OpenChannelError).code).toBe("ERR_OPEN_CHANNEL_CLOSED");
   });
 
-  test("the host keeps serving others after its own channel is closed", async () => {
+  test("a host that closes its channel hands it over: its member hosts at once, nothing written is lost", async () => {
     const host = collector();
-    const name = uniqueName("keep-serving");
+    const name = uniqueName("hand-over");
     const hostChannel = open(name, host.listener);
     await once(hostChannel.connect(), "connect");
-    const member = open(name, collector().listener);
+    const successor = collector();
+    const member = open(name, successor.listener);
     const socket = member.connect();
     await once(socket, "connect");
+    expect(member.isHost).toBe(false);
     hostChannel.close();
     expect(hostChannel.state).toBe("closed");
-    socket.write("still here");
-    await until(() => host.text() === "still here", "the host to keep serving");
-    expect(member.state).toBe("connected");
+    expect(hostChannel.isHost).toBe(false);
+    // Written before the member noticed: the old host still reads until the connection ends.
+    socket.write("in between;");
+    await until(() => member.isHost && member.connected, "the member to host");
+    socket.write("after the handover");
+    await until(() => successor.text().endsWith("after the handover"), "the new host's listener to receive");
+    expect(host.text() + successor.text()).toBe("in between;after the handover");
   });
 
   test("connect() after close opens the channel again with a new socket", async () => {

@@ -108,19 +108,38 @@ describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) =
     for (let round = 0; round < 3; round++) host = await killHostAndCheckTakeover(channel, host);
   });
 
-  test("socket.destroy() closes that member's channel; the host keeps serving the others", async () => {
+  test("socket.destroy() in a member closes only its channel; the host keeps serving the others", async () => {
     const channel = uniqueChannel("destroy");
     const pids = await group.fork(3, env({ OC_CHANNEL: channel }));
     const { hostPid } = await group.agreement(pids, channel);
+    const leaving = pids.find((p) => p !== hostPid) as number;
     const since = group.reports.length;
-    group.send(hostPid, { cmd: "destroy", channel });
-    await group.waitFor(() => group.reports.slice(since).some((r) => r.pid === hostPid && r.type === "close"), "the host member's close");
-    expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
-    const others = pids.filter((p) => p !== hostPid);
+    group.send(leaving, { cmd: "destroy", channel });
+    await group.waitFor(() => group.reports.slice(since).some((r) => r.pid === leaving && r.type === "close"), "the member's close");
+    expect(group.reports.slice(since).find((r) => r.pid === leaving && r.type === "close")?.state).toBe("closed");
+    const others = pids.filter((p) => p !== leaving);
     for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-destroy\n` });
     await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-destroy`)), "the host to keep serving");
-    // Nobody re-elected: the host's own member closed, not its server.
+    // Nobody re-elected.
     expect(group.reports.slice(since).filter((r) => r.type === "connect")).toEqual([]);
+  });
+
+  test("socket.destroy() in the host hands the channel over: the others elect a new host at once", async () => {
+    const channel = uniqueChannel("hand-over");
+    const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
+    const { hostPid } = await group.agreement(pids, channel);
+    const since = group.reports.length;
+    group.send(hostPid, { cmd: "destroy", channel });
+    const others = pids.filter((p) => p !== hostPid);
+    const after = await group.agreement(others, channel, since);
+    expect(after.hostPid).not.toBe(hostPid);
+    expect(hostsAmong(after.connects)).toEqual([after.hostPid]);
+    expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
+    for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-handover\n` });
+    await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-handover`)), "the new host to serve");
+    expect(group.reports.slice(since).filter((r) => r.type === "error")).toEqual([]);
+    // The old host's process stays alive, and is nobody's host any more.
+    expect(group.alive()).toContain(hostPid);
   });
 });
 
