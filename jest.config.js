@@ -15,4 +15,7 @@ module.exports = {
   maxWorkers: 2,
   testTimeout: 60000,
   modulePathIgnorePatterns: ["<rootDir>/packages/.*/dist/"],
+  // One temporary directory per run, removed at the end: no socket files left behind.
+  globalSetup: "<rootDir>/scripts/jest-global-setup.js",
+  globalTeardown: "<rootDir>/scripts/jest-global-teardown.js",
 };

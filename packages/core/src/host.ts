@@ -172,6 +172,19 @@ export class HostServer {
       return true;
     };
 
+    // The proof exchange for this connection: computed once, before parking when parked (the heir
+    // has time then; once it hosts, it only writes).
+    let proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
+    const prepareProof = (hello: Hello): void => {
+      if (proof !== undefined || this.secret === undefined || hello.memberNonce === undefined) return;
+      const hostNonce = newNonce();
+      proof = {
+        hostNonce,
+        hostProof: computeProof(this.secret, "host", this.channel, hello.memberNonce, hostNonce),
+        expected: computeProof(this.secret, "member", this.channel, hello.memberNonce, hostNonce),
+      };
+    };
+
     const onHello = (hello: Hello, rest: Buffer): boolean => {
       let status: number = HANDSHAKE.statusOk;
       const probe = hello.kind === HANDSHAKE.kindProbe;
@@ -191,6 +204,7 @@ export class HostServer {
       if (status === HANDSHAKE.statusOk && !this.serving) {
         // An heir's server: the member waits for this process to hold the channel's address.
         stage = "parked";
+        prepareProof(hello);
         parkedEntry = {
           resume: () => {
             parkedEntry = undefined;
@@ -220,9 +234,9 @@ export class HostServer {
         socket.write(encodeReply(status, process.pid, this.id));
         return admit(rest);
       }
-      const hostNonce = newNonce();
-      const hostProof = computeProof(this.secret, "host", this.channel, hello.memberNonce, hostNonce);
-      expectedProof = computeProof(this.secret, "member", this.channel, hello.memberNonce, hostNonce);
+      prepareProof(hello);
+      const { hostNonce, hostProof, expected } = proof as NonNullable<typeof proof>;
+      expectedProof = expected;
       socket.write(encodeReply(status, process.pid, this.id, { hostNonce, hostProof }));
       stage = "proof";
       parser = new ProofParser();
