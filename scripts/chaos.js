@@ -6,7 +6,7 @@
  * reconnected to one and the same new host, and counts split brain, user-visible errors and
  * members that never came back. Prints one JSON summary.
  *
- *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 20] [--settle 500]
+ *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
  *
  * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
  */
@@ -21,6 +21,10 @@ const MEMBERS = Number(option("members", 6));
 const KILLS = Number(option("kills", 20));
 const TRANSPORT = option("transport", process.env.OPEN_CHANNEL_TRANSPORT || "");
 const GIVE_UP_MS = 10000;
+// Each kill hits a settled group: the newcomer has finished starting up, and the members have
+// chosen their heir (150-300 ms after they connect). --pause 0 kills as soon as the newcomer is in.
+const PAUSE_MS = Number(option("pause", 250));
+const SETTLE_MS = Number(option("settle", 500));
 const channel = `chaos-${process.pid}-${Date.now().toString(36)}`;
 
 const reports = [];
@@ -92,7 +96,7 @@ async function firstConnect(pid) {
   if (!first) throw new Error("the members never agreed on a first host");
   // Kills start once the group has settled, as they do after each failover below (a newcomer has
   // joined by then): a channel that has just started has not chosen its heir yet.
-  await sleep(Number(option("settle", 500)));
+  await sleep(SETTLE_MS);
   let host = first.host;
   const times = [];
   const detect = [];
@@ -128,7 +132,7 @@ async function firstConnect(pid) {
     const joined = await firstConnect(newcomer);
     if (!joined) neverBack++;
     else if (joined.hostPid !== host) splitBrain++;
-    await sleep(Number(option("pause", 20)));
+    await sleep(PAUSE_MS);
   }
   const sorted = [...times].sort((a, b) => a - b);
   const pct = (p) => (sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1)) : null);
@@ -136,6 +140,7 @@ async function firstConnect(pid) {
     transport: TRANSPORT || "auto",
     members: MEMBERS,
     kills: times.length,
+    pause_ms: PAUSE_MS,
     failover_ms: { median: pct(0.5), p90: pct(0.9), max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null, all: times.map((t) => Number(t.toFixed(1))) },
     detect_ms_median: median(detect),
     elect_ms_median: median(elect),

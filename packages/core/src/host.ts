@@ -140,6 +140,8 @@ export class HostServer {
     // Hosting never keeps a process alive: once its own work is done, it may exit, and the
     // members elect a new host at once.
     socket.unref();
+    // No Nagle on TCP (a no-op on pipes): an IPC message must not wait for the ACK of the one before.
+    socket.setNoDelay(true);
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
     const originalPush = socket.push as PushFn;

@@ -84,7 +84,8 @@ export class TcpTransport implements Transport {
     const record = parseRecord(raw);
     // A torn or foreign record points nowhere: as good as a refused connection, reclaimable.
     if (record === undefined) throw noHost(`connect ECONNREFUSED (unreadable port file ${this.portFile(channel)})`, "ECONNREFUSED");
-    socket.connect({ host: record.host, port: record.port });
+    // No Nagle: an IPC message must not wait for the ACK of the one before it.
+    socket.connect({ host: record.host, port: record.port, noDelay: true });
   }
 
   /**
