@@ -26,6 +26,7 @@ export type LifecycleEvent = "connect" | "ready" | "error" | "end" | "close" | "
 export type WriteCallback = (err?: Error | null) => void;
 
 const kOwner = Symbol("open-channel.owner");
+const kLive = Symbol("open-channel.live");
 const nativeWrite = net.Socket.prototype.write;
 const nativeEnd = net.Socket.prototype.end;
 
@@ -47,6 +48,8 @@ function isLifecycle(event: string | symbol): event is LifecycleEvent {
 export class ChannelSocket extends net.Socket {
   /** @internal */
   [kOwner]: SocketOwner | undefined;
+  /** @internal The owner's `live`, kept here so that the hot path of write() is one field read. */
+  [kLive] = false;
 
   constructor(owner: SocketOwner) {
     super({ allowHalfOpen: false });
@@ -66,6 +69,12 @@ export class ChannelSocket extends net.Socket {
   /** @internal Stops the channel from managing this socket: it is a plain socket from now on. */
   detach(): void {
     this[kOwner] = undefined;
+    this[kLive] = false;
+  }
+
+  /** @internal The channel tells whether the connection is live. */
+  setLive(live: boolean): void {
+    this[kLive] = live;
   }
 
   /** @internal Writes past the queue (handshake, flush). */
@@ -114,8 +123,9 @@ export class ChannelSocket extends net.Socket {
     encoding?: BufferEncoding | WriteCallback,
     cb?: WriteCallback,
   ): boolean {
+    if (this[kLive]) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
     const owner = this[kOwner];
-    if (owner === undefined || owner.live) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
+    if (owner === undefined) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
     if (typeof encoding === "function") return owner.queueWrite(chunk, undefined, encoding);
     return owner.queueWrite(chunk, encoding, cb);
   }

@@ -106,7 +106,17 @@ export class ProcessChannel extends EventEmitter {
   private timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
   /** Bumped on every new connecting phase and on close: stale async steps see it and stop. */
   private generation = 0;
-  private isLive = false;
+  private live = false;
+  /** Live: past the handshake, writes go straight to the connection (the socket keeps a copy). */
+  private get isLive(): boolean {
+    return this.live;
+  }
+
+  private set isLive(value: boolean) {
+    this.live = value;
+    if (this.socket !== undefined) this.socket.setLive(value);
+  }
+
   private eofSeen = false;
   private closeSeen = false;
   private userClosing = false;

@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import * as os from "node:os";
 import * as path from "node:path";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
@@ -53,7 +54,7 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
     expect(hosting.isHost).toBe(true);
 
     // What the intruder is told about the victim: the paths any local user could guess, and the port.
-    const victimDir = path.join("/tmp", `open-channel-${HOST_UID}`);
+    const victimDir = path.join(os.tmpdir(), `open-channel-${HOST_UID}`);
     const victim =
       transport === "unix"
         ? { socketPath: unixTransport({ dir: victimDir }).socketPath(channel) }

@@ -1,0 +1,191 @@
+"use strict";
+/**
+ * Writes a bench result as latest.json (machine facts and one row per scenario and system),
+ * latest.md (a table) and latest.svg (one group of bars per scenario, raw net marked as the limit).
+ */
+const fs = require("node:fs");
+const path = require("node:path");
+const { SYSTEMS } = require("./systems");
+
+/** What each chart panel / table row shows. */
+const FIGURES = [
+  { scenario: "throughput-64B", key: "msgs_per_s", title: "64 B messages, 1 sender", unit: "msgs/s", better: "higher" },
+  { scenario: "round-trip", key: "median_us", title: "Round trip, median", unit: "µs", better: "lower" },
+  { scenario: "round-trip", key: "p99_us", title: "Round trip, p99", unit: "µs", better: "lower" },
+  { scenario: "throughput-1MiB", key: "mb_per_s", title: "1 MiB messages", unit: "MB/s", better: "higher" },
+  { scenario: "connect", key: "median_ms", title: "Connect to a live host", unit: "ms", better: "lower" },
+  { scenario: "election-4", key: "median_ms", title: "First election, 4 processes", unit: "ms", better: "lower" },
+  { scenario: "failover", key: "median_ms", title: "Failover (SIGKILL), median", unit: "ms", better: "lower" },
+  { scenario: "failover", key: "max_ms", title: "Failover (SIGKILL), max", unit: "ms", better: "lower" },
+  { scenario: "scaling-2", key: "msgs_per_s", title: "2 senders, total", unit: "msgs/s", better: "higher" },
+  { scenario: "scaling-4", key: "msgs_per_s", title: "4 senders, total", unit: "msgs/s", better: "higher" },
+  { scenario: "scaling-8", key: "msgs_per_s", title: "8 senders, total", unit: "msgs/s", better: "higher" },
+  { scenario: "scaling-16", key: "msgs_per_s", title: "16 senders, total", unit: "msgs/s", better: "higher" },
+  { scenario: "memory", key: "idle_member_mb", title: "RSS of an idle member", unit: "MB", better: "lower" },
+  { scenario: "memory", key: "host_kb_per_member", title: "Host RSS per member", unit: "KB", better: "lower" },
+];
+
+const LIMIT = "raw-net";
+const COLORS = { "raw-net": "#8c8c8c", "open-channel": "#1f77b4", "node-ipc": "#ff7f0e", zeromq: "#2ca02c", "open-channel-0.1.12": "#9467bd" };
+
+function format(value, unit) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "-";
+  if (unit === "msgs/s") return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : `${Math.round(value / 1000)} k`;
+  if (value >= 100) return String(Math.round(value));
+  if (value >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+/** The cell for one system: a value, "failed", or "n/a". */
+function cell(rows, figure, system) {
+  const row = rows.find((r) => r.scenario === figure.scenario && r.system === system);
+  if (row === undefined) return { kind: "missing" };
+  if (row.error !== undefined) return { kind: "failed", text: row.error };
+  if (row.unsupported !== undefined) return { kind: "n/a", text: row.unsupported };
+  const value = row[figure.key];
+  if (typeof value !== "number") return { kind: "missing" };
+  return { kind: "value", value };
+}
+
+/** A per-member memory figure too small for RSS to show (negative, or all members within the noise). */
+function belowNoise(rows, figure, system) {
+  if (figure.key !== "host_kb_per_member") return false;
+  const row = rows.find((r) => r.scenario === figure.scenario && r.system === system);
+  if (row === undefined || typeof row.host_kb_per_member !== "number") return false;
+  return row.host_kb_per_member <= 0 || row.host_kb_per_member * (row.members - 1) < (row.rss_noise_kb ?? 0);
+}
+
+/** open-channel vs raw net, as "x0.97" (higher is better) or "x1.05" (lower is better). */
+function ratio(rows, figure, system) {
+  if (system === LIMIT || belowNoise(rows, figure, LIMIT)) return undefined;
+  // Prefer the paired figure: round-by-round ratios, measured back to back with raw net.
+  const own = rows.find((r) => r.scenario === figure.scenario && r.system === system);
+  if (own !== undefined && typeof own.vs_raw_net === "number" && FIGURES.find((f) => f.scenario === figure.scenario) === figure) return own.vs_raw_net;
+  const a = cell(rows, figure, system);
+  const b = cell(rows, figure, LIMIT);
+  if (a.kind !== "value" || b.kind !== "value" || b.value === 0) return undefined;
+  return a.value / b.value;
+}
+
+function markdown(result) {
+  const systems = SYSTEMS.filter((s) => result.rows.some((r) => r.system === s.name));
+  const m = result.machine;
+  const lines = [
+    `# Benchmark: open-channel side by side`,
+    "",
+    `${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB, Node ${m.node}, ${m.platform}; ${m.date}; ${result.duration_s} s in all${m.quick ? " (quick run)" : ""}.`,
+    "",
+    `One sender to one host (64 B, round trip, 1 MiB, connect): median of ${m.pair_rounds} rounds after a warm-up, the systems ` +
+      `taking turns round by round, host and sender ${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; ` +
+      `(xN) is the median of the round-by-round ratios to raw net over the same Unix socket, the limit. ` +
+      `Scaling: median of ${m.rounds} rounds, processes not pinned. Election and failover: welcome line from the host's listener.`,
+    "",
+    `| scenario | ${systems.map((s) => s.label).join(" | ")} |`,
+    `|---|${systems.map(() => "---:").join("|")}|`,
+  ];
+  for (const figure of FIGURES) {
+    const cells = systems.map((s) => {
+      const c = cell(result.rows, figure, s.name);
+      if (c.kind === "failed") return "failed";
+      if (c.kind === "n/a") return "n/a";
+      if (c.kind === "missing") return "-";
+      if (belowNoise(result.rows, figure, s.name)) return "~0 (below RSS noise)";
+      const r = ratio(result.rows, figure, s.name);
+      return `${format(c.value, figure.unit)}${r === undefined ? "" : ` (x${r.toFixed(2)})`}`;
+    });
+    lines.push(`| ${figure.title} (${figure.unit}, ${figure.better} is better) | ${cells.join(" | ")} |`);
+  }
+  const failures = result.rows.filter((r) => r.error !== undefined);
+  if (failures.length > 0) {
+    lines.push("", "Failures:", "");
+    const seen = new Set();
+    for (const f of failures) {
+      const key = `${f.system}: ${f.error}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const scenarios = failures.filter((x) => x.system === f.system && x.error === f.error).map((x) => x.scenario);
+      lines.push(`- ${f.system}, ${scenarios.join(", ")}: ${f.error}`);
+    }
+  }
+  const na = result.rows.filter((r) => r.unsupported !== undefined);
+  if (na.length > 0) {
+    lines.push("", "n/a:", "");
+    for (const s of new Set(na.map((r) => r.system))) {
+      const first = na.find((r) => r.system === s);
+      lines.push(`- ${s}, ${na.filter((r) => r.system === s).map((r) => r.scenario).join(", ")}: ${first.unsupported}`);
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+function svg(result) {
+  const systems = SYSTEMS.filter((s) => result.rows.some((r) => r.system === s.name));
+  const cols = 4;
+  const pw = 300;
+  const ph = 210;
+  const top = 70;
+  const rowsN = Math.ceil(FIGURES.length / cols);
+  const width = cols * pw + 20;
+  const height = top + rowsN * ph + 20;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="10" y="22" font-size="16" font-weight="bold">open-channel side by side (${esc(result.machine.cpu)}, ${result.machine.cores} cores, Node ${esc(result.machine.node)})</text>`,
+  ];
+  // Legend.
+  let lx = 10;
+  for (const s of systems) {
+    out.push(`<rect x="${lx}" y="34" width="12" height="12" fill="${COLORS[s.name] ?? "#333"}"/>`);
+    out.push(`<text x="${lx + 16}" y="44">${esc(s.label)}</text>`);
+    lx += 28 + s.label.length * 6.2;
+  }
+  out.push(`<line x1="${lx}" y1="40" x2="${lx + 24}" y2="40" stroke="#d62728" stroke-width="2" stroke-dasharray="5,3"/>`);
+  out.push(`<text x="${lx + 28}" y="44">raw net: the limit</text>`);
+
+  FIGURES.forEach((figure, i) => {
+    const x0 = 10 + (i % cols) * pw;
+    const y0 = top + Math.floor(i / cols) * ph;
+    const chartTop = y0 + 48;
+    const chartBottom = y0 + ph - 40;
+    const chartH = chartBottom - chartTop;
+    out.push(`<text x="${x0 + 4}" y="${y0 + 14}" font-weight="bold">${esc(figure.title)}</text>`);
+    out.push(`<text x="${x0 + 4}" y="${y0 + 27}" fill="#666">${esc(figure.unit)}, ${figure.better} is better</text>`);
+    const cells = systems.map((s) => ({ s, c: cell(result.rows, figure, s.name) }));
+    const max = Math.max(1e-9, ...cells.filter((x) => x.c.kind === "value").map((x) => x.c.value));
+    const bw = (pw - 30) / systems.length;
+    out.push(`<line x1="${x0}" y1="${chartBottom}" x2="${x0 + pw - 20}" y2="${chartBottom}" stroke="#999"/>`);
+    cells.forEach(({ s, c }, j) => {
+      const bx = x0 + 5 + j * bw;
+      if (c.kind === "value" && belowNoise(result.rows, figure, s.name)) {
+        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="#666"><title>below what RSS can show</title>~0</text>`);
+      } else if (c.kind === "value") {
+        const h = Math.max(1, (c.value / max) * chartH);
+        out.push(`<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${COLORS[s.name] ?? "#333"}"><title>${esc(s.label)}: ${esc(format(c.value, figure.unit))} ${esc(figure.unit)}</title></rect>`);
+        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(c.value, figure.unit))}</text>`);
+      } else {
+        const text = c.kind === "failed" ? "failed" : c.kind === "n/a" ? "n/a" : "-";
+        const color = c.kind === "failed" ? "#d62728" : "#999";
+        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${color}"><title>${esc(c.text ?? "")}</title>${text}</text>`);
+      }
+      const short = s.name === "open-channel-0.1.12" ? "0.1.12" : s.name;
+      out.push(`<text x="${bx + bw / 2}" y="${chartBottom + 13}" text-anchor="middle" font-size="9" fill="#444">${esc(short)}</text>`);
+    });
+    const limit = cell(result.rows, figure, LIMIT);
+    if (limit.kind === "value") {
+      const ly = chartBottom - (limit.value / max) * chartH;
+      out.push(`<line x1="${x0}" y1="${ly}" x2="${x0 + pw - 20}" y2="${ly}" stroke="#d62728" stroke-width="1.5" stroke-dasharray="5,3"/>`);
+    }
+  });
+  out.push("</svg>");
+  return `${out.join("\n")}\n`;
+}
+
+function writeReports(result, dir) {
+  fs.writeFileSync(path.join(dir, "latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, "latest.md"), markdown(result));
+  fs.writeFileSync(path.join(dir, "latest.svg"), svg(result));
+}
+
+module.exports = { writeReports, markdown, svg, FIGURES };

@@ -1,0 +1,224 @@
+"use strict";
+/**
+ * The systems under test, behind one small interface, so that every scenario runs the same code
+ * for each of them:
+ *
+ *   host(name, onMessage)   this process serves `name`; onMessage(payload, reply) for every message
+ *                           (for byte streams a "message" is whatever chunk arrived)
+ *   client(name, onMessage) -> { send(payload) (false: wait for drain(); a Promise: await it),
+ *                                drain(), close() }
+ *   payload(bytes)          what a message of that many bytes is for this system
+ *   size(payload)           its payload bytes
+ *
+ * Byte-stream systems (raw net, open-channel) write each message with one write() and count bytes;
+ * message systems (node-ipc, zeromq) send one message per call and count payload bytes.
+ */
+const fs = require("node:fs");
+const net = require("node:net");
+const path = require("node:path");
+
+/** The run's private folder for the sockets of raw net, node-ipc and zeromq (made by run.js). */
+const sharedDir = () => {
+  const dir = process.env.BENCH_DIR;
+  if (dir === undefined || !fs.existsSync(dir)) throw new Error("BENCH_DIR is not set: start the bench with `npm run bench`");
+  return dir;
+};
+
+const bytes = (n) => Buffer.alloc(n, 120);
+
+/** net.Socket as a client: backpressure through write()'s return value and 'drain'. */
+function streamClient(socket, onMessage) {
+  socket.on("data", (chunk) => onMessage(chunk));
+  socket.on("error", () => undefined);
+  return {
+    send: (payload) => socket.write(payload),
+    drain: () => new Promise((resolve) => socket.once("drain", resolve)),
+    close: () => socket.destroy(),
+    socket,
+  };
+}
+
+function streamListener(onMessage) {
+  return (socket) => {
+    socket.on("error", () => undefined);
+    socket.on("data", (chunk) => onMessage(chunk, (reply) => socket.write(reply)));
+  };
+}
+
+const rawNet = {
+  name: "raw-net",
+  preload: () => undefined,
+  label: "raw net (unix socket)",
+  elects: false,
+  payload: bytes,
+  size: (p) => p.length,
+  socketPath: (name) => path.join(sharedDir(), `${name}.sock`),
+  async host(name, onMessage) {
+    const server = net.createServer(streamListener(onMessage));
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(rawNet.socketPath(name), resolve);
+    });
+    return { close: () => server.close() };
+  },
+  async client(name, onMessage) {
+    const socket = net.connect(rawNet.socketPath(name));
+    await new Promise((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return streamClient(socket, onMessage);
+  },
+};
+
+function openChannelSystem(name, label, load) {
+  return {
+    name,
+    label,
+    elects: true,
+    preload: () => load(),
+    payload: bytes,
+    size: (p) => p.length,
+    async host(channelName, onMessage) {
+      const openChannel = load();
+      const channel = openChannel(channelName, streamListener(onMessage));
+      const socket = channel.connect();
+      await new Promise((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      return { close: () => socket.destroy(), channel };
+    },
+    async client(channelName, onMessage) {
+      const openChannel = load();
+      // Never the host here: the host process opened the channel first.
+      const channel = openChannel(channelName, () => undefined);
+      const socket = channel.connect();
+      await new Promise((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      return streamClient(socket, onMessage);
+    },
+    /** For the election and failover scenarios: join, and learn the host from its welcome line. */
+    member(channelName, onWelcome) {
+      const openChannel = load();
+      const channel = openChannel(channelName, (socket) => {
+        socket.on("error", () => undefined);
+        socket.write(`welcome ${process.pid}\n`);
+        socket.resume();
+      });
+      const socket = channel.connect(5000);
+      let buffered = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk) => {
+        buffered += chunk;
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line.startsWith("welcome ")) onWelcome(Number(line.slice(8)));
+        }
+      });
+      socket.on("error", (err) => onWelcome(undefined, err));
+      return { close: () => socket.destroy() };
+    },
+  };
+}
+
+const openChannelNow = openChannelSystem("open-channel", "open-channel (this repo)", () => require("open-channel").default);
+const openChannelOld = openChannelSystem("open-channel-0.1.12", "open-channel 0.1.12 (npm)", () => require("open-channel-0.1.12").default);
+
+const nodeIpc = {
+  name: "node-ipc",
+  preload: () => require("node-ipc"),
+  label: "node-ipc 9.2.1",
+  elects: false,
+  // node-ipc's default: JSON event messages; a 64-byte message is a 64-character string.
+  payload: (n) => "x".repeat(n),
+  size: (p) => p.length,
+  configure(ipc, id) {
+    ipc.config.id = id;
+    ipc.config.silent = true;
+    ipc.config.retry = 50;
+    ipc.config.socketRoot = `${sharedDir()}/`;
+    ipc.config.appspace = "ipc.";
+    ipc.config.maxConnections = 1000;
+  },
+  async host(name, onMessage) {
+    const { IPC } = require("node-ipc");
+    const ipc = new IPC();
+    nodeIpc.configure(ipc, name);
+    await new Promise((resolve) => {
+      ipc.serve(resolve);
+      ipc.server.start();
+    });
+    ipc.server.on("m", (data, socket) => onMessage(data, (reply) => ipc.server.emit(socket, "m", reply)));
+    return { close: () => ipc.server.stop() };
+  },
+  async client(name, onMessage) {
+    const { IPC } = require("node-ipc");
+    const ipc = new IPC();
+    nodeIpc.configure(ipc, `c${process.pid}-${Math.random().toString(36).slice(2)}`);
+    await new Promise((resolve) => ipc.connectTo(name, resolve));
+    const peer = ipc.of[name];
+    peer.on("m", (data) => onMessage(data));
+    return {
+      // node-ipc queues every message internally and offers no backpressure: emit and go on.
+      send: (payload) => {
+        peer.emit("m", payload);
+        return true;
+      },
+      drain: () => Promise.resolve(),
+      close: () => ipc.disconnect(name),
+    };
+  },
+};
+
+const zeromq = {
+  name: "zeromq",
+  preload: () => require("zeromq"),
+  label: "zeromq 6 (ipc://)",
+  elects: false,
+  payload: bytes,
+  size: (p) => p.length,
+  endpoint: (name) => `ipc://${path.join(sharedDir(), `${name}.zmq`)}`,
+  async host(name, onMessage) {
+    const zmq = require("zeromq");
+    const router = new zmq.Router();
+    await router.bind(zeromq.endpoint(name));
+    // One send at a time on a zeromq socket: replies go through a small queue.
+    const replies = [];
+    let sending = false;
+    const pump = async () => {
+      if (sending) return;
+      sending = true;
+      while (replies.length > 0) await router.send(replies.shift());
+      sending = false;
+    };
+    (async () => {
+      for await (const [identity, msg] of router) onMessage(msg, (reply) => {
+        replies.push([identity, reply]);
+        void pump();
+      });
+    })().catch(() => undefined);
+    return { close: () => router.close() };
+  },
+  async client(name, onMessage) {
+    const zmq = require("zeromq");
+    const dealer = new zmq.Dealer();
+    dealer.connect(zeromq.endpoint(name));
+    (async () => {
+      for await (const [msg] of dealer) onMessage(msg);
+    })().catch(() => undefined);
+    return {
+      send: (payload) => dealer.send(payload),
+      drain: () => Promise.resolve(),
+      close: () => dealer.close(),
+    };
+  },
+};
+
+const SYSTEMS = [rawNet, openChannelNow, nodeIpc, zeromq, openChannelOld];
+
+module.exports = { SYSTEMS, byName: (name) => SYSTEMS.find((s) => s.name === name) };
