@@ -16,14 +16,26 @@ export type ProbeVerdict = "live" | "refused" | "stranger" | "unknown";
  *
  * For transports whose `reclaim` must tell a dead host's leftovers from a live host.
  */
-export function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
+export async function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
+  // A connection reset before any answer is a listener that is dying right now (the kernel closes
+  // a killed host's sockets one by one): ask again a few ms later rather than call it unknown.
+  for (let attempt = 1; ; attempt++) {
+    const verdict = await probeOnce(transport, channel, timeoutMs);
+    if (verdict !== "reset") return verdict;
+    if (attempt >= 3) return "unknown";
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+function probeOnce(transport: Transport, channel: string, timeoutMs: number): Promise<ProbeVerdict | "reset"> {
   const secret = transport.secret?.(channel);
   return new Promise((resolve) => {
     const socket = new net.Socket();
     const parser = new ReplyParser();
     const memberNonce = secret === undefined ? undefined : newNonce();
     let settled = false;
-    const done = (verdict: ProbeVerdict): void => {
+    let answered = false;
+    const done = (verdict: ProbeVerdict | "reset"): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -34,11 +46,13 @@ export function probeChannel(transport: Transport, channel: string, timeoutMs = 
     socket.on("error", (err) => {
       const code = errorCode(err);
       const noHost = code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && transport.noHostCodes?.includes(code));
-      done(noHost ? "refused" : "unknown");
+      const reset = !answered && (code === "ECONNRESET" || code === "EPIPE");
+      done(noHost ? "refused" : reset ? "reset" : "unknown");
     });
-    socket.on("close", () => done("unknown"));
+    socket.on("close", () => done(answered ? "unknown" : "reset"));
     socket.on("connect", () => socket.write(encodeHello(channel, memberNonce, HANDSHAKE.kindProbe)));
     socket.on("data", (chunk: Buffer) => {
+      answered = true;
       const result = parser.feed(chunk);
       if (result.state === "more") return;
       if (result.state === "invalid") return done("stranger");

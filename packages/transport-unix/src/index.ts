@@ -74,7 +74,7 @@ export class UnixTransport implements Transport {
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
     const socketPath = this.socketPath(channel);
-    await bindOrTakeOver(socketPath, () => bindExclusive(server, socketPath));
+    await bindOrTakeOver(socketPath, () => bindExclusive(server, socketPath), channel);
   }
 }
 

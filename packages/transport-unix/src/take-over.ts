@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { debug, tryLock, waitForRelease } from "@open-channel/core";
+import { debug, encodeHello, HANDSHAKE, tryLock, waitForRelease } from "@open-channel/core";
 
 /** What a probe connect found at a socket path. */
 export type ProbeResult = "live" | "refused" | "gone";
@@ -10,23 +10,50 @@ const PROBE_TIMEOUT_MS = 1000;
 /** How long a process waits for another one's bind before it simply connects again. */
 const WAIT_FOR_LOCK_MS = 250;
 
+/** Tries again after a connection that a dying listener reset before answering. */
+const PROBE_RETRIES = 3;
+const PROBE_RETRY_MS = 2;
+
 /**
- * Connects to `socketPath` and hangs up. `refused` means no process listens on that file. A full
- * backlog (`EAGAIN`) or a slow answer counts as live.
+ * Is a process listening on `socketPath`? `refused` means nobody listens on that file. A full
+ * backlog (`EAGAIN`) or a slow answer counts as live. With `channel`, the probe asks the way
+ * open-channel hosts answer at once (a probe hello): any answer at all is a live listener, and a
+ * connection reset before any answer is a listener that is dying right now (the kernel closes a
+ * killed host's sockets one by one): it asks again, a few ms later, instead of taking it for alive.
+ * Without `channel`, a connection is enough to count as live.
  */
-export function probe(socketPath: string): Promise<ProbeResult> {
+export async function probe(socketPath: string, channel?: string): Promise<ProbeResult> {
+  for (let attempt = 1; ; attempt++) {
+    const result = await probeOnce(socketPath, channel);
+    if (result !== "reset") return result;
+    if (attempt >= PROBE_RETRIES) return "live";
+    await new Promise((resolve) => setTimeout(resolve, PROBE_RETRY_MS));
+  }
+}
+
+function probeOnce(socketPath: string, channel: string | undefined): Promise<ProbeResult | "reset"> {
   return new Promise((resolve) => {
     const socket = net.connect({ path: socketPath });
-    const done = (result: ProbeResult): void => {
+    let answered = false;
+    const done = (result: ProbeResult | "reset"): void => {
       clearTimeout(timer);
       socket.destroy();
       resolve(result);
     };
     const timer = setTimeout(() => done("live"), PROBE_TIMEOUT_MS);
-    socket.once("connect", () => done("live"));
+    socket.once("connect", () => {
+      if (channel === undefined) return done("live");
+      socket.write(encodeHello(channel, undefined, HANDSHAKE.kindProbe));
+    });
+    socket.on("data", () => {
+      answered = true;
+      done("live");
+    });
+    socket.once("close", () => done(answered ? "live" : "reset"));
     socket.once("error", (err: NodeJS.ErrnoException) => {
       if (err.code === "ECONNREFUSED") done("refused");
       else if (err.code === "ENOENT") done("gone");
+      else if ((err.code === "ECONNRESET" || err.code === "EPIPE") && !answered) done("reset");
       else done("live");
     });
   });
@@ -52,7 +79,7 @@ function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
  *
  * @returns once `bind` succeeded; rejects with `EADDRINUSE` when another process hosts.
  */
-export async function bindOrTakeOver(socketPath: string, bind: () => Promise<void>): Promise<void> {
+export async function bindOrTakeOver(socketPath: string, bind: () => Promise<void>, channel?: string): Promise<void> {
   const lockPath = `${socketPath}.lock`;
   const lock = await tryLock(lockPath);
   if (lock === undefined) {
@@ -74,7 +101,7 @@ export async function bindOrTakeOver(socketPath: string, bind: () => Promise<voi
         err.code = "EACCES";
         throw err;
       }
-      if ((await probe(socketPath)) !== "refused") throw addressInUse(socketPath, "has a live host");
+      if ((await probe(socketPath, channel)) !== "refused") throw addressInUse(socketPath, "has a live host");
       fs.unlinkSync(socketPath);
       debug("reclaimed the stale socket file %s", socketPath);
     }
