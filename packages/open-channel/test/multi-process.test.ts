@@ -227,6 +227,51 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
     await theHeir(survivors, channel, after.hostPid);
   });
 
+  /**
+   * After `since`: one host among `pids`, and no connect report naming any other host than it or
+   * one of `earlier` (a host that was killed in between: members may have reached it before).
+   */
+  async function oneHostAfter(pids: number[], channel: string, since: number, earlier: number[] = []): Promise<number> {
+    const after = await group.agreement(pids, channel, since);
+    expect(hostsAmong(after.connects)).toEqual([after.hostPid]);
+    const connects = group.reports.slice(since).filter((r) => r.type === "connect" && r.channel === channel);
+    for (const c of connects) expect([after.hostPid, ...earlier]).toContain(c.hostPid);
+    expect(group.reports.slice(since).filter((r) => r.type === "error" && r.channel === channel)).toEqual([]);
+    return after.hostPid;
+  }
+
+  test("the host SIGKILLed as a newcomer arrives: one host, 10 rounds out of 10", async () => {
+    for (let round = 0; round < 10; round++) {
+      const channel = uniqueChannel(`heir-new${round}`);
+      const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
+      const [newcomer] = await group.fork(1, env());
+      const { hostPid } = await group.agreement(pids, channel);
+      await theHeir(pids, channel, hostPid);
+      const since = group.reports.length;
+      group.kill(hostPid);
+      group.send(newcomer, { cmd: "open", channel });
+      await oneHostAfter([...pids.filter((p) => p !== hostPid), newcomer], channel, since);
+      group.stop();
+    }
+  });
+
+  test("the heir SIGKILLed while it takes over: the others elect one host, 10 rounds out of 10", async () => {
+    for (let round = 0; round < 10; round++) {
+      const channel = uniqueChannel(`heir-mid${round}`);
+      const pids = await group.fork(5, env({ OC_CHANNEL: channel }));
+      const { hostPid } = await group.agreement(pids, channel);
+      const heir = await theHeir(pids, channel, hostPid);
+      const since = group.reports.length;
+      group.kill(hostPid);
+      // Somewhere in its takeover (the kernel needs a few ms to tell anyone of the host's death).
+      await new Promise((resolve) => setTimeout(resolve, 2 + round));
+      group.kill(heir);
+      // The heir may have hosted for a moment before it died: its members then moved on.
+      await oneHostAfter(pids.filter((p) => p !== hostPid && p !== heir), channel, since, [heir]);
+      group.stop();
+    }
+  });
+
   test("members dropped by a live host come back to that same host (the heir sends them back)", async () => {
     const channel = uniqueChannel("heir-drop");
     const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
