@@ -4,8 +4,8 @@
  * open-channel side by side with raw net (the limit), node-ipc 9.2.1, zeromq 6 and the published
  * open-channel 0.1.12, in one run on this machine. Writes bench/results/latest.{json,md,svg}.
  *
- *   npm run bench                 # the full run (about 3-4 minutes on 2 cores)
- *   npm run bench -- --quick      # a smoke run (under a minute): one round, smaller counts
+ *   npm run bench                 # the full run (about 75 s on 2 cores)
+ *   npm run bench -- --quick      # a smoke run (about 30 s): fewer rounds, scaling 2 and 8 only
  *   npm run bench -- --only open-channel,raw-net
  *
  * Every system runs the same scenarios with the same payloads and process layout: a host process
@@ -30,8 +30,8 @@ const ONLY = option("only")?.split(",");
 const OUT = path.resolve(option("out") ?? path.join(__dirname, "results"));
 
 const CFG = QUICK
-  ? { rounds: 1, pairRounds: 2, targetS: 0.15, rttCount: 500, mibCount: 10, connectCount: 5, scaling: [2, 4, 8, 16], elections: 2, kills: 2, callTimeoutMs: 15000 }
-  : { rounds: 3, pairRounds: 9, targetS: 0.15, rttCount: 1000, mibCount: 40, connectCount: 5, scaling: [2, 4, 8, 16], elections: 5, kills: 5, callTimeoutMs: 30000 };
+  ? { rounds: 1, pairRounds: 2, targetS: 0.15, rttCount: 500, mibCount: 10, connectCount: 5, scaling: [2, 8], elections: 2, kills: 2, callTimeoutMs: 15000, agreeMs: 4000, memberTimeoutMs: 2500 }
+  : { rounds: 3, pairRounds: 9, targetS: 0.15, rttCount: 1000, mibCount: 40, connectCount: 5, scaling: [2, 4, 8, 16], elections: 5, kills: 5, callTimeoutMs: 30000, agreeMs: 8000, memberTimeoutMs: 5000 };
 const MIB = 1 << 20;
 
 /**
@@ -85,7 +85,7 @@ class Session {
   async spawn(cpu) {
     const entry = path.join(__dirname, this.system.name === "open-channel-0.1.12" ? "worker-0.1.12.js" : "worker.js");
     const options = {
-      env: { ...process.env, BENCH_SYSTEM: this.system.name, BENCH_DIR: this.dir },
+      env: { ...process.env, BENCH_SYSTEM: this.system.name, BENCH_DIR: this.dir, BENCH_MEMBER_TIMEOUT: String(CFG.memberTimeoutMs) },
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     };
     const child =
@@ -407,7 +407,7 @@ async function runElection(system, dir) {
 }
 
 /** Waits until every pid got a welcome (after `from`) from one and the same live host. */
-async function agreement(s, pids, from, timeoutMs = 8000) {
+async function agreement(s, pids, from, timeoutMs = CFG.agreeMs) {
   const deadline = now() + timeoutMs;
   for (;;) {
     const latest = new Map();

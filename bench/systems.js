@@ -108,7 +108,7 @@ function openChannelSystem(name, label, load) {
         socket.write(`welcome ${process.pid}\n`);
         socket.resume();
       });
-      const socket = channel.connect(5000);
+      const socket = channel.connect(Number(process.env.BENCH_MEMBER_TIMEOUT || 5000));
       let buffered = "";
       socket.setEncoding("utf8");
       socket.on("data", (chunk) => {
