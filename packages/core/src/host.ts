@@ -54,11 +54,6 @@ export class HostServer {
     this.serving = options.serving ?? true;
   }
 
-  /** True once hellos are answered (always, unless created with `serving: false`). */
-  get isServing(): boolean {
-    return this.serving;
-  }
-
   /** Another listening server whose connections this host admits the same way (unref'ed). */
   createServer(): net.Server {
     const server = net.createServer((socket) => this.accept(socket));

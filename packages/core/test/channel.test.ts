@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { openChannel, OpenChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
+import { encodeHello, HANDSHAKE, openChannel, OpenChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
 import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
 
 const transport = testTransport();
@@ -53,6 +53,29 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(channel.connected).toBe(true);
     expect(channel.isHost).toBe(true);
     expect(channel.hostPid).toBe(process.pid);
+  });
+
+  test("a probe hello is answered at once and closed, for the channel's name and its standby name, never reaching the listener", async () => {
+    const host = collector();
+    const name = uniqueName("probe");
+    const channel = open(name, host.listener);
+    await once(channel.connect(), "connect");
+    const probe = (probeName: string, kind: number = HANDSHAKE.kindProbe): Promise<{ status: number; ended: boolean }> =>
+      new Promise((resolve, reject) => {
+        const socket = net.connect(transport.path(name));
+        let reply = Buffer.alloc(0);
+        socket.on("connect", () => socket.write(encodeHello(probeName, undefined, kind)));
+        socket.on("data", (chunk) => (reply = Buffer.concat([reply, chunk])));
+        socket.on("error", reject);
+        socket.on("close", () => resolve({ status: reply[5], ended: reply.length === HANDSHAKE.replyLength }));
+      });
+    expect(await probe(name)).toEqual({ status: HANDSHAKE.statusOk, ended: true });
+    expect(await probe(name + HANDSHAKE.standbySuffix)).toEqual({ status: HANDSHAKE.statusOk, ended: true });
+    // The standby name is for probes only: a member joining with it is a stranger.
+    expect(await probe(name + HANDSHAKE.standbySuffix, HANDSHAKE.kindJoin)).toEqual({ status: HANDSHAKE.statusWrongChannel, ended: true });
+    expect(await probe(`${name}-other`)).toEqual({ status: HANDSHAKE.statusWrongChannel, ended: true });
+    // Only the host's own connection ever reached the listener.
+    expect(host.sockets.length).toBe(1);
   });
 
   test("connect() while the socket is open returns the same socket", async () => {
