@@ -74,8 +74,14 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * any --socket.destroy() / channel.close()--> closed (no reconnect)
  * ```
  *
- * Events: `"state"` `(state, previous)` on every change of {@link ProcessChannel.state}, e.g.
- * `"connected" -> "connecting"` when the host is lost and a failover begins.
+ * Events:
+ * - `"state"` `(state, previous)` on every change of {@link ProcessChannel.state}, e.g.
+ *   `"connected" -> "connecting"` when the host is lost and a failover begins;
+ * - `"hosting"` `(isHost)` when this process starts (`true`) or stops (`false`) hosting;
+ * - `"heir"` `(isHeir)` when this process starts or stops standing by as the heir;
+ * - `"failover"` `({ previousHostPid, hostPid, ms })` once the socket is connected to a new host
+ *   after losing the previous one (`ms`: from noticing the loss to connected). A host that only
+ *   dropped this connection, and took it back, is no failover.
  *
  * @example
  * const channel = new ProcessChannel("jobs", (socket) => socket.pipe(socket), { transport: unixTransport() });
@@ -101,6 +107,10 @@ export class ProcessChannel extends EventEmitter {
   private standbyServer: net.Server | undefined;
   private heirTimer: NodeJS.Timeout | undefined;
   private parkTimer: NodeJS.Timeout | undefined;
+  /** Set from the loss of a host until the next connection: what the `failover` event reports. */
+  private lost: { at: number; hostPid: number | undefined; serverId: Buffer | undefined } | undefined;
+  /** The server (host instance) the socket is connected to. */
+  private currentServerId: Buffer | undefined;
   private attempt: Attempt | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
@@ -321,6 +331,7 @@ export class ProcessChannel extends EventEmitter {
     const outcome = await this.bindAddress(host);
     if (outcome !== "listening") return outcome;
     this.host = host;
+    this.emitSoon("hosting", true);
     if (standby !== undefined && this.standby === standby) {
       // Answer the members parked on the standby address, then free it for the next heir.
       clearTimeout(this.parkTimer);
@@ -330,6 +341,7 @@ export class ProcessChannel extends EventEmitter {
       setTimeout(() => host.closeServer(server), STANDBY_GRACE_MS).unref();
       this.standby = undefined;
       this.standbyServer = undefined;
+      this.emitSoon("heir", false);
     }
     debug("channel %j: hosting (%s, server %s%s)", this.name, this.describeAddress(), host.id.toString("hex"), standby ? ", was the heir" : "");
     return "listening";
@@ -398,6 +410,7 @@ export class ProcessChannel extends EventEmitter {
     standby.onPark = () => this.onStandbyPark();
     this.standby = standby;
     this.standbyServer = server;
+    this.emitSoon("heir", true);
     debug("channel %j: heir, standing by at %s", this.name, this.transport.address?.(this.standbyName) ?? "the standby address");
   }
 
@@ -420,15 +433,24 @@ export class ProcessChannel extends EventEmitter {
     this.heirTimer = undefined;
     clearTimeout(this.parkTimer);
     this.parkTimer = undefined;
-    this.standby?.close(reason);
+    if (this.standby === undefined) return;
+    this.standby.close(reason);
     this.standby = undefined;
     this.standbyServer = undefined;
+    this.emitSoon("heir", false);
   }
 
   private dropHost(reason: string): void {
     debug("channel %j: no longer hosting: %s", this.name, reason);
-    this.host?.orphan();
+    if (this.host === undefined) return;
+    this.host.orphan();
     this.host = undefined;
+    this.emitSoon("hosting", false);
+  }
+
+  /** Emits on the next tick: a listener that throws never runs in the middle of a state change. */
+  private emitSoon(event: string, ...args: unknown[]): void {
+    process.nextTick(() => this.emit(event, ...args));
   }
 
   // ---- one connection ------------------------------------------------------------------------
@@ -497,6 +519,15 @@ export class ProcessChannel extends EventEmitter {
     this.currentHostPid = reply.hostPid;
     this.isLive = true;
     this.setState("connected");
+    this.currentServerId = reply.serverId;
+    if (this.lost !== undefined) {
+      const { at, hostPid: previousHostPid, serverId } = this.lost;
+      this.lost = undefined;
+      // Back on another host (not the same one, which only dropped this connection): a failover.
+      if (serverId === undefined || !serverId.equals(reply.serverId)) {
+        this.emitSoon("failover", { previousHostPid, hostPid: reply.hostPid, ms: performance.now() - at });
+      }
+    }
     debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.host ? " (ourselves)" : "");
     if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
     attempt.resolve(undefined);
@@ -554,6 +585,7 @@ export class ProcessChannel extends EventEmitter {
 
   private onConnectionLost(): void {
     this.isLive = false;
+    this.lost ??= { at: performance.now(), hostPid: this.currentHostPid, serverId: this.currentServerId };
     debug("channel %j: lost the host (pid %s): %s", this.name, this.currentHostPid, describeError(this.lastError ?? "closed"));
     this.enterConnecting(true);
   }
@@ -607,7 +639,9 @@ export class ProcessChannel extends EventEmitter {
       // Nobody could stop a server whose channel is closed: hand the channel over instead.
       this.host.handOver("the host closed its channel");
       this.host = undefined;
+      this.emitSoon("hosting", false);
     }
+    this.lost = undefined;
     this.isLive = false;
     this.currentHostPid = undefined;
     clearTimeout(this.connectTimer);

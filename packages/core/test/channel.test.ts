@@ -210,6 +210,10 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     const socket = member.connect();
     await once(socket, "connect");
     expect(member.isHost).toBe(false);
+    const events: unknown[] = [];
+    hostChannel.on("hosting", (v) => events.push(["old host: hosting", v]));
+    member.on("hosting", (v) => events.push(["member: hosting", v]));
+    member.on("failover", (f) => events.push(["member: failover", f.previousHostPid, f.hostPid, typeof f.ms]));
     hostChannel.close();
     expect(hostChannel.state).toBe("closed");
     expect(hostChannel.isHost).toBe(false);
@@ -219,6 +223,14 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     socket.write("after the handover");
     await until(() => successor.text().endsWith("after the handover"), "the new host's listener to receive");
     expect(host.text() + successor.text()).toBe("in between;after the handover");
+    await until(() => events.length >= 3, "the hosting and failover events");
+    expect(events).toEqual(
+      expect.arrayContaining([
+        ["old host: hosting", false],
+        ["member: hosting", true],
+        ["member: failover", process.pid, process.pid, "number"],
+      ]),
+    );
   });
 
   test("connect() after close opens the channel again with a new socket", async () => {

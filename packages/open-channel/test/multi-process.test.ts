@@ -205,8 +205,20 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
     let host = await checkOneHostAndTraffic(pids, channel);
     for (let round = 0; round < 3; round++) {
       const heir = await theHeir(group.alive(), channel, host);
+      const since = group.reports.length;
       const next = await killHostAndCheckTakeover(channel, host);
       expect(next).toBe(heir);
+      // Every survivor saw a failover from the old host to the new one; the heir says it hosts.
+      const survivors = group.alive();
+      await group.waitFor(
+        () => survivors.every((pid) => group.reports.slice(since).some((r) => r.pid === pid && r.type === "failover" && r.channel === channel)),
+        "failover events",
+      );
+      for (const pid of survivors) {
+        const f = group.reports.slice(since).find((r) => r.pid === pid && r.type === "failover" && r.channel === channel);
+        expect(f).toMatchObject({ previousHostPid: host, hostPid: next });
+      }
+      expect(group.reports.slice(since).filter((r) => r.type === "hosting" && r.isHost === true).map((r) => r.pid)).toEqual([next]);
       host = next;
     }
   });

@@ -5,9 +5,10 @@ import * as path from "node:path";
 export interface Report {
   pid: number;
   at: number;
-  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused" | "dropped";
+  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused" | "dropped" | "hosting" | "heir" | "failover";
   channel?: string;
   hostPid?: number;
+  previousHostPid?: number;
   isHost?: boolean;
   isHeir?: boolean;
   state?: string;
