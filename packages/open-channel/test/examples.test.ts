@@ -1,0 +1,44 @@
+import { spawn } from "node:child_process";
+import * as path from "node:path";
+
+// The examples stay runnable: each one's command (see examples/README.md) runs to its end and says
+// what it promises. (The PM2 example is what pm2.test.ts runs.)
+const ROOT = path.join(__dirname, "..", "..", "..");
+
+function run(script: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(ROOT, script)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 45000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+/** The pid each worker reports as its host, in order, from lines like "worker 12: connected to host 34". */
+function hostsSeen(out: string): number[] {
+  return [...out.matchAll(/connected to host (\d+)/g)].map((m) => Number(m[1]));
+}
+
+test("npm run demo: three processes chat, the host is SIGKILLed, a survivor takes over and the chat goes on", async () => {
+  const { code, out } = await run("examples/demo.js");
+  expect(code).toBe(0);
+  expect(out).toMatch(/== done: \w+ took over as host about \d+ ms after the kill; the chat went on ==/);
+});
+
+test("examples/cluster/app.js: the workers elect a host; after it is SIGKILLed, they and a new worker follow a new one", async () => {
+  const { code, out } = await run("examples/cluster/app.js");
+  expect(code).toBe(0);
+  const [before, after] = out.split("== primary: SIGKILL the hosting worker");
+  expect(after).toContain("== done ==");
+  const first = new Set(hostsSeen(before));
+  const second = new Set(hostsSeen(after));
+  expect(first.size).toBe(1);
+  expect(second.size).toBe(1);
+  expect([...second][0]).not.toBe([...first][0]);
+  expect(out).not.toMatch(/error/i);
+});
