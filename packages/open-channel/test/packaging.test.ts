@@ -51,6 +51,30 @@ socket.write("ping");
 socket.on("data", (d) => { console.log(channel.transport.name + " " + String(d)); socket.destroy(); });
 `;
 
+test("every package's ESM entry has the same named exports as its CommonJS build, and its default", () => {
+  const packages = ["core", "transport-unix", "transport-tcp", "transport-pipe", "open-channel"];
+  const code = `
+    import { createRequire } from "node:module";
+    const require = createRequire(${JSON.stringify(path.join(ROOT, "package.json"))});
+    const out = {};
+    for (const p of ${JSON.stringify(packages)}) {
+      const dir = ${JSON.stringify(path.join(ROOT, "packages"))} + "/" + p;
+      const cjs = require(dir + "/dist/index.js");
+      const esm = await import(dir + "/index.mjs");
+      out[p] = {
+        missing: Object.keys(cjs).filter((k) => k !== "default" && k !== "__esModule" && !(k in esm)),
+        extra: Object.keys(esm).filter((k) => k !== "default" && !(k in cjs)),
+        undefinedInEsm: Object.keys(esm).filter((k) => esm[k] === undefined),
+        defaultSame: esm.default === cjs.default,
+      };
+    }
+    console.log(JSON.stringify(out));`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8" });
+  expect(r.stderr).toBe("");
+  const result = JSON.parse(r.stdout) as Record<string, unknown>;
+  for (const p of packages) expect([p, result[p]]).toEqual([p, { missing: [], extra: [], undefinedInEsm: [], defaultSame: true }]);
+});
+
 describe("installing the packed packages", () => {
   test("open-channel on Linux installs core, unix and tcp, never the Windows-only pipe transport; CJS and ESM work", () => {
     if (process.platform === "win32") return;
@@ -64,6 +88,61 @@ if (openChannel !== named || typeof ProcessChannel !== "function") throw new Err
 ${ECHO_CHECK("openChannel", "esm").replace('const openChannel = openChannel;', "")}`);
     expect(esm.stderr).toBe("");
     expect(esm.stdout.trim()).toBe("unix ping");
+  }, 120000);
+
+  test("TypeScript (module nodenext, strict) type-checks the public surface, from ESM and from CommonJS", () => {
+    if (process.platform === "win32") return;
+    const dir = project(["open-channel", "@open-channel/core", "@open-channel/transport-unix", "@open-channel/transport-tcp"]);
+    const tsconfig = {
+      compilerOptions: {
+        module: "nodenext",
+        moduleResolution: "nodenext",
+        target: "es2022",
+        strict: true,
+        noEmit: true,
+        types: ["node"],
+        typeRoots: [path.join(ROOT, "node_modules", "@types")],
+      },
+      files: ["check.mts", "check.cts"],
+    };
+    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify(tsconfig, null, 2));
+    fs.writeFileSync(
+      path.join(dir, "check.mts"),
+      `import type { Socket } from "node:net";
+import openChannel, { openChannel as named, ProcessChannel, OpenChannelError, selectTransportName, type ChannelState, type ConnectionListener, type OpenChannelOptions, type Transport } from "open-channel";
+import { HANDSHAKE, probeChannel, transportComplianceCases, type ProbeVerdict } from "@open-channel/core";
+import { unixTransport, UnixTransport } from "@open-channel/transport-unix";
+import { tcpTransport } from "@open-channel/transport-tcp";
+
+const listener: ConnectionListener = (socket: Socket) => void socket.write("hello");
+const options: OpenChannelOptions = { transport: unixTransport() };
+const a: ProcessChannel = openChannel("ts-esm", listener);
+const b: ProcessChannel = named(listener, options);
+const c: ProcessChannel = openChannel("ts-tcp", listener, { transport: tcpTransport() });
+const state: ChannelState = a.state;
+const socket: Socket = b.connect(1000);
+const flags: [boolean, boolean, boolean, number | undefined, string] = [a.connected, a.isHost, a.isHeir, a.hostPid, a.name];
+a.on("failover", (f: { previousHostPid?: number; hostPid: number; ms: number }) => void f);
+const transport: Transport = c.transport;
+const unix: UnixTransport = unixTransport({ dir: "/tmp/x" });
+const verdict: Promise<ProbeVerdict> = probeChannel(unix, "x");
+const err = new OpenChannelError("ETIMEDOUT", "message", { channel: "x" });
+const code: string = err.code;
+void [state, socket, flags, transport, verdict, code, HANDSHAKE.version, transportComplianceCases, selectTransportName()];
+`,
+    );
+    fs.writeFileSync(
+      path.join(dir, "check.cts"),
+      `import oc = require("open-channel");
+import core = require("@open-channel/core");
+const channel: oc.ProcessChannel = oc.default("ts-cjs", (socket) => void socket.end());
+const same: core.ProcessChannel = oc.openChannel("ts-cjs", () => undefined);
+void [channel.connect(), same.state];
+`,
+    );
+    const tsc = spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", dir], { encoding: "utf8" });
+    expect(tsc.stdout + tsc.stderr).toBe("");
+    expect(tsc.status).toBe(0);
   }, 120000);
 
   test("what Windows would get (npm install --os=win32): core, pipe and tcp, never unix", () => {
