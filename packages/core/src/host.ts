@@ -147,21 +147,24 @@ export class HostServer {
     const timer = setTimeout(() => reject(`no ${stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
 
+    /** The handshake is over, one way or the other: the stream is the socket's own again. */
+    const finish = (): void => {
+      stage = "done";
+      clearTimeout(timer);
+      Reflect.deleteProperty(socket, "push");
+    };
+
     const reject = (reason: string): false => {
       if (stage === "done") return false;
       if (parkedEntry !== undefined) this.parked.delete(parkedEntry);
-      stage = "done";
-      clearTimeout(timer);
+      finish();
       debug("channel %j: closing a connection that failed the handshake: %s", this.channel, reason);
-      Reflect.deleteProperty(socket, "push");
       socket.destroy();
       return false;
     };
 
     const admit = (rest: Buffer): boolean => {
-      stage = "done";
-      clearTimeout(timer);
-      Reflect.deleteProperty(socket, "push");
+      finish();
       this.members.add(socket);
       socket.once("close", () => this.members.delete(socket));
       if (rest.length > 0) originalPush.call(socket, rest);
@@ -173,13 +176,11 @@ export class HostServer {
     // has time then; once it hosts, it only writes).
     let proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
     const prepareProof = (hello: Hello): void => {
-      if (proof !== undefined || this.secret === undefined || hello.memberNonce === undefined) return;
-      const hostNonce = newNonce();
-      proof = {
-        hostNonce,
-        hostProof: computeProof(this.secret, "host", this.channel, hello.memberNonce, hostNonce),
-        expected: computeProof(this.secret, "member", this.channel, hello.memberNonce, hostNonce),
-      };
+      if (proof !== undefined) return;
+      const half = this.hostProof(hello);
+      if (half === undefined) return;
+      const expected = computeProof(this.secret as Buffer, "member", this.channel, hello.memberNonce as Buffer, half.hostNonce);
+      proof = { ...half, expected };
     };
 
     const onHello = (hello: Hello, rest: Buffer): boolean => {
@@ -193,9 +194,7 @@ export class HostServer {
       if (status === HANDSHAKE.statusOk && probe) {
         // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
         socket.end(encodeReply(status, process.pid, this.id, this.hostProof(hello)));
-        stage = "done";
-        clearTimeout(timer);
-        Reflect.deleteProperty(socket, "push");
+        finish();
         return false;
       }
       if (status === HANDSHAKE.statusOk && !this.serving) {
