@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { encodeHello, HANDSHAKE, openChannel, OpenChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
+import { encodeHello, HANDSHAKE, openChannel, OpenChannelError, probeChannel, type ProcessChannel, type Transport } from "@open-channel/core";
 import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
 
 const transport = testTransport();
@@ -76,6 +76,26 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(await probe(`${name}-other`)).toEqual({ status: HANDSHAKE.statusWrongChannel, ended: true });
     // Only the host's own connection ever reached the listener.
     expect(host.sockets.length).toBe(1);
+  });
+
+  test("probeChannel asks again after a reset with no answer: a dying listener is found gone, one that keeps resetting is unknown", async () => {
+    const resetting = async (closeAfterFirst: boolean): Promise<{ verdict: string; connections: number }> => {
+      const name = uniqueName(closeAfterFirst ? "probe-dying" : "probe-resetting");
+      let connections = 0;
+      const server = net.createServer((s) => {
+        connections++;
+        s.destroy();
+        if (closeAfterFirst) server.close();
+      });
+      await new Promise<void>((resolve) => server.listen(transport.path(name), resolve));
+      try {
+        return { verdict: await probeChannel(transport, name), connections };
+      } finally {
+        if (server.listening) server.close();
+      }
+    };
+    expect(await resetting(true)).toEqual({ verdict: "refused", connections: 1 });
+    expect(await resetting(false)).toEqual({ verdict: "unknown", connections: 3 });
   });
 
   test("connect() while the socket is open returns the same socket", async () => {

@@ -106,6 +106,34 @@ describe("bind or take over (the election for one socket path)", () => {
     }
   });
 
+  test("a listener that resets the probe before answering is asked again: a dying one is found gone, a live one stays live", async () => {
+    // Dying: it resets the first connection and is gone by the second try.
+    const dying = path.join(tmp(), "dying.sock");
+    let seen = 0;
+    const server = net.createServer((s) => {
+      seen++;
+      s.destroy();
+      server.close();
+    });
+    await new Promise<void>((resolve) => server.listen(dying, resolve));
+    expect(await probe(dying, "some-channel")).toBe("gone");
+    expect(seen).toBe(1);
+    // Resetting every time while it keeps listening: never taken for dead.
+    const stubborn = path.join(tmp(), "stubborn.sock");
+    let resets = 0;
+    const other = net.createServer((s) => {
+      resets++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => other.listen(stubborn, resolve));
+    try {
+      expect(await probe(stubborn, "some-channel")).toBe("live");
+      expect(resets).toBe(3);
+    } finally {
+      other.close();
+    }
+  });
+
   test("a live host's file is never removed", async () => {
     const file = path.join(tmp(), "live.sock");
     const server = net.createServer((s) => s.destroy());
