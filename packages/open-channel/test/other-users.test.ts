@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { tcpTransport } from "@open-channel/transport-tcp";
@@ -14,8 +15,45 @@ afterEach(() => {
   for (const c of children.splice(0)) c.kill("SIGKILL");
 });
 
+/**
+ * The other uids may not be able to read this checkout (a clone in a 0700 folder): they run a copy
+ * of the built packages and the fixture, staged in a folder anyone can read.
+ */
+let staged: string | undefined;
+function stage(): string {
+  if (staged !== undefined) return staged;
+  const root = path.join(__dirname, "..", "..");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-users-"));
+  fs.chmodSync(dir, 0o755);
+  const packages: Record<string, string> = {
+    "open-channel": "open-channel",
+    "@open-channel/core": "core",
+    "@open-channel/transport-unix": "transport-unix",
+    "@open-channel/transport-tcp": "transport-tcp",
+  };
+  for (const [name, folder] of Object.entries(packages)) {
+    const to = path.join(dir, "node_modules", name);
+    for (const part of ["package.json", "index.mjs", "dist"]) {
+      fs.cpSync(path.join(root, folder, part), path.join(to, part), { recursive: true });
+    }
+  }
+  fs.copyFileSync(path.join(__dirname, "fixtures", "other-user.js"), path.join(dir, "other-user.js"));
+  // Readable by all, whatever the umask and the modes of the checkout.
+  const open = (p: string): void => {
+    const st = fs.statSync(p);
+    fs.chmodSync(p, st.isDirectory() ? 0o755 : 0o644);
+    if (st.isDirectory()) for (const e of fs.readdirSync(p)) open(path.join(p, e));
+  };
+  open(dir);
+  staged = dir;
+  return dir;
+}
+afterAll(() => {
+  if (staged !== undefined) fs.rmSync(staged, { recursive: true, force: true });
+});
+
 function start(uid: number, env: Record<string, string>, onMessage: (m: Record<string, unknown>) => void): ChildProcess {
-  const child = fork(path.join(__dirname, "fixtures", "other-user.js"), [], {
+  const child = fork(path.join(stage(), "other-user.js"), [], {
     uid,
     gid: uid,
     env: { ...process.env, XDG_RUNTIME_DIR: "", ...env },
