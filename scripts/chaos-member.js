@@ -22,9 +22,18 @@ const report = (msg) => {
   clearTimeout(flushTimer);
   flushTimer = setTimeout(flush, REPORT_DELAY_MS);
 };
-socket.on("connect", () => report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost }));
+// CPU time this process spent from noticing the loss until connected again (user + system, us).
+let cpuAtLoss;
+socket.on("connect", () => {
+  const cpu = cpuAtLoss && process.cpuUsage(cpuAtLoss);
+  cpuAtLoss = undefined;
+  report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost, cpuUs: cpu && cpu.user + cpu.system });
+});
 channel.on("state", (state, previous) => {
-  if (previous === "connected" && state === "connecting") report({ type: "lost" });
+  if (previous === "connected" && state === "connecting") {
+    cpuAtLoss = process.cpuUsage();
+    report({ type: "lost" });
+  }
 });
 socket.on("error", (err) => report({ type: "error", code: err.code, message: err.message }));
 socket.on("data", () => undefined);

@@ -9,6 +9,11 @@
  *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
  *
  * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
+ * Where the time goes, in the summary: first_detect_ms_median (kill -> the first survivor sees its
+ * connection end: the kernel's part, the dead process's memory is torn down before its sockets
+ * close), detect_ms_median (-> the last survivor sees it), elect_ms_median (first loss -> all
+ * back), cpu_ms_median (CPU time, user + system, a member / the new host spent from its loss to
+ * connected). CHAOS_NODE_ARGS="--cpu-prof ..." passes node options to the members.
  */
 const { fork } = require("node:child_process");
 const path = require("node:path");
@@ -49,7 +54,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
   if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
-  const child = fork(path.join(__dirname, "chaos-member.js"), [], { env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(path.join(__dirname, "chaos-member.js"), [], { env, execArgv: (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean), stdio: ["ignore", "inherit", "inherit", "ipc"] });
   child.on("message", (m) => {
     reports.push(m);
     for (const wake of [...wakeups]) wake();
@@ -100,7 +105,10 @@ async function firstConnect(pid) {
   let host = first.host;
   const times = [];
   const detect = [];
+  const firstDetect = [];
   const elect = [];
+  const cpuMember = [];
+  const cpuHost = [];
   let splitBrain = 0;
   let neverBack = 0;
   for (let k = 0; k < KILLS; k++) {
@@ -119,6 +127,7 @@ async function firstConnect(pid) {
     const lost = reports.filter((r) => r.type === "lost" && r.at >= t0 && survivors.includes(r.pid));
     if (lost.length) {
       detect.push(Math.max(...lost.map((r) => r.at)) - t0);
+      firstDetect.push(Math.min(...lost.map((r) => r.at)) - t0);
       elect.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - Math.min(...lost.map((r) => r.at)));
     }
     // Split brain: any member that, after the kill, connected to another host than the elected one,
@@ -126,6 +135,7 @@ async function firstConnect(pid) {
     const after = reports.filter((r) => r.type === "connect" && r.at >= t0);
     if (after.some((r) => r.hostPid !== result.host)) splitBrain++;
     if ([...result.latest.values()].filter((r) => r.isHost).length !== 1) splitBrain++;
+    for (const r of result.latest.values()) if (r.cpuUs !== undefined) (r.isHost ? cpuHost : cpuMember).push(r.cpuUs / 1000);
     host = result.host;
     // A newcomer joins after each failover and must find the same host.
     const newcomer = spawn();
@@ -142,8 +152,10 @@ async function firstConnect(pid) {
     kills: times.length,
     pause_ms: PAUSE_MS,
     failover_ms: { median: pct(0.5), p90: pct(0.9), max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null, all: times.map((t) => Number(t.toFixed(1))) },
+    first_detect_ms_median: median(firstDetect),
     detect_ms_median: median(detect),
     elect_ms_median: median(elect),
+    cpu_ms_median: { member: median(cpuMember), new_host: median(cpuHost) },
     split_brain: splitBrain,
     user_errors: reports.filter((r) => r.type === "error").length,
     never_back: neverBack,

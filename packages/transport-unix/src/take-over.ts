@@ -26,6 +26,7 @@ export async function probe(socketPath: string, channel?: string): Promise<Probe
   for (let attempt = 1; ; attempt++) {
     const result = await probeOnce(socketPath, channel);
     if (result !== "reset") return result;
+    debug("probe of %s: reset before any answer (attempt %d)", socketPath, attempt);
     if (attempt >= PROBE_RETRIES) return "live";
     await new Promise((resolve) => setTimeout(resolve, PROBE_RETRY_MS));
   }
