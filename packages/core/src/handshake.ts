@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { STANDBY_SUFFIX } from "./names";
 
 /**
  * The few bytes at the start of every connection, before the socket reaches the user.
@@ -9,10 +10,12 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
  * reply (host -> member):  "OCHN" | version u8 | status u8 | flags u8 | 0 u8 | host pid u32be | server id (8 bytes)
  *                          [+ host nonce (16 bytes) + host proof (32 bytes) when flags has PROOF]
  * proof (member -> host):  member proof (32 bytes), only when flags has PROOF
+ * status (host -> asker):  body length u32be | body (JSON, UTF-8), only for a status hello
  * ```
  *
  * Kinds of hello: `join` (a member), `probe` (is our host alive at this address? answered at once,
- * never a member). Reply statuses: ok, wrong channel, unsupported, proof required, not the host (an
+ * never a member), `status` (who hosts, since when, with how many members? answered by the host
+ * itself, after the proof when the transport has a secret, never by the user's listener). Reply statuses: ok, wrong channel, unsupported, proof required, not the host (an
  * heir that does not host: ask the channel's main address).
  *
  * It lets a member tell our host from a stranger listening on the address, lets the host refuse a
@@ -31,6 +34,8 @@ export const HANDSHAKE = {
   kindJoin: 1,
   /** "Is our host here?": answered at once (with the host's proof) and closed, never a member. */
   kindProbe: 2,
+  /** "Tell me about this channel": the reply (and proof) is followed by a status body, then closed. */
+  kindStatus: 3,
   /** flags */
   flagProof: 1,
   /** reply statuses */
@@ -48,9 +53,11 @@ export const HANDSHAKE = {
    * The heir of a channel listens at the address of the channel's name plus this suffix (through
    * the same transport); probes of that address carry that name.
    */
-  standbySuffix: "\u0000heir",
+  standbySuffix: STANDBY_SUFFIX,
   /** Longest channel name, in UTF-8 bytes. */
   maxNameBytes: 1024,
+  /** Largest status body a reader accepts, in bytes. */
+  maxStatusBytes: 64 * 1024,
 } as const;
 
 /** What the host answered. */
@@ -107,6 +114,15 @@ export function encodeReply(status: number, hostPid: number, serverId: Buffer, p
     proof.hostNonce.copy(out, HANDSHAKE.replyLength);
     proof.hostProof.copy(out, HANDSHAKE.replyLength + HANDSHAKE.nonceLength);
   }
+  return out;
+}
+
+/** Encodes a status body: its length (u32be), then `status` as JSON. */
+export function encodeStatusBody(status: object): Buffer {
+  const json = Buffer.from(JSON.stringify(status), "utf8");
+  const out = Buffer.alloc(4 + json.length);
+  out.writeUInt32BE(json.length, 0);
+  json.copy(out, 4);
   return out;
 }
 
@@ -199,5 +215,21 @@ export class ProofParser extends Parser<Buffer> {
   protected parse(buf: Buffer): ParseResult<Buffer> {
     if (buf.length < HANDSHAKE.proofLength) return { state: "more" };
     return { state: "done", value: Buffer.from(buf.subarray(0, HANDSHAKE.proofLength)), rest: buf.subarray(HANDSHAKE.proofLength) };
+  }
+}
+
+/** Reads a status body (the asker's side): a u32be length, then that much JSON. */
+export class StatusBodyParser extends Parser<unknown> {
+  protected override readonly checkMagic = false;
+  protected parse(buf: Buffer): ParseResult<unknown> {
+    if (buf.length < 4) return { state: "more" };
+    const length = buf.readUInt32BE(0);
+    if (length > HANDSHAKE.maxStatusBytes) return { state: "invalid", reason: `status body of ${length} bytes is too large` };
+    if (buf.length < 4 + length) return { state: "more" };
+    try {
+      return { state: "done", value: JSON.parse(buf.toString("utf8", 4, 4 + length)) as unknown, rest: buf.subarray(4 + length) };
+    } catch {
+      return { state: "invalid", reason: "status body is not JSON" };
+    }
   }
 }

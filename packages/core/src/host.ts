@@ -1,7 +1,36 @@
 import * as net from "node:net";
 import { randomBytes } from "node:crypto";
 import { debug } from "./debug";
-import { computeProof, encodeReply, HANDSHAKE, type Hello, HelloParser, newNonce, ProofParser, proofsEqual } from "./handshake";
+import { computeProof, encodeReply, encodeStatusBody, HANDSHAKE, type Hello, HelloParser, newNonce, ProofParser, proofsEqual } from "./handshake";
+
+/**
+ * What a channel's host says about itself when asked (`open-channel status NAME`, or
+ * `queryChannelStatus`): answered by the host's server, never by the user's listener.
+ */
+export interface ChannelStatus {
+  /** The channel's name. */
+  channel: string;
+  /** The hosting process. */
+  pid: number;
+  /** The host's server instance (changes with every new host, even in the same process). */
+  serverId: string;
+  /** The transport's name (`"unix"`, `"tcp"`, `"pipe"` or a custom one). */
+  transport: string;
+  /** The channel's address through that transport. */
+  address: string;
+  /** Member connections that passed the handshake, the host's own included. */
+  members: number;
+  /** When this process started hosting (ms since the epoch). */
+  since: number;
+  /** How long it has hosted, in ms, when it answered. */
+  uptimeMs: number;
+  /** The host's Node.js version. */
+  node: string;
+  /** The host's script (`process.argv[1]`), to tell which program hosts. */
+  script: string;
+  /** The handshake protocol version. */
+  protocol: number;
+}
 
 /** How long a handing-over host lets its members' connections drain before it destroys them. */
 const HAND_OVER_DRAIN_MS = 1000;
@@ -38,6 +67,8 @@ export class HostServer {
   readonly members = new Set<net.Socket>();
   /** Called when a hello is parked (only while not serving). */
   onPark: (() => void) | undefined;
+  /** Set by the channel once this server holds the channel's address: what status requests get. */
+  hosting: { transport: string; address: () => string; since: number } | undefined;
   private orphaned = false;
   private serving: boolean;
   private closed = false;
@@ -127,6 +158,24 @@ export class HostServer {
     return { hostNonce, hostProof: computeProof(this.secret, "host", hello.name, hello.memberNonce, hostNonce) };
   }
 
+  /** This host's status, as a status request gets it. */
+  status(): ChannelStatus {
+    const hosting = this.hosting ?? { transport: "unknown", address: () => "", since: Date.now() };
+    return {
+      channel: this.channel,
+      pid: process.pid,
+      serverId: this.id.toString("hex"),
+      transport: hosting.transport,
+      address: hosting.address(),
+      members: this.members.size,
+      since: hosting.since,
+      uptimeMs: Date.now() - hosting.since,
+      node: process.version,
+      script: process.argv[1] ?? "",
+      protocol: HANDSHAKE.version,
+    };
+  }
+
   private accept(socket: net.Socket): void {
     if (this.orphaned) {
       socket.destroy();
@@ -144,6 +193,8 @@ export class HostServer {
     let parkedEntry: Parked | undefined;
     let parser: HelloParser | ProofParser = new HelloParser();
     let expectedProof: Buffer | undefined;
+    /** A status request: after the proof (if any) it gets the status, never the listener. */
+    let statusAsked = false;
     const timer = setTimeout(() => reject(`no ${stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
 
@@ -160,6 +211,13 @@ export class HostServer {
       finish();
       debug("channel %j: closing a connection that failed the handshake: %s", this.channel, reason);
       socket.destroy();
+      return false;
+    };
+
+    const answerStatus = (): false => {
+      finish();
+      debug("channel %j: answered a status request (%d members)", this.channel, this.members.size);
+      socket.end(encodeStatusBody(this.status()));
       return false;
     };
 
@@ -186,11 +244,14 @@ export class HostServer {
     const onHello = (hello: Hello, rest: Buffer): boolean => {
       let status: number = HANDSHAKE.statusOk;
       const probe = hello.kind === HANDSHAKE.kindProbe;
+      statusAsked = hello.kind === HANDSHAKE.kindStatus;
       // A probe names the address it checks: the channel's, or the heir's standby address.
       const nameOk = hello.name === this.channel || (probe && hello.name === this.channel + HANDSHAKE.standbySuffix);
-      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe)) status = HANDSHAKE.statusUnsupported;
+      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe && !statusAsked)) status = HANDSHAKE.statusUnsupported;
       else if (!nameOk) status = HANDSHAKE.statusWrongChannel;
       else if (this.secret !== undefined && hello.memberNonce === undefined) status = HANDSHAKE.statusProofRequired;
+      // Only a host tells its status (an heir that does not host yet says so at once, never parks it).
+      else if (statusAsked && !this.serving) status = HANDSHAKE.statusNotHost;
       if (status === HANDSHAKE.statusOk && probe) {
         // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
         socket.end(encodeReply(status, process.pid, this.id, this.hostProof(hello)));
@@ -228,7 +289,7 @@ export class HostServer {
       }
       if (this.secret === undefined || hello.memberNonce === undefined) {
         socket.write(encodeReply(status, process.pid, this.id));
-        return admit(rest);
+        return statusAsked ? answerStatus() : admit(rest);
       }
       prepareProof(hello);
       const { hostNonce, hostProof, expected } = proof as NonNullable<typeof proof>;
@@ -253,7 +314,7 @@ export class HostServer {
       if (result.state === "invalid") return reject(result.reason);
       if (stage === "hello") return onHello(result.value as Hello, result.rest);
       if (!proofsEqual(result.value as Buffer, expectedProof as Buffer)) return reject("wrong proof (another user, or another secret)");
-      return admit(result.rest);
+      return statusAsked ? answerStatus() : admit(result.rest);
     };
     (socket as unknown as { push: PushFn }).push = hook;
   }

@@ -18,12 +18,14 @@ export {
   HANDSHAKE,
   encodeHello,
   encodeReply,
+  encodeStatusBody,
   computeProof,
   proofsEqual,
   newNonce,
   HelloParser,
   ReplyParser,
   ProofParser,
+  StatusBodyParser,
   type Hello,
   type HandshakeReply,
   type ParseResult,
@@ -31,10 +33,11 @@ export {
 export { debug, debugEnabled } from "./debug";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
-export { escapeName, hashName } from "./names";
+export { escapeName, unescapeName, hashName, channelsFromNames, type ChannelEntry } from "./names";
 export { readOrCreateSecret } from "./secret";
 export { tryLock, waitForRelease, type Lock } from "./lock";
 export { probeChannel, type ProbeVerdict } from "./probe";
+export { queryChannelStatus, type ChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
 export {
   transportComplianceCases,
   leaveStaleHost,

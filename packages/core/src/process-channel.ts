@@ -5,6 +5,7 @@ import { debug } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
 import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import { HostServer } from "./host";
+import { queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
 import type { Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
 
@@ -331,6 +332,8 @@ export class ProcessChannel extends EventEmitter {
     const outcome = await this.bindAddress(host);
     if (outcome !== "listening") return outcome;
     this.host = host;
+    // The address is looked up only when someone asks (the TCP one reads the port file).
+    host.hosting = { transport: this.transport.name, address: () => this.transport.address?.(this.name) ?? "", since: Date.now() };
     this.emitSoon("hosting", true);
     if (standby !== undefined && this.standby === standby) {
       // Answer the members parked on the standby address, then free it for the next heir.
@@ -369,6 +372,18 @@ export class ProcessChannel extends EventEmitter {
       }
     }
     return "listening";
+  }
+
+  /**
+   * Asks the channel's current host about itself (pid, members, uptime, heir): answered by the
+   * host's server, never by the user's listener. Works whatever this channel's state.
+   *
+   * @example
+   * const result = await channel.status();
+   * if (result.state === "hosted") console.log(`hosted by ${result.status.pid}, heir ${result.heirPid ?? "none"}`);
+   */
+  status(options?: StatusQueryOptions): Promise<StatusQueryResult> {
+    return queryChannelStatus(this.transport, this.name, options);
   }
 
   // ---- the heir ------------------------------------------------------------------------------

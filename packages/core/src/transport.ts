@@ -1,4 +1,5 @@
 import type * as net from "node:net";
+import type { ChannelEntry } from "./names";
 
 /**
  * How a channel reaches its host: the address scheme, the exclusive bind that elects the host, and
@@ -60,6 +61,11 @@ export interface Transport {
    * the user's listener sees it. Called once per channel; may read or create a 0600 file.
    */
   secret?(channel: string): Buffer;
+  /**
+   * The channels this user has an address for through this transport (hosted, or left by a dead
+   * host), for `open-channel list`. Only this user's: other users' channels are never listed.
+   */
+  channels?(): ChannelEntry[];
 }
 
 /** Checks that `value` has the shape of a {@link Transport}. */

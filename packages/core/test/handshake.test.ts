@@ -1,4 +1,18 @@
-import { computeProof, encodeHello, encodeReply, HANDSHAKE, HelloParser, newNonce, proofsEqual, ReplyParser } from "@open-channel/core";
+import {
+  channelsFromNames,
+  computeProof,
+  encodeHello,
+  encodeReply,
+  encodeStatusBody,
+  escapeName,
+  HANDSHAKE,
+  HelloParser,
+  newNonce,
+  proofsEqual,
+  ReplyParser,
+  StatusBodyParser,
+  unescapeName,
+} from "@open-channel/core";
 import { randomBytes } from "node:crypto";
 
 describe("handshake", () => {
@@ -75,5 +89,43 @@ describe("handshake", () => {
       expect(["more", "done", "invalid"]).toContain(result.state);
       if (result.state === "done") expect(result.rest.length).toBeLessThanOrEqual(input.length);
     }
+  });
+});
+
+describe("channel names in addresses (for open-channel list)", () => {
+  test("unescapeName reverses escapeName, and refuses what escapeName never makes", () => {
+    for (const name of ["jobs", "my app/1", "ünïcode ✓", "a%b", "x".repeat(300), "\u0000heir"]) {
+      expect(unescapeName(escapeName(name))).toBe(name);
+    }
+    expect(unescapeName("a b")).toBeUndefined();
+    expect(unescapeName("%zz")).toBeUndefined();
+    expect(unescapeName("%61")).toBeUndefined(); // "a" is never escaped
+  });
+
+  test("channelsFromNames keeps channels, leaves out heirs' standby addresses and other files", () => {
+    const files = ["c.jobs.sock", "c.jobs%00heir.sock", `h.${"a".repeat(32)}.sock`, "c.jobs.port", "secret", "c.bad name.sock", "c.my%20app.sock"];
+    expect(channelsFromNames(files, ".sock", (f) => `/d/${f}`)).toEqual([
+      { name: "jobs", address: "/d/c.jobs.sock" },
+      { name: "my app", address: "/d/c.my%20app.sock" },
+      { name: undefined, address: `/d/h.${"a".repeat(32)}.sock` },
+    ]);
+  });
+});
+
+describe("status body", () => {
+  test("round trip, in pieces, with what follows left over", () => {
+    const body = encodeStatusBody({ pid: 42, channel: "jobs" });
+    const parser = new StatusBodyParser();
+    expect(parser.feed(body.subarray(0, 3)).state).toBe("more");
+    const result = parser.feed(Buffer.concat([body.subarray(3), Buffer.from("x")]));
+    expect(result).toEqual({ state: "done", value: { pid: 42, channel: "jobs" }, rest: Buffer.from("x") });
+  });
+
+  test("a header claiming more than the limit, or a body that is not JSON, is invalid", () => {
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(HANDSHAKE.maxStatusBytes + 1);
+    expect(new StatusBodyParser().feed(huge).state).toBe("invalid");
+    const notJson = Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from("{{{")]);
+    expect(new StatusBodyParser().feed(notJson).state).toBe("invalid");
   });
 });

@@ -28,7 +28,12 @@ export {
   type ConnectionListener,
   type OpenChannelOptions,
   type Transport,
+  queryChannelStatus,
+  type ChannelStatus,
+  type StatusQueryOptions,
+  type StatusQueryResult,
 } from "@open-channel/core";
+export { runCli, type CliOutput, type ChannelReport } from "./cli";
 export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionContext, type TransportName } from "./select-transport";
 
 /**

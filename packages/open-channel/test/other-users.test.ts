@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { HANDSHAKE } from "@open-channel/core";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
 import { uniqueChannel } from "./helpers/group";
@@ -111,7 +112,17 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
       // The port is reachable (loopback), but the proof fails: closed by the host, nothing learned
       // beyond the host's own challenge.
       expect(results.connectToPort).toMatchObject({ connected: true, closedByHost: true });
+      // A status request gets the host's challenge (reply, nonce, proof) and nothing more.
+      expect(results.statusByPort).toMatchObject({
+        connected: true,
+        closedByHost: true,
+        bytesFromHost: HANDSHAKE.replyLength + HANDSHAKE.nonceLength + HANDSHAKE.proofLength,
+      });
     }
+    // `open-channel list` and `status` run by the other user do not show the victim's channel.
+    expect(results.listed).not.toContain(channel);
+    expect(results.statusExit).toBe(1);
+    expect(results.statusState).toBe("no-host");
     const own = results.ownChannel as { isHost: boolean; hostPid: number };
     expect(own.isHost).toBe(true);
     expect(own.hostPid).not.toBe(hosting.pid);

@@ -3,10 +3,20 @@
  *
  * @packageDocumentation
  */
+import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { defaultPrivateDir, ensurePrivateDir, escapeName, hashName, readOrCreateSecret, type Transport } from "@open-channel/core";
+import {
+  type ChannelEntry,
+  channelsFromNames,
+  defaultPrivateDir,
+  ensurePrivateDir,
+  escapeName,
+  hashName,
+  readOrCreateSecret,
+  type Transport,
+} from "@open-channel/core";
 
 /** Options of {@link pipeTransport}. */
 export interface PipeTransportOptions {
@@ -77,6 +87,20 @@ export class PipeTransport implements Transport {
 
   connect(channel: string, socket: net.Socket): void {
     socket.connect({ path: this.pipePath(channel) });
+  }
+
+  /** The channels with a pipe of this user's (Windows lists every pipe under `\\.\pipe\`). */
+  channels(): ChannelEntry[] {
+    if (process.platform !== "win32") return [];
+    const prefix = pipeName("x", this.user).slice("\\\\?\\pipe\\".length, -"c.x".length);
+    let pipes: string[];
+    try {
+      pipes = fs.readdirSync("\\\\.\\pipe\\");
+    } catch {
+      return [];
+    }
+    const mine = pipes.filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length));
+    return channelsFromNames(mine, "", (file) => `\\\\?\\pipe\\${prefix}${file}`);
   }
 
   listen(channel: string, server: net.Server): Promise<void> {

@@ -8,6 +8,8 @@ import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as path from "node:path";
 import {
+  type ChannelEntry,
+  channelsFromNames,
   debug,
   defaultPrivateDir,
   ensurePrivateDir,
@@ -76,6 +78,18 @@ export class TcpTransport implements Transport {
   secret(channel: string): Buffer {
     ensurePrivateDir(this.dir, channel);
     return readOrCreateSecret(this.dir, channel);
+  }
+
+  /** The channels with a port file in {@link TcpTransport.dir} (this user's private folder). */
+  channels(): ChannelEntry[] {
+    let files: string[];
+    try {
+      files = fs.readdirSync(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    return channelsFromNames(files, ".port", (file) => path.join(this.dir, file));
   }
 
   connect(channel: string, socket: net.Socket): void {

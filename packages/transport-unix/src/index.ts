@@ -3,9 +3,10 @@
  *
  * @packageDocumentation
  */
+import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as path from "node:path";
-import { ensurePrivateDir, type Transport } from "@open-channel/core";
+import { type ChannelEntry, channelsFromNames, ensurePrivateDir, type Transport } from "@open-channel/core";
 import { bindOrTakeOver } from "./take-over";
 import { defaultSocketDir, socketFileName } from "./socket-path";
 
@@ -23,6 +24,15 @@ function bindExclusive(server: net.Server, socketPath: string): Promise<void> {
       resolve();
     });
   });
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
 }
 
 /** Options of {@link unixTransport}. */
@@ -65,6 +75,11 @@ export class UnixTransport implements Transport {
 
   connect(channel: string, socket: net.Socket): void {
     socket.connect({ path: this.socketPath(channel) });
+  }
+
+  /** The channels with a socket file in {@link UnixTransport.dir} (this user's private folder). */
+  channels(): ChannelEntry[] {
+    return channelsFromNames(readdirOrEmpty(this.dir), ".sock", (file) => path.join(this.dir, file));
   }
 
   /**

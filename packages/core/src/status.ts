@@ -1,0 +1,133 @@
+import * as net from "node:net";
+import { describeError, errorCode, OpenChannelError } from "./errors";
+import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser, StatusBodyParser } from "./handshake";
+import type { ChannelStatus } from "./host";
+import type { Transport } from "./transport";
+
+export type { ChannelStatus } from "./host";
+
+/** Options of {@link queryChannelStatus}. */
+export interface StatusQueryOptions {
+  /** Give up after this many ms (default 2000). */
+  timeoutMs?: number;
+  /** Also ask who stands by as the heir (default `true`). */
+  heir?: boolean;
+}
+
+/** What {@link queryChannelStatus} found: the host's own status, or no host. */
+export type StatusQueryResult =
+  | { state: "hosted"; status: ChannelStatus; /** The member standing by to take over, if any. */ heirPid?: number }
+  | { state: "no-host"; /** Why there is none (the connect error, e.g. `ENOENT`). */ reason: string };
+
+const DEFAULT_TIMEOUT_MS = 2000;
+
+/**
+ * Asks a channel's host about itself through `transport`: its pid, server id, address, members
+ * connected and uptime, and (unless `heir: false`) which member stands by as the heir. The host's
+ * server answers by itself, before and apart from the user's connection listener; over transports
+ * with a per-user secret both sides prove it first, so only processes of the same user get an
+ * answer. Resolves `{ state: "no-host" }` when nobody listens at the channel's address; rejects with
+ * an {@link OpenChannelError} (`ETIMEDOUT`, `ERR_OPEN_CHANNEL_HANDSHAKE`) when something answers
+ * that is not our host, or too slowly.
+ *
+ * @example
+ * const result = await queryChannelStatus(unixTransport(), "jobs");
+ * if (result.state === "hosted") console.log(`pid ${result.status.pid} hosts with ${result.status.members} members`);
+ */
+export async function queryChannelStatus(transport: Transport, channel: string, options: StatusQueryOptions = {}): Promise<StatusQueryResult> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const answer = await exchange(transport, channel, channel, HANDSHAKE.kindStatus, timeoutMs);
+  if (answer.state === "no-host") return answer;
+  const result: StatusQueryResult = { state: "hosted", status: answer.body as ChannelStatus };
+  if (options.heir !== false) {
+    // The heir's standby server answers probes of its address at once, with its own pid.
+    const standby = channel + HANDSHAKE.standbySuffix;
+    const heir = await exchange(transport, standby, standby, HANDSHAKE.kindProbe, timeoutMs).catch(() => undefined);
+    if (heir?.state === "answered" && heir.reply.hostPid !== result.status.pid) result.heirPid = heir.reply.hostPid;
+  }
+  return result;
+}
+
+type Exchange = { state: "answered"; reply: HandshakeReply; body: unknown } | { state: "no-host"; reason: string };
+
+/** One hello of `kind` to `address` (a channel name or the heir's standby name), with the proofs. */
+function exchange(transport: Transport, address: string, name: string, kind: number, timeoutMs: number): Promise<Exchange> {
+  const secret = transport.secret?.(name);
+  const channel = name.endsWith(HANDSHAKE.standbySuffix) ? name.slice(0, -HANDSHAKE.standbySuffix.length) : name;
+  return new Promise((resolve, reject) => {
+    const socket = new net.Socket();
+    const memberNonce = secret === undefined ? undefined : newNonce();
+    const replyParser = new ReplyParser();
+    let bodyParser: StatusBodyParser | undefined;
+    let reply: HandshakeReply | undefined;
+    let settled = false;
+    const settle = (outcome: Exchange | Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
+    };
+    const fail = (reason: string): void =>
+      settle(
+        new OpenChannelError(
+          "ERR_OPEN_CHANNEL_HANDSHAKE",
+          `open-channel "${channel}": status request failed: ${reason}. Is another program or another open-channel version using the address ${transport.address?.(address) ?? address}?`,
+          { channel },
+        ),
+      );
+    const timer = setTimeout(
+      () =>
+        settle(
+          new OpenChannelError(
+            "ETIMEDOUT",
+            `open-channel "${channel}": no status answer within ${timeoutMs} ms over ${transport.name}. The host may be busy: try again, or with a larger timeout.`,
+            { channel },
+          ),
+        ),
+      timeoutMs,
+    );
+    socket.on("error", (err) => {
+      const code = errorCode(err);
+      const noHost = code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && transport.noHostCodes?.includes(code));
+      if (noHost) settle({ state: "no-host", reason: describeError(err) });
+      else if (reply !== undefined && kind === HANDSHAKE.kindProbe) settle({ state: "answered", reply, body: undefined });
+      else fail(describeError(err));
+    });
+    socket.on("close", () => {
+      if (reply !== undefined && kind === HANDSHAKE.kindProbe) settle({ state: "answered", reply, body: undefined });
+      else fail("the connection closed before the answer");
+    });
+    socket.on("connect", () => socket.write(encodeHello(name, memberNonce, kind)));
+    socket.on("data", (chunk: Buffer) => {
+      if (reply === undefined) {
+        const result = replyParser.feed(chunk);
+        if (result.state === "more") return;
+        if (result.state === "invalid") return fail(result.reason);
+        reply = result.value;
+        if (reply.status === HANDSHAKE.statusNotHost) return settle({ state: "no-host", reason: "the process at this address does not host" });
+        if (reply.status !== HANDSHAKE.statusOk) return fail(`the host refused the request (status ${reply.status})`);
+        if (secret !== undefined && memberNonce !== undefined) {
+          if (reply.hostNonce === undefined || reply.hostProof === undefined) return fail("the host sent no proof");
+          if (!proofsEqual(reply.hostProof, computeProof(secret, "host", name, memberNonce, reply.hostNonce))) return fail("the host's proof is wrong");
+          if (kind === HANDSHAKE.kindStatus) socket.write(computeProof(secret, "member", channel, memberNonce, reply.hostNonce));
+        }
+        if (kind === HANDSHAKE.kindProbe) return settle({ state: "answered", reply, body: undefined });
+        bodyParser = new StatusBodyParser();
+        chunk = result.rest;
+        if (chunk.length === 0) return;
+      }
+      const body = (bodyParser as StatusBodyParser).feed(chunk);
+      if (body.state === "more") return;
+      if (body.state === "invalid") return fail(body.reason);
+      settle({ state: "answered", reply, body: body.value });
+    });
+    try {
+      const started = transport.connect(address, socket);
+      if (started !== undefined) started.then(undefined, (err: unknown) => socket.emit("error", err));
+    } catch (err) {
+      socket.emit("error", err);
+    }
+  });
+}
