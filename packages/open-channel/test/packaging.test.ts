@@ -88,6 +88,10 @@ if (openChannel !== named || typeof ProcessChannel !== "function") throw new Err
 ${ECHO_CHECK("openChannel", "esm").replace('const openChannel = openChannel;', "")}`);
     expect(esm.stderr).toBe("");
     expect(esm.stdout.trim()).toBe("unix ping");
+    // The command comes with it: `npx open-channel ...` in the user's project.
+    const bin = spawnSync(path.join(dir, "node_modules", ".bin", "open-channel"), ["status", "no-such-channel"], { encoding: "utf8" });
+    expect(bin.status).toBe(1);
+    expect(bin.stdout).toContain('channel "no-such-channel": no host');
   }, 120000);
 
   test("TypeScript (module nodenext, strict) type-checks the public surface, from ESM and from CommonJS", () => {
