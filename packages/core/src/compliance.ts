@@ -7,7 +7,12 @@ import { computeProof, encodeHello, HANDSHAKE } from "./handshake";
 import { ProcessChannel } from "./process-channel";
 import type { Transport } from "./transport";
 
-/** How to load a transport in a child process: a module, its factory, the factory's options. */
+/**
+ * How to load a transport in a child process: a module, its factory, the factory's options.
+ *
+ * @example
+ * const child: TransportModule = { module: require.resolve("@open-channel/transport-unix"), factory: "unixTransport", options: { dir } };
+ */
 export interface TransportModule {
   /** Absolute path (or resolvable id) of the module, e.g. `require.resolve("@open-channel/transport-unix")`. */
   module: string;
@@ -17,7 +22,15 @@ export interface TransportModule {
   options?: unknown;
 }
 
-/** Options of {@link transportComplianceCases}. */
+/**
+ * Options of {@link transportComplianceCases}.
+ *
+ * @example
+ * const options: ComplianceOptions = {
+ *   transport: () => unixTransport({ dir }),
+ *   child: { module: require.resolve("@open-channel/transport-unix"), factory: "unixTransport", options: { dir } },
+ * };
+ */
 export interface ComplianceOptions {
   /** Makes the transport under test (the same configuration every time). */
   transport: () => Transport;
@@ -28,9 +41,19 @@ export interface ComplianceOptions {
   child?: TransportModule;
 }
 
-/** One compliance case: run it in any test framework, it throws (node:assert) when it fails. */
+/**
+ * One compliance case: run it in any test framework, it throws (node:assert) when it fails.
+ *
+ * @example
+ * for (const c of transportComplianceCases({ transport: () => myTransport() })) {
+ *   await c.run(); // throws an AssertionError naming what went wrong
+ *   console.log(`ok: ${c.name}`);
+ * }
+ */
 export interface ComplianceCase {
+  /** What the case proves, as a test name: `"listen is exclusive: ..."`. */
   name: string;
+  /** Runs the case: resolves when the transport passed, rejects when it failed. */
   run: () => Promise<void>;
 }
 
@@ -86,7 +109,14 @@ function roundTrip(socket: net.Socket, text: string): Promise<string> {
   });
 }
 
-/** Leaves the leftovers of a SIGKILLed host of `channel`, using a child process. */
+/**
+ * Leaves the leftovers of a SIGKILLed host of `channel`, using a child process: it listens for
+ * the channel through the transport `child` describes and is killed with SIGKILL.
+ *
+ * @example
+ * await leaveStaleHost({ module: require.resolve("@open-channel/transport-unix"), factory: "unixTransport" }, "jobs");
+ * // the next process that connects to "jobs" must take the dead host's socket file over
+ */
 export async function leaveStaleHost(child: TransportModule, channel: string): Promise<void> {
   const proc = fork(path.join(__dirname, "compliance-child.js"), [JSON.stringify({ ...child, channel })], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],

@@ -3,7 +3,15 @@
  * there is one) and says what to do next, in the manner of Node's own `lib/internal/errors.js`.
  */
 
-/** Error codes raised by open-channel itself (system errors keep their errno codes). */
+/**
+ * Error codes raised by open-channel itself (system errors keep their errno codes). The README's
+ * "Errors" table says when each one is raised.
+ *
+ * @example
+ * function isRetryable(code: OpenChannelErrorCode): boolean {
+ *   return code === "ETIMEDOUT";
+ * }
+ */
 export type OpenChannelErrorCode =
   | "ERR_INVALID_ARG_TYPE"
   | "ERR_INVALID_ARG_VALUE"
@@ -25,11 +33,30 @@ export type OpenChannelErrorCode =
  * });
  */
 export class OpenChannelError extends Error {
-  /** Stable, documented error code. */
+  /**
+   * Stable, documented error code.
+   *
+   * @example
+   * socket.on("error", (err) => {
+   *   if (err.code === "ERR_OPEN_CHANNEL_UNSAFE_DIR") console.error(err.message); // says how to fix it
+   * });
+   */
   readonly code: OpenChannelErrorCode;
-  /** The channel the error is about, if any. */
+  /**
+   * The channel the error is about, if any.
+   *
+   * @example
+   * socket.on("error", (err) => console.error(`channel ${err.channel}: ${err.code}`));
+   */
   readonly channel?: string;
 
+  /**
+   * Creates an error; open-channel raises them, user code rarely needs to.
+   *
+   * @param code - the error's stable code
+   * @param message - names the channel and says what to do next
+   * @param options - `channel`: the channel's name; `cause`: the underlying error
+   */
   constructor(code: OpenChannelErrorCode, message: string, options?: { channel?: string; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "OpenChannelError";
@@ -38,9 +65,33 @@ export class OpenChannelError extends Error {
   }
 }
 
-/** A `TypeError` with a `code`, like Node's own argument errors. */
+/**
+ * A `TypeError` with a `code`, like Node's own argument errors: thrown at once by
+ * `openChannel()` for a wrong argument type (`ERR_INVALID_ARG_TYPE`) or an empty channel name
+ * (`ERR_INVALID_ARG_VALUE`).
+ *
+ * @example
+ * try {
+ *   openChannel("", onConnection);
+ * } catch (err) {
+ *   err instanceof TypeError; // true
+ *   err.code; // "ERR_INVALID_ARG_VALUE"
+ * }
+ */
 export class OpenChannelTypeError extends TypeError {
+  /**
+   * `"ERR_INVALID_ARG_TYPE"` (a wrong type) or `"ERR_INVALID_ARG_VALUE"` (an empty channel name).
+   *
+   * @example
+   * try { openChannel(42, onConnection); } catch (err) { err.code; } // "ERR_INVALID_ARG_TYPE"
+   */
   readonly code: "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE";
+  /**
+   * Creates the error; its `name` is `"TypeError"`, as for Node's own.
+   *
+   * @param code - which kind of argument error
+   * @param message - names the argument, what was expected and what was received
+   */
   constructor(code: "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE", message: string) {
     super(message);
     this.name = "TypeError";
@@ -48,9 +99,31 @@ export class OpenChannelTypeError extends TypeError {
   }
 }
 
-/** A `RangeError` with a `code`, like Node's own `ERR_OUT_OF_RANGE`. */
+/**
+ * A `RangeError` with a `code`, like Node's own `ERR_OUT_OF_RANGE`: thrown at once for a
+ * connect timeout that is negative or not finite, or a channel name over 1024 UTF-8 bytes.
+ *
+ * @example
+ * try {
+ *   channel.connect(-1);
+ * } catch (err) {
+ *   err instanceof RangeError; // true
+ *   err.code; // "ERR_OUT_OF_RANGE"
+ * }
+ */
 export class OpenChannelRangeError extends RangeError {
+  /**
+   * Always `"ERR_OUT_OF_RANGE"`.
+   *
+   * @example
+   * try { channel.connect(Infinity); } catch (err) { err.code; } // "ERR_OUT_OF_RANGE"
+   */
   readonly code = "ERR_OUT_OF_RANGE" as const;
+  /**
+   * Creates the error; its `name` is `"RangeError"`, as for Node's own.
+   *
+   * @param message - names the value, the range expected and what was received
+   */
   constructor(message: string) {
     super(message);
     this.name = "RangeError";
@@ -88,7 +161,13 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-/** The error code of anything thrown, if it has one. */
+/**
+ * The error code of anything thrown, if it has one.
+ *
+ * @example
+ * errorCode(Object.assign(new Error("in use"), { code: "EADDRINUSE" })) // "EADDRINUSE"
+ * errorCode("not an error") // undefined
+ */
 export function errorCode(err: unknown): string | undefined {
   if (typeof err === "object" && err !== null && "code" in err) {
     const code = (err as { code: unknown }).code;

@@ -26,28 +26,43 @@ import { STANDBY_SUFFIX } from "./names";
  * they know it without ever sending it: the host proves first, with an HMAC over both nonces, so a
  * squatter learns nothing; then the member proves, and only then does the host hand the
  * connection to the user's listener.
+ *
+ * @example
+ * // A transport's reclaim asking "is our host alive here?" (what probeChannel does):
+ * socket.write(encodeHello(channel, undefined, HANDSHAKE.kindProbe));
+ * const result = new ReplyParser().feed(answer);
+ * const live = result.state === "done" && result.value.status === HANDSHAKE.statusOk;
  */
 export const HANDSHAKE = {
+  /** The 4 bytes that start every hello and reply: `"OCHN"`. */
   magic: Buffer.from("OCHN", "latin1"),
+  /** The protocol version this code speaks. */
   version: 1,
-  /** hello kinds */
+  /** Hello kind: a member joining the channel. */
   kindJoin: 1,
   /** "Is our host here?": answered at once (with the host's proof) and closed, never a member. */
   kindProbe: 2,
   /** "Tell me about this channel": the reply (and proof) is followed by a status body, then closed. */
   kindStatus: 3,
-  /** flags */
+  /** Flag: the proof exchange runs (a nonce follows the hello, a nonce and proof the reply). */
   flagProof: 1,
-  /** reply statuses */
+  /** Reply status: welcome, this is the channel's host. */
   statusOk: 0,
+  /** Reply status: the host serves another channel at this address. */
   statusWrongChannel: 1,
+  /** Reply status: the host does not support the hello's protocol version (or kind). */
   statusUnsupported: 2,
+  /** Reply status: the host requires the proof exchange and the hello did not ask for it. */
   statusProofRequired: 3,
   /** The process at this address is not (or no longer) the host: ask the channel's main address. */
   statusNotHost: 4,
+  /** Bytes of a hello before the name. */
   helloHeaderLength: 10,
+  /** Bytes of a reply without the proof part. */
   replyLength: 20,
+  /** Bytes of a nonce. */
   nonceLength: 16,
+  /** Bytes of a proof (an HMAC-SHA256). */
   proofLength: 32,
   /**
    * The heir of a channel listens at the address of the channel's name plus this suffix (through
@@ -60,33 +75,65 @@ export const HANDSHAKE = {
   maxStatusBytes: 64 * 1024,
 } as const;
 
-/** What the host answered. */
+/**
+ * What the host answered, as {@link ReplyParser} reads it.
+ *
+ * @example
+ * const result = new ReplyParser().feed(chunk);
+ * if (result.state === "done" && result.value.status === HANDSHAKE.statusOk) console.log(`host pid ${result.value.hostPid}`);
+ */
 export interface HandshakeReply {
+  /** One of `HANDSHAKE.status*`: `statusOk` (0) when the host took us. */
   status: number;
+  /** `HANDSHAKE.flagProof` when the proof part follows. */
   flags: number;
+  /** The pid of the hosting process. */
   hostPid: number;
+  /** 8 random bytes per host instance: tells a new host from one that only dropped a connection. */
   serverId: Buffer;
   /** With PROOF: the host's nonce and its proof. */
   hostNonce?: Buffer;
+  /** With PROOF: the host's HMAC over both nonces ({@link computeProof} with role `"host"`). */
   hostProof?: Buffer;
 }
 
-/** A parsed hello. */
+/**
+ * A parsed hello, as {@link HelloParser} reads it on the host's side.
+ *
+ * @example
+ * const result = new HelloParser().feed(chunk);
+ * if (result.state === "done" && result.value.name !== channel) socket.end(encodeReply(HANDSHAKE.statusWrongChannel, process.pid, serverId));
+ */
 export interface Hello {
+  /** The member's protocol version (`HANDSHAKE.version`). */
   version: number;
+  /** `HANDSHAKE.kindJoin` (a member) or `HANDSHAKE.kindProbe` (a liveness probe). */
   kind: number;
+  /** `HANDSHAKE.flagProof` when the member asks for the proof exchange. */
   flags: number;
+  /** The channel the member wants. */
   name: string;
   /** With PROOF: the member's nonce. */
   memberNonce?: Buffer;
 }
 
-/** A fresh random nonce. */
+/**
+ * A fresh random nonce (`HANDSHAKE.nonceLength` bytes).
+ *
+ * @example
+ * const hello = encodeHello("jobs", newNonce()); // asks for the proof exchange
+ */
 export function newNonce(): Buffer {
   return randomBytes(HANDSHAKE.nonceLength);
 }
 
-/** Encodes the member's hello for channel `name`; with a nonce, it asks for the proof exchange. */
+/**
+ * Encodes the member's hello for channel `name`; with a nonce, it asks for the proof exchange.
+ *
+ * @example
+ * socket.write(encodeHello("jobs")); // a member joining "jobs", no proof
+ * socket.write(encodeHello("jobs", undefined, HANDSHAKE.kindProbe)); // "is the host alive?"
+ */
 export function encodeHello(name: string, memberNonce?: Buffer, kind: number = HANDSHAKE.kindJoin): Buffer {
   const nameBytes = Buffer.from(name, "utf8");
   const extra = memberNonce === undefined ? 0 : HANDSHAKE.nonceLength;
@@ -101,7 +148,13 @@ export function encodeHello(name: string, memberNonce?: Buffer, kind: number = H
   return out;
 }
 
-/** Encodes the host's reply; with `proof`, the host nonce and host proof follow. */
+/**
+ * Encodes the host's reply; with `proof`, the host nonce and host proof follow.
+ *
+ * @example
+ * const serverId = crypto.randomBytes(8);
+ * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId));
+ */
 export function encodeReply(status: number, hostPid: number, serverId: Buffer, proof?: { hostNonce: Buffer; hostProof: Buffer }): Buffer {
   const out = Buffer.alloc(HANDSHAKE.replyLength + (proof === undefined ? 0 : HANDSHAKE.nonceLength + HANDSHAKE.proofLength));
   HANDSHAKE.magic.copy(out, 0);
@@ -126,7 +179,13 @@ export function encodeStatusBody(status: object): Buffer {
   return out;
 }
 
-/** HMAC-SHA256 proof of knowing `secret`, bound to the role, the channel and both nonces. */
+/**
+ * HMAC-SHA256 proof of knowing `secret`, bound to the role, the channel and both nonces.
+ *
+ * @example
+ * const hostProof = computeProof(secret, "host", "jobs", hello.memberNonce, hostNonce);
+ * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId, { hostNonce, hostProof }));
+ */
 export function computeProof(secret: Buffer, role: "host" | "member", channel: string, memberNonce: Buffer, hostNonce: Buffer): Buffer {
   return createHmac("sha256", secret)
     .update(`open-channel ${role} proof v1\0${channel}\0`)
@@ -135,12 +194,27 @@ export function computeProof(secret: Buffer, role: "host" | "member", channel: s
     .digest();
 }
 
-/** Constant-time comparison of two proofs. */
+/**
+ * Constant-time comparison of two proofs.
+ *
+ * @example
+ * const expected = computeProof(secret, "member", "jobs", memberNonce, hostNonce);
+ * if (!proofsEqual(receivedProof, expected)) socket.destroy(); // not one of ours
+ */
 export function proofsEqual(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** Outcome of feeding bytes to a parser: need more, done (with what followed), or invalid. */
+/**
+ * Outcome of feeding bytes to a parser: `more` (feed the next chunk), `done` (`value` is the
+ * message, `rest` the bytes that followed it, to hand on untouched), or `invalid` (`reason` says
+ * why; close the connection).
+ *
+ * @example
+ * const result: ParseResult<Hello> = parser.feed(chunk);
+ * if (result.state === "done") onHello(result.value, result.rest);
+ * else if (result.state === "invalid") socket.destroy(new Error(result.reason));
+ */
 export type ParseResult<T> =
   | { state: "more" }
   | { state: "done"; value: T; rest: Buffer }
@@ -153,7 +227,16 @@ export type ParseResult<T> =
 abstract class Parser<T> {
   private buffered: Buffer = Buffer.alloc(0);
 
-  /** Feeds a chunk; returns the outcome so far. */
+  /**
+   * Feeds a chunk; returns the outcome so far.
+   *
+   * @example
+   * const parser = new ReplyParser();
+   * socket.on("data", (chunk) => {
+   *   const result = parser.feed(chunk);
+   *   if (result.state !== "more") console.log(result);
+   * });
+   */
   feed(chunk: Buffer): ParseResult<T> {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     if (!this.checkMagic) return this.parse(this.buffered);
@@ -168,7 +251,16 @@ abstract class Parser<T> {
   protected abstract parse(buf: Buffer): ParseResult<T>;
 }
 
-/** Parses a member's hello (host side). */
+/**
+ * Parses a member's hello (host side).
+ *
+ * @example
+ * const parser = new HelloParser();
+ * socket.on("data", (chunk) => {
+ *   const result = parser.feed(chunk);
+ *   if (result.state === "done") console.log(`hello for channel ${result.value.name}`);
+ * });
+ */
 export class HelloParser extends Parser<Hello> {
   protected parse(buf: Buffer): ParseResult<Hello> {
     if (buf.length < HANDSHAKE.helloHeaderLength) return { state: "more" };
@@ -189,7 +281,17 @@ export class HelloParser extends Parser<Hello> {
   }
 }
 
-/** Parses the host's reply (member side). */
+/**
+ * Parses the host's reply (member side).
+ *
+ * @example
+ * const parser = new ReplyParser();
+ * socket.write(encodeHello("jobs"));
+ * socket.on("data", (chunk) => {
+ *   const result = parser.feed(chunk);
+ *   if (result.state === "done") console.log(`host pid ${result.value.hostPid}, status ${result.value.status}`);
+ * });
+ */
 export class ReplyParser extends Parser<HandshakeReply> {
   protected parse(buf: Buffer): ParseResult<HandshakeReply> {
     if (buf.length < HANDSHAKE.replyLength) return { state: "more" };
@@ -209,7 +311,13 @@ export class ReplyParser extends Parser<HandshakeReply> {
   }
 }
 
-/** Reads the member's proof (host side): exactly 32 bytes. */
+/**
+ * Reads the member's proof (host side): exactly 32 bytes.
+ *
+ * @example
+ * const result = new ProofParser().feed(chunk);
+ * if (result.state === "done") trusted = proofsEqual(result.value, computeProof(secret, "member", "jobs", memberNonce, hostNonce));
+ */
 export class ProofParser extends Parser<Buffer> {
   protected override readonly checkMagic = false;
   protected parse(buf: Buffer): ParseResult<Buffer> {

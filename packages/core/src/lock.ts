@@ -3,8 +3,17 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import { debug } from "./debug";
 
-/** A held lock; `release()` gives it back and wakes everyone in {@link waitForRelease}. */
+/**
+ * A held lock; `release()` gives it back and wakes everyone in {@link waitForRelease}.
+ *
+ * @example
+ * const lock: Lock | undefined = await tryLock(`${file}.lock`);
+ * if (lock !== undefined) {
+ *   try { removeIfStillStale(); } finally { lock.release(); }
+ * }
+ */
 export interface Lock {
+  /** Gives the lock back; call it in a `finally`, so that a throw never keeps the lock. */
   release(): void;
 }
 
@@ -71,6 +80,12 @@ export async function tryLock(lockPath: string): Promise<Lock | undefined> {
 /**
  * Resolves when the lock `lockPath` is released (or its holder dies), or after `timeoutMs`.
  * On Linux it sleeps on a connection to the lock's socket: no polling, woken the moment it goes.
+ *
+ * @example
+ * const lock = await tryLock(lockPath);
+ * if (lock === undefined) {
+ *   await waitForRelease(lockPath, 250); // the holder has bound by now: connect to it
+ * }
  */
 export function waitForRelease(lockPath: string, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {

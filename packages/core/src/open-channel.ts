@@ -3,18 +3,36 @@ import { HANDSHAKE } from "./handshake";
 import { type ConnectionListener, ProcessChannel } from "./process-channel";
 import { isTransport, type Transport } from "./transport";
 
-/** Options of {@link openChannel}. */
+/**
+ * Options of {@link openChannel}.
+ *
+ * @example
+ * const { unixTransport } = require("@open-channel/transport-unix");
+ * const options = { transport: unixTransport({ dir: "/run/my-app" }) };
+ * const channel = openChannel("jobs", onConnection, options);
+ */
 export interface OpenChannelOptions {
   /** How processes reach each other. Required with `@open-channel/core`; the `open-channel` package picks one for you. */
   transport?: Transport;
 }
 
-/** The default channel name. */
+/**
+ * The default channel name, used when {@link openChannel} is called without one.
+ *
+ * @example
+ * openChannel(onConnection, { transport }).name === DEFAULT_CHANNEL_NAME // "open-channel"
+ */
 export const DEFAULT_CHANNEL_NAME = "open-channel";
 
 /**
  * Validates the arguments of `openChannel(listener)` / `openChannel(name, listener[, options])`.
  * Throws `TypeError` (`ERR_INVALID_ARG_TYPE`) or `RangeError` (`ERR_OUT_OF_RANGE`) at once.
+ * For wrappers that offer the same signature (the `open-channel` package is one): it returns the
+ * `name` (default {@link DEFAULT_CHANNEL_NAME}), the `listener` and the `options` (`{}` if none).
+ *
+ * @example
+ * const { name, listener, options } = parseOpenChannelArgs((socket) => socket.end(), undefined, undefined);
+ * // name === "open-channel", options is {}
  */
 export function parseOpenChannelArgs(
   nameOrListener: unknown,

@@ -8,6 +8,9 @@ import { OpenChannelError } from "./errors";
  * files, the per-user secret): `$XDG_RUNTIME_DIR/open-channel` when that is set (it is already
  * private to the user), else `<os.tmpdir()>/open-channel-<uid>` (on Windows,
  * `<os.tmpdir()>/open-channel`: the temp folder is already per user there).
+ *
+ * @example
+ * defaultPrivateDir() // "/run/user/1000/open-channel", or "/tmp/open-channel-1000" without XDG_RUNTIME_DIR
  */
 export function defaultPrivateDir(): string {
   const runtime = process.env.XDG_RUNTIME_DIR;

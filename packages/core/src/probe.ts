@@ -3,7 +3,14 @@ import { errorCode } from "./errors";
 import { computeProof, encodeHello, HANDSHAKE, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import type { Transport } from "./transport";
 
-/** What {@link probeChannel} found at a channel's address. */
+/**
+ * What {@link probeChannel} found at a channel's address: `live` (our host), `refused` (nobody
+ * listens), `stranger` (something that is not our host) or `unknown` (a timeout or another error).
+ *
+ * @example
+ * const verdict: ProbeVerdict = await probeChannel(transport, "jobs");
+ * const dead = verdict === "refused" || verdict === "stranger"; // never on "unknown"
+ */
 export type ProbeVerdict = "live" | "refused" | "stranger" | "unknown";
 
 /**
@@ -15,6 +22,9 @@ export type ProbeVerdict = "live" | "refused" | "stranger" | "unknown";
  * - `unknown`: anything else, a timeout included. Never remove anything on `unknown`.
  *
  * For transports whose `reclaim` must tell a dead host's leftovers from a live host.
+ *
+ * @example
+ * if ((await probeChannel(transport, "jobs")) === "refused") fs.rmSync(leftoverFile, { force: true });
  */
 export async function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
   // A connection reset before any answer is a listener that is dying right now (the kernel closes

@@ -9,13 +9,34 @@ import { queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } f
 import type { Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
 
-/** The states of a channel. */
+/**
+ * The states of a channel: `"initiated"` (before `connect()`), `"connecting"` (electing, or
+ * reconnecting after losing the host), `"connected"` or `"closed"`.
+ *
+ * @example
+ * channel.on("state", (state: ChannelState, previous: ChannelState) => {
+ *   if (previous === "connected" && state === "connecting") console.log("failover under way");
+ * });
+ */
 export type ChannelState = "initiated" | "connecting" | "connected" | "closed";
 
-/** The user's connection listener: runs in whichever process hosts, once per member connection. */
+/**
+ * The user's connection listener: runs in whichever process hosts, once per member connection
+ * (the host's own included), with the host's end of that connection.
+ *
+ * @example
+ * import openChannel, { type ConnectionListener } from "open-channel";
+ * const echo: ConnectionListener = (socket) => socket.pipe(socket);
+ * const channel = openChannel("echo", echo);
+ */
 export type ConnectionListener = (socket: net.Socket) => void;
 
-/** Default `channel.connect()` timeout, in ms. */
+/**
+ * Default `channel.connect()` timeout, in ms.
+ *
+ * @example
+ * channel.connect(); // the same as channel.connect(DEFAULT_CONNECT_TIMEOUT_MS), 5000 ms
+ */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /** How long a member waits for the host's handshake reply before trying again. */
 const HANDSHAKE_TIMEOUT_MS = 3000;
@@ -91,9 +112,19 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * socket.write("queued until connected");
  */
 export class ProcessChannel extends EventEmitter {
-  /** The channel's name: processes that use the same name (and transport) share one channel. */
+  /**
+   * The channel's name: processes that use the same name (and transport) share one channel.
+   *
+   * @example
+   * require("open-channel").openChannel("jobs", onConnection).name // "jobs"
+   */
   readonly name: string;
-  /** The transport this channel uses. */
+  /**
+   * The transport this channel uses.
+   *
+   * @example
+   * channel.transport.name // "unix" on Linux and macOS, "pipe" or "tcp" on Windows
+   */
   readonly transport: Transport;
   private readonly listener: ConnectionListener;
   /** Where the heir listens: the channel's name with a suffix, through the same transport. */
@@ -143,6 +174,8 @@ export class ProcessChannel extends EventEmitter {
   private internalDestroy = false;
 
   /**
+   * Creates the channel without checking the arguments; `openChannel()` checks them, then calls this.
+   *
    * @param name - channel name; any non-empty string up to 1024 UTF-8 bytes
    * @param listener - runs in the hosting process for every member connection
    * @param options - `transport` is required when using core directly
@@ -157,17 +190,35 @@ export class ProcessChannel extends EventEmitter {
     this.standbyName = name + HANDSHAKE.standbySuffix;
   }
 
-  /** `"initiated"`, `"connecting"`, `"connected"` or `"closed"`. */
+  /**
+   * `"initiated"`, `"connecting"`, `"connected"` or `"closed"`.
+   *
+   * @example
+   * const channel = require("open-channel").openChannel("jobs", onConnection);
+   * channel.state // "initiated"
+   * channel.connect();
+   * channel.state // "connecting"
+   */
   get state(): ChannelState {
     return this.currentState;
   }
 
-  /** True while the socket is connected to the host and usable. */
+  /**
+   * True while the socket is connected to the host and usable: `state === "connected"`.
+   *
+   * @example
+   * if (!channel.connected) console.log("writes are queued until the channel connects");
+   */
   get connected(): boolean {
     return this.currentState === "connected";
   }
 
-  /** True while this process hosts the channel's server. */
+  /**
+   * True while this process hosts the channel's server.
+   *
+   * @example
+   * channel.connect().on("connect", () => console.log(channel.isHost ? "hosting" : `member of host ${channel.hostPid}`));
+   */
   get isHost(): boolean {
     return this.host !== undefined;
   }
@@ -177,12 +228,20 @@ export class ProcessChannel extends EventEmitter {
    * address, which takes the channel over at once when the host dies (the other members connect
    * straight to it instead of running an election). One member is the heir, chosen a moment after
    * it connects; a channel without one fails over by election.
+   *
+   * @example
+   * channel.on("heir", () => console.log(`heir: ${channel.isHeir}`));
    */
   get isHeir(): boolean {
     return this.standby !== undefined;
   }
 
-  /** The pid of the hosting process, as the host said in the handshake; undefined while not connected. */
+  /**
+   * The pid of the hosting process, as the host said in the handshake; undefined while not connected.
+   *
+   * @example
+   * channel.connect().on("connect", () => console.log(`connected to host pid ${channel.hostPid}`));
+   */
   get hostPid(): number | undefined {
     return this.currentHostPid;
   }
@@ -220,6 +279,9 @@ export class ProcessChannel extends EventEmitter {
    * this process hosts, it hands the channel over: its server stops and its members' connections
    * end (after what the listener wrote is flushed), so they elect a new host at once (the heir,
    * when there is one). Same as `socket.destroy()`.
+   *
+   * @example
+   * process.once("SIGTERM", () => channel.close()); // if this process hosts, its members move on at once
    */
   close(): void {
     if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();

@@ -11,6 +11,10 @@ const cache = new Map<string, Buffer>();
  * Creation is atomic (written to a temporary file, then hard-linked into place), so processes
  * starting together all end up with the same secret and never read a half-written one.
  * `dir` must be private to the user (see {@link ensurePrivateDir}).
+ *
+ * @example
+ * ensurePrivateDir(dir, "jobs");
+ * const secret = readOrCreateSecret(dir, "jobs"); // the channel name only goes into error messages
  */
 export function readOrCreateSecret(dir: string, channel: string): Buffer {
   const file = path.join(dir, "secret");

@@ -42,15 +42,38 @@ import type { ChannelEntry } from "./names";
  * const channel = openChannel("jobs", onConnection, { transport: myTransport });
  */
 export interface Transport {
-  /** Short name, shown in debug output and errors: `"unix"`, `"tcp"`, `"pipe"` or your own. */
+  /**
+   * Short name, shown in debug output and errors: `"unix"`, `"tcp"`, `"pipe"` or your own.
+   *
+   * @example
+   * channel.transport.name // "unix" on Linux
+   */
   readonly name: string;
-  /** Binds `server` to the channel's address exclusively; rejects with code `EADDRINUSE` when taken. */
+  /**
+   * Binds `server` to the channel's address exclusively; rejects with code `EADDRINUSE` when taken.
+   *
+   * @example
+   * const server = net.createServer(onConnection);
+   * await transport.listen("jobs", server); // rejects with code "EADDRINUSE" if another process hosts
+   */
   listen(channel: string, server: net.Server): Promise<void>;
-  /** Starts connecting `socket` to the channel's address (calls `socket.connect`). */
+  /**
+   * Starts connecting `socket` to the channel's address (calls `socket.connect`).
+   *
+   * @example
+   * const socket = new net.Socket();
+   * socket.once("error", (err) => console.log(err.code)); // "ENOENT" or "ECONNREFUSED": no host
+   * await transport.connect("jobs", socket);
+   */
   connect(channel: string, socket: net.Socket): void | Promise<void>;
   /** Removes a dead host's leftovers race-free and binds `server` instead; `true` when it listens. */
   reclaim?(channel: string, server: net.Server): Promise<boolean>;
-  /** Human-readable address of the channel, for errors and debug output. */
+  /**
+   * Human-readable address of the channel, for errors and debug output.
+   *
+   * @example
+   * console.log(`channel "jobs" is at ${transport.address?.("jobs") ?? "(no address)"} over ${transport.name}`);
+   */
   address?(channel: string): string;
   /** Extra connect error codes that mean "no live host" (besides `ENOENT` and `ECONNREFUSED`). */
   readonly noHostCodes?: readonly string[];
@@ -59,6 +82,9 @@ export interface Transport {
    * pipes). When present, every connection runs a challenge-response proof both ways (HMAC over
    * fresh nonces; the secret itself never travels), and a connection that fails it is closed before
    * the user's listener sees it. Called once per channel; may read or create a 0600 file.
+   *
+   * @example
+   * const secret = transport.secret?.("jobs"); // TCP, pipe: 32 bytes, the same in every process of the user
    */
   secret?(channel: string): Buffer;
   /**
@@ -68,7 +94,15 @@ export interface Transport {
   channels?(): ChannelEntry[];
 }
 
-/** Checks that `value` has the shape of a {@link Transport}. */
+/**
+ * Checks that `value` has the shape of a {@link Transport}: a `name`, `listen()` and `connect()`,
+ * and, when present, functions for `reclaim` and `address`. `openChannel()` uses it on
+ * `options.transport`.
+ *
+ * @example
+ * isTransport(unixTransport()) // true
+ * isTransport({ name: "half", listen() {} }) // false: no connect()
+ */
 export function isTransport(value: unknown): value is Transport {
   if (typeof value !== "object" || value === null) return false;
   const t = value as Record<string, unknown>;

@@ -37,6 +37,17 @@ export { runCli, type CliOutput, type ChannelReport } from "./cli";
 export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionContext, type TransportName } from "./select-transport";
 
 /**
+ * Opens the channel with the default name, `"open-channel"`: the same as
+ * `openChannel("open-channel", listener, options)`.
+ *
+ * @param listener - runs in the hosting process for every member connection
+ * @param options - `{ transport }` to bring your own transport
+ * @example
+ * const channel = openChannel((socket) => socket.pipe(socket));
+ * channel.connect().write("ping");
+ */
+export function openChannel(listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
+/**
  * Opens a channel (the original open-channel API). Nothing happens until `channel.connect()`.
  * The transport is picked for the platform unless `options.transport` is given.
  *
@@ -47,7 +58,6 @@ export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionC
  * const channel = openChannel("chat", (socket) => socket.pipe(socket));
  * channel.connect().write("ping");
  */
-export function openChannel(listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
 export function openChannel(name: string, listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
 export function openChannel(
   nameOrListener: string | ConnectionListener,

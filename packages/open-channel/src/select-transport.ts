@@ -1,20 +1,44 @@
 import cluster from "node:cluster";
 import { OpenChannelError, type Transport } from "@open-channel/core";
 
-/** The transports the umbrella knows, by name, with the package that provides each. */
+/**
+ * The transports the umbrella knows, by name, with the package that provides each (`pkg`) and
+ * that package's factory export (`factory`).
+ *
+ * @example
+ * const { pkg, factory } = TRANSPORT_PACKAGES.tcp;
+ * const transport = require(pkg)[factory](); // what loadTransport("tcp", name) does, cached
+ */
 export const TRANSPORT_PACKAGES = {
+  /** Unix domain sockets: the choice on Linux, macOS and the BSDs. */
   unix: { pkg: "@open-channel/transport-unix", factory: "unixTransport" },
+  /** Loopback TCP: the choice in Windows `cluster` workers; works everywhere. */
   tcp: { pkg: "@open-channel/transport-tcp", factory: "tcpTransport" },
+  /** Windows named pipes: the choice on Windows outside `cluster` workers. */
   pipe: { pkg: "@open-channel/transport-pipe", factory: "pipeTransport" },
 } as const;
 
-/** A transport name the umbrella can load. */
+/**
+ * A transport name the umbrella can load: `"unix"`, `"tcp"` or `"pipe"`.
+ *
+ * @example
+ * const name: TransportName = "tcp";
+ * const transport = loadTransport(name, "jobs");
+ */
 export type TransportName = keyof typeof TRANSPORT_PACKAGES;
 
-/** What the automatic choice looks at; defaults to this process. */
+/**
+ * What the automatic choice looks at; defaults to this process.
+ *
+ * @example
+ * selectTransportName({ env: {}, platform: "win32", isClusterWorker: false }) // "pipe"
+ */
 export interface SelectionContext {
+  /** Environment to read `OPEN_CHANNEL_TRANSPORT` from. Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /** The platform to choose for. Default: `process.platform`. */
   platform?: NodeJS.Platform;
+  /** Whether the process is a `cluster` worker (PM2 cluster mode too). Default: `cluster.isWorker`. */
   isClusterWorker?: boolean;
 }
 
@@ -44,7 +68,16 @@ export function selectTransportName(context: SelectionContext = {}): string {
 
 const cache = new Map<string, Transport>();
 
-/** Loads (once, lazily) and returns the transport named `name`. */
+/**
+ * Loads (once, lazily) and returns the transport named `name`, made by its package's factory with
+ * default options. Throws `ERR_OPEN_CHANNEL_NO_TRANSPORT` for an unknown name and
+ * `ERR_OPEN_CHANNEL_TRANSPORT_MISSING` (naming the package to install) when its package is not
+ * installed; `channel` only goes into those messages.
+ *
+ * @example
+ * const transport = loadTransport(selectTransportName(), "jobs");
+ * const channel = openChannel("jobs", onConnection, { transport }); // what openChannel("jobs", onConnection) does
+ */
 export function loadTransport(name: string, channel: string): Transport {
   const cached = cache.get(name);
   if (cached !== undefined) return cached;

@@ -18,7 +18,12 @@ import {
   type Transport,
 } from "@open-channel/core";
 
-/** Options of {@link pipeTransport}. */
+/**
+ * Options of {@link pipeTransport}.
+ *
+ * @example
+ * const transport = pipeTransport({ dir: "C:\\ProgramData\\my-app", user: "svc-my-app" });
+ */
 export interface PipeTransportOptions {
   /** Directory of the per-user secret. Default: `<os.tmpdir()>/open-channel` (per user on Windows). */
   dir?: string;
@@ -60,18 +65,44 @@ function currentUser(): string {
  *
  * A `cluster` worker cannot host a named-pipe server on Windows: the `open-channel` package uses
  * the TCP transport in cluster workers.
+ *
+ * @example
+ * const transport = new PipeTransport(); // the same as pipeTransport()
+ * const channel = openChannel("jobs", onConnection, { transport });
  */
 export class PipeTransport implements Transport {
   readonly name = "pipe";
+  /**
+   * Directory of the per-user secret (absolute).
+   *
+   * @example
+   * pipeTransport({ dir: "secrets" }).dir // "C:\\app\\secrets" when run from C:\app
+   */
   readonly dir: string;
+  /**
+   * User part of the pipe names: processes of different users never share a pipe.
+   *
+   * @example
+   * pipeTransport().user // os.userInfo().username, e.g. "alice"
+   */
   readonly user: string;
 
+  /**
+   * Creates the transport; {@link pipeTransport} does the same.
+   *
+   * @param options - where the secret lives and whose pipes to use
+   */
   constructor(options: PipeTransportOptions = {}) {
     this.dir = path.resolve(options.dir ?? defaultPrivateDir());
     this.user = options.user ?? currentUser();
   }
 
-  /** The pipe path of `channel`. */
+  /**
+   * The pipe path of `channel` (see {@link pipeName}).
+   *
+   * @example
+   * pipeTransport({ user: "alice" }).pipePath("jobs") // "\\\\?\\pipe\\open-channel\\alice\\c.jobs"
+   */
   pipePath(channel: string): string {
     return pipeName(channel, this.user);
   }

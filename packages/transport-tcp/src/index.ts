@@ -24,7 +24,12 @@ import { parseRecord, portFileName, publishExclusive, readRaw, type PortRecord }
 
 export { portFileName, type PortRecord } from "./port-file";
 
-/** Options of {@link tcpTransport}. */
+/**
+ * Options of {@link tcpTransport}.
+ *
+ * @example
+ * const transport = tcpTransport({ dir: "/run/my-app", host: "::1" });
+ */
 export interface TcpTransportOptions {
   /**
    * Private directory for the port files and the per-user secret (created with mode 0700 if
@@ -51,12 +56,34 @@ function noHost(message: string, code = "ENOENT"): NodeJS.ErrnoException {
  * user's listener; the secret itself never travels. The same proof tells our host from a stranger
  * program that took the port after a host died: a port file that points at a stranger, or at
  * nobody, is replaced under the channel's lock, by exactly one process.
+ *
+ * @example
+ * const transport = new TcpTransport({ host: "::1" }); // the same as tcpTransport({ host: "::1" })
+ * const channel = openChannel("jobs", onConnection, { transport });
  */
 export class TcpTransport implements Transport {
   readonly name = "tcp";
+  /**
+   * Private directory of the port files and the per-user secret (absolute).
+   *
+   * @example
+   * tcpTransport().dir // e.g. "/run/user/1000/open-channel", the same as the Unix transport's
+   */
   readonly dir: string;
+  /**
+   * Loopback address the host listens on.
+   *
+   * @example
+   * tcpTransport().host // "127.0.0.1"
+   */
   readonly host: "127.0.0.1" | "::1";
 
+  /**
+   * Creates the transport; {@link tcpTransport} does the same.
+   *
+   * @param options - the private directory and the loopback address
+   * @throws OpenChannelError `ERR_INVALID_ARG_VALUE` when `host` is not a loopback address
+   */
   constructor(options: TcpTransportOptions = {}) {
     this.dir = path.resolve(options.dir ?? defaultPrivateDir());
     this.host = options.host ?? "127.0.0.1";
@@ -65,11 +92,23 @@ export class TcpTransport implements Transport {
     }
   }
 
-  /** The port file of `channel`. */
+  /**
+   * The port file of `channel`: where its host publishes `{ host, port, pid, id }`.
+   *
+   * @example
+   * tcpTransport({ dir: "/run/my-app" }).portFile("jobs") // "/run/my-app/c.jobs.port"
+   */
   portFile(channel: string): string {
     return path.join(this.dir, portFileName(channel));
   }
 
+  /**
+   * Where the channel's host listens, read from the port file: `"127.0.0.1:41234 via <port file>"`,
+   * or `"(no host) via <port file>"`.
+   *
+   * @example
+   * tcpTransport().address("jobs") // e.g. "127.0.0.1:41234 via /run/user/1000/open-channel/c.jobs.port"
+   */
   address(channel: string): string {
     const record = parseRecord(readRaw(this.portFile(channel)) ?? "");
     return record === undefined ? `(no host) via ${this.portFile(channel)}` : `${record.host}:${record.port} via ${this.portFile(channel)}`;
@@ -108,6 +147,10 @@ export class TcpTransport implements Transport {
    * a stranger (a timeout is never taken for death). Then listen on a random loopback port and
    * publish it with an exclusive create. A process that finds the lock taken waits until it is
    * let go (the new host is published by then) and gets `EADDRINUSE`: it connects.
+   *
+   * @example
+   * const server = net.createServer(onConnection);
+   * await tcpTransport().listen("jobs", server); // rejects with code "EADDRINUSE" if another process hosts
    */
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);

@@ -3,10 +3,19 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { escapeName, hashName } from "@open-channel/core";
 
-/** What a host publishes: where it listens, and who it is. */
+/**
+ * What a host publishes: where it listens, and who it is.
+ *
+ * @example
+ * const record: PortRecord = JSON.parse(fs.readFileSync(tcpTransport().portFile("jobs"), "utf8"));
+ * console.log(`host pid ${record.pid} listens on ${record.host}:${record.port}`);
+ */
 export interface PortRecord {
+  /** The loopback address: `"127.0.0.1"` or `"::1"`. */
   host: string;
+  /** The TCP port the host listens on. */
   port: number;
+  /** The pid of the hosting process. */
   pid: number;
   /** Random per listen: tells two records at the same port apart. */
   id: string;
@@ -17,6 +26,9 @@ const MAX_NAME_BYTES = 200;
 /**
  * The port file name of a channel: `c.<escaped name>.port`, or `h.<sha256 prefix>.port` when the
  * escaped name would be too long for a file name. Safe for any string (no `/`, no `..`).
+ *
+ * @example
+ * portFileName("my app") // "c.my%20app.port"
  */
 export function portFileName(channel: string): string {
   const encoded = escapeName(channel);

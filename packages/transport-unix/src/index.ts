@@ -35,7 +35,12 @@ function readdirOrEmpty(dir: string): string[] {
   }
 }
 
-/** Options of {@link unixTransport}. */
+/**
+ * Options of {@link unixTransport}.
+ *
+ * @example
+ * const transport = unixTransport({ dir: "/run/my-app" }); // a 0700 directory of this user
+ */
 export interface UnixTransportOptions {
   /**
    * Directory for the socket files. It is created with mode 0700 if missing, and must be a
@@ -48,18 +53,37 @@ export interface UnixTransportOptions {
  * Unix domain sockets, one socket file per channel in a per-user private directory. Binding the
  * file is the election: a second bind gets `EADDRINUSE`. A file left by a SIGKILLed host is taken
  * over race-free within the same step (see {@link bindOrTakeOver}), so there is no `reclaim`.
+ *
+ * @example
+ * const transport = new UnixTransport({ dir: "/run/my-app" }); // the same as unixTransport({ dir: "/run/my-app" })
+ * const channel = openChannel("jobs", onConnection, { transport });
  */
 export class UnixTransport implements Transport {
   readonly name = "unix";
-  /** The socket directory. */
+  /**
+   * The socket directory (absolute).
+   *
+   * @example
+   * unixTransport().dir // e.g. "/run/user/1000/open-channel" (see defaultSocketDir)
+   */
   readonly dir: string;
   private readonly paths = new Map<string, string>();
 
+  /**
+   * Creates the transport; {@link unixTransport} does the same.
+   *
+   * @param options - the socket directory
+   */
   constructor(options: UnixTransportOptions = {}) {
     this.dir = path.resolve(options.dir ?? defaultSocketDir());
   }
 
-  /** The socket file of `channel`. */
+  /**
+   * The socket file of `channel` (see {@link socketFileName}).
+   *
+   * @example
+   * unixTransport({ dir: "/run/my-app" }).socketPath("jobs") // "/run/my-app/c.jobs.sock"
+   */
   socketPath(channel: string): string {
     let p = this.paths.get(channel);
     if (p === undefined) {
@@ -85,6 +109,10 @@ export class UnixTransport implements Transport {
   /**
    * Binds the channel's socket file exclusively, taking over a dead host's file race-free (see
    * {@link bindOrTakeOver}); rejects with `EADDRINUSE` when another process hosts.
+   *
+   * @example
+   * const server = net.createServer(onConnection);
+   * await unixTransport().listen("jobs", server); // rejects with code "EADDRINUSE" if another process hosts
    */
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);

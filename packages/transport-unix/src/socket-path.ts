@@ -4,6 +4,10 @@ import { defaultPrivateDir, escapeName, hashName } from "@open-channel/core";
 /**
  * Longest socket path the OS takes, in bytes, without the terminating NUL: `sun_path` is 108
  * bytes on Linux and 104 on macOS and the BSDs.
+ *
+ * @example
+ * maxSocketPathBytes("linux") // 107
+ * maxSocketPathBytes("darwin") // 103
  */
 export function maxSocketPathBytes(platform: NodeJS.Platform = process.platform): number {
   return platform === "linux" ? 107 : 103;
@@ -12,6 +16,9 @@ export function maxSocketPathBytes(platform: NodeJS.Platform = process.platform)
 /**
  * The per-user private directory for socket files: `$XDG_RUNTIME_DIR/open-channel` when that is
  * set (it is already private to the user), else `<os.tmpdir()>/open-channel-<uid>`.
+ *
+ * @example
+ * defaultSocketDir() // "/run/user/1000/open-channel", or "/tmp/open-channel-1000" without XDG_RUNTIME_DIR
  */
 export function defaultSocketDir(): string {
   return defaultPrivateDir();

@@ -2,7 +2,15 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import { debug, encodeHello, HANDSHAKE, tryLock, waitForRelease } from "@open-channel/core";
 
-/** What a probe connect found at a socket path. */
+/**
+ * What a probe connect found at a socket path: `live` (a listener answered, or might: a full
+ * backlog or a slow answer counts as live), `refused` (a socket file nobody listens on) or `gone`
+ * (no file at that path).
+ *
+ * @example
+ * const result: ProbeResult = await probe("/run/my-app/c.jobs.sock", "jobs");
+ * if (result === "refused") console.log("a dead host's socket file");
+ */
 export type ProbeResult = "live" | "refused" | "gone";
 
 /** How long a probe waits before it counts a silent listener as alive (never unlink on a guess). */
@@ -21,6 +29,9 @@ const PROBE_RETRY_MS = 2;
  * connection reset before any answer is a listener that is dying right now (the kernel closes a
  * killed host's sockets one by one): it asks again, a few ms later, instead of taking it for alive.
  * Without `channel`, a connection is enough to count as live.
+ *
+ * @example
+ * await probe(unixTransport().socketPath("jobs"), "jobs") // "live", "refused" or "gone"
  */
 export async function probe(socketPath: string, channel?: string): Promise<ProbeResult> {
   for (let attempt = 1; ; attempt++) {
@@ -79,6 +90,12 @@ function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
  * host) and report `EADDRINUSE`: the caller connects.
  *
  * @returns once `bind` succeeded; rejects with `EADDRINUSE` when another process hosts.
+ * @example
+ * const server = net.createServer(onConnection);
+ * await bindOrTakeOver(file, () => new Promise((resolve, reject) => {
+ *   server.once("error", reject);
+ *   server.listen({ path: file, exclusive: true }, () => resolve());
+ * }), "jobs");
  */
 export async function bindOrTakeOver(socketPath: string, bind: () => Promise<void>, channel?: string): Promise<void> {
   const lockPath = `${socketPath}.lock`;

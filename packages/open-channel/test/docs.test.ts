@@ -1,0 +1,102 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+// The API reference (`npm run docs`) stays complete: TypeDoc (validation.notDocumented,
+// treatWarningsAsErrors) fails on a public export without a description, and
+// scripts/check-doc-examples.js fails on one without an @example. TypeDoc runs here with JSON
+// output only (no HTML), on the packages `npm test` has just built.
+const ROOT = path.join(__dirname, "..", "..", "..");
+const CHECK = path.join(ROOT, "scripts", "check-doc-examples.js");
+
+interface Problem {
+  name: string;
+  kind: string;
+  missing: string[];
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { findMissingExamples } = require(CHECK) as { findMissingExamples: (project: unknown) => Problem[] };
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "docs-test-"));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function check(file: string): { status: number | null; out: string } {
+  const r = spawnSync(process.execPath, [CHECK, file], { cwd: ROOT, encoding: "utf8" });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+test("TypeDoc documents every package with no warning, and every export and public class member has an @example", () => {
+  const json = path.join(dir, "api.json");
+  const typedoc = spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typedoc", "bin", "typedoc"), "--json", json], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  // eslint-disable-next-line no-control-regex
+  const log = (typedoc.stdout + typedoc.stderr).replace(/\x1b\[[0-9;]*m/g, "");
+  expect(log).not.toMatch(/\[(warning|error)\]/);
+  expect(typedoc.status).toBe(0);
+
+  const project = JSON.parse(fs.readFileSync(json, "utf8")) as { children: { name: string; children: unknown[] }[] };
+  expect(project.children.map((m) => m.name).sort()).toEqual([
+    "@open-channel/core",
+    "@open-channel/transport-pipe",
+    "@open-channel/transport-tcp",
+    "@open-channel/transport-unix",
+    "open-channel",
+  ]);
+  expect(findMissingExamples(project)).toEqual([]);
+  const { status, out } = check(json);
+  expect(out).toMatch(/^check-doc-examples: ok, \d+ exports and \d+ class members in 5 packages/);
+  expect(status).toBe(0);
+}, 180000);
+
+test("the check names an export and a class member without an @example, and one without a description, and fails", () => {
+  const example = { tag: "@example", content: [{ kind: "code", text: "```ts\nfoo()\n```" }] };
+  const described = (text: string, withExample = true) => ({ summary: [{ kind: "text", text }], blockTags: withExample ? [example] : [] });
+  const project = {
+    kind: 1,
+    name: "fixture",
+    children: [
+      {
+        kind: 2,
+        name: "pkg",
+        children: [
+          { kind: 64, name: "documented", signatures: [{ kind: 4096, name: "documented", comment: described("Does it.") }] },
+          { kind: 64, name: "noExample", signatures: [{ kind: 4096, name: "noExample", comment: described("Does it.", false) }] },
+          { kind: 32, name: "NO_COMMENT" },
+          {
+            kind: 128,
+            name: "Thing",
+            comment: described("A thing."),
+            children: [
+              { kind: 512, name: "constructor", signatures: [{ kind: 16384, name: "Thing", comment: described("Makes one.", false) }] },
+              { kind: 1024, name: "size", comment: described("How big.", false) },
+              { kind: 262144, name: "open", getSignature: { kind: 524288, name: "open", comment: described("Open or not.") } },
+              { kind: 2048, name: "hidden", flags: { isPrivate: true }, signatures: [{ kind: 4096, name: "hidden" }] },
+              { kind: 2048, name: "on", flags: { isExternal: true, isInherited: true }, signatures: [{ kind: 4096, name: "on" }] },
+            ],
+          },
+          { kind: 4194304, name: "default", target: 1 },
+        ],
+      },
+    ],
+  };
+  expect(findMissingExamples(project)).toEqual([
+    { name: "pkg.noExample", kind: "Function", missing: ["@example"] },
+    { name: "pkg.NO_COMMENT", kind: "Variable", missing: ["description", "@example"] },
+    { name: "pkg.Thing.size", kind: "Property", missing: ["@example"] },
+  ]);
+  const file = path.join(dir, "fixture.json");
+  fs.writeFileSync(file, JSON.stringify(project));
+  const { status, out } = check(file);
+  expect(status).toBe(1);
+  expect(out).toContain("3 public API item(s) lack documentation");
+  expect(out).toContain("pkg.Thing.size (Property): no @example");
+  expect(out).toContain("pkg.NO_COMMENT (Variable): no description, no @example");
+});
