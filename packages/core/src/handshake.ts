@@ -170,7 +170,13 @@ export function encodeReply(status: number, hostPid: number, serverId: Buffer, p
   return out;
 }
 
-/** Encodes a status body: its length (u32be), then `status` as JSON. */
+/**
+ * Encodes a status body: its length (u32be), then `status` as JSON (what a host sends after the
+ * reply to a status hello).
+ *
+ * @example
+ * socket.end(encodeStatusBody({ pid: process.pid, members: 3 }));
+ */
 export function encodeStatusBody(status: object): Buffer {
   const json = Buffer.from(JSON.stringify(status), "utf8");
   const out = Buffer.alloc(4 + json.length);
@@ -326,7 +332,14 @@ export class ProofParser extends Parser<Buffer> {
   }
 }
 
-/** Reads a status body (the asker's side): a u32be length, then that much JSON. */
+/**
+ * Reads a status body (the asker's side): a u32be length, then that much JSON, at most
+ * `HANDSHAKE.maxStatusBytes`.
+ *
+ * @example
+ * const result = new StatusBodyParser().feed(chunk);
+ * if (result.state === "done") console.log((result.value as ChannelStatus).pid);
+ */
 export class StatusBodyParser extends Parser<unknown> {
   protected override readonly checkMagic = false;
   protected parse(buf: Buffer): ParseResult<unknown> {

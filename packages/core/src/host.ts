@@ -6,6 +6,13 @@ import { computeProof, encodeReply, encodeStatusBody, HANDSHAKE, type Hello, Hel
 /**
  * What a channel's host says about itself when asked (`open-channel status NAME`, or
  * `queryChannelStatus`): answered by the host's server, never by the user's listener.
+ *
+ * @example
+ * const result = await channel.status();
+ * if (result.state === "hosted") {
+ *   const s: ChannelStatus = result.status;
+ *   console.log(`${s.channel}: pid ${s.pid} over ${s.transport}, ${s.members} members, up ${s.uptimeMs} ms`);
+ * }
  */
 export interface ChannelStatus {
   /** The channel's name. */

@@ -37,7 +37,7 @@ export { escapeName, unescapeName, hashName, channelsFromNames, type ChannelEntr
 export { readOrCreateSecret } from "./secret";
 export { tryLock, waitForRelease, type Lock } from "./lock";
 export { probeChannel, type ProbeVerdict } from "./probe";
-export { queryChannelStatus, type ChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
+export { queryChannelStatus, type ChannelStatus, type StatusQueryOptions, type StatusQueryResult, type StatusHosted, type StatusNoHost } from "./status";
 export {
   transportComplianceCases,
   leaveStaleHost,

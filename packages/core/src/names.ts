@@ -41,7 +41,13 @@ export function unescapeName(escaped: string): string | undefined {
   return escapeName(text) === escaped ? text : undefined;
 }
 
-/** A channel found at an address of a transport, by {@link Transport.channels}. */
+/**
+ * A channel found at an address of a transport, by `Transport.channels()`.
+ *
+ * @example
+ * const entries: ChannelEntry[] = unixTransport().channels();
+ * console.log(entries.map((e) => e.name));
+ */
 export interface ChannelEntry {
   /** The channel's name; `undefined` when only a hash of it is in the address (a very long name). */
   name: string | undefined;

@@ -6,7 +6,12 @@ import type { Transport } from "./transport";
 
 export type { ChannelStatus } from "./host";
 
-/** Options of {@link queryChannelStatus}. */
+/**
+ * Options of {@link queryChannelStatus}.
+ *
+ * @example
+ * await queryChannelStatus(transport, "jobs", { timeoutMs: 500, heir: false });
+ */
 export interface StatusQueryOptions {
   /** Give up after this many ms (default 2000). */
   timeoutMs?: number;
@@ -14,10 +19,44 @@ export interface StatusQueryOptions {
   heir?: boolean;
 }
 
-/** What {@link queryChannelStatus} found: the host's own status, or no host. */
-export type StatusQueryResult =
-  | { state: "hosted"; status: ChannelStatus; /** The member standing by to take over, if any. */ heirPid?: number }
-  | { state: "no-host"; /** Why there is none (the connect error, e.g. `ENOENT`). */ reason: string };
+/**
+ * {@link queryChannelStatus} found a host: its own status.
+ *
+ * @example
+ * const result = await queryChannelStatus(transport, "jobs");
+ * if (result.state === "hosted") console.log(result.status.pid, result.heirPid);
+ */
+export interface StatusHosted {
+  /** Always `"hosted"`. */
+  state: "hosted";
+  /** What the host said about itself. */
+  status: ChannelStatus;
+  /** The member standing by to take over, if one does. */
+  heirPid?: number;
+}
+
+/**
+ * {@link queryChannelStatus} found nobody listening at the channel's address.
+ *
+ * @example
+ * const result = await queryChannelStatus(transport, "jobs");
+ * if (result.state === "no-host") console.log(`no host: ${result.reason}`);
+ */
+export interface StatusNoHost {
+  /** Always `"no-host"`. */
+  state: "no-host";
+  /** Why there is none (the connect error, e.g. `connect ENOENT /tmp/...`). */
+  reason: string;
+}
+
+/**
+ * What {@link queryChannelStatus} found: the host's own status, or no host.
+ *
+ * @example
+ * const result: StatusQueryResult = await channel.status();
+ * console.log(result.state === "hosted" ? `pid ${result.status.pid}` : "no host");
+ */
+export type StatusQueryResult = StatusHosted | StatusNoHost;
 
 const DEFAULT_TIMEOUT_MS = 2000;
 

@@ -90,6 +90,9 @@ export interface Transport {
   /**
    * The channels this user has an address for through this transport (hosted, or left by a dead
    * host), for `open-channel list`. Only this user's: other users' channels are never listed.
+   *
+   * @example
+   * for (const { name, address } of transport.channels?.() ?? []) console.log(name ?? "(hashed name)", address);
    */
   channels?(): ChannelEntry[];
 }

@@ -1,22 +1,51 @@
 import { type ChannelStatus, errorCode, queryChannelStatus, type Transport } from "@open-channel/core";
 import { loadTransport } from "./select-transport";
 
-/** Where the command writes; the process's own streams by default. */
+/**
+ * Where the command writes; the process's own streams by default.
+ *
+ * @example
+ * let text = "";
+ * await runCli(["list"], { stdout: (t) => (text += t), stderr: (t) => process.stderr.write(t) });
+ */
 export interface CliOutput {
+  /** Receives what the command prints (the answer). */
   stdout: (text: string) => void;
+  /** Receives errors and the usage. */
   stderr: (text: string) => void;
 }
 
-/** One transport's answer about one channel. */
+/**
+ * The host's status, with the heir when one stands by (`host` of a {@link ChannelReport}).
+ *
+ * @example
+ * const host: HostReport | undefined = report.host;
+ * if (host) console.log(`pid ${host.pid}, heir ${host.heirPid ?? "none"}`);
+ */
+export type HostReport = ChannelStatus & {
+  /** The member standing by to take over, if one does. */
+  heirPid?: number;
+};
+
+/**
+ * One transport's answer about one channel: an entry of `open-channel list --json`, and of
+ * `transports` in `open-channel status NAME --json`.
+ *
+ * @example
+ * const reports: ChannelReport[] = JSON.parse(execFileSync("npx", ["open-channel", "list", "--json"], { encoding: "utf8" }));
+ * for (const r of reports) console.log(r.channel, r.host?.pid);
+ */
 export interface ChannelReport {
+  /** The channel's name. */
   channel: string;
+  /** The transport asked (`"unix"`, `"tcp"`, `"pipe"`). */
   transport: string;
   /** `hosted`: a host answered; `no-host`: nobody listens (or only a dead host's leftovers); `error`: see `reason`. */
   state: "hosted" | "no-host" | "error";
   /** The address checked (a socket file, a port file, a pipe). */
   address?: string;
   /** The host's own status, when hosted. */
-  host?: ChannelStatus & { heirPid?: number };
+  host?: HostReport;
   /** Why there is no host, or what went wrong. */
   reason?: string;
   /** The error's code, for `error`. */

@@ -32,8 +32,10 @@ export {
   type ChannelStatus,
   type StatusQueryOptions,
   type StatusQueryResult,
+  type StatusHosted,
+  type StatusNoHost,
 } from "@open-channel/core";
-export { runCli, type CliOutput, type ChannelReport } from "./cli";
+export { runCli, type CliOutput, type ChannelReport, type HostReport } from "./cli";
 export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionContext, type TransportName } from "./select-transport";
 
 /**

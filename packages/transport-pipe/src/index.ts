@@ -120,7 +120,12 @@ export class PipeTransport implements Transport {
     socket.connect({ path: this.pipePath(channel) });
   }
 
-  /** The channels with a pipe of this user's (Windows lists every pipe under `\\.\pipe\`). */
+  /**
+   * The channels with a pipe of this user's (Windows lists every pipe under `\\.\pipe\`).
+   *
+   * @example
+   * for (const { name, address } of pipeTransport().channels()) console.log(name, address);
+   */
   channels(): ChannelEntry[] {
     if (process.platform !== "win32") return [];
     const prefix = pipeName("x", this.user).slice("\\\\?\\pipe\\".length, -"c.x".length);

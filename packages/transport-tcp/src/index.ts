@@ -119,7 +119,12 @@ export class TcpTransport implements Transport {
     return readOrCreateSecret(this.dir, channel);
   }
 
-  /** The channels with a port file in {@link TcpTransport.dir} (this user's private folder). */
+  /**
+   * The channels with a port file in {@link TcpTransport.dir} (this user's private folder).
+   *
+   * @example
+   * for (const { name, address } of tcpTransport().channels()) console.log(name, address);
+   */
   channels(): ChannelEntry[] {
     let files: string[];
     try {

@@ -101,7 +101,12 @@ export class UnixTransport implements Transport {
     socket.connect({ path: this.socketPath(channel) });
   }
 
-  /** The channels with a socket file in {@link UnixTransport.dir} (this user's private folder). */
+  /**
+   * The channels with a socket file in {@link UnixTransport.dir} (this user's private folder).
+   *
+   * @example
+   * for (const { name, address } of unixTransport().channels()) console.log(name, address);
+   */
   channels(): ChannelEntry[] {
     return channelsFromNames(readdirOrEmpty(this.dir), ".sock", (file) => path.join(this.dir, file));
   }
