@@ -11,6 +11,13 @@ beforeEach(() => {
 });
 afterEach(() => group.stop());
 
+/**
+ * How many rounds a repeated test runs: `usual`, or fewer with OC_TEST_ROUNDS=n (the smoke runs on
+ * other Node versions, scripts/node-matrix.js, run every test here with a few rounds each).
+ */
+const ROUNDS_CAP = Number(process.env.OC_TEST_ROUNDS);
+const rounds = (usual: number): number => (Number.isInteger(ROUNDS_CAP) && ROUNDS_CAP > 0 ? Math.min(usual, ROUNDS_CAP) : usual);
+
 const hostsAmong = (connects: Report[]): number[] => connects.filter((c) => c.isHost).map((c) => c.pid);
 
 /** Lines the host reported receiving from `pid` on `channel`, in arrival order. */
@@ -22,11 +29,11 @@ function receivedFrom(pid: number, channel: string, since = 0): string[] {
 }
 
 /**
- * 20 rounds: prepare a new channel (`before`), have every one of `pids` open it at the same moment,
+ * 20 rounds (see `rounds`): prepare a new channel (`before`), have every one of `pids` open it at the same moment,
  * and check that exactly one host came out and that no member ever reached another host.
  */
 async function raceRounds(pids: number[], label: string, before: (channel: string) => Promise<void>): Promise<void> {
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < rounds(20); round++) {
     const channel = uniqueChannel(`${label}${round}`);
     await before(channel);
     for (const pid of pids) group.send(pid, { cmd: "open", channel });
@@ -252,8 +259,8 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
     return after.hostPid;
   }
 
-  test("the host SIGKILLed as a newcomer arrives: one host, 10 rounds out of 10", async () => {
-    for (let round = 0; round < 10; round++) {
+  test(`the host SIGKILLed as a newcomer arrives: one host, ${rounds(10)} rounds out of ${rounds(10)}`, async () => {
+    for (let round = 0; round < rounds(10); round++) {
       const channel = uniqueChannel(`heir-new${round}`);
       const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
       const [newcomer] = await group.fork(1, env());
@@ -267,8 +274,8 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
     }
   });
 
-  test("the heir SIGKILLed while it takes over: the others elect one host, 10 rounds out of 10", async () => {
-    for (let round = 0; round < 10; round++) {
+  test(`the heir SIGKILLed while it takes over: the others elect one host, ${rounds(10)} rounds out of ${rounds(10)}`, async () => {
+    for (let round = 0; round < rounds(10); round++) {
       const channel = uniqueChannel(`heir-mid${round}`);
       const pids = await group.fork(5, env({ OC_CHANNEL: channel }));
       const { hostPid } = await group.agreement(pids, channel);
@@ -317,7 +324,7 @@ describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) =>
     expect(hostPid).toBe(pid);
   });
 
-  test("8 processes racing over them yield exactly one host, 20 rounds out of 20", async () => {
+  test(`8 processes racing over them yield exactly one host, ${rounds(20)} rounds out of ${rounds(20)}`, async () => {
     await raceRounds(await group.fork(8, env()), "race", (channel) => leaveStaleHost(STALE_MAKERS[transport], channel));
   });
 });
@@ -325,15 +332,15 @@ describe.each(TRANSPORTS)("a SIGKILLed host's leftovers over %s", (transport) =>
 describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
   const env = (more: Record<string, string> = {}): Record<string, string> => ({ OPEN_CHANNEL_TRANSPORT: transport, ...more });
 
-  test("8 processes opening a fresh channel at the same moment: exactly one host, 20 rounds out of 20", async () => {
+  test(`8 processes opening a fresh channel at the same moment: exactly one host, ${rounds(20)} rounds out of ${rounds(20)}`, async () => {
     await raceRounds(await group.fork(8, env()), "fresh", async () => undefined);
   });
 
-  test("the host killed, then a second member killed while the survivors elect: one host, 20 rounds out of 20", async () => {
+  test(`the host killed, then a second member killed while the survivors elect: one host, ${rounds(20)} rounds out of ${rounds(20)}`, async () => {
     const channel = uniqueChannel("double-kill");
     await group.fork(6, env({ OC_CHANNEL: channel }));
     let { hostPid } = await group.agreement(group.alive(), channel);
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < rounds(20); round++) {
       const since = group.reports.length;
       group.kill(hostPid);
       // Within a few ms: most likely mid-election, perhaps the very process holding the reclaim lock.
@@ -352,11 +359,11 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
     expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
   });
 
-  test("members killed mid-handshake never disturb the host or the others, 20 rounds", async () => {
+  test(`members killed mid-handshake never disturb the host or the others, ${rounds(20)} rounds`, async () => {
     const channel = uniqueChannel("mid-handshake");
     const [host, member] = await group.fork(2, env({ OC_CHANNEL: channel }));
     const { hostPid } = await group.agreement([host, member], channel);
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < rounds(20); round++) {
       // A process that is told to open the channel and killed a moment later: somewhere between
       // its connect, its hello and its first write.
       const [victim] = await group.fork(1, env());

@@ -1,4 +1,4 @@
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, fork, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -18,9 +18,12 @@ afterEach(() => {
 
 /**
  * The other uids may not be able to read this checkout (a clone in a 0700 folder): they run a copy
- * of the built packages and the fixture, staged in a folder anyone can read.
+ * of the built packages and the fixture, staged in a folder anyone can read. The same goes for the
+ * Node binary running the tests when it lives in a private folder (npx's cache in /root when
+ * `npm run test:node` runs the suite on another Node version, nvm's, ...).
  */
 let staged: string | undefined;
+let nodeForOthers = process.execPath;
 function stage(): string {
   if (staged !== undefined) return staged;
   const root = path.join(__dirname, "..", "..");
@@ -46,6 +49,20 @@ function stage(): string {
     if (st.isDirectory()) for (const e of fs.readdirSync(p)) open(path.join(p, e));
   };
   open(dir);
+  if (spawnSync(process.execPath, ["-e", ""], { uid: HOST_UID, gid: HOST_UID }).status !== 0) {
+    // A hard link costs nothing; a copy when it cannot be made (another disk) or others may not run it.
+    nodeForOthers = path.join(dir, "node");
+    try {
+      fs.linkSync(process.execPath, nodeForOthers);
+    } catch {
+      // copied below
+    }
+    if (!fs.existsSync(nodeForOthers) || (fs.statSync(nodeForOthers).mode & 0o005) !== 0o005) {
+      fs.rmSync(nodeForOthers, { force: true });
+      fs.copyFileSync(process.execPath, nodeForOthers);
+      fs.chmodSync(nodeForOthers, 0o755);
+    }
+  }
   staged = dir;
   return dir;
 }
@@ -55,6 +72,7 @@ afterAll(() => {
 
 function start(uid: number, env: Record<string, string>, onMessage: (m: Record<string, unknown>) => void): ChildProcess {
   const child = fork(path.join(stage(), "other-user.js"), [], {
+    execPath: nodeForOthers,
     uid,
     gid: uid,
     env: { ...process.env, XDG_RUNTIME_DIR: "", ...env },
