@@ -26,7 +26,13 @@ const FIGURES = [
 ];
 
 const LIMIT = "raw-net";
-const COLORS = { "raw-net": "#8c8c8c", "open-channel": "#1f77b4", "node-ipc": "#ff7f0e", zeromq: "#2ca02c", "open-channel-0.1.12": "#9467bd" };
+const COLORS = {
+  "raw-net": "#8c8c8c",
+  "open-channel": "#1f77b4",
+  "node-ipc": "#ff7f0e",
+  zeromq: "#2ca02c",
+  "open-channel-0.1.12": "#9467bd",
+};
 
 function format(value, unit) {
   if (value === null || value === undefined || Number.isNaN(value)) return "-";
@@ -60,7 +66,8 @@ function ratio(rows, figure, system) {
   if (system === LIMIT || belowNoise(rows, figure, LIMIT)) return undefined;
   // Prefer the paired figure: round-by-round ratios, measured back to back with raw net.
   const own = rows.find((r) => r.scenario === figure.scenario && r.system === system);
-  if (own !== undefined && typeof own.vs_raw_net === "number" && FIGURES.find((f) => f.scenario === figure.scenario) === figure) return own.vs_raw_net;
+  if (own !== undefined && typeof own.vs_raw_net === "number" && FIGURES.find((f) => f.scenario === figure.scenario) === figure)
+    return own.vs_raw_net;
   const a = cell(rows, figure, system);
   const b = cell(rows, figure, LIMIT);
   if (a.kind !== "value" || b.kind !== "value" || b.value === 0) return undefined;
@@ -112,7 +119,12 @@ function markdown(result) {
     lines.push("", "n/a:", "");
     for (const s of new Set(na.map((r) => r.system))) {
       const first = na.find((r) => r.system === s);
-      lines.push(`- ${s}, ${na.filter((r) => r.system === s).map((r) => r.scenario).join(", ")}: ${first.unsupported}`);
+      lines.push(
+        `- ${s}, ${na
+          .filter((r) => r.system === s)
+          .map((r) => r.scenario)
+          .join(", ")}: ${first.unsupported}`,
+      );
     }
   }
   return `${lines.join("\n")}\n`;
@@ -159,15 +171,23 @@ function svg(result) {
     cells.forEach(({ s, c }, j) => {
       const bx = x0 + 5 + j * bw;
       if (c.kind === "value" && belowNoise(result.rows, figure, s.name)) {
-        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="#666"><title>below what RSS can show</title>~0</text>`);
+        out.push(
+          `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="#666"><title>below what RSS can show</title>~0</text>`,
+        );
       } else if (c.kind === "value") {
         const h = Math.max(1, (c.value / max) * chartH);
-        out.push(`<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${COLORS[s.name] ?? "#333"}"><title>${esc(s.label)}: ${esc(format(c.value, figure.unit))} ${esc(figure.unit)}</title></rect>`);
-        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(c.value, figure.unit))}</text>`);
+        out.push(
+          `<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${COLORS[s.name] ?? "#333"}"><title>${esc(s.label)}: ${esc(format(c.value, figure.unit))} ${esc(figure.unit)}</title></rect>`,
+        );
+        out.push(
+          `<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(c.value, figure.unit))}</text>`,
+        );
       } else {
         const text = c.kind === "failed" ? "failed" : c.kind === "n/a" ? "n/a" : "-";
         const color = c.kind === "failed" ? "#d62728" : "#999";
-        out.push(`<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${color}"><title>${esc(c.text ?? "")}</title>${text}</text>`);
+        out.push(
+          `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${color}"><title>${esc(c.text ?? "")}</title>${text}</text>`,
+        );
       }
       const short = s.name === "open-channel-0.1.12" ? "0.1.12" : s.name;
       out.push(`<text x="${bx + bw / 2}" y="${chartBottom + 13}" text-anchor="middle" font-size="9" fill="#444">${esc(short)}</text>`);

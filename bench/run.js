@@ -30,8 +30,34 @@ const ONLY = option("only")?.split(",");
 const OUT = path.resolve(option("out") ?? path.join(__dirname, "results"));
 
 const CFG = QUICK
-  ? { rounds: 1, pairRounds: 2, targetS: 0.15, rttCount: 500, mibCount: 10, connectCount: 5, scaling: [2, 8], elections: 2, kills: 2, callTimeoutMs: 15000, agreeMs: 4000, memberTimeoutMs: 2500 }
-  : { rounds: 3, pairRounds: 9, targetS: 0.15, rttCount: 1000, mibCount: 40, connectCount: 5, scaling: [2, 4, 8, 16], elections: 5, kills: 5, callTimeoutMs: 30000, agreeMs: 8000, memberTimeoutMs: 5000 };
+  ? {
+      rounds: 1,
+      pairRounds: 2,
+      targetS: 0.15,
+      rttCount: 500,
+      mibCount: 10,
+      connectCount: 5,
+      scaling: [2, 8],
+      elections: 2,
+      kills: 2,
+      callTimeoutMs: 15000,
+      agreeMs: 4000,
+      memberTimeoutMs: 2500,
+    }
+  : {
+      rounds: 3,
+      pairRounds: 9,
+      targetS: 0.15,
+      rttCount: 1000,
+      mibCount: 40,
+      connectCount: 5,
+      scaling: [2, 4, 8, 16],
+      elections: 5,
+      kills: 5,
+      callTimeoutMs: 30000,
+      agreeMs: 8000,
+      memberTimeoutMs: 5000,
+    };
 const MIB = 1 << 20;
 
 /**
@@ -249,7 +275,10 @@ async function runPairs(systems, dir) {
     });
   }
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live()) await guard(p, "throughput-64B", async () => tp.get(p).rates.push((await transfer(p.s, p.host, [p.sender], tp.get(p).count, 64)).msgsPerS));
+    for (const p of live())
+      await guard(p, "throughput-64B", async () =>
+        tp.get(p).rates.push((await transfer(p.s, p.host, [p.sender], tp.get(p).count, 64)).msgsPerS),
+      );
   }
   const limit = pairs.find((p) => p.system.name === "raw-net");
   /** Median of round-by-round ratios to raw net (rounds ran back to back, so they saw the same machine). */
@@ -263,7 +292,12 @@ async function runPairs(systems, dir) {
   const rates = new Map([...tp].map(([p, t]) => [p, t.rates]));
   for (const p of live()) {
     const t = tp.get(p);
-    row("throughput-64B", p.system, { msgs_per_s: median(t.rates), vs_raw_net: paired(p, rates), messages: t.count, rounds: t.rates.map((x) => round(x, 0)) });
+    row("throughput-64B", p.system, {
+      msgs_per_s: median(t.rates),
+      vs_raw_net: paired(p, rates),
+      messages: t.count,
+      rounds: t.rates.map((x) => round(x, 0)),
+    });
   }
 
   // Round trip: ping-pong of 64 B, the host echoing.
@@ -276,7 +310,10 @@ async function runPairs(systems, dir) {
     });
   }
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live()) await guard(p, "round-trip", async () => rtts.get(p).push((await p.s.call(p.sender, { cmd: "rtt", count: CFG.rttCount, size: 64 })).samples));
+    for (const p of live())
+      await guard(p, "round-trip", async () =>
+        rtts.get(p).push((await p.s.call(p.sender, { cmd: "rtt", count: CFG.rttCount, size: 64 })).samples),
+      );
   }
   const rttMedians = new Map([...rtts].map(([p, x]) => [p, x.map((v) => median(v))]));
   for (const p of live()) {
@@ -312,7 +349,12 @@ async function runPairs(systems, dir) {
   }
   for (const p of live()) {
     if (mib.has(p) && mib.get(p).length > 0) {
-      row("throughput-1MiB", p.system, { mb_per_s: median(mib.get(p)), vs_raw_net: paired(p, mib), messages: mibCounts.get(p), rounds: mib.get(p).map((x) => round(x, 1)) });
+      row("throughput-1MiB", p.system, {
+        mb_per_s: median(mib.get(p)),
+        vs_raw_net: paired(p, mib),
+        messages: mibCounts.get(p),
+        rounds: mib.get(p).map((x) => round(x, 1)),
+      });
     }
   }
 
@@ -326,7 +368,12 @@ async function runPairs(systems, dir) {
     });
   }
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live()) await guard(p, "connect", async () => conn.get(p).push(...(await p.s.call(p.sender, { cmd: "connect-times", name: channelName(p.system), count: CFG.connectCount })).samples));
+    for (const p of live())
+      await guard(p, "connect", async () =>
+        conn
+          .get(p)
+          .push(...(await p.s.call(p.sender, { cmd: "connect-times", name: channelName(p.system), count: CFG.connectCount })).samples),
+      );
   }
   for (const p of live()) {
     const x = conn.get(p);
@@ -420,7 +467,10 @@ async function agreement(s, pids, from, timeoutMs = CFG.agreeMs) {
     }
     const left = deadline - now();
     if (left <= 0) {
-      const why = errors.length > 0 ? `errors: ${[...new Set(errors.map((e) => e.error))].join(", ")}` : `${latest.size} of ${pids.length} members back`;
+      const why =
+        errors.length > 0
+          ? `errors: ${[...new Set(errors.map((e) => e.error))].join(", ")}`
+          : `${latest.size} of ${pids.length} members back`;
       throw new Error(`no agreement on one host within ${timeoutMs} ms (${why})`);
     }
     await s.event((e) => e.type === "welcome", left, "welcome", s.events.length).catch(() => undefined);
@@ -461,7 +511,12 @@ async function runFailover(system, dir) {
       times.push(result.at - t0);
       host = result.host;
     }
-    row("failover", system, { median_ms: median(times), max_ms: Math.max(...times), kills: times.length, rounds: times.map((t) => round(t, 1)) });
+    row("failover", system, {
+      median_ms: median(times),
+      max_ms: Math.max(...times),
+      kills: times.length,
+      rounds: times.map((t) => round(t, 1)),
+    });
   } catch (err) {
     failed("failover", system, err);
   } finally {

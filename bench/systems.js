@@ -113,8 +113,7 @@ function openChannelSystem(name, label, load) {
       socket.setEncoding("utf8");
       socket.on("data", (chunk) => {
         buffered += chunk;
-        let nl;
-        while ((nl = buffered.indexOf("\n")) >= 0) {
+        for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
           if (line.startsWith("welcome ")) onWelcome(Number(line.slice(8)));
@@ -197,10 +196,11 @@ const zeromq = {
       sending = false;
     };
     (async () => {
-      for await (const [identity, msg] of router) onMessage(msg, (reply) => {
-        replies.push([identity, reply]);
-        void pump();
-      });
+      for await (const [identity, msg] of router)
+        onMessage(msg, (reply) => {
+          replies.push([identity, reply]);
+          void pump();
+        });
     })().catch(() => undefined);
     return { close: () => router.close() };
   },

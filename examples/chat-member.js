@@ -12,8 +12,7 @@ const channel = openChannel("open-channel-demo-chat", (member) => {
   let buffered = "";
   member.on("data", (chunk) => {
     buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
+    for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
       for (const other of room) if (other !== member && !other.destroyed) other.write(`${line}\n`);
@@ -28,8 +27,7 @@ let buffered = "";
 let count = 0;
 socket.on("data", (chunk) => {
   buffered += chunk;
-  let nl;
-  while ((nl = buffered.indexOf("\n")) >= 0) {
+  for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
     console.log(`  ${me.padEnd(6)} got  ${buffered.slice(0, nl)}`);
     buffered = buffered.slice(nl + 1);
   }

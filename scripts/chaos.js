@@ -54,7 +54,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
   if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
-  const child = fork(path.join(__dirname, "chaos-member.js"), [], { env, execArgv: (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean), stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(path.join(__dirname, "chaos-member.js"), [], {
+    env,
+    execArgv: (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean),
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   child.on("message", (m) => {
     reports.push(m);
     for (const wake of [...wakeups]) wake();
@@ -151,7 +155,12 @@ async function firstConnect(pid) {
     members: MEMBERS,
     kills: times.length,
     pause_ms: PAUSE_MS,
-    failover_ms: { median: pct(0.5), p90: pct(0.9), max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null, all: times.map((t) => Number(t.toFixed(1))) },
+    failover_ms: {
+      median: pct(0.5),
+      p90: pct(0.9),
+      max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null,
+      all: times.map((t) => Number(t.toFixed(1))),
+    },
     first_detect_ms_median: median(firstDetect),
     detect_ms_median: median(detect),
     elect_ms_median: median(elect),

@@ -45,7 +45,10 @@ function commentsOf(reflection) {
 }
 
 function text(parts) {
-  return (parts ?? []).map((p) => p.text).join("").trim();
+  return (parts ?? [])
+    .map((p) => p.text)
+    .join("")
+    .trim();
 }
 
 function hasDescription(reflection) {
@@ -63,7 +66,9 @@ function hasExample(reflection) {
  * @returns one entry per problem, e.g. `{ name: "@open-channel/core.ProcessChannel.close", kind: "Method", missing: ["@example"] }`
  */
 function findMissingExamples(project) {
-  const modules = (project.children ?? []).some((c) => c.kind === KIND.Module) ? project.children.filter((c) => c.kind === KIND.Module) : [project];
+  const modules = (project.children ?? []).some((c) => c.kind === KIND.Module)
+    ? project.children.filter((c) => c.kind === KIND.Module)
+    : [project];
   const problems = [];
   const check = (reflection, name) => {
     const missing = [];
@@ -90,7 +95,9 @@ function findMissingExamples(project) {
 
 /** Counts what the check looked at: exports and class members, per module. */
 function countChecked(project) {
-  const modules = (project.children ?? []).some((c) => c.kind === KIND.Module) ? project.children.filter((c) => c.kind === KIND.Module) : [project];
+  const modules = (project.children ?? []).some((c) => c.kind === KIND.Module)
+    ? project.children.filter((c) => c.kind === KIND.Module)
+    : [project];
   let exportsCount = 0;
   let members = 0;
   for (const mod of modules) {
@@ -123,5 +130,7 @@ if (require.main === module) {
     for (const p of problems) console.error(`  ${p.name} (${p.kind}): no ${p.missing.join(", no ")}`);
     process.exit(1);
   }
-  console.log(`check-doc-examples: ok, ${exportsCount} exports and ${members} class members in ${modules} packages have a description and an @example`);
+  console.log(
+    `check-doc-examples: ok, ${exportsCount} exports and ${members} class members in ${modules} packages have a description and an @example`,
+  );
 }

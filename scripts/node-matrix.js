@@ -81,12 +81,16 @@ function parseArgs(argv) {
 function nodeBinary(version) {
   if (process.versions.node === version) return process.execPath;
   // --prefer-offline: once npm has this exact version in its cache, no need to ask the registry again.
-  const r = spawnSync("npx", ["--prefer-offline", "-y", "-p", `node@${version}`, "node", "-p", "JSON.stringify([process.execPath, process.version])"], {
-    cwd: ROOT,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    timeout: FETCH_TIMEOUT_MS,
-  });
+  const r = spawnSync(
+    "npx",
+    ["--prefer-offline", "-y", "-p", `node@${version}`, "node", "-p", "JSON.stringify([process.execPath, process.version])"],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: FETCH_TIMEOUT_MS,
+    },
+  );
   let binary, reported;
   try {
     [binary, reported] = JSON.parse((r.stdout || "").trim().split("\n").pop());
@@ -95,7 +99,9 @@ function nodeBinary(version) {
   }
   if (r.status !== 0 || reported !== `v${version}` || typeof binary !== "string" || !fs.existsSync(binary)) {
     const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
-    throw new Error(`could not get Node ${version} with npx -y -p node@${version} (${why}): ${(r.stderr || "").trim().slice(-800) || r.stdout}`);
+    throw new Error(
+      `could not get Node ${version} with npx -y -p node@${version} (${why}): ${(r.stderr || "").trim().slice(-800) || r.stdout}`,
+    );
   }
   return binary;
 }
@@ -121,7 +127,13 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 }
 
 function runJest(binary, major, opts, outputFile) {
-  const args = [path.join(ROOT, "node_modules", "jest", "bin", "jest.js"), ...(opts.smoke ? ["--runTestsByPath", ...SMOKE] : []), "--json", `--outputFile=${outputFile}`, ...opts.jestArgs];
+  const args = [
+    path.join(ROOT, "node_modules", "jest", "bin", "jest.js"),
+    ...(opts.smoke ? ["--runTestsByPath", ...SMOKE] : []),
+    "--json",
+    `--outputFile=${outputFile}`,
+    ...opts.jestArgs,
+  ];
   const env = { ...process.env, PATH: `${path.dirname(binary)}${path.delimiter}${process.env.PATH || ""}` };
   if (opts.smoke) env.OC_TEST_ROUNDS = SMOKE_ROUNDS;
   return new Promise((resolve) => {

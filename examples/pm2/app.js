@@ -36,7 +36,9 @@ socket.on("connect", () => {
   status.isHost = channel.isHost;
   status.transport = channel.transport.name;
   save();
-  console.log(`instance ${status.instance} (pid ${process.pid}) connected to host ${channel.hostPid}${channel.isHost ? " (itself)" : ""} over ${channel.transport.name}`);
+  console.log(
+    `instance ${status.instance} (pid ${process.pid}) connected to host ${channel.hostPid}${channel.isHost ? " (itself)" : ""} over ${channel.transport.name}`,
+  );
   socket.write(`hello ${process.pid}\n`);
 });
 socket.on("data", (chunk) => {

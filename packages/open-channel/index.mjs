@@ -1,4 +1,13 @@
 // ESM entry: the package is compiled to CommonJS; this re-exports it with named exports.
 import umbrella from "./dist/index.js";
-export const { openChannel, ProcessChannel, OpenChannelError, selectTransportName, loadTransport, TRANSPORT_PACKAGES, queryChannelStatus, runCli } = umbrella;
+export const {
+  openChannel,
+  ProcessChannel,
+  OpenChannelError,
+  selectTransportName,
+  loadTransport,
+  TRANSPORT_PACKAGES,
+  queryChannelStatus,
+  runCli,
+} = umbrella;
 export default umbrella.openChannel;

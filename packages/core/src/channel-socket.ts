@@ -31,9 +31,7 @@ const nativeWrite = net.Socket.prototype.write;
 const nativeEnd = net.Socket.prototype.end;
 
 function isLifecycle(event: string | symbol): event is LifecycleEvent {
-  return (
-    event === "connect" || event === "ready" || event === "error" || event === "end" || event === "close" || event === "finish"
-  );
+  return event === "connect" || event === "ready" || event === "error" || event === "end" || event === "close" || event === "finish";
 }
 
 /**
@@ -118,11 +116,7 @@ export class ChannelSocket extends net.Socket {
     return super.push(chunk, encoding);
   }
 
-  override write(
-    chunk: string | Uint8Array,
-    encoding?: BufferEncoding | WriteCallback,
-    cb?: WriteCallback,
-  ): boolean {
+  override write(chunk: string | Uint8Array, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback): boolean {
     if (this[kLive]) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);
     const owner = this[kOwner];
     if (owner === undefined) return nativeWrite.call(this, chunk, encoding as BufferEncoding, cb);

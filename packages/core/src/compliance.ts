@@ -82,10 +82,14 @@ function connectOnce(transport: Transport, channel: string): Promise<{ socket: n
 
 /** Opens a channel over `transport` whose host echoes back; resolves once connected. */
 async function openEcho(transport: Transport, channel: string, seen?: net.Socket[]): Promise<ProcessChannel> {
-  const ch = new ProcessChannel(channel, (socket) => {
-    seen?.push(socket);
-    socket.pipe(socket);
-  }, { transport });
+  const ch = new ProcessChannel(
+    channel,
+    (socket) => {
+      seen?.push(socket);
+      socket.pipe(socket);
+    },
+    { transport },
+  );
   const socket = ch.connect(10000);
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", () => resolve());

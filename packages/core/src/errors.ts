@@ -144,10 +144,7 @@ export function describeValue(value: unknown): string {
 
 /** `TypeError` ERR_INVALID_ARG_TYPE for argument `name` that should be `expected`. */
 export function invalidArgType(name: string, expected: string, value: unknown): OpenChannelTypeError {
-  return new OpenChannelTypeError(
-    "ERR_INVALID_ARG_TYPE",
-    `The "${name}" argument must be ${expected}. ${describeValue(value)}`,
-  );
+  return new OpenChannelTypeError("ERR_INVALID_ARG_TYPE", `The "${name}" argument must be ${expected}. ${describeValue(value)}`);
 }
 
 /** `RangeError` ERR_OUT_OF_RANGE for argument `name`. */

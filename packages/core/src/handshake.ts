@@ -193,11 +193,7 @@ export function encodeStatusBody(status: object): Buffer {
  * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId, { hostNonce, hostProof }));
  */
 export function computeProof(secret: Buffer, role: "host" | "member", channel: string, memberNonce: Buffer, hostNonce: Buffer): Buffer {
-  return createHmac("sha256", secret)
-    .update(`open-channel ${role} proof v1\0${channel}\0`)
-    .update(memberNonce)
-    .update(hostNonce)
-    .digest();
+  return createHmac("sha256", secret).update(`open-channel ${role} proof v1\0${channel}\0`).update(memberNonce).update(hostNonce).digest();
 }
 
 /**
@@ -221,10 +217,7 @@ export function proofsEqual(a: Buffer, b: Buffer): boolean {
  * if (result.state === "done") onHello(result.value, result.rest);
  * else if (result.state === "invalid") socket.destroy(new Error(result.reason));
  */
-export type ParseResult<T> =
-  | { state: "more" }
-  | { state: "done"; value: T; rest: Buffer }
-  | { state: "invalid"; reason: string };
+export type ParseResult<T> = { state: "more" } | { state: "done"; value: T; rest: Buffer } | { state: "invalid"; reason: string };
 
 /**
  * Accumulates bytes until one complete message is there. Only the handshake's few bytes are

@@ -1,7 +1,17 @@
-import * as net from "node:net";
 import { randomBytes } from "node:crypto";
+import * as net from "node:net";
 import { debug } from "./debug";
-import { computeProof, encodeReply, encodeStatusBody, HANDSHAKE, type Hello, HelloParser, newNonce, ProofParser, proofsEqual } from "./handshake";
+import {
+  computeProof,
+  encodeReply,
+  encodeStatusBody,
+  HANDSHAKE,
+  type Hello,
+  HelloParser,
+  newNonce,
+  ProofParser,
+  proofsEqual,
+} from "./handshake";
 
 /**
  * What a channel's host says about itself when asked (`open-channel status NAME`, or
@@ -254,7 +264,8 @@ export class HostServer {
       statusAsked = hello.kind === HANDSHAKE.kindStatus;
       // A probe names the address it checks: the channel's, or the heir's standby address.
       const nameOk = hello.name === this.channel || (probe && hello.name === this.channel + HANDSHAKE.standbySuffix);
-      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe && !statusAsked)) status = HANDSHAKE.statusUnsupported;
+      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe && !statusAsked))
+        status = HANDSHAKE.statusUnsupported;
       else if (!nameOk) status = HANDSHAKE.statusWrongChannel;
       else if (this.secret !== undefined && hello.memberNonce === undefined) status = HANDSHAKE.statusProofRequired;
       // Only a host tells its status (an heir that does not host yet says so at once, never parks it).

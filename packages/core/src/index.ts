@@ -4,45 +4,52 @@
  *
  * @packageDocumentation
  */
-export { openChannel, parseOpenChannelArgs, DEFAULT_CHANNEL_NAME, type OpenChannelOptions } from "./open-channel";
-export { ProcessChannel, DEFAULT_CONNECT_TIMEOUT_MS, type ChannelState, type ConnectionListener } from "./process-channel";
-export { type Transport, isTransport } from "./transport";
+
 export {
-  OpenChannelError,
-  OpenChannelTypeError,
-  OpenChannelRangeError,
-  type OpenChannelErrorCode,
+  type ComplianceCase,
+  type ComplianceOptions,
+  leaveStaleHost,
+  type TransportModule,
+  transportComplianceCases,
+} from "./compliance";
+export { debug, debugEnabled } from "./debug";
+export {
   errorCode,
+  OpenChannelError,
+  type OpenChannelErrorCode,
+  OpenChannelRangeError,
+  OpenChannelTypeError,
 } from "./errors";
 export {
-  HANDSHAKE,
+  computeProof,
   encodeHello,
   encodeReply,
   encodeStatusBody,
-  computeProof,
-  proofsEqual,
-  newNonce,
-  HelloParser,
-  ReplyParser,
-  ProofParser,
-  StatusBodyParser,
-  type Hello,
+  HANDSHAKE,
   type HandshakeReply,
+  type Hello,
+  HelloParser,
+  newNonce,
   type ParseResult,
+  ProofParser,
+  proofsEqual,
+  ReplyParser,
+  StatusBodyParser,
 } from "./handshake";
-export { debug, debugEnabled } from "./debug";
+export { type Lock, tryLock, waitForRelease } from "./lock";
+export { type ChannelEntry, channelsFromNames, escapeName, hashName, unescapeName } from "./names";
+export { DEFAULT_CHANNEL_NAME, type OpenChannelOptions, openChannel, openChannel as default, parseOpenChannelArgs } from "./open-channel";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
-export { escapeName, unescapeName, hashName, channelsFromNames, type ChannelEntry } from "./names";
+export { type ProbeVerdict, probeChannel } from "./probe";
+export { type ChannelState, type ConnectionListener, DEFAULT_CONNECT_TIMEOUT_MS, ProcessChannel } from "./process-channel";
 export { readOrCreateSecret } from "./secret";
-export { tryLock, waitForRelease, type Lock } from "./lock";
-export { probeChannel, type ProbeVerdict } from "./probe";
-export { queryChannelStatus, type ChannelStatus, type StatusQueryOptions, type StatusQueryResult, type StatusHosted, type StatusNoHost } from "./status";
 export {
-  transportComplianceCases,
-  leaveStaleHost,
-  type ComplianceCase,
-  type ComplianceOptions,
-  type TransportModule,
-} from "./compliance";
-export { openChannel as default } from "./open-channel";
+  type ChannelStatus,
+  queryChannelStatus,
+  type StatusHosted,
+  type StatusNoHost,
+  type StatusQueryOptions,
+  type StatusQueryResult,
+} from "./status";
+export { isTransport, type Transport } from "./transport";

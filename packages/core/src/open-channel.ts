@@ -1,4 +1,4 @@
-import { invalidArgType, OpenChannelError, outOfRange, OpenChannelTypeError } from "./errors";
+import { invalidArgType, OpenChannelError, OpenChannelTypeError, outOfRange } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { type ConnectionListener, ProcessChannel } from "./process-channel";
 import { isTransport, type Transport } from "./transport";
@@ -48,7 +48,8 @@ export function parseOpenChannelArgs(
     options = maybeListener;
   }
   if (typeof name !== "string") throw invalidArgType("name", "of type string", name);
-  if (name.length === 0) throw new OpenChannelTypeError("ERR_INVALID_ARG_VALUE", 'The "name" argument must be a non-empty string. Received \'\'');
+  if (name.length === 0)
+    throw new OpenChannelTypeError("ERR_INVALID_ARG_VALUE", "The \"name\" argument must be a non-empty string. Received ''");
   const bytes = Buffer.byteLength(name, "utf8");
   if (bytes > HANDSHAKE.maxNameBytes) throw outOfRange("name", `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`, `${bytes} bytes`);
   if (typeof listener !== "function") throw invalidArgType("listener", "of type function", listener);
@@ -75,7 +76,11 @@ export function parseOpenChannelArgs(
  */
 export function openChannel(listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
 export function openChannel(name: string, listener: ConnectionListener, options?: OpenChannelOptions): ProcessChannel;
-export function openChannel(nameOrListener: string | ConnectionListener, listener?: ConnectionListener | OpenChannelOptions, options?: OpenChannelOptions): ProcessChannel {
+export function openChannel(
+  nameOrListener: string | ConnectionListener,
+  listener?: ConnectionListener | OpenChannelOptions,
+  options?: OpenChannelOptions,
+): ProcessChannel {
   const args = parseOpenChannelArgs(nameOrListener, listener, options);
   const transport = args.options.transport;
   if (transport === undefined) {

@@ -51,7 +51,8 @@ export function ensurePrivateDir(dir: string, channel: string): void {
     if ((st.mode & 0o077) !== 0) {
       // Our own fresh directory under an odd umask: tighten it. Someone else's choice: refuse.
       if (created) fs.chmodSync(dir, 0o700);
-      else throw unsafe(dir, channel, `its mode is ${(st.mode & 0o777).toString(8)}, other users could reach the files in it (expected 700)`);
+      else
+        throw unsafe(dir, channel, `its mode is ${(st.mode & 0o777).toString(8)}, other users could reach the files in it (expected 700)`);
     }
   }
 }

@@ -408,7 +408,13 @@ export class ProcessChannel extends EventEmitter {
       this.standbyServer = undefined;
       this.emitSoon("heir", false);
     }
-    debug("channel %j: hosting (%s, server %s%s)", this.name, this.describeAddress(), host.id.toString("hex"), standby ? ", was the heir" : "");
+    debug(
+      "channel %j: hosting (%s, server %s%s)",
+      this.name,
+      this.describeAddress(),
+      host.id.toString("hex"),
+      standby ? ", was the heir" : "",
+    );
     return "listening";
   }
 
@@ -460,10 +466,13 @@ export class ProcessChannel extends EventEmitter {
     if (this.standby !== undefined || this.host !== undefined) return;
     clearTimeout(this.heirTimer);
     const generation = this.generation;
-    this.heirTimer = setTimeout(() => {
-      this.heirTimer = undefined;
-      void this.becomeHeir(generation);
-    }, HEIR_DELAY_MS * (1 + Math.random()));
+    this.heirTimer = setTimeout(
+      () => {
+        this.heirTimer = undefined;
+        void this.becomeHeir(generation);
+      },
+      HEIR_DELAY_MS * (1 + Math.random()),
+    );
     this.heirTimer.unref();
   }
 
@@ -629,7 +638,6 @@ export class ProcessChannel extends EventEmitter {
     this.needDrain = false;
   }
 
-
   /** Ends an attempt that is under way: destroy the connection; `close` settles it. */
   private abortAttempt(err: Error): void {
     const attempt = this.attempt;
@@ -649,7 +657,6 @@ export class ProcessChannel extends EventEmitter {
     clearTimeout(attempt.timer);
     attempt.resolve(attempt.error ?? err);
   }
-
 
   private destroyInternally(socket: ChannelSocket): void {
     this.internalDestroy = true;

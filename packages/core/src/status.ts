@@ -1,6 +1,15 @@
 import * as net from "node:net";
 import { describeError, errorCode, OpenChannelError } from "./errors";
-import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser, StatusBodyParser } from "./handshake";
+import {
+  computeProof,
+  encodeHello,
+  HANDSHAKE,
+  type HandshakeReply,
+  newNonce,
+  proofsEqual,
+  ReplyParser,
+  StatusBodyParser,
+} from "./handshake";
 import type { ChannelStatus } from "./host";
 import type { Transport } from "./transport";
 
@@ -73,7 +82,11 @@ const DEFAULT_TIMEOUT_MS = 2000;
  * const result = await queryChannelStatus(unixTransport(), "jobs");
  * if (result.state === "hosted") console.log(`pid ${result.status.pid} hosts with ${result.status.members} members`);
  */
-export async function queryChannelStatus(transport: Transport, channel: string, options: StatusQueryOptions = {}): Promise<StatusQueryResult> {
+export async function queryChannelStatus(
+  transport: Transport,
+  channel: string,
+  options: StatusQueryOptions = {},
+): Promise<StatusQueryResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const answer = await exchange(transport, channel, channel, HANDSHAKE.kindStatus, timeoutMs);
   if (answer.state === "no-host") return answer;
@@ -145,11 +158,13 @@ function exchange(transport: Transport, address: string, name: string, kind: num
         if (result.state === "more") return;
         if (result.state === "invalid") return fail(result.reason);
         reply = result.value;
-        if (reply.status === HANDSHAKE.statusNotHost) return settle({ state: "no-host", reason: "the process at this address does not host" });
+        if (reply.status === HANDSHAKE.statusNotHost)
+          return settle({ state: "no-host", reason: "the process at this address does not host" });
         if (reply.status !== HANDSHAKE.statusOk) return fail(`the host refused the request (status ${reply.status})`);
         if (secret !== undefined && memberNonce !== undefined) {
           if (reply.hostNonce === undefined || reply.hostProof === undefined) return fail("the host sent no proof");
-          if (!proofsEqual(reply.hostProof, computeProof(secret, "host", name, memberNonce, reply.hostNonce))) return fail("the host's proof is wrong");
+          if (!proofsEqual(reply.hostProof, computeProof(secret, "host", name, memberNonce, reply.hostNonce)))
+            return fail("the host's proof is wrong");
           if (kind === HANDSHAKE.kindStatus) socket.write(computeProof(secret, "member", channel, memberNonce, reply.hostNonce));
         }
         if (kind === HANDSHAKE.kindProbe) return settle({ state: "answered", reply, body: undefined });

@@ -1,6 +1,14 @@
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { encodeHello, HANDSHAKE, openChannel, OpenChannelError, probeChannel, type ProcessChannel, type Transport } from "@open-channel/core";
+import {
+  encodeHello,
+  HANDSHAKE,
+  OpenChannelError,
+  openChannel,
+  type ProcessChannel,
+  probeChannel,
+  type Transport,
+} from "@open-channel/core";
 import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
 
 const transport = testTransport();
@@ -116,7 +124,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     socket.write(Buffer.from("buf;"), "utf8" as BufferEncoding);
     socket.on("connect", () => socket.write("after;"));
     await until(() => host.text().includes("after;"), "the host to receive everything");
-    const expected = Array.from({ length: 50 }, (_, i) => `q${i};`).join("") + "buf;after;";
+    const expected = `${Array.from({ length: 50 }, (_, i) => `q${i};`).join("")}buf;after;`;
     expect(host.text()).toBe(expected);
     await until(() => callbacks.length === 50, "callbacks");
     expect(callbacks).toEqual(Array.from({ length: 50 }, (_, i) => `q${i}`));
@@ -283,13 +291,22 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     const t = testTransport();
     const name = uniqueName("no-reclaim");
     // A dead host's socket file: a process that listened there and was SIGKILLed.
-    const child = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(t.path(name))}, () => console.log("up"))`]);
+    const child = spawn(process.execPath, [
+      "-e",
+      `require("net").createServer().listen(${JSON.stringify(t.path(name))}, () => console.log("up"))`,
+    ]);
     await new Promise((resolve) => child.stdout.once("data", resolve));
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
     await exited;
     let attempts = 0;
-    const counting: Transport = { ...t, connect: (channel, socket) => { attempts++; return t.connect(channel, socket); } };
+    const counting: Transport = {
+      ...t,
+      connect: (channel, socket) => {
+        attempts++;
+        return t.connect(channel, socket);
+      },
+    };
     const channel = open(name, collector().listener, counting);
     const err = await once<OpenChannelError>(channel.connect(500), "error");
     expect(err.code).toBe("ETIMEDOUT");
@@ -332,7 +349,9 @@ describe("argument errors", () => {
       expect(call).toThrow(TypeError);
       expect(call).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
     }
-    expect(() => open("n", listener).connect("1000" as unknown as number)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+    expect(() => open("n", listener).connect("1000" as unknown as number)).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }),
+    );
   });
 
   test("an empty name is ERR_INVALID_ARG_VALUE; a name over 1024 bytes ERR_OUT_OF_RANGE", () => {

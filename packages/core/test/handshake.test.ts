@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   channelsFromNames,
   computeProof,
@@ -13,7 +14,6 @@ import {
   StatusBodyParser,
   unescapeName,
 } from "@open-channel/core";
-import { randomBytes } from "node:crypto";
 
 describe("handshake", () => {
   test("a hello survives any split into chunks and leaves what follows untouched", () => {
@@ -103,7 +103,15 @@ describe("channel names in addresses (for open-channel list)", () => {
   });
 
   test("channelsFromNames keeps channels, leaves out heirs' standby addresses and other files", () => {
-    const files = ["c.jobs.sock", "c.jobs%00heir.sock", `h.${"a".repeat(32)}.sock`, "c.jobs.port", "secret", "c.bad name.sock", "c.my%20app.sock"];
+    const files = [
+      "c.jobs.sock",
+      "c.jobs%00heir.sock",
+      `h.${"a".repeat(32)}.sock`,
+      "c.jobs.port",
+      "secret",
+      "c.bad name.sock",
+      "c.my%20app.sock",
+    ];
     expect(channelsFromNames(files, ".sock", (f) => `/d/${f}`)).toEqual([
       { name: "jobs", address: "/d/c.jobs.sock" },
       { name: "my app", address: "/d/c.my%20app.sock" },

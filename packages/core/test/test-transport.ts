@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import * as net from "node:net";
+import type * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Transport } from "@open-channel/core";
@@ -8,7 +8,9 @@ import type { Transport } from "@open-channel/core";
  * A transport that exists only in the tests: plain Unix sockets in a temporary folder, no stale
  * reclaim, no safety checks. That core works with it proves transport injection is real.
  */
-export function testTransport(dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-core-"))): Transport & { dir: string; path(channel: string): string } {
+export function testTransport(
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-core-")),
+): Transport & { dir: string; path(channel: string): string } {
   const file = (channel: string): string => path.join(dir, `${Buffer.from(channel).toString("hex").slice(0, 60)}.sock`);
   return {
     name: "test-unix",

@@ -14,7 +14,11 @@ describe("WriteQueue", () => {
       written.push([String(chunk), encoding, callback]);
       return true;
     });
-    expect(written).toEqual([["a", "utf8", undefined], ["bc", undefined, cb], ["ü", undefined, undefined]]);
+    expect(written).toEqual([
+      ["a", "utf8", undefined],
+      ["bc", undefined, cb],
+      ["ü", undefined, undefined],
+    ]);
     expect(queue.length).toBe(0);
     expect(queue.byteLength).toBe(0);
   });

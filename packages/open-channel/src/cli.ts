@@ -92,7 +92,8 @@ function parseArgs(argv: readonly string[]): Options | string {
       if (arg === "--transport") options.transports.push(...value.split(","));
       else {
         options.timeoutMs = Number(value);
-        if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0) return `--timeout must be a positive number of ms, not ${JSON.stringify(value)}`;
+        if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0)
+          return `--timeout must be a positive number of ms, not ${JSON.stringify(value)}`;
       }
     } else if (arg === "--help" || arg === "-h") positional.unshift("help");
     else if (arg === "--version" || arg === "-v") positional.unshift("version");
@@ -160,10 +161,14 @@ function statusText(reports: ChannelReport[], name: string): string {
   const lines: string[] = [];
   if (hosted.length === 0) {
     lines.push(`channel ${JSON.stringify(name)}: no host`);
-    for (const r of reports) lines.push(`  ${r.transport.padEnd(9)} ${r.state === "error" ? `error: ${r.reason}` : (r.reason ?? "no host")}`);
+    for (const r of reports)
+      lines.push(`  ${r.transport.padEnd(9)} ${r.state === "error" ? `error: ${r.reason}` : (r.reason ?? "no host")}`);
     return `${lines.join("\n")}\n`;
   }
-  if (hosted.length > 1) lines.push(`channel ${JSON.stringify(name)}: hosted over ${hosted.length} transports (its processes do not all use the same transport: set OPEN_CHANNEL_TRANSPORT for all of them)`);
+  if (hosted.length > 1)
+    lines.push(
+      `channel ${JSON.stringify(name)}: hosted over ${hosted.length} transports (its processes do not all use the same transport: set OPEN_CHANNEL_TRANSPORT for all of them)`,
+    );
   for (const r of hosted) {
     const h = r.host as NonNullable<ChannelReport["host"]>;
     lines.push(`channel ${JSON.stringify(name)}: hosted by pid ${h.pid} over ${r.transport}`);
@@ -232,7 +237,9 @@ export async function runCli(
     const reports = await Promise.all(transports.map((t) => ask(t, name, options.timeoutMs)));
     if (options.json) {
       const hosted = reports.find((r) => r.state === "hosted");
-      out.stdout(`${JSON.stringify({ channel: name, state: hosted ? "hosted" : "no-host", host: hosted?.host ?? null, transports: reports }, null, 2)}\n`);
+      out.stdout(
+        `${JSON.stringify({ channel: name, state: hosted ? "hosted" : "no-host", host: hosted?.host ?? null, transports: reports }, null, 2)}\n`,
+      );
     } else out.stdout(statusText(reports, name));
     if (reports.some((r) => r.state === "hosted")) return EXIT.ok;
     return reports.some((r) => r.state === "error") ? EXIT.error : EXIT.noHost;

@@ -13,30 +13,25 @@
  *
  * @packageDocumentation
  */
-import {
-  type ConnectionListener,
-  type OpenChannelOptions,
-  parseOpenChannelArgs,
-  ProcessChannel,
-} from "@open-channel/core";
+import { type ConnectionListener, type OpenChannelOptions, ProcessChannel, parseOpenChannelArgs } from "@open-channel/core";
 import { loadTransport, selectTransportName } from "./select-transport";
 
 export {
-  ProcessChannel,
-  OpenChannelError,
   type ChannelState,
-  type ConnectionListener,
-  type OpenChannelOptions,
-  type Transport,
-  queryChannelStatus,
   type ChannelStatus,
-  type StatusQueryOptions,
-  type StatusQueryResult,
+  type ConnectionListener,
+  OpenChannelError,
+  type OpenChannelOptions,
+  ProcessChannel,
+  queryChannelStatus,
   type StatusHosted,
   type StatusNoHost,
+  type StatusQueryOptions,
+  type StatusQueryResult,
+  type Transport,
 } from "@open-channel/core";
-export { runCli, type CliOutput, type ChannelReport, type HostReport } from "./cli";
-export { selectTransportName, loadTransport, TRANSPORT_PACKAGES, type SelectionContext, type TransportName } from "./select-transport";
+export { type ChannelReport, type CliOutput, type HostReport, runCli } from "./cli";
+export { loadTransport, type SelectionContext, selectTransportName, TRANSPORT_PACKAGES, type TransportName } from "./select-transport";
 
 /**
  * Opens the channel with the default name, `"open-channel"`: the same as

@@ -3,8 +3,8 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import openChannelDefault, { openChannel, OpenChannelError, ProcessChannel, selectTransportName } from "open-channel";
 import { unixTransport } from "@open-channel/transport-unix";
+import openChannelDefault, { type OpenChannelError, openChannel, ProcessChannel, selectTransportName } from "open-channel";
 import { uniqueChannel } from "./helpers/group";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
@@ -39,7 +39,7 @@ describe("the open-channel package (umbrella)", () => {
     const code = [
       'import openChannel, { openChannel as named, ProcessChannel } from "open-channel";',
       'const channel = openChannel("esm-check", () => {});',
-      'console.log(JSON.stringify({ same: openChannel === named, isChannel: channel instanceof ProcessChannel, name: channel.name, state: channel.state }));',
+      "console.log(JSON.stringify({ same: openChannel === named, isChannel: channel instanceof ProcessChannel, name: channel.name, state: channel.state }));",
     ].join("\n");
     const out = spawnSync(process.execPath, ["--input-type=module", "-e", code], { cwd: ROOT, encoding: "utf8" });
     expect(out.stderr).toBe("");

@@ -47,7 +47,10 @@ describe.each(["unix", "tcp"] as const)("bad input at the host over %s", (transp
     host.stderr?.on("data", (d) => (hostLog += d));
     host.on("message", (m) => reports.push(m as Report));
     await until(() => reports.some((r) => r.type === "connect" && r.isHost === true), "the host");
-    member = fork(path.join(__dirname, "fixtures", "member.js"), [], { env: { ...env, NODE_DEBUG: "" }, stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    member = fork(path.join(__dirname, "fixtures", "member.js"), [], {
+      env: { ...env, NODE_DEBUG: "" },
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+    });
     member.on("message", (m) => reports.push(m as Report));
     await until(() => reports.some((r) => r.type === "connect" && r.pid === member.pid), "the member");
   });
@@ -59,11 +62,16 @@ describe.each(["unix", "tcp"] as const)("bad input at the host over %s", (transp
 
   const cases: [string, () => Buffer, boolean, RegExp][] = [
     ["garbage", () => Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), false, /bad magic/],
-    ["an oversized name length", () => {
-      const hello = encodeHello("x");
-      hello.writeUInt16BE(65535, 8);
-      return hello;
-    }, false, /name length 65535 out of range/],
+    [
+      "an oversized name length",
+      () => {
+        const hello = encodeHello("x");
+        hello.writeUInt16BE(65535, 8);
+        return hello;
+      },
+      false,
+      /name length 65535 out of range/,
+    ],
     ["a truncated hello, then end of stream", () => encodeHello(channel).subarray(0, 7), true, /closed during the hello/],
     ["a hello for another channel", () => encodeHello(`${channel}-other`), false, /refused hello/],
     ["random bytes", () => Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + 11) % 256)), false, /bad magic/],
@@ -86,7 +94,10 @@ describe.each(["unix", "tcp"] as const)("bad input at the host over %s", (transp
   test("the host kept serving everyone else, and crashed on nothing", async () => {
     const since = reports.length;
     member.send({ cmd: "write", channel, data: `${member.pid} still-served\n` });
-    await until(() => reports.slice(since).some((r) => r.type === "received" && r.line === `${member.pid} still-served`), "the member's line at the host");
+    await until(
+      () => reports.slice(since).some((r) => r.type === "received" && r.line === `${member.pid} still-served`),
+      "the member's line at the host",
+    );
     expect(host.exitCode).toBeNull();
     // Nobody lost the host: the only connects are the first two.
     expect(reports.filter((r) => r.type === "connect")).toHaveLength(2);

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { stripVTControlCharacters } from "node:util";
 
 // The API reference (`npm run docs`) stays complete: TypeDoc (validation.notDocumented,
 // treatWarningsAsErrors) fails on a public export without a description, and
@@ -37,8 +38,7 @@ test("TypeDoc documents every package with no warning, and every export and publ
     cwd: ROOT,
     encoding: "utf8",
   });
-  // eslint-disable-next-line no-control-regex
-  const log = (typedoc.stdout + typedoc.stderr).replace(/\x1b\[[0-9;]*m/g, "");
+  const log = stripVTControlCharacters(typedoc.stdout + typedoc.stderr);
   expect(log).not.toMatch(/\[(warning|error)\]/);
   expect(typedoc.status).toBe(0);
 

@@ -126,7 +126,10 @@ describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) =
     expect(group.reports.slice(since).find((r) => r.pid === leaving && r.type === "close")?.state).toBe("closed");
     const others = pids.filter((p) => p !== leaving);
     for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-destroy\n` });
-    await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-destroy`)), "the host to keep serving");
+    await group.waitFor(
+      () => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-destroy`)),
+      "the host to keep serving",
+    );
     // Nobody re-elected.
     expect(group.reports.slice(since).filter((r) => r.type === "connect")).toEqual([]);
   });
@@ -143,7 +146,10 @@ describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) =
     expect(hostsAmong(after.connects)).toEqual([after.hostPid]);
     expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
     for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-handover\n` });
-    await group.waitFor(() => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-handover`)), "the new host to serve");
+    await group.waitFor(
+      () => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-handover`)),
+      "the new host to serve",
+    );
     expect(group.reports.slice(since).filter((r) => r.type === "error")).toEqual([]);
     // The old host's process stays alive, and is nobody's host any more.
     expect(group.alive()).toContain(hostPid);
@@ -218,14 +224,20 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
       // Every survivor saw a failover from the old host to the new one; the heir says it hosts.
       const survivors = group.alive();
       await group.waitFor(
-        () => survivors.every((pid) => group.reports.slice(since).some((r) => r.pid === pid && r.type === "failover" && r.channel === channel)),
+        () =>
+          survivors.every((pid) => group.reports.slice(since).some((r) => r.pid === pid && r.type === "failover" && r.channel === channel)),
         "failover events",
       );
       for (const pid of survivors) {
         const f = group.reports.slice(since).find((r) => r.pid === pid && r.type === "failover" && r.channel === channel);
         expect(f).toMatchObject({ previousHostPid: host, hostPid: next });
       }
-      expect(group.reports.slice(since).filter((r) => r.type === "hosting" && r.isHost === true).map((r) => r.pid)).toEqual([next]);
+      expect(
+        group.reports
+          .slice(since)
+          .filter((r) => r.type === "hosting" && r.isHost === true)
+          .map((r) => r.pid),
+      ).toEqual([next]);
       host = next;
     }
   });
@@ -286,7 +298,12 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
       await new Promise((resolve) => setTimeout(resolve, 2 + round));
       group.kill(heir);
       // The heir may have hosted for a moment before it died: its members then moved on.
-      await oneHostAfter(pids.filter((p) => p !== hostPid && p !== heir), channel, since, [heir]);
+      await oneHostAfter(
+        pids.filter((p) => p !== hostPid && p !== heir),
+        channel,
+        since,
+        [heir],
+      );
       group.stop();
     }
   });
@@ -390,13 +407,19 @@ describe("what a failover delivers, and what it cannot (unix)", () => {
     const writer = pids.find((p) => p !== hostPid) as number;
     // The listener state before: the host has counted lines.
     for (let i = 1; i <= 3; i++) group.send(writer, { cmd: "write", channel, data: `${writer} counted ${i}\n` });
-    await group.waitFor(() => group.reports.some((r) => r.pid === writer && r.type === "data" && r.line === `echo ${writer} counted 3 #3`), "the host's count");
+    await group.waitFor(
+      () => group.reports.some((r) => r.pid === writer && r.type === "data" && r.line === `echo ${writer} counted 3 #3`),
+      "the host's count",
+    );
 
     // The host stops reading; a write is accepted by the kernel (its callback says so), then the host dies.
     group.send(hostPid, { cmd: "pause-host", channel });
     await group.waitFor(() => group.reports.some((r) => r.pid === hostPid && r.type === "paused"), "the pause");
     group.send(writer, { cmd: "write", channel, data: `${writer} doomed\n` });
-    const written = await group.waitFor(() => group.reports.find((r) => r.pid === writer && r.type === "written" && String(r.data).includes("doomed")), "the write callback");
+    const written = await group.waitFor(
+      () => group.reports.find((r) => r.pid === writer && r.type === "written" && String(r.data).includes("doomed")),
+      "the write callback",
+    );
     expect(written.error).toBeUndefined();
     const since = group.reports.length;
     group.kill(hostPid);
@@ -404,17 +427,22 @@ describe("what a failover delivers, and what it cannot (unix)", () => {
     const after = await group.agreement(survivors, channel, since);
 
     group.send(writer, { cmd: "write", channel, data: `${writer} after\n` });
-    const echo = await group.waitFor(() => group.reports.slice(since).find((r) => r.pid === writer && r.type === "data" && r.line?.startsWith(`echo ${writer} after`)), "the new host's echo");
+    const echo = await group.waitFor(
+      () => group.reports.slice(since).find((r) => r.pid === writer && r.type === "data" && r.line?.startsWith(`echo ${writer} after`)),
+      "the new host's echo",
+    );
     // The accepted-but-unread line reached nobody: not the dead host's listener, not the new one.
     expect(group.reports.filter((r) => r.type === "received" && r.line === `${writer} doomed`)).toEqual([]);
     // The new host's listener started from scratch: its count is the number of lines it received
     // itself since the failover, nothing carried over from the dead host's count of 3.
     expect(after.hostPid).not.toBe(hostPid);
     // (Reports of different processes arrive in any order: wait for the new host's own.)
-    await group.waitFor(() => group.reports.slice(since).some((r) => r.type === "received" && r.line === `${writer} after`), "the new host's report");
+    await group.waitFor(
+      () => group.reports.slice(since).some((r) => r.type === "received" && r.line === `${writer} after`),
+      "the new host's report",
+    );
     const byNewHost = group.reports.slice(since).filter((r) => r.type === "received" && r.pid === after.hostPid);
     const count = Number(echo.line?.split("#")[1]);
     expect(count).toBe(byNewHost.findIndex((r) => r.line === `${writer} after`) + 1);
   });
 });
-

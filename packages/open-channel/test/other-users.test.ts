@@ -88,9 +88,9 @@ function next(messages: Record<string, unknown>[], type: string): Promise<Record
     const end = Date.now() + 30000;
     const tick = (): void => {
       const m = messages.find((x) => x.type === type);
-      if (m) return resolve(m);
-      if (Date.now() > end) return reject(new Error(`no ${type} message: ${JSON.stringify(messages)}`));
-      setTimeout(tick, 20);
+      if (m) resolve(m);
+      else if (Date.now() > end) reject(new Error(`no ${type} message: ${JSON.stringify(messages)}`));
+      else setTimeout(tick, 20);
     };
     tick();
   });
@@ -117,8 +117,10 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
         ? { socketPath: unixTransport({ dir: victimDir }).socketPath(channel) }
         : { portFile: tcpTransport({ dir: victimDir }).portFile(channel), port: Number(String(hosting.address).match(/:(\d+) via/)?.[1]) };
     const intruderMessages: Record<string, unknown>[] = [];
-    start(INTRUDER_UID, { OC_ROLE: "intruder", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport, OC_VICTIM: JSON.stringify(victim) }, (m) =>
-      intruderMessages.push(m),
+    start(
+      INTRUDER_UID,
+      { OC_ROLE: "intruder", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport, OC_VICTIM: JSON.stringify(victim) },
+      (m) => intruderMessages.push(m),
     );
     const { results } = (await next(intruderMessages, "intruder")) as { results: Record<string, Record<string, unknown> | string> };
 

@@ -5,13 +5,15 @@ import * as path from "node:path";
 
 // Real installs of the packed tarballs into scratch projects, offline: what a user gets from npm.
 const ROOT = path.join(__dirname, "..", "..", "..");
-let tarballs: Record<string, string> = {};
+const tarballs: Record<string, string> = {};
 
 beforeAll(() => {
   const out = execFileSync(process.execPath, [path.join(ROOT, "scripts", "pack.js")], { encoding: "utf8" });
   for (const file of out.trim().split("\n")) {
     const base = path.basename(file);
-    const name = base.startsWith("open-channel-0") ? "open-channel" : `@open-channel/${base.replace(/^open-channel-/, "").replace(/-\d+\.\d+\.\d+\.tgz$/, "")}`;
+    const name = base.startsWith("open-channel-0")
+      ? "open-channel"
+      : `@open-channel/${base.replace(/^open-channel-/, "").replace(/-\d+\.\d+\.\d+\.tgz$/, "")}`;
     tarballs[name] = file;
   }
 }, 120000);
@@ -24,7 +26,11 @@ function project(deps: string[], npmArgs: string[] = []): string {
     version: "1.0.0",
     private: true,
     dependencies: Object.fromEntries(deps.map((d) => [d, `file:${tarballs[d]}`])),
-    overrides: Object.fromEntries(Object.entries(tarballs).filter(([n]) => n !== "open-channel").map(([n, f]) => [n, `file:${f}`])),
+    overrides: Object.fromEntries(
+      Object.entries(tarballs)
+        .filter(([n]) => n !== "open-channel")
+        .map(([n, f]) => [n, `file:${f}`]),
+    ),
   };
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify(manifest, null, 2));
   execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", ...npmArgs], { cwd: dir, stdio: "pipe" });
@@ -32,7 +38,9 @@ function project(deps: string[], npmArgs: string[] = []): string {
 }
 
 function installed(dir: string): string[] {
-  const scoped = fs.existsSync(path.join(dir, "node_modules", "@open-channel")) ? fs.readdirSync(path.join(dir, "node_modules", "@open-channel")).map((n) => `@open-channel/${n}`) : [];
+  const scoped = fs.existsSync(path.join(dir, "node_modules", "@open-channel"))
+    ? fs.readdirSync(path.join(dir, "node_modules", "@open-channel")).map((n) => `@open-channel/${n}`)
+    : [];
   const top = fs.readdirSync(path.join(dir, "node_modules")).filter((n) => !n.startsWith(".") && !n.startsWith("@"));
   return [...scoped, ...top].sort();
 }
@@ -83,9 +91,13 @@ describe("installing the packed packages", () => {
     const cjs = run(dir, "check.js", ECHO_CHECK('require("open-channel").default', "cjs"));
     expect(cjs.stderr).toBe("");
     expect(cjs.stdout.trim()).toBe("unix ping");
-    const esm = run(dir, "check.mjs", `import openChannel, { openChannel as named, ProcessChannel } from "open-channel";
+    const esm = run(
+      dir,
+      "check.mjs",
+      `import openChannel, { openChannel as named, ProcessChannel } from "open-channel";
 if (openChannel !== named || typeof ProcessChannel !== "function") throw new Error("bad exports");
-${ECHO_CHECK("openChannel", "esm").replace('const openChannel = openChannel;', "")}`);
+${ECHO_CHECK("openChannel", "esm").replace("const openChannel = openChannel;", "")}`,
+    );
     expect(esm.stderr).toBe("");
     expect(esm.stdout.trim()).toBe("unix ping");
     // The command comes with it: `npx open-channel ...` in the user's project.
@@ -158,14 +170,18 @@ void [channel.connect(), same.state];
     if (process.platform === "win32") return;
     const dir = project(["@open-channel/core", "@open-channel/transport-unix"]);
     expect(installed(dir)).toEqual(["@open-channel/core", "@open-channel/transport-unix"]);
-    const r = run(dir, "check.js", `
+    const r = run(
+      dir,
+      "check.js",
+      `
 const { openChannel } = require("@open-channel/core");
 const { unixTransport } = require("@open-channel/transport-unix");
 const channel = openChannel("pack-core-" + process.pid, (s) => s.pipe(s), { transport: unixTransport() });
 const socket = channel.connect();
 socket.write("ping");
 socket.on("data", (d) => { console.log(channel.transport.name + " " + String(d)); socket.destroy(); });
-`);
+`,
+    );
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe("unix ping");
   }, 120000);
@@ -173,10 +189,14 @@ socket.on("data", (d) => { console.log(channel.transport.name + " " + String(d))
   test("without the platform's transport package, the error names the package to install", () => {
     const dir = project(["open-channel"], ["--omit=optional"]);
     expect(installed(dir)).toEqual(["@open-channel/core", "open-channel"]);
-    const r = run(dir, "check.js", `
+    const r = run(
+      dir,
+      "check.js",
+      `
 try { require("open-channel").default("x", () => {}); }
 catch (err) { console.log(err.code + " " + err.message); }
-`);
+`,
+    );
     expect(r.stdout).toContain("ERR_OPEN_CHANNEL_TRANSPORT_MISSING");
     expect(r.stdout).toContain("npm install @open-channel/transport-unix");
   }, 120000);

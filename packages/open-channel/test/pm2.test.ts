@@ -56,7 +56,13 @@ async function agreement(exclude: number[] = []): Promise<{ pids: number[]; host
       const hosts = new Set(statuses.map((s) => s?.hostPid));
       const host = statuses[0]?.hostPid as number;
       const hostsSay = statuses.filter((s) => s?.isHost).map((s) => s?.pid);
-      if (hosts.size === 1 && pids.includes(host) && hostsSay.length === 1 && hostsSay[0] === host && statuses.every((s) => s?.ackFrom === host)) {
+      if (
+        hosts.size === 1 &&
+        pids.includes(host) &&
+        hostsSay.length === 1 &&
+        hostsSay[0] === host &&
+        statuses.every((s) => s?.ackFrom === host)
+      ) {
         return { pids, host };
       }
     }

@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import * as path from "node:path";
-import { OpenChannelError, ProcessChannel, queryChannelStatus, type Transport } from "open-channel";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
+import { OpenChannelError, ProcessChannel, queryChannelStatus, type Transport } from "open-channel";
 import { Group, uniqueChannel } from "./helpers/group";
 
 const BIN = path.join(__dirname, "..", "bin", "open-channel.js");
@@ -61,7 +61,9 @@ describe.each(TRANSPORTS)("open-channel status and list over %s", (transport) =>
 
     const listed = await cli("list", "--json");
     expect(listed.code).toBe(0);
-    const row = (JSON.parse(listed.stdout) as Array<{ channel: string; state: string; host?: { pid: number } }>).find((r) => r.channel === channel);
+    const row = (JSON.parse(listed.stdout) as Array<{ channel: string; state: string; host?: { pid: number } }>).find(
+      (r) => r.channel === channel,
+    );
     expect(row).toMatchObject({ state: "hosted", host: { pid: hostPid } });
 
     // SIGKILL the host: once the survivors agree, the command names the new host.

@@ -20,9 +20,9 @@ import {
   tryLock,
   waitForRelease,
 } from "@open-channel/core";
-import { parseRecord, portFileName, publishExclusive, readRaw, type PortRecord } from "./port-file";
+import { type PortRecord, parseRecord, portFileName, publishExclusive, readRaw } from "./port-file";
 
-export { portFileName, type PortRecord } from "./port-file";
+export { type PortRecord, portFileName } from "./port-file";
 
 /**
  * Options of {@link tcpTransport}.
@@ -88,7 +88,10 @@ export class TcpTransport implements Transport {
     this.dir = path.resolve(options.dir ?? defaultPrivateDir());
     this.host = options.host ?? "127.0.0.1";
     if (this.host !== "127.0.0.1" && this.host !== "::1") {
-      throw new OpenChannelError("ERR_INVALID_ARG_VALUE", `tcpTransport: host must be "127.0.0.1" or "::1" (loopback only), not ${JSON.stringify(options.host)}`);
+      throw new OpenChannelError(
+        "ERR_INVALID_ARG_VALUE",
+        `tcpTransport: host must be "127.0.0.1" or "::1" (loopback only), not ${JSON.stringify(options.host)}`,
+      );
     }
   }
 

@@ -48,11 +48,16 @@ describe("tcp transport specifics", () => {
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.statSync(path.join(dir, "secret")).mode & 0o777).toBe(0o600);
     // Not reachable on any other interface: the port answers on 127.0.0.1 only.
-    const others = Object.values(os.networkInterfaces()).flat().filter((i) => i && !i.internal && i.family === "IPv4");
+    const others = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((i) => i && !i.internal && i.family === "IPv4");
     for (const iface of others) {
       const err = await new Promise<Error | undefined>((resolve) => {
         const s = net.connect({ host: iface?.address, port: record.port });
-        s.once("connect", () => { s.destroy(); resolve(undefined); });
+        s.once("connect", () => {
+          s.destroy();
+          resolve(undefined);
+        });
         s.once("error", resolve);
       });
       expect(err).toBeDefined();
@@ -92,7 +97,12 @@ describe("tcp transport specifics", () => {
   });
 
   /** Connects a raw socket to the channel's published port, writes `chunks`, collects the answer. */
-  async function rawExchange(dir: string, name: string, chunks: (reply: Buffer) => Buffer[], first: Buffer): Promise<{ reply: Buffer; closed: boolean }> {
+  async function rawExchange(
+    dir: string,
+    name: string,
+    chunks: (reply: Buffer) => Buffer[],
+    first: Buffer,
+  ): Promise<{ reply: Buffer; closed: boolean }> {
     const record = JSON.parse(fs.readFileSync(path.join(dir, portFileName(name)), "utf8"));
     const socket = net.connect({ host: record.host, port: record.port });
     socket.on("error", () => undefined);
@@ -132,12 +142,17 @@ describe("tcp transport specifics", () => {
     const memberNonce = newNonce();
     const hello = encodeHello(name, memberNonce);
     let recordedProof: Buffer = Buffer.alloc(0);
-    const legit = await rawExchange(dir, name, (reply) => {
-      const parsed = new ReplyParser().feed(reply);
-      if (parsed.state !== "done" || parsed.value.hostNonce === undefined) throw new Error("no reply");
-      recordedProof = computeProof(secret, "member", name, memberNonce, parsed.value.hostNonce);
-      return [recordedProof, Buffer.from("legit\n")];
-    }, hello);
+    const legit = await rawExchange(
+      dir,
+      name,
+      (reply) => {
+        const parsed = new ReplyParser().feed(reply);
+        if (parsed.state !== "done" || parsed.value.hostNonce === undefined) throw new Error("no reply");
+        recordedProof = computeProof(secret, "member", name, memberNonce, parsed.value.hostNonce);
+        return [recordedProof, Buffer.from("legit\n")];
+      },
+      hello,
+    );
     expect(legit.closed).toBe(false);
     expect(seen.length).toBe(2);
 

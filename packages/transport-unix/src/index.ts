@@ -7,12 +7,12 @@ import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as path from "node:path";
 import { type ChannelEntry, channelsFromNames, ensurePrivateDir, type Transport } from "@open-channel/core";
-import { bindOrTakeOver } from "./take-over";
 import { defaultSocketDir, socketFileName } from "./socket-path";
+import { bindOrTakeOver } from "./take-over";
 
-export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
 export { ensurePrivateDir } from "@open-channel/core";
-export { probe, bindOrTakeOver, type ProbeResult } from "./take-over";
+export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
+export { bindOrTakeOver, type ProbeResult, probe } from "./take-over";
 
 /** listen() on a Unix socket path; `exclusive` so that a cluster worker binds it itself. */
 function bindExclusive(server: net.Server, socketPath: string): Promise<void> {

@@ -3,14 +3,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  bindOrTakeOver,
-  ensurePrivateDir,
-  maxSocketPathBytes,
-  probe,
-  socketFileName,
-  unixTransport,
-} from "@open-channel/transport-unix";
+import { bindOrTakeOver, ensurePrivateDir, maxSocketPathBytes, probe, socketFileName, unixTransport } from "@open-channel/transport-unix";
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "oc-unix-"));
 

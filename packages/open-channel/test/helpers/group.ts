@@ -5,7 +5,20 @@ import * as path from "node:path";
 export interface Report {
   pid: number;
   at: number;
-  type: "ready" | "connect" | "data" | "received" | "error" | "close" | "status" | "written" | "paused" | "dropped" | "hosting" | "heir" | "failover";
+  type:
+    | "ready"
+    | "connect"
+    | "data"
+    | "received"
+    | "error"
+    | "close"
+    | "status"
+    | "written"
+    | "paused"
+    | "dropped"
+    | "hosting"
+    | "heir"
+    | "failover";
   channel?: string;
   hostPid?: number;
   previousHostPid?: number;
@@ -55,12 +68,18 @@ export class Group {
     const before = this.reports.length;
     const pids: number[] = [];
     for (let i = 0; i < count; i++) {
-      const child = fork(path.join(FIXTURES, "member.js"), [], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+      const child = fork(path.join(FIXTURES, "member.js"), [], {
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
       child.on("message", (m) => this.record(m as Report));
       this.direct.set(child.pid as number, child);
       pids.push(child.pid as number);
     }
-    await this.waitFor(() => pids.every((pid) => this.reports.slice(before).some((r) => r.pid === pid && r.type === "ready")), "members ready");
+    await this.waitFor(
+      () => pids.every((pid) => this.reports.slice(before).some((r) => r.pid === pid && r.type === "ready")),
+      "members ready",
+    );
     return pids;
   }
 
