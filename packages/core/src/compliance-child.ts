@@ -6,7 +6,6 @@ import * as net from "node:net";
 import type { Transport } from "./transport";
 
 const spec = JSON.parse(process.argv[2] as string) as { module: string; factory: string; options?: unknown; channel: string };
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const mod = require(spec.module) as Record<string, (options?: unknown) => Transport>;
 const transport = mod[spec.factory](spec.options);
 const server = net.createServer((s) => s.destroy());

@@ -744,7 +744,6 @@ export class ProcessChannel extends EventEmitter {
   // ---- the socket's hooks --------------------------------------------------------------------
 
   private makeOwner(): SocketOwner {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const channel = this;
     return {
       get live() {

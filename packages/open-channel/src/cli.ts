@@ -225,7 +225,6 @@ export async function runCli(
     return EXIT.ok;
   }
   if (options.command === "version") {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     out.stdout(`${(require("../package.json") as { version: string }).version}\n`);
     return EXIT.ok;
   }

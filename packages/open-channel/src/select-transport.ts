@@ -91,7 +91,6 @@ export function loadTransport(name: string, channel: string): Transport {
   const entry = TRANSPORT_PACKAGES[name as TransportName];
   let mod: Record<string, unknown>;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     mod = require(entry.pkg) as Record<string, unknown>;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw err;

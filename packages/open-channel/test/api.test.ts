@@ -27,7 +27,6 @@ afterEach(() => {
 
 describe("the open-channel package (umbrella)", () => {
   test("exports default and openChannel (the same function) and ProcessChannel", () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const cjs = require("open-channel");
     expect(typeof cjs.default).toBe("function");
     expect(cjs.default).toBe(cjs.openChannel);

@@ -16,7 +16,6 @@ interface Problem {
   kind: string;
   missing: string[];
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { findMissingExamples } = require(CHECK) as { findMissingExamples: (project: unknown) => Problem[] };
 
 let dir: string;

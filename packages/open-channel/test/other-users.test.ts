@@ -98,7 +98,6 @@ function next(messages: Record<string, unknown>[], type: string): Promise<Record
 
 const describeAsRoot = isRoot ? describe : describe.skip;
 if (!isRoot) {
-  // eslint-disable-next-line no-console
   console.warn("other-users.test.ts: skipped, it needs root to run processes as two other uids");
 }
 
