@@ -22,7 +22,9 @@ export type OpenChannelErrorCode =
   | "ERR_OPEN_CHANNEL_HANDSHAKE"
   | "ERR_OPEN_CHANNEL_CLOSED"
   | "ERR_OPEN_CHANNEL_UNSAFE_DIR"
-  | "ERR_OPEN_CHANNEL_ADDRESS";
+  | "ERR_OPEN_CHANNEL_ADDRESS"
+  | "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE"
+  | "ERR_OPEN_CHANNEL_REMOTE";
 
 /**
  * An error raised by open-channel.

@@ -1,0 +1,188 @@
+/**
+ * The message layer's frames, on the channel's socket once its handshake is done:
+ *
+ * ```
+ * frame:  length u32be (of what follows) | type u8 | payload
+ * HELLO   m->h  session (16 bytes) | pid u32 | base u48 (every seq <= base is acknowledged) | topics (u16 count, then u16 length + UTF-8 each)
+ * MSG     m->h  seq u48 | flags u8 | body
+ * REQ     m->h  seq u48 | flags u8 | body
+ * PUB     m->h  seq u48 | flags u8 | topic (u16 length + UTF-8) | body
+ * SUB     m->h  seq u48 | flags u8 | topic
+ * UNSUB   m->h  seq u48 | flags u8 | topic
+ * ACK     h->m  seq u48: every frame up to seq has been handled (cumulative)
+ * RES     h->m  seq u48 | ok u8 | body (the result, or the error as { name, message, code })
+ * FAIL    h->m  seq u48 | error body: the handler of a MSG or PUB threw
+ * PUSH    h->m  body
+ * EVENT   h->m  topic | publisher pid u32 | body
+ * ```
+ */
+export const FRAME = {
+  hello: 1,
+  msg: 2,
+  req: 3,
+  pub: 4,
+  sub: 5,
+  unsub: 6,
+  ack: 10,
+  res: 11,
+  fail: 12,
+  push: 13,
+  event: 14,
+  /** flags */
+  redelivered: 1,
+  headerBytes: 5,
+  /** Bytes of a sequenced frame before its own fields: header, seq, flags. */
+  seqHeaderBytes: 5 + 6 + 1,
+  sessionBytes: 16,
+} as const;
+
+/** The kinds of sequenced frames a member sends. */
+export type SequencedType = typeof FRAME.msg | typeof FRAME.req | typeof FRAME.pub | typeof FRAME.sub | typeof FRAME.unsub;
+
+function topicBytes(topic: string): Buffer {
+  const bytes = Buffer.from(topic, "utf8");
+  if (bytes.length > 0xffff) throw new RangeError(`topic is ${bytes.length} bytes long (at most 65535)`);
+  return bytes;
+}
+
+/** A sequenced frame (MSG, REQ, PUB, SUB, UNSUB); the flags byte can be changed in place later. */
+export function encodeSequenced(type: SequencedType, seq: number, body: Uint8Array | undefined, topic?: string): Buffer {
+  const t = topic === undefined ? undefined : topicBytes(topic);
+  const topicLength = t === undefined ? 0 : 2 + t.length;
+  const bodyLength = body === undefined ? 0 : body.length;
+  const out = Buffer.allocUnsafe(FRAME.seqHeaderBytes + topicLength + bodyLength);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = type;
+  out.writeUIntBE(seq, 5, 6);
+  out[11] = 0;
+  let at = FRAME.seqHeaderBytes;
+  if (t !== undefined) {
+    out.writeUInt16BE(t.length, at);
+    t.copy(out, at + 2);
+    at += topicLength;
+  }
+  if (body !== undefined) out.set(body, at);
+  return out;
+}
+
+/** Marks a sequenced frame as sent before (it goes again after a reconnect). */
+export function markRedelivered(frame: Buffer): void {
+  frame[11] |= FRAME.redelivered;
+}
+
+/** The HELLO a member sends first on every connection. */
+export function encodeHello(session: Buffer, pid: number, base: number, topics: Iterable<string>): Buffer {
+  const parts = [...topics].map(topicBytes);
+  const topicsLength = 2 + parts.reduce((n, t) => n + 2 + t.length, 0);
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + FRAME.sessionBytes + 4 + 6 + topicsLength);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = FRAME.hello;
+  session.copy(out, 5);
+  let at = 5 + FRAME.sessionBytes;
+  out.writeUInt32BE(pid >>> 0, at);
+  out.writeUIntBE(base, at + 4, 6);
+  at += 10;
+  out.writeUInt16BE(parts.length, at);
+  at += 2;
+  for (const t of parts) {
+    out.writeUInt16BE(t.length, at);
+    t.copy(out, at + 2);
+    at += 2 + t.length;
+  }
+  return out;
+}
+
+/** ACK of every frame up to `seq`. */
+export function encodeAck(seq: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + 6);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = FRAME.ack;
+  out.writeUIntBE(seq, 5, 6);
+  return out;
+}
+
+/** RES (with `ok`) or FAIL (without). */
+export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean, body: Uint8Array): Buffer {
+  const extra = type === FRAME.res ? 1 : 0;
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + 6 + extra + body.length);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = type;
+  out.writeUIntBE(seq, 5, 6);
+  if (extra) out[11] = ok ? 1 : 0;
+  out.set(body, FRAME.headerBytes + 6 + extra);
+  return out;
+}
+
+/** PUSH of `body` to one member. */
+export function encodePush(body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + body.length);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = FRAME.push;
+  out.set(body, FRAME.headerBytes);
+  return out;
+}
+
+/** EVENT: what a publisher sent to `topic`. */
+export function encodeEvent(topic: string, pid: number, body: Uint8Array): Buffer {
+  const t = topicBytes(topic);
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + 2 + t.length + 4 + body.length);
+  out.writeUInt32BE(out.length - 4, 0);
+  out[4] = FRAME.event;
+  out.writeUInt16BE(t.length, 5);
+  t.copy(out, 7);
+  out.writeUInt32BE(pid >>> 0, 7 + t.length);
+  out.set(body, 11 + t.length);
+  return out;
+}
+
+/** Reads a topic at `at`: the topic and where what follows starts. */
+export function readTopic(frame: Buffer, at: number): { topic: string; next: number } {
+  const length = frame.readUInt16BE(at);
+  if (at + 2 + length > frame.length) throw new RangeError("topic runs past the frame");
+  return { topic: frame.toString("utf8", at + 2, at + 2 + length), next: at + 2 + length };
+}
+
+/**
+ * Splits a byte stream into frames. Frames are handed out as views into the received chunks (no
+ * copy) when a chunk holds them whole. A header claiming more than `maxFrameBytes` is an error:
+ * the caller closes the connection.
+ */
+export class FrameReader {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly maxFrameBytes: number) {}
+
+  /** Drops a partial frame (the connection it came from is gone). */
+  reset(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Feeds a chunk; calls `onFrame` for each complete frame (type at index 4). Throws on a bad header. */
+  feed(chunk: Buffer, onFrame: (frame: Buffer) => void): void {
+    let buf: Buffer;
+    if (this.pendingBytes === 0) buf = chunk;
+    else {
+      this.pending.push(chunk);
+      buf = Buffer.concat(this.pending, this.pendingBytes + chunk.length);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    let at = 0;
+    while (buf.length - at >= 4) {
+      const length = buf.readUInt32BE(at);
+      if (length < 1 || length > this.maxFrameBytes) {
+        throw new RangeError(`a frame header claims ${length} bytes (the limit is ${this.maxFrameBytes})`);
+      }
+      if (buf.length - at < 4 + length) break;
+      onFrame(buf.subarray(at, at + 4 + length));
+      at += 4 + length;
+    }
+    if (at < buf.length) {
+      const rest = buf.subarray(at);
+      this.pending.push(rest);
+      this.pendingBytes = rest.length;
+    }
+  }
+}

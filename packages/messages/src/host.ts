@@ -1,0 +1,346 @@
+import type * as net from "node:net";
+import { debug } from "@open-channel/core";
+import type { Codec } from "./codec";
+import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, readTopic } from "./frame";
+
+/**
+ * Who sent a message, as the host's handlers see it.
+ *
+ * @example
+ * onMessage(body, from) {
+ *   if (from.redelivered) console.log(`seq ${from.seq} of ${from.session} again, after a failover`);
+ *   from.send({ ok: true }); // a push to that member: its messenger emits "message"
+ * }
+ */
+export interface MessageContext {
+  /** The member's process id. */
+  readonly pid: number;
+  /** The member's session id (hex): one per messenger, kept across reconnects. */
+  readonly session: string;
+  /** The message's sequence number in that session: with `session`, an id to dedupe with. */
+  readonly seq: number;
+  /** `true` when the member sent this message before, to a host that died before acknowledging it. */
+  readonly redelivered: boolean;
+  /** Pushes `body` to this member (its messenger emits `"message"`); `false` when it is not connected. */
+  send(body: unknown): boolean;
+}
+
+/**
+ * What runs in whichever process hosts the channel.
+ *
+ * @example
+ * const handlers: MessageHandlers = {
+ *   onMessage(body, from) { jobs.push(body); },
+ *   async onRequest(body) { return jobs.length; },
+ * };
+ */
+export interface MessageHandlers {
+  /** A member's `send(body)`: its promise resolves once this has run (or its promise resolved). */
+  onMessage?(body: unknown, from: MessageContext): void | Promise<void>;
+  /** A member's `request(body)`: the value returned (or resolved) is the reply; a throw rejects the request. */
+  onRequest?(body: unknown, from: MessageContext): unknown;
+}
+
+interface Pending {
+  seq: number;
+  done: boolean;
+}
+
+interface Session {
+  id: string;
+  pid: number;
+  socket: net.Socket | undefined;
+  /** Every seq up to this one has been handled. */
+  handled: number;
+  /** Highest seq received. */
+  received: number;
+  /** Handled out of order or still running (async handlers), in seq order. */
+  pending: Pending[];
+  /** Recent RES/FAIL frames, for a member that reconnects to this same host without them. */
+  results: Map<number, Buffer>;
+  /** Requests whose handler is still running. */
+  running: Set<number>;
+  topics: Set<string>;
+  ackDue: boolean;
+  expiry: NodeJS.Timeout | undefined;
+}
+
+/** How long the host remembers a disconnected member's session (to dedupe when it comes back). */
+const SESSION_TTL_MS = 60_000;
+
+/** Options of the host side. */
+export interface HostOptions {
+  codec: Codec;
+  maxFrameBytes: number;
+  /** Results kept per session for replay; the members' window is never larger. */
+  maxUnacked: number;
+  channel: string;
+}
+
+function errorBody(codec: Codec, err: unknown): Uint8Array {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  try {
+    return codec.encode({ name: e.name, message: e.message, code: typeof code === "string" ? code : undefined });
+  } catch {
+    return codec.encode({ name: "Error", message: String(e.message) });
+  }
+}
+
+/**
+ * The host side of a message channel: one per process (its state lives in whichever process
+ * hosts, and dies with it). `listener` is the channel's connection listener.
+ */
+export class MessageHost {
+  private readonly sessions = new Map<string, Session>();
+  private readonly topics = new Map<string, Set<Session>>();
+  private ackTimer: NodeJS.Immediate | undefined;
+  private readonly ackDue = new Set<Session>();
+
+  constructor(
+    private readonly handlers: MessageHandlers,
+    private readonly options: HostOptions,
+  ) {}
+
+  /** The channel's connection listener. */
+  readonly listener = (socket: net.Socket): void => {
+    const reader = new FrameReader(this.options.maxFrameBytes);
+    let session: Session | undefined;
+    socket.on("error", (err) => debug("messages %j: member connection error: %s", this.options.channel, err.message));
+    socket.on("close", () => {
+      if (session !== undefined && session.socket === socket) this.detach(session);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      socket.cork();
+      try {
+        reader.feed(chunk, (frame) => {
+          if (frame[4] === FRAME.hello) session = this.hello(frame, socket);
+          else if (session === undefined) throw new Error(`frame type ${frame[4]} before the hello`);
+          else this.onFrame(session, frame);
+        });
+      } catch (err) {
+        debug("messages %j: closing a member connection: %s", this.options.channel, (err as Error).message);
+        socket.destroy();
+      } finally {
+        if (session !== undefined && session.ackDue) this.writeAck(session);
+        socket.uncork();
+      }
+    });
+  };
+
+  private hello(frame: Buffer, socket: net.Socket): Session {
+    const id = frame.toString("hex", 5, 5 + FRAME.sessionBytes);
+    let at = 5 + FRAME.sessionBytes;
+    const pid = frame.readUInt32BE(at);
+    const base = frame.readUIntBE(at + 4, 6);
+    at += 10;
+    const count = frame.readUInt16BE(at);
+    at += 2;
+    const topics: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const t = readTopic(frame, at);
+      topics.push(t.topic);
+      at = t.next;
+    }
+    let session = this.sessions.get(id);
+    if (session === undefined) {
+      session = {
+        id,
+        pid,
+        socket,
+        handled: base,
+        received: base,
+        pending: [],
+        results: new Map(),
+        running: new Set(),
+        topics: new Set(),
+        ackDue: false,
+        expiry: undefined,
+      };
+      this.sessions.set(id, session);
+    } else {
+      clearTimeout(session.expiry);
+      session.expiry = undefined;
+      if (session.socket !== undefined && session.socket !== socket) session.socket.destroy();
+      session.socket = socket;
+      if (base > session.handled && session.pending.length === 0) session.handled = base;
+      if (base > session.received) session.received = base;
+      for (const seq of session.results.keys()) if (seq <= base) session.results.delete(seq);
+      // Results the member is still waiting for (it reconnected to this same host without them).
+      for (const [seq, result] of session.results) if (seq > base) socket.write(result);
+    }
+    for (const t of [...session.topics]) if (!topics.includes(t)) this.unsubscribe(session, t);
+    for (const t of topics) this.subscribe(session, t);
+    // Anything already handled is acknowledged again: the member may not have seen the ACK.
+    if (session.handled > base) session.ackDue = true;
+    debug("messages %j: member pid %d session %s (base %d, %d topics)", this.options.channel, pid, id, base, topics.length);
+    return session;
+  }
+
+  private detach(session: Session): void {
+    session.socket = undefined;
+    this.ackDue.delete(session);
+    session.expiry = setTimeout(() => {
+      if (session.socket !== undefined) return;
+      for (const t of session.topics) this.unsubscribe(session, t);
+      this.sessions.delete(session.id);
+    }, SESSION_TTL_MS);
+    session.expiry.unref();
+  }
+
+  private subscribe(session: Session, topic: string): void {
+    session.topics.add(topic);
+    let set = this.topics.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.topics.set(topic, set);
+    }
+    set.add(session);
+  }
+
+  private unsubscribe(session: Session, topic: string): void {
+    session.topics.delete(topic);
+    const set = this.topics.get(topic);
+    if (set === undefined) return;
+    set.delete(session);
+    if (set.size === 0) this.topics.delete(topic);
+  }
+
+  private context(session: Session, seq: number, redelivered: boolean): MessageContext {
+    const codec = this.options.codec;
+    return {
+      pid: session.pid,
+      session: session.id,
+      seq,
+      redelivered,
+      send: (body: unknown): boolean => {
+        const socket = session.socket;
+        if (socket === undefined || socket.destroyed) return false;
+        socket.write(encodePush(codec.encode(body)));
+        return true;
+      },
+    };
+  }
+
+  private onFrame(session: Session, frame: Buffer): void {
+    const type = frame[4];
+    if (type < FRAME.msg || type > FRAME.unsub) throw new Error(`unknown frame type ${type}`);
+    const seq = frame.readUIntBE(5, 6);
+    const redelivered = (frame[11] & FRAME.redelivered) !== 0;
+    if (seq <= session.received) {
+      // Sent again (a reconnect): handled once already, or still running here.
+      const result = session.results.get(seq);
+      if (result !== undefined) {
+        if (session.socket !== undefined) session.socket.write(result);
+      } else if (type === FRAME.req && !session.running.has(seq)) {
+        // A request this host never answered: its previous host took it and died. Run it.
+        this.request(session, seq, frame, true);
+      }
+      if (seq <= session.handled) session.ackDue = true;
+      return;
+    }
+    session.received = seq;
+    const codec = this.options.codec;
+    let outcome: unknown;
+    try {
+      switch (type) {
+        case FRAME.msg:
+          outcome = this.handlers.onMessage?.(codec.decode(frame.subarray(FRAME.seqHeaderBytes)), this.context(session, seq, redelivered));
+          break;
+        case FRAME.req:
+          // Acknowledged once started: a slow request never holds back what comes after it. Its
+          // reply (RES) settles it on the member, which keeps it for the next host until then.
+          this.request(session, seq, frame, redelivered);
+          break;
+        case FRAME.pub: {
+          const { topic, next } = readTopic(frame, FRAME.seqHeaderBytes);
+          const event = encodeEvent(topic, session.pid, frame.subarray(next));
+          for (const s of this.topics.get(topic) ?? []) if (s.socket !== undefined && !s.socket.destroyed) s.socket.write(event);
+          break;
+        }
+        case FRAME.sub:
+          this.subscribe(session, readTopic(frame, FRAME.seqHeaderBytes).topic);
+          break;
+        default:
+          this.unsubscribe(session, readTopic(frame, FRAME.seqHeaderBytes).topic);
+      }
+    } catch (err) {
+      this.failed(session, seq, type, err);
+      outcome = undefined;
+    }
+    if (outcome instanceof Promise) {
+      const entry: Pending = { seq, done: false };
+      session.pending.push(entry);
+      outcome.then(
+        () => this.complete(session, entry),
+        (err: unknown) => {
+          this.failed(session, seq, type, err);
+          this.complete(session, entry);
+        },
+      );
+    } else if (session.pending.length === 0) {
+      session.handled = seq;
+      session.ackDue = true;
+    } else session.pending.push({ seq, done: true });
+  }
+
+  private request(session: Session, seq: number, frame: Buffer, redelivered: boolean): void {
+    const codec = this.options.codec;
+    const reply = (ok: boolean, body: Uint8Array): void => {
+      session.running.delete(seq);
+      this.result(session, seq, FRAME.res, ok, body);
+    };
+    const fail = (err: unknown): void => {
+      session.running.delete(seq);
+      this.failed(session, seq, FRAME.req, err);
+    };
+    try {
+      if (this.handlers.onRequest === undefined) {
+        throw Object.assign(new Error("the host has no onRequest handler"), { code: "ERR_OPEN_CHANNEL_NO_HANDLER" });
+      }
+      const value = this.handlers.onRequest(codec.decode(frame.subarray(FRAME.seqHeaderBytes)), this.context(session, seq, redelivered));
+      if (value instanceof Promise) {
+        session.running.add(seq);
+        value.then((v) => reply(true, codec.encode(v))).catch(fail);
+      } else reply(true, codec.encode(value));
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  private failed(session: Session, seq: number, type: number, err: unknown): void {
+    debug("messages %j: the handler of seq %d (session %s) threw: %s", this.options.channel, seq, session.id, (err as Error)?.message);
+    const body = errorBody(this.options.codec, err);
+    if (type === FRAME.req) this.result(session, seq, FRAME.res, false, body);
+    else this.result(session, seq, FRAME.fail, false, body);
+  }
+
+  private result(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, ok: boolean, body: Uint8Array): void {
+    const frame = encodeResult(type, seq, ok, body);
+    session.results.set(seq, frame);
+    if (session.results.size > this.options.maxUnacked) session.results.delete(session.results.keys().next().value as number);
+    if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(frame);
+  }
+
+  /** An async handler finished: acknowledge every seq up to the first one still running. */
+  private complete(session: Session, entry: Pending): void {
+    entry.done = true;
+    let advanced = false;
+    while (session.pending.length > 0 && session.pending[0].done) {
+      session.handled = (session.pending.shift() as Pending).seq;
+      advanced = true;
+    }
+    if (!advanced) return;
+    this.ackDue.add(session);
+    this.ackTimer ??= setImmediate(() => {
+      this.ackTimer = undefined;
+      for (const s of this.ackDue) this.writeAck(s);
+      this.ackDue.clear();
+    });
+  }
+
+  private writeAck(session: Session): void {
+    session.ackDue = false;
+    if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(encodeAck(session.handled));
+  }
+}

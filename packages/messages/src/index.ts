@@ -1,0 +1,147 @@
+/**
+ * `@open-channel/messages`: framed messages over an open-channel channel. `send` with an
+ * acknowledgement, `request`/response, pushes from the host, pub/sub through the host, and nothing
+ * lost across a failover: what the host has not acknowledged goes again to the next host, flagged
+ * `redelivered`.
+ *
+ * @example
+ * const { openMessageChannel } = require("@open-channel/messages");
+ * const { unixTransport } = require("@open-channel/transport-unix");
+ * const jobs = openMessageChannel("jobs", {
+ *   onMessage(body, from) { console.log(`from ${from.pid}:`, body); },
+ *   async onRequest(body) { return { echo: body }; },
+ * }, { transport: unixTransport() });
+ * const messenger = jobs.connect();
+ * await messenger.send({ job: 1 });
+ *
+ * @packageDocumentation
+ */
+import { OpenChannelRangeError, OpenChannelTypeError, ProcessChannel, type Transport } from "@open-channel/core";
+import { type Codec, v8Codec } from "./codec";
+import { type MessageHandlers, MessageHost } from "./host";
+import { Messenger } from "./messenger";
+
+export { bufferCodec, type Codec, jsonCodec, v8Codec } from "./codec";
+export type { MessageContext, MessageHandlers } from "./host";
+export { type EventMeta, Messenger } from "./messenger";
+
+/**
+ * Options of {@link openMessageChannel}. Every process of a channel must use the same codec and
+ * limits.
+ *
+ * @example
+ * openMessageChannel("jobs", handlers, { transport, codec: jsonCodec, maxUnacked: 256 });
+ */
+export interface MessageChannelOptions {
+  /** The transport (the `open-channel` package picks one for the platform when omitted there). */
+  transport: Transport;
+  /** How bodies become bytes: {@link v8Codec} (default), `jsonCodec`, `bufferCodec` or your own. */
+  codec?: Codec;
+  /** Largest frame, in bytes (default 16 MiB): a bigger send is refused; a host closes a member's connection that announces one. */
+  maxFrameBytes?: number;
+  /** Most sends, requests and publishes not yet acknowledged (default 1024); `send()` waits beyond it. */
+  maxUnacked?: number;
+  /** Most bytes not yet acknowledged (default 8 MiB); `send()` waits beyond it. */
+  maxUnackedBytes?: number;
+  /** Default `request()` timeout, in ms (default 30000). */
+  requestTimeout?: number;
+}
+
+/** Defaults of {@link MessageChannelOptions}. */
+export const MESSAGE_DEFAULTS = {
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxUnacked: 1024,
+  maxUnackedBytes: 8 * 1024 * 1024,
+  requestTimeout: 30_000,
+} as const;
+
+function positiveInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number")
+    throw new OpenChannelTypeError(
+      "ERR_INVALID_ARG_TYPE",
+      `The "options.${name}" property must be of type number. Received ${typeof value}`,
+    );
+  if (!Number.isInteger(value) || value <= 0)
+    throw new OpenChannelRangeError(`The value of "options.${name}" is out of range. It must be a positive integer. Received ${value}`);
+  return value;
+}
+
+/**
+ * A message channel: the handlers run in whichever process hosts; `connect()` gives this
+ * process's {@link Messenger}.
+ *
+ * @example
+ * const jobs = openMessageChannel("jobs", { onMessage: (body) => queue.push(body) }, { transport });
+ * const messenger = jobs.connect(5000);
+ */
+export class MessageChannel {
+  /** The underlying channel (`channel.isHost`, `channel.hostPid`, its events). */
+  readonly channel: ProcessChannel;
+  private readonly codec: Codec;
+  private readonly limits: { maxFrameBytes: number; maxUnacked: number; maxUnackedBytes: number; requestTimeoutMs: number };
+
+  constructor(
+    /** The channel's name. */
+    readonly name: string,
+    handlers: MessageHandlers,
+    options: MessageChannelOptions,
+  ) {
+    if (typeof handlers !== "object" || handlers === null)
+      throw new OpenChannelTypeError("ERR_INVALID_ARG_TYPE", 'The "handlers" argument must be an object ({ onMessage, onRequest }).');
+    for (const key of ["onMessage", "onRequest"] as const) {
+      if (handlers[key] !== undefined && typeof handlers[key] !== "function") {
+        throw new OpenChannelTypeError(
+          "ERR_INVALID_ARG_TYPE",
+          `The "handlers.${key}" property must be a function. Received ${typeof handlers[key]}`,
+        );
+      }
+    }
+    this.codec = options.codec ?? v8Codec;
+    if (typeof this.codec.encode !== "function" || typeof this.codec.decode !== "function") {
+      throw new OpenChannelTypeError(
+        "ERR_INVALID_ARG_TYPE",
+        'The "options.codec" property must have encode(value) and decode(bytes) functions.',
+      );
+    }
+    this.limits = {
+      maxFrameBytes: positiveInteger("maxFrameBytes", options.maxFrameBytes, MESSAGE_DEFAULTS.maxFrameBytes),
+      maxUnacked: positiveInteger("maxUnacked", options.maxUnacked, MESSAGE_DEFAULTS.maxUnacked),
+      maxUnackedBytes: positiveInteger("maxUnackedBytes", options.maxUnackedBytes, MESSAGE_DEFAULTS.maxUnackedBytes),
+      requestTimeoutMs: positiveInteger("requestTimeout", options.requestTimeout, MESSAGE_DEFAULTS.requestTimeout),
+    };
+    const host = new MessageHost(handlers, {
+      codec: this.codec,
+      maxFrameBytes: this.limits.maxFrameBytes,
+      maxUnacked: this.limits.maxUnacked,
+      channel: name,
+    });
+    this.channel = new ProcessChannel(name, host.listener, { transport: options.transport });
+  }
+
+  /**
+   * Connects this process (electing a host if there is none) and returns its messenger, usable at
+   * once. One messenger per channel object: call again after it closed.
+   *
+   * @example
+   * const messenger = jobs.connect();
+   * messenger.on("connect", () => console.log("connected, host pid", jobs.channel.hostPid));
+   */
+  connect(timeout?: number): Messenger {
+    return new Messenger(this.channel, this.codec, this.limits, timeout);
+  }
+}
+
+/**
+ * Opens a message channel named `name` (nothing happens until `connect()`).
+ *
+ * @example
+ * const jobs = openMessageChannel("jobs", {
+ *   onMessage(body, from) { console.log(from.pid, body, from.redelivered); },
+ *   async onRequest(body) { return "pong"; },
+ * }, { transport: unixTransport() });
+ * const reply = await jobs.connect().request("ping");
+ */
+export function openMessageChannel(name: string, handlers: MessageHandlers, options: MessageChannelOptions): MessageChannel {
+  return new MessageChannel(name, handlers, options);
+}

@@ -1,0 +1,386 @@
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type * as net from "node:net";
+import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
+import type { Codec } from "./codec";
+import { encodeHello, encodeSequenced, FRAME, FrameReader, markRedelivered, readTopic, type SequencedType } from "./frame";
+
+/** Limits of a messenger; see `MessageChannelOptions`. */
+export interface MessengerLimits {
+  maxFrameBytes: number;
+  maxUnacked: number;
+  maxUnackedBytes: number;
+  requestTimeoutMs: number;
+}
+
+/**
+ * What a subscriber gets with each published body.
+ *
+ * @example
+ * messenger.subscribe("prices", (body, meta) => console.log(meta.topic, meta.pid, body));
+ */
+export interface EventMeta {
+  /** The topic it was published to. */
+  topic: string;
+  /** The publisher's process id. */
+  pid: number;
+}
+
+/** A sequenced frame not yet acknowledged by the host: sent again after a failover. */
+interface Outgoing {
+  frame: Buffer;
+  type: SequencedType;
+  sent: boolean;
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((err: Error) => void) | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+function remoteError(channel: string, decoded: unknown): OpenChannelError {
+  const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: String(decoded) }) as {
+    name?: string;
+    message?: string;
+    code?: string;
+  };
+  const err = new OpenChannelError(
+    "ERR_OPEN_CHANNEL_REMOTE",
+    `open-channel "${channel}": the host's handler threw: ${e.message ?? "(no message)"}. See the host's code; the remote error's code is in err.remoteCode.`,
+    { channel },
+  );
+  (err as { remoteCode?: string }).remoteCode = e.code;
+  (err as { remoteName?: string }).remoteName = e.name;
+  return err;
+}
+
+/**
+ * A member's end of a message channel, from `MessageChannel.connect()`. Usable at once: what it
+ * sends waits until connected. Every `send`, `request`, `publish` and (un)subscription has a
+ * sequence number in this messenger's session and stays here until the host acknowledges it; after
+ * a failover it goes again, in order, to the new host (flagged `redelivered`).
+ *
+ * Events: `"message"` `(body)` (the host pushed to this member with `from.send(body)`),
+ * `"connect"` (connected, or reconnected after a failover), `"error"` `(err)` (the channel gave
+ * up; pending calls are rejected with it too; emitted only when there is a listener).
+ *
+ * @example
+ * const messenger = channel.connect();
+ * messenger.on("message", (body) => console.log("pushed:", body));
+ * await messenger.send({ job: 1 });
+ * const reply = await messenger.request({ get: "count" }, { timeout: 1000 });
+ */
+export class Messenger extends EventEmitter {
+  /** This messenger's session id (hex): what the host sees as `from.session`. */
+  readonly session: string;
+  private readonly sessionBytes: Buffer;
+  private readonly socket: net.Socket;
+  private readonly reader: FrameReader;
+  private readonly outbox = new Map<number, Outgoing>();
+  private outboxBytes = 0;
+  private nextSeq = 1;
+  private acked = 0;
+  private live = false;
+  private corked = false;
+  private closed: Error | undefined;
+  private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
+  private roomWaiters: Array<() => void> = [];
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    /** The underlying channel (its state, host, events). */
+    readonly channel: ProcessChannel,
+    private readonly codec: Codec,
+    private readonly limits: MessengerLimits,
+    timeout: number | undefined,
+  ) {
+    super();
+    this.sessionBytes = randomBytes(FRAME.sessionBytes);
+    this.session = this.sessionBytes.toString("hex");
+    this.reader = new FrameReader(limits.maxFrameBytes);
+    this.socket = timeout === undefined ? channel.connect() : channel.connect(timeout);
+    this.socket.on("connect", () => this.onConnect());
+    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.socket.on("error", (err) => this.shutdown(err));
+    this.socket.on("close", () => this.shutdown(this.closedError()));
+    channel.on("state", (state: string) => {
+      if (state !== "connected") this.live = false;
+    });
+  }
+
+  /** `true` while connected to a host (what is sent goes out at once). */
+  get connected(): boolean {
+    return this.live;
+  }
+
+  /** Messages, requests and (un)subscriptions sent and not yet acknowledged by the host. */
+  get unacknowledged(): number {
+    return this.outbox.size;
+  }
+
+  /**
+   * Sends `body` to the host's `onMessage`. Resolves once the handler has run (its promise, if
+   * any, resolved); rejects with `ERR_OPEN_CHANNEL_REMOTE` when it threw. Waits while the window of
+   * unacknowledged messages is full.
+   *
+   * @example
+   * await messenger.send({ type: "log", line: "started" });
+   */
+  async send(body: unknown): Promise<void> {
+    await this.enqueue(FRAME.msg, body, undefined);
+  }
+
+  /**
+   * Asks the host's `onRequest` and resolves with what it returned; rejects with
+   * `ERR_OPEN_CHANNEL_REMOTE` when it threw, `ETIMEDOUT` after `timeout` ms (default 30000; the
+   * request may still run on the host).
+   *
+   * @example
+   * const count = await messenger.request({ get: "count" }, { timeout: 2000 });
+   */
+  async request(body: unknown, options: { timeout?: number } = {}): Promise<unknown> {
+    return this.enqueue(FRAME.req, body, undefined, options.timeout ?? this.limits.requestTimeoutMs);
+  }
+
+  /**
+   * Publishes `body` to every subscriber of `topic` (this member too, if subscribed), through the
+   * host. Resolves once the host has sent it on.
+   *
+   * @example
+   * await messenger.publish("prices", { eur: 1.08 });
+   */
+  async publish(topic: string, body: unknown): Promise<void> {
+    await this.enqueue(FRAME.pub, body, topic);
+  }
+
+  /**
+   * Calls `handler` for everything published to `topic`, until the returned function is called.
+   * Subscriptions are restored on a new host after a failover.
+   *
+   * @example
+   * const unsubscribe = messenger.subscribe("prices", (body, meta) => console.log(body, meta.pid));
+   */
+  subscribe(topic: string, handler: (body: unknown, meta: EventMeta) => void): () => void {
+    if (typeof handler !== "function") throw new TypeError("subscribe(topic, handler): handler must be a function");
+    let set = this.subscriptions.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.subscriptions.set(topic, set);
+      this.enqueue(FRAME.sub, undefined, topic).catch(() => undefined);
+    }
+    set.add(handler);
+    return () => {
+      const current = this.subscriptions.get(topic);
+      if (current === undefined || !current.delete(handler) || current.size > 0) return;
+      this.subscriptions.delete(topic);
+      this.enqueue(FRAME.unsub, undefined, topic).catch(() => undefined);
+    };
+  }
+
+  /**
+   * Waits until the host has acknowledged everything sent (or the channel gave up), then closes the
+   * channel. Calls after it reject with `ERR_OPEN_CHANNEL_CLOSED`.
+   *
+   * @example
+   * await messenger.send("last words");
+   * await messenger.close();
+   */
+  async close(): Promise<void> {
+    if (this.closed === undefined && this.outbox.size > 0) {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+    this.socket.destroy();
+  }
+
+  // ---- sending --------------------------------------------------------------------------------
+
+  private enqueue(type: SequencedType, body: unknown, topic: string | undefined, timeoutMs?: number): Promise<unknown> {
+    if (this.closed !== undefined) return Promise.reject(this.closed);
+    if (this.outbox.size >= this.limits.maxUnacked || this.outboxBytes >= this.limits.maxUnackedBytes) {
+      return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.enqueue(type, body, topic, timeoutMs));
+    }
+    let frame: Buffer;
+    try {
+      const encoded = type === FRAME.sub || type === FRAME.unsub ? undefined : this.codec.encode(body);
+      frame = encodeSequenced(type, this.nextSeq, encoded, topic);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (frame.length - 4 > this.limits.maxFrameBytes) {
+      return Promise.reject(
+        new OpenChannelError(
+          "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
+          `open-channel "${this.channel.name}": a message of ${frame.length - 4} bytes is over the limit of ${this.limits.maxFrameBytes}. Send it in parts, or raise maxFrameBytes on every process.`,
+          { channel: this.channel.name },
+        ),
+      );
+    }
+    const seq = this.nextSeq++;
+    return new Promise((resolve, reject) => {
+      const out: Outgoing = { frame, type, sent: false, resolve, reject, timer: undefined };
+      if (timeoutMs !== undefined && timeoutMs > 0) {
+        out.timer = setTimeout(() => {
+          out.resolve = undefined;
+          const r = out.reject;
+          out.reject = undefined;
+          // Started by the host already: nothing left to deliver, give its place back.
+          if (seq <= this.acked) {
+            this.forget(seq, out);
+            this.wake();
+          }
+          r?.(
+            new OpenChannelError(
+              "ETIMEDOUT",
+              `open-channel "${this.channel.name}": no reply to request ${seq} within ${timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
+              { channel: this.channel.name },
+            ),
+          );
+        }, timeoutMs);
+      }
+      this.outbox.set(seq, out);
+      this.outboxBytes += frame.length;
+      if (this.live) this.write(out);
+    });
+  }
+
+  private write(out: Outgoing): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    if (out.sent) markRedelivered(out.frame);
+    out.sent = true;
+    this.socket.write(out.frame);
+  }
+
+  private onConnect(): void {
+    // A partial frame of a dead host must not run into the new host's bytes.
+    this.reader.reset();
+    this.socket.cork();
+    this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
+    this.live = true;
+    const again = [...this.outbox.values()].filter((o) => o.sent).length;
+    if (again > 0) debug("messages %j: sending %d unacknowledged frame(s) again", this.channel.name, again);
+    for (const out of this.outbox.values()) this.write(out);
+    this.socket.uncork();
+    this.emit("connect");
+  }
+
+  // ---- receiving ------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.reader.feed(chunk, (frame) => this.onFrame(frame));
+    } catch (err) {
+      debug("messages %j: bad frame from the host (%s): reconnecting", this.channel.name, (err as Error).message);
+      this.reader.reset();
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    switch (frame[4]) {
+      case FRAME.ack:
+        return this.onAck(frame.readUIntBE(5, 6));
+      case FRAME.res:
+      case FRAME.fail: {
+        const seq = frame.readUIntBE(5, 6);
+        const out = this.outbox.get(seq);
+        if (out === undefined) return;
+        const isRes = frame[4] === FRAME.res;
+        const ok = isRes && frame[11] === 1;
+        const value = this.codec.decode(frame.subarray(isRes ? 12 : 11));
+        const { resolve, reject } = out;
+        out.resolve = undefined;
+        out.reject = undefined;
+        clearTimeout(out.timer);
+        if (seq <= this.acked) {
+          this.forget(seq, out);
+          this.wake();
+        }
+        if (ok) resolve?.(value);
+        else reject?.(remoteError(this.channel.name, value));
+        return;
+      }
+      case FRAME.push:
+        this.emit("message", this.codec.decode(frame.subarray(FRAME.headerBytes)));
+        return;
+      case FRAME.event: {
+        const { topic, next } = readTopic(frame, FRAME.headerBytes);
+        const handlers = this.subscriptions.get(topic);
+        if (handlers === undefined) return;
+        const meta: EventMeta = { topic, pid: frame.readUInt32BE(next) };
+        const body = this.codec.decode(frame.subarray(next + 4));
+        for (const handler of handlers) handler(body, meta);
+        return;
+      }
+      default:
+        debug("messages %j: ignoring frame type %d from the host", this.channel.name, frame[4]);
+    }
+  }
+
+  private onAck(seq: number): void {
+    if (seq <= this.acked) return;
+    this.acked = seq;
+    for (const [s, out] of this.outbox) {
+      if (s > seq) break;
+      // A request is acknowledged once the host started it, and settled by its reply: until
+      // then it stays here, to go again to the next host if this one dies first.
+      if (out.type === FRAME.req && out.resolve !== undefined) continue;
+      this.forget(s, out);
+      const resolve = out.resolve;
+      out.resolve = undefined;
+      out.reject = undefined;
+      resolve?.(undefined);
+    }
+    this.wake();
+  }
+
+  private forget(seq: number, out: Outgoing): void {
+    if (!this.outbox.delete(seq)) return;
+    this.outboxBytes -= out.frame.length;
+    clearTimeout(out.timer);
+  }
+
+  private wake(): void {
+    if (this.roomWaiters.length > 0) {
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const w of waiters) w();
+    }
+    if (this.outbox.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private closedError(): OpenChannelError {
+    return new OpenChannelError(
+      "ERR_OPEN_CHANNEL_CLOSED",
+      `open-channel "${this.channel.name}": the messenger is closed. Call channel.connect() for a new one.`,
+      { channel: this.channel.name },
+    );
+  }
+
+  /** The channel gave up or was closed: everything still waiting is rejected with `err`. */
+  private shutdown(err: Error): void {
+    if (this.closed !== undefined) return;
+    this.closed = err;
+    this.live = false;
+    for (const out of this.outbox.values()) {
+      clearTimeout(out.timer);
+      out.reject?.(err);
+      out.resolve = undefined;
+      out.reject = undefined;
+    }
+    this.outbox.clear();
+    this.outboxBytes = 0;
+    this.wake();
+    for (const w of this.roomWaiters) w();
+    if (err.name !== "OpenChannelError" || (err as OpenChannelError).code !== "ERR_OPEN_CHANNEL_CLOSED") {
+      if (this.listenerCount("error") > 0) this.emit("error", err);
+    }
+  }
+}

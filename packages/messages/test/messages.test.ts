@@ -1,0 +1,180 @@
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { jsonCodec, type MessageContext, type Messenger, openMessageChannel, v8Codec } from "@open-channel/messages";
+import { tcpTransport } from "@open-channel/transport-tcp";
+import { unixTransport } from "@open-channel/transport-unix";
+
+const transports = { unix: () => unixTransport(), tcp: () => tcpTransport() };
+const unique = (label: string): string =>
+  `msg-${label}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+
+const open: Messenger[] = [];
+afterEach(async () => {
+  for (const m of open.splice(0)) m.channel.close();
+});
+
+describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messages in one process over %s", (name) => {
+  test("send resolves after onMessage ran, in order; request gets the reply; a throw rejects with the remote error", async () => {
+    const seen: unknown[] = [];
+    const ch = openMessageChannel(
+      unique(`basic-${name}`),
+      {
+        onMessage(body) {
+          seen.push(body);
+        },
+        async onRequest(body) {
+          if (body === "boom") throw Object.assign(new Error("no such job"), { code: "ENOJOB" });
+          return { echo: body, count: seen.length };
+        },
+      },
+      { transport: transports[name]() },
+    );
+    const m = ch.connect();
+    open.push(m);
+    const sends = [];
+    for (let i = 0; i < 100; i++) sends.push(m.send(i));
+    await Promise.all(sends);
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(await m.request("hi")).toEqual({ echo: "hi", count: 100 });
+    await expect(m.request("boom")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE", remoteCode: "ENOJOB" });
+    expect(m.unacknowledged).toBe(0);
+  });
+
+  test("the default codec carries Map, Set, Date, BigInt, Buffer and typed arrays; the host pushes with from.send", async () => {
+    let got: unknown;
+    const ch = openMessageChannel(
+      unique(`types-${name}`),
+      {
+        onMessage(body, from: MessageContext) {
+          got = body;
+          from.send({ thanks: from.seq });
+        },
+      },
+      { transport: transports[name](), codec: v8Codec },
+    );
+    const m = ch.connect();
+    open.push(m);
+    const pushed = new Promise((resolve) => m.once("message", resolve));
+    const body = {
+      map: new Map([["a", 1]]),
+      set: new Set([1, 2]),
+      at: new Date(5),
+      big: 2n ** 70n,
+      buf: Buffer.from("xy"),
+      f: new Float64Array([1.5]),
+    };
+    await m.send(body);
+    expect(got).toEqual(body);
+    expect(await pushed).toEqual({ thanks: 1 });
+  });
+
+  test("pub/sub through the host: every subscriber gets each publish, with the publisher's pid; unsubscribe stops it", async () => {
+    const ch = openMessageChannel(unique(`pubsub-${name}`), {}, { transport: transports[name](), codec: jsonCodec });
+    const m = ch.connect();
+    open.push(m);
+    const a: unknown[] = [];
+    const b: Array<[unknown, number]> = [];
+    const stopA = m.subscribe("prices", (body) => a.push(body));
+    m.subscribe("prices", (body, meta) => b.push([body, meta.pid]));
+    await m.publish("prices", { eur: 1 });
+    await m.publish("other", "nobody listens");
+    stopA();
+    await m.publish("prices", { eur: 2 });
+    // Events come before the ACK of the publish that caused them (same connection, in order).
+    expect(a).toEqual([{ eur: 1 }]);
+    expect(b).toEqual([
+      [{ eur: 1 }, process.pid],
+      [{ eur: 2 }, process.pid],
+    ]);
+  });
+
+  test("a message over maxFrameBytes is refused with a code, and the channel goes on", async () => {
+    const ch = openMessageChannel(
+      unique(`big-${name}`),
+      { onMessage: () => undefined },
+      { transport: transports[name](), maxFrameBytes: 1024 },
+    );
+    const m = ch.connect();
+    open.push(m);
+    await expect(m.send("x".repeat(2000))).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE" });
+    await expect(m.send("small")).resolves.toBeUndefined();
+  });
+
+  test("a request with no reply in time rejects ETIMEDOUT and holds nothing back; a full window makes send wait, then go", async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let handled = 0;
+    const ch = openMessageChannel(
+      unique(`window-${name}`),
+      {
+        async onMessage() {
+          await gate;
+          handled++;
+        },
+        onRequest: () => new Promise(() => undefined),
+      },
+      { transport: transports[name](), maxUnacked: 4 },
+    );
+    const m = ch.connect();
+    open.push(m);
+    await expect(m.request("never", { timeout: 50 })).rejects.toMatchObject({ code: "ETIMEDOUT" });
+    // The hung request was started by the host, so it gave its place in the window back.
+    expect(m.unacknowledged).toBe(0);
+    let settled = 0;
+    const sends = Array.from({ length: 10 }, (_, i) => m.send(i).then(() => settled++));
+    await new Promise((r) => setTimeout(r, 100));
+    // Four in flight (the window), held by the handler; six waiting their turn.
+    expect(settled).toBe(0);
+    expect(m.unacknowledged).toBe(4);
+    release();
+    await Promise.all(sends);
+    expect(settled).toBe(10);
+    expect(handled).toBe(10);
+    m.channel.close();
+    await expect(m.send("after close")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_CLOSED" });
+  });
+});
+
+test("options are checked: TypeError / RangeError with codes", () => {
+  const transport = unixTransport();
+  expect(() => openMessageChannel("x", null as never, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+  expect(() => openMessageChannel("x", { onMessage: 1 as never }, { transport })).toThrow(
+    expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }),
+  );
+  expect(() => openMessageChannel("x", {}, { transport, maxUnacked: 0 })).toThrow(RangeError);
+  expect(() => openMessageChannel("x", {}, { transport, maxFrameBytes: 1.5 })).toThrow(
+    expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }),
+  );
+});
+
+test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
+  // The host's listener on a plain Unix socket server: what a member connection reaches after the handshake.
+  const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
+  const host = new MessageHost({ onMessage: () => undefined }, { codec: v8Codec, maxFrameBytes: 1024, maxUnacked: 16, channel: "raw" });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-msg-"));
+  const file = path.join(dir, "s.sock");
+  const server = net.createServer(host.listener).listen(file);
+  await new Promise((r) => server.once("listening", r));
+  try {
+    const bad = net.connect(file);
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(1 << 30, 0);
+    bad.write(header);
+    await new Promise((resolve) => bad.on("close", resolve));
+    const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
+    const good = net.connect(file);
+    const acks: number[] = [];
+    good.on("data", (d: Buffer) => acks.push(d[4]));
+    good.write(Buffer.concat([encodeHello(Buffer.alloc(16, 7), 1, 0, []), encodeSequenced(FRAME.msg, 1, v8Codec.encode("ok"))]));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(acks).toContain(FRAME.ack);
+    good.destroy();
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
