@@ -122,7 +122,7 @@ export class MessageHost {
         debug("messages %j: closing a member connection: %s", this.options.channel, (err as Error).message);
         socket.destroy();
       } finally {
-        if (session !== undefined && session.ackDue) this.writeAck(session);
+        if (session?.ackDue) this.writeAck(session);
         socket.uncork();
       }
     });

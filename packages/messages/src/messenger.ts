@@ -282,7 +282,8 @@ export class Messenger extends EventEmitter {
   private onFrame(frame: Buffer): void {
     switch (frame[4]) {
       case FRAME.ack:
-        return this.onAck(frame.readUIntBE(5, 6));
+        this.onAck(frame.readUIntBE(5, 6));
+        return;
       case FRAME.res:
       case FRAME.fail: {
         const seq = frame.readUIntBE(5, 6);
