@@ -18,7 +18,7 @@ const path = require("node:path");
 const root = path.join(__dirname, "..");
 const staging = path.join(root, "build", "pack");
 const out = path.join(root, "build", "tarballs");
-const PACKAGES = ["core", "transport-unix", "transport-tcp", "transport-pipe", "open-channel"];
+const PACKAGES = ["core", "transport-unix", "transport-tcp", "transport-pipe", "messages", "open-channel"];
 
 fs.rmSync(staging, { recursive: true, force: true });
 fs.rmSync(out, { recursive: true, force: true });

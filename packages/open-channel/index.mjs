@@ -9,5 +9,12 @@ export const {
   TRANSPORT_PACKAGES,
   queryChannelStatus,
   runCli,
+  openMessageChannel,
+  MessageChannel,
+  Messenger,
+  MESSAGE_DEFAULTS,
+  v8Codec,
+  jsonCodec,
+  bufferCodec,
 } = umbrella;
 export default umbrella.openChannel;

@@ -23,7 +23,7 @@ import { Messenger } from "./messenger";
 
 export { bufferCodec, type Codec, jsonCodec, v8Codec } from "./codec";
 export type { MessageContext, MessageHandlers } from "./host";
-export { type EventMeta, Messenger } from "./messenger";
+export { type EventMeta, Messenger, type MessengerLimits } from "./messenger";
 
 /**
  * Options of {@link openMessageChannel}. Every process of a channel must use the same codec and
@@ -47,11 +47,20 @@ export interface MessageChannelOptions {
   requestTimeout?: number;
 }
 
-/** Defaults of {@link MessageChannelOptions}. */
+/**
+ * Defaults of {@link MessageChannelOptions}.
+ *
+ * @example
+ * openMessageChannel("big", handlers, { transport, maxFrameBytes: 4 * MESSAGE_DEFAULTS.maxFrameBytes });
+ */
 export const MESSAGE_DEFAULTS = {
+  /** 16 MiB. */
   maxFrameBytes: 16 * 1024 * 1024,
+  /** 1024 frames. */
   maxUnacked: 1024,
+  /** 8 MiB. */
   maxUnackedBytes: 8 * 1024 * 1024,
+  /** 30 s. */
   requestTimeout: 30_000,
 } as const;
 
@@ -76,13 +85,24 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
  * const messenger = jobs.connect(5000);
  */
 export class MessageChannel {
-  /** The underlying channel (`channel.isHost`, `channel.hostPid`, its events). */
+  /**
+   * The underlying channel (`channel.isHost`, `channel.hostPid`, its events).
+   *
+   * @example
+   * jobs.channel.on("failover", ({ hostPid }) => console.log(`jobs now hosted by ${hostPid}`));
+   */
   readonly channel: ProcessChannel;
   private readonly codec: Codec;
   private readonly limits: { maxFrameBytes: number; maxUnacked: number; maxUnackedBytes: number; requestTimeoutMs: number };
 
+  /** Use {@link openMessageChannel}; the same arguments. */
   constructor(
-    /** The channel's name. */
+    /**
+     * The channel's name.
+     *
+     * @example
+     * console.log(jobs.name); // "jobs"
+     */
     readonly name: string,
     handlers: MessageHandlers,
     options: MessageChannelOptions,

@@ -5,11 +5,20 @@ import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core
 import type { Codec } from "./codec";
 import { encodeHello, encodeSequenced, FRAME, FrameReader, markRedelivered, readTopic, type SequencedType } from "./frame";
 
-/** Limits of a messenger; see `MessageChannelOptions`. */
+/**
+ * Limits of a messenger, from `MessageChannelOptions` (or `MESSAGE_DEFAULTS`).
+ *
+ * @example
+ * const limits: MessengerLimits = { maxFrameBytes: 1 << 24, maxUnacked: 1024, maxUnackedBytes: 1 << 23, requestTimeoutMs: 30000 };
+ */
 export interface MessengerLimits {
+  /** Largest frame, in bytes. */
   maxFrameBytes: number;
+  /** Most frames not yet acknowledged. */
   maxUnacked: number;
+  /** Most bytes not yet acknowledged. */
   maxUnackedBytes: number;
+  /** Default request timeout, in ms. */
   requestTimeoutMs: number;
 }
 
@@ -69,7 +78,12 @@ function remoteError(channel: string, decoded: unknown): OpenChannelError {
  * const reply = await messenger.request({ get: "count" }, { timeout: 1000 });
  */
 export class Messenger extends EventEmitter {
-  /** This messenger's session id (hex): what the host sees as `from.session`. */
+  /**
+   * This messenger's session id (hex): what the host sees as `from.session`.
+   *
+   * @example
+   * console.log(`session ${messenger.session}`);
+   */
   readonly session: string;
   private readonly sessionBytes: Buffer;
   private readonly socket: net.Socket;
@@ -85,8 +99,14 @@ export class Messenger extends EventEmitter {
   private roomWaiters: Array<() => void> = [];
   private drainWaiters: Array<() => void> = [];
 
+  /** Made by `MessageChannel.connect()`; connects `channel` at once. */
   constructor(
-    /** The underlying channel (its state, host, events). */
+    /**
+     * The underlying channel (its state, host, events).
+     *
+     * @example
+     * messenger.channel.on("state", (state) => console.log(state));
+     */
     readonly channel: ProcessChannel,
     private readonly codec: Codec,
     private readonly limits: MessengerLimits,
@@ -106,12 +126,22 @@ export class Messenger extends EventEmitter {
     });
   }
 
-  /** `true` while connected to a host (what is sent goes out at once). */
+  /**
+   * `true` while connected to a host (what is sent goes out at once).
+   *
+   * @example
+   * if (!messenger.connected) console.log("queued until a host answers");
+   */
   get connected(): boolean {
     return this.live;
   }
 
-  /** Messages, requests and (un)subscriptions sent and not yet acknowledged by the host. */
+  /**
+   * Messages, requests and (un)subscriptions sent and not yet acknowledged by the host.
+   *
+   * @example
+   * console.log(`${messenger.unacknowledged} in flight`);
+   */
   get unacknowledged(): number {
     return this.outbox.size;
   }

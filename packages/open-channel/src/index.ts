@@ -14,6 +14,12 @@
  * @packageDocumentation
  */
 import { type ConnectionListener, type OpenChannelOptions, ProcessChannel, parseOpenChannelArgs } from "@open-channel/core";
+import {
+  type MessageChannel,
+  type MessageChannelOptions,
+  type MessageHandlers,
+  openMessageChannel as openMessageChannelWith,
+} from "@open-channel/messages";
 import { loadTransport, selectTransportName } from "./select-transport";
 
 export {
@@ -30,6 +36,19 @@ export {
   type StatusQueryResult,
   type Transport,
 } from "@open-channel/core";
+export {
+  bufferCodec,
+  type Codec,
+  type EventMeta,
+  jsonCodec,
+  MESSAGE_DEFAULTS,
+  MessageChannel,
+  type MessageChannelOptions,
+  type MessageContext,
+  type MessageHandlers,
+  Messenger,
+  v8Codec,
+} from "@open-channel/messages";
 export { type ChannelReport, type CliOutput, type HostReport, runCli } from "./cli";
 export { loadTransport, type SelectionContext, selectTransportName, TRANSPORT_PACKAGES, type TransportName } from "./select-transport";
 
@@ -67,3 +86,21 @@ export function openChannel(
 }
 
 export default openChannel;
+
+/**
+ * Opens a message channel (framed messages, request/response, pub/sub, nothing lost across a
+ * failover: see `@open-channel/messages`), with the transport picked for the platform unless
+ * `options.transport` is given.
+ *
+ * @example
+ * const jobs = openMessageChannel("jobs", {
+ *   onMessage(body, from) { console.log(`job from ${from.pid}`, body); },
+ *   async onRequest(body) { return { ok: true }; },
+ * });
+ * const messenger = jobs.connect();
+ * await messenger.send({ id: 1 });
+ */
+export function openMessageChannel(name: string, handlers: MessageHandlers, options: Partial<MessageChannelOptions> = {}): MessageChannel {
+  const transport = options.transport ?? loadTransport(selectTransportName(), name);
+  return openMessageChannelWith(name, handlers, { ...options, transport });
+}

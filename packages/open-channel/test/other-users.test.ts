@@ -32,6 +32,7 @@ function stage(): string {
   const packages: Record<string, string> = {
     "open-channel": "open-channel",
     "@open-channel/core": "core",
+    "@open-channel/messages": "messages",
     "@open-channel/transport-unix": "transport-unix",
     "@open-channel/transport-tcp": "transport-tcp",
   };

@@ -87,7 +87,13 @@ describe("installing the packed packages", () => {
   test("open-channel on Linux installs core, unix and tcp, never the Windows-only pipe transport; CJS and ESM work", () => {
     if (process.platform === "win32") return;
     const dir = project(["open-channel"]);
-    expect(installed(dir)).toEqual(["@open-channel/core", "@open-channel/transport-tcp", "@open-channel/transport-unix", "open-channel"]);
+    expect(installed(dir)).toEqual([
+      "@open-channel/core",
+      "@open-channel/messages",
+      "@open-channel/transport-tcp",
+      "@open-channel/transport-unix",
+      "open-channel",
+    ]);
     const cjs = run(dir, "check.js", ECHO_CHECK('require("open-channel").default', "cjs"));
     expect(cjs.stderr).toBe("");
     expect(cjs.stdout.trim()).toBe("unix ping");
@@ -163,7 +169,13 @@ void [channel.connect(), same.state];
 
   test("what Windows would get (npm install --os=win32): core, pipe and tcp, never unix", () => {
     const dir = project(["open-channel"], ["--os=win32"]);
-    expect(installed(dir)).toEqual(["@open-channel/core", "@open-channel/transport-pipe", "@open-channel/transport-tcp", "open-channel"]);
+    expect(installed(dir)).toEqual([
+      "@open-channel/core",
+      "@open-channel/messages",
+      "@open-channel/transport-pipe",
+      "@open-channel/transport-tcp",
+      "open-channel",
+    ]);
   }, 120000);
 
   test("a Linux user can install just @open-channel/core and @open-channel/transport-unix, and nothing else comes", () => {
@@ -188,7 +200,7 @@ socket.on("data", (d) => { console.log(channel.transport.name + " " + String(d))
 
   test("without the platform's transport package, the error names the package to install", () => {
     const dir = project(["open-channel"], ["--omit=optional"]);
-    expect(installed(dir)).toEqual(["@open-channel/core", "open-channel"]);
+    expect(installed(dir)).toEqual(["@open-channel/core", "@open-channel/messages", "open-channel"]);
     const r = run(
       dir,
       "check.js",
