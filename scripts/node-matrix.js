@@ -36,6 +36,7 @@ const SMOKE = [
   "packages/open-channel/test/bad-input.test.ts",
   "packages/open-channel/test/other-users.test.ts",
   "packages/open-channel/test/status.test.ts",
+  "packages/messages/test/failover.test.ts",
   "packages/open-channel/test/api.test.ts",
   "packages/core/test/channel.test.ts",
   "packages/transport-unix/test/unix-transport.test.ts",
