@@ -42,3 +42,10 @@ test("examples/cluster/app.js: the workers elect a host; after it is SIGKILLed, 
   expect([...second][0]).not.toBe([...first][0]);
   expect(out).not.toMatch(/error/i);
 });
+
+test("examples/job-queue.js: three workers share one queue through the message layer; every job is done exactly once", async () => {
+  const { code, out } = await run("examples/job-queue.js");
+  expect(code).toBe(0);
+  expect(out).toContain("== done: 15 jobs, each done exactly once ==");
+  expect(out.match(/squared \d+/g)?.length).toBe(15);
+});
