@@ -1,5 +1,5 @@
 import type * as net from "node:net";
-import { debug } from "@open-channel/core";
+import { debug, OpenChannelError } from "@open-channel/core";
 import type { Codec } from "./codec";
 import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, readTopic } from "./frame";
 
@@ -214,9 +214,11 @@ export class MessageHost {
       seq,
       redelivered,
       send: (body: unknown): boolean => {
+        const frame = encodePush(codec.encode(body));
+        if (frame.length - 4 > this.options.maxFrameBytes) throw this.tooLarge(frame.length - 4, "a push");
         const socket = session.socket;
         if (socket === undefined || socket.destroyed) return false;
-        socket.write(encodePush(codec.encode(body)));
+        socket.write(frame);
         return true;
       },
     };
@@ -315,8 +317,19 @@ export class MessageHost {
     else this.result(session, seq, FRAME.fail, false, body);
   }
 
+  private tooLarge(bytes: number, what: string): OpenChannelError {
+    return new OpenChannelError(
+      "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
+      `open-channel "${this.options.channel}": ${what} of ${bytes} bytes is over the limit of ${this.options.maxFrameBytes}. Send less, or raise maxFrameBytes on every process.`,
+      { channel: this.options.channel },
+    );
+  }
+
   private result(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, ok: boolean, body: Uint8Array): void {
-    const frame = encodeResult(type, seq, ok, body);
+    let frame = encodeResult(type, seq, ok, body);
+    // A reply the member would refuse to read: it gets the reason instead.
+    if (frame.length - 4 > this.options.maxFrameBytes)
+      frame = encodeResult(type, seq, false, errorBody(this.options.codec, this.tooLarge(frame.length - 4, "a reply")));
     session.results.set(seq, frame);
     if (session.results.size > this.options.maxUnacked) session.results.delete(session.results.keys().next().value as number);
     if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(frame);
