@@ -141,6 +141,30 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
   });
 });
 
+test("a producer faster than the host: what is in flight stays within the window (count and bytes)", async () => {
+  const ch = openMessageChannel(
+    unique("backpressure"),
+    { onMessage: () => new Promise((resolve) => setImmediate(resolve)) },
+    { transport: unixTransport(), maxUnacked: 64, maxUnackedBytes: 64 * 1024 },
+  );
+  const m = ch.connect();
+  open.push(m);
+  let most = 0;
+  const body = Buffer.alloc(4096, 1); // 16 fill the byte window before the count window
+  const sends: Promise<void>[] = [];
+  for (let i = 0; i < 2000; i++) {
+    sends.push(m.send(body));
+    most = Math.max(most, m.unacknowledged);
+    if (sends.length >= 256) await sends.shift();
+  }
+  await Promise.all(sends);
+  most = Math.max(most, m.unacknowledged);
+  // The byte window (64 KiB of ~4 KiB frames) binds first: at most 16 frames, plus the one that crossed it.
+  expect(most).toBeLessThanOrEqual(17);
+  expect(most).toBeGreaterThan(1);
+  expect(m.unacknowledged).toBe(0);
+});
+
 test("options are checked: TypeError / RangeError with codes", () => {
   const transport = unixTransport();
   expect(() => openMessageChannel("x", null as never, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
