@@ -187,7 +187,7 @@ function messagesSection(result) {
       `object whose serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
       `(xN) is the median of the round-by-round ratios to raw net's echo; subscribers are not pinned.`,
     "",
-    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net (unix socket) | target |`,
+    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net, same rounds | target |`,
     `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
   ];
   for (const figure of MESSAGE_FIGURES) {

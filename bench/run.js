@@ -5,8 +5,8 @@
  * open-channel 0.1.12, then open-channel's message layer on its own (bench/messages.js), in one
  * run on this machine. Writes bench/results/latest.{json,md,svg}.
  *
- *   npm run bench                 # the full run (about 100 s on 2 cores)
- *   npm run bench -- --quick      # a smoke run (about 40 s): fewer rounds, scaling 2 and 8 only
+ *   npm run bench                 # the full run (about 90 s on 2 cores)
+ *   npm run bench -- --quick      # a smoke run (about 45 s): fewer rounds, scaling 2 and 8 only
  *   npm run bench -- --only open-channel,raw-net          # systems: their side-by-side scenarios
  *   npm run bench -- --only messages-send-64B,messages-failover   # scenarios of the message layer
  *   npm run bench -- --only open-channel-messages         # all of them
