@@ -1,7 +1,8 @@
 "use strict";
 /**
  * Writes a bench result as latest.json (machine facts and one row per scenario and system),
- * latest.md (a table) and latest.svg (one group of bars per scenario, raw net marked as the limit).
+ * latest.md (a table) and latest.svg (one group of bars per scenario, raw net marked as the limit),
+ * each with a section of its own for the message layer (one bar per codec, the issue's targets).
  */
 const fs = require("node:fs");
 const path = require("node:path");
@@ -25,6 +26,41 @@ const FIGURES = [
   { scenario: "memory", key: "host_kb_per_member", title: "Host RSS per member", unit: "KB", better: "lower" },
 ];
 
+/** The message layer's figures (bench/messages.js): one value per codec; raw net where paired. */
+const MESSAGE_FIGURES = [
+  {
+    scenario: "messages-send-64B",
+    key: "msgs_per_s",
+    title: "send(), acknowledged, 64 B",
+    unit: "msgs/s",
+    better: "higher",
+    target: { value: 1e6, text: ">= 1 M msgs/s" },
+  },
+  {
+    scenario: "messages-request-rtt",
+    key: "median_us",
+    raw: "raw_net_median_us",
+    title: "request round trip, median",
+    unit: "µs",
+    better: "lower",
+    target: { ratio: 1.3, text: "<= 1.3x raw net" },
+  },
+  { scenario: "messages-request-rtt", key: "p99_us", raw: "raw_net_p99_us", title: "request round trip, p99", unit: "µs", better: "lower" },
+  {
+    scenario: "messages-publish-4",
+    key: "deliveries_per_s",
+    title: "publish, 4 subscribers",
+    unit: "deliveries/s",
+    better: "higher",
+    target: { value: 5e5, text: ">= 500 k deliveries/s" },
+  },
+];
+const CODECS = [
+  { codec: "buffer", label: "bufferCodec", color: "#17becf" },
+  { codec: "v8", label: "v8Codec (default)", color: "#1f77b4" },
+];
+const MESSAGES = "open-channel-messages";
+
 const LIMIT = "raw-net";
 const COLORS = {
   "raw-net": "#8c8c8c",
@@ -36,7 +72,7 @@ const COLORS = {
 
 function format(value, unit) {
   if (value === null || value === undefined || Number.isNaN(value)) return "-";
-  if (unit === "msgs/s") return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : `${Math.round(value / 1000)} k`;
+  if (unit === "msgs/s" || unit === "deliveries/s") return value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : `${Math.round(value / 1000)} k`;
   if (value >= 100) return String(Math.round(value));
   if (value >= 10) return value.toFixed(1);
   return value.toFixed(2);
@@ -81,6 +117,17 @@ function markdown(result) {
     `# Benchmark: open-channel side by side`,
     "",
     `${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB, Node ${m.node}, ${m.platform}; ${m.date}; ${result.duration_s} s in all${m.quick ? " (quick run)" : ""}.`,
+  ];
+  if (systems.length > 0) lines.push(...systemsTable(result, systems));
+  if (result.rows.some((r) => r.system === MESSAGES)) lines.push(...messagesSection(result));
+  lines.push(...notes(result));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The side-by-side table: one column per system. */
+function systemsTable(result, systems) {
+  const m = result.machine;
+  const lines = [
     "",
     `One sender to one host (64 B, round trip, 1 MiB, connect): median of ${m.pair_rounds} rounds after a warm-up, the systems ` +
       `taking turns round by round, host and sender ${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; ` +
@@ -102,6 +149,69 @@ function markdown(result) {
     });
     lines.push(`| ${figure.title} (${figure.unit}, ${figure.better} is better) | ${cells.join(" | ")} |`);
   }
+  return lines;
+}
+
+/** The message layer's row for `scenario` and `codec` (a failure without a codec counts for each). */
+function messageRow(rows, scenario, codec) {
+  const mine = rows.filter((r) => r.scenario === scenario && r.system === MESSAGES);
+  return mine.find((r) => r.codec === codec) ?? mine.find((r) => r.codec === undefined);
+}
+
+const count = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "-");
+
+function failoverLines(row) {
+  if (row === undefined) return [];
+  if (row.error !== undefined) return [`Failover under load: failed (${row.error}).`];
+  return [
+    `Failover under load (${row.codec}Codec; ${row.members} members sending { n } continuously, the host SIGKILLed ${row.kills} times, ` +
+      `a new member after each; every host logs what its onMessage saw, synchronously): sent ${count(row.sent)}, ` +
+      `acknowledged ${count(row.acknowledged)}, delivered ${count(row.delivered)} (${count(row.deliveries)} deliveries, ${row.hosts} hosts), ` +
+      `**lost ${count(row.lost)}**, duplicated ${count(row.duplicated)} (**unflagged ${count(row.duplicated_unflagged)}**), ` +
+      `out of order ${count(row.out_of_order)}, send errors ${count(row.send_errors)}. Sent by the members killed as the host: ` +
+      `${count(row.sent_by_killed_hosts)}, of which delivered ${count(row.delivered_of_those)} (not counted as lost: their sender died). ` +
+      `Survivors back on one new host after ${format(row.reconnect_median_ms, "ms")} ms (median; max ${format(row.reconnect_max_ms, "ms")}).`,
+  ];
+}
+
+function messagesSection(result) {
+  const rows = result.rows;
+  const m = result.machine;
+  const lines = [
+    "",
+    "## open-channel messages",
+    "",
+    `\`openMessageChannel\` through the umbrella, over the same Unix socket transport. Per codec one host process and one sender, ` +
+      `${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; the codecs (and raw net for the round trip) take turns ` +
+      `round by round, median of ${m.pair_rounds} rounds after a warm-up. 64-byte bodies (bufferCodec: 64 raw bytes; v8Codec: an ` +
+      `object whose serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
+      `(xN) is the median of the round-by-round ratios to raw net's echo; subscribers are not pinned.`,
+    "",
+    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net, same rounds | target |`,
+    `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
+  ];
+  for (const figure of MESSAGE_FIGURES) {
+    const cells = CODECS.map(({ codec }) => {
+      const row = messageRow(rows, figure.scenario, codec);
+      if (row === undefined) return "-";
+      if (row.error !== undefined) return "failed";
+      const ratio = figure.raw !== undefined && figure.key === "median_us" ? row.vs_raw_net : undefined;
+      return `${format(row[figure.key], figure.unit)}${typeof ratio === "number" ? ` (x${ratio.toFixed(2)})` : ""}`;
+    });
+    const any = rows.find((r) => r.scenario === figure.scenario && r.system === MESSAGES && figure.raw !== undefined);
+    const raw = any === undefined ? "" : format(any[figure.raw], figure.unit);
+    lines.push(
+      `| ${figure.title} (${figure.unit}, ${figure.better} is better) | ${cells.join(" | ")} | ${raw} | ${figure.target?.text ?? ""} |`,
+    );
+  }
+  const failover = rows.find((r) => r.scenario === "messages-failover" && r.system === MESSAGES);
+  if (failover !== undefined) lines.push("", ...failoverLines(failover));
+  return lines;
+}
+
+/** Failures and n/a, with their reasons. */
+function notes(result) {
+  const lines = [];
   const failures = result.rows.filter((r) => r.error !== undefined);
   if (failures.length > 0) {
     lines.push("", "Failures:", "");
@@ -127,25 +237,36 @@ function markdown(result) {
       );
     }
   }
-  return `${lines.join("\n")}\n`;
+  return lines;
 }
 
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 function svg(result) {
   const systems = SYSTEMS.filter((s) => result.rows.some((r) => r.system === s.name));
+  const hasMessages = result.rows.some((r) => r.system === MESSAGES);
   const cols = 4;
   const pw = 300;
   const ph = 210;
   const top = 70;
-  const rowsN = Math.ceil(FIGURES.length / cols);
+  const rowsN = systems.length > 0 ? Math.ceil(FIGURES.length / cols) : 0;
   const width = cols * pw + 20;
-  const height = top + rowsN * ph + 20;
+  const messagesTop = top + rowsN * ph;
+  const messagesH = hasMessages ? 60 + Math.ceil((MESSAGE_FIGURES.length + 1) / cols) * ph : 0;
+  const height = messagesTop + messagesH + 20;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="10" y="22" font-size="16" font-weight="bold">open-channel side by side (${esc(result.machine.cpu)}, ${result.machine.cores} cores, Node ${esc(result.machine.node)})</text>`,
   ];
+  if (systems.length > 0) systemsSvg(out, result, systems, { cols, pw, ph, top });
+  if (hasMessages) messagesSvg(out, result, { cols, pw, ph, top: messagesTop });
+  out.push("</svg>");
+  return `${out.join("\n")}\n`;
+}
+
+/** The side-by-side panels: a bar per system, raw net's value marked as the limit. */
+function systemsSvg(out, result, systems, { cols, pw, ph, top }) {
   // Legend.
   let lx = 10;
   for (const s of systems) {
@@ -198,8 +319,113 @@ function svg(result) {
       out.push(`<line x1="${x0}" y1="${ly}" x2="${x0 + pw - 20}" y2="${ly}" stroke="#d62728" stroke-width="1.5" stroke-dasharray="5,3"/>`);
     }
   });
-  out.push("</svg>");
-  return `${out.join("\n")}\n`;
+}
+
+const TARGET_COLOR = "#ff7f0e";
+const RAW_COLOR = "#8c8c8c";
+
+/** The message layer: a panel per figure (a bar per codec, raw net where paired, the target), then failover's counts. */
+function messagesSvg(out, result, { cols, pw, ph, top }) {
+  const rows = result.rows;
+  out.push(`<text x="10" y="${top + 24}" font-size="16" font-weight="bold">open-channel messages (openMessageChannel, 64 B bodies)</text>`);
+  let lx = 10;
+  for (const c of CODECS) {
+    out.push(`<rect x="${lx}" y="${top + 36}" width="12" height="12" fill="${c.color}"/>`);
+    out.push(`<text x="${lx + 16}" y="${top + 46}">${esc(c.label)}</text>`);
+    lx += 28 + c.label.length * 6.2;
+  }
+  out.push(`<rect x="${lx}" y="${top + 36}" width="12" height="12" fill="${RAW_COLOR}"/>`);
+  out.push(`<text x="${lx + 16}" y="${top + 46}">raw net, same rounds</text>`);
+  lx += 150;
+  out.push(
+    `<line x1="${lx}" y1="${top + 42}" x2="${lx + 24}" y2="${top + 42}" stroke="${TARGET_COLOR}" stroke-width="2" stroke-dasharray="5,3"/>`,
+  );
+  out.push(`<text x="${lx + 28}" y="${top + 46}">target (issue 7)</text>`);
+  const panelsTop = top + 60;
+  MESSAGE_FIGURES.forEach((figure, i) => {
+    const bars = CODECS.map((c) => ({
+      label: c.label.split(" ")[0],
+      color: c.color,
+      row: messageRow(rows, figure.scenario, c.codec),
+      key: figure.key,
+    }));
+    const paired = rows.find((r) => r.scenario === figure.scenario && r.system === MESSAGES && r.error === undefined);
+    if (figure.raw !== undefined) bars.push({ label: "raw net", color: RAW_COLOR, row: paired, key: figure.raw });
+    const rawValue = paired?.[figure.raw];
+    const target =
+      figure.target?.value ??
+      (figure.target?.ratio !== undefined && typeof rawValue === "number" ? figure.target.ratio * rawValue : undefined);
+    barPanel(out, figure, bars, target, { x0: 10 + (i % cols) * pw, y0: panelsTop + Math.floor(i / cols) * ph, pw, ph });
+  });
+  const i = MESSAGE_FIGURES.length;
+  failoverPanel(
+    out,
+    rows.find((r) => r.scenario === "messages-failover" && r.system === MESSAGES),
+    { x0: 10 + (i % cols) * pw, y0: panelsTop + Math.floor(i / cols) * ph },
+  );
+}
+
+function barPanel(out, figure, bars, target, { x0, y0, pw, ph }) {
+  const chartTop = y0 + 56;
+  const chartBottom = y0 + ph - 40;
+  const chartH = chartBottom - chartTop;
+  out.push(`<text x="${x0 + 4}" y="${y0 + 14}" font-weight="bold">${esc(figure.title)}</text>`);
+  out.push(`<text x="${x0 + 4}" y="${y0 + 27}" fill="#666">${esc(figure.unit)}, ${figure.better} is better</text>`);
+  if (figure.target) out.push(`<text x="${x0 + 4}" y="${y0 + 40}" fill="${TARGET_COLOR}">target ${esc(figure.target.text)}</text>`);
+  const values = bars.map((b) => (b.row !== undefined && b.row.error === undefined ? b.row[b.key] : undefined));
+  const max = Math.max(1e-9, target ?? 0, ...values.filter((v) => typeof v === "number"));
+  const bw = Math.min(80, (pw - 30) / bars.length);
+  out.push(`<line x1="${x0}" y1="${chartBottom}" x2="${x0 + pw - 20}" y2="${chartBottom}" stroke="#999"/>`);
+  bars.forEach((b, j) => {
+    const bx = x0 + 5 + j * bw;
+    const v = values[j];
+    if (typeof v === "number") {
+      const h = Math.max(1, (v / max) * chartH);
+      out.push(
+        `<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${b.color}"><title>${esc(b.label)}: ${esc(format(v, figure.unit))} ${esc(figure.unit)}</title></rect>`,
+      );
+      out.push(
+        `<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(v, figure.unit))}</text>`,
+      );
+    } else {
+      const failed = b.row?.error !== undefined;
+      out.push(
+        `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${failed ? "#d62728" : "#999"}"><title>${esc(b.row?.error ?? "")}</title>${failed ? "failed" : "-"}</text>`,
+      );
+    }
+    out.push(`<text x="${bx + bw / 2}" y="${chartBottom + 13}" text-anchor="middle" font-size="9" fill="#444">${esc(b.label)}</text>`);
+  });
+  if (target !== undefined) {
+    const ty = chartBottom - (target / max) * chartH;
+    out.push(
+      `<line x1="${x0}" y1="${ty}" x2="${x0 + pw - 20}" y2="${ty}" stroke="${TARGET_COLOR}" stroke-width="1.5" stroke-dasharray="5,3"><title>target ${esc(figure.target.text)}</title></line>`,
+    );
+  }
+}
+
+function failoverPanel(out, row, { x0, y0 }) {
+  out.push(`<text x="${x0 + 4}" y="${y0 + 14}" font-weight="bold">failover under load (counts)</text>`);
+  if (row === undefined) return;
+  if (row.error !== undefined) {
+    out.push(`<text x="${x0 + 4}" y="${y0 + 40}" fill="#d62728"><title>${esc(row.error)}</title>failed</text>`);
+    return;
+  }
+  const good = (n) => (n === 0 ? "#2ca02c" : "#d62728");
+  const lines = [
+    [`${row.members} members sending, host SIGKILLed ${row.kills} times`, "#666"],
+    [`sent ${count(row.sent)}, acknowledged ${count(row.acknowledged)}`],
+    [`delivered ${count(row.delivered)} (${row.hosts} hosts logged)`],
+    [`lost ${count(row.lost)}`, good(row.lost), true],
+    [`duplicated ${count(row.duplicated)}, unflagged ${count(row.duplicated_unflagged)}`, good(row.duplicated_unflagged), true],
+    [`out of order ${count(row.out_of_order)}`, good(row.out_of_order)],
+    [`sent by killed hosts ${count(row.sent_by_killed_hosts)}, delivered ${count(row.delivered_of_those)}`, "#666"],
+    [`back on one host: ${format(row.reconnect_median_ms, "ms")} ms median, ${format(row.reconnect_max_ms, "ms")} max`, "#666"],
+  ];
+  lines.forEach(([text, color, bold], j) => {
+    out.push(
+      `<text x="${x0 + 4}" y="${y0 + 34 + j * 17}" fill="${color ?? "#000"}"${bold ? ' font-weight="bold"' : ""}>${esc(text)}</text>`,
+    );
+  });
 }
 
 function writeReports(result, dir) {

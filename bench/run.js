@@ -2,11 +2,14 @@
 "use strict";
 /**
  * open-channel side by side with raw net (the limit), node-ipc 9.2.1, zeromq 6 and the published
- * open-channel 0.1.12, in one run on this machine. Writes bench/results/latest.{json,md,svg}.
+ * open-channel 0.1.12, then open-channel's message layer on its own (bench/messages.js), in one
+ * run on this machine. Writes bench/results/latest.{json,md,svg}.
  *
- *   npm run bench                 # the full run (about 75 s on 2 cores)
- *   npm run bench -- --quick      # a smoke run (about 30 s): fewer rounds, scaling 2 and 8 only
- *   npm run bench -- --only open-channel,raw-net
+ *   npm run bench                 # the full run (about 90 s on 2 cores)
+ *   npm run bench -- --quick      # a smoke run (about 45 s): fewer rounds, scaling 2 and 8 only
+ *   npm run bench -- --only open-channel,raw-net          # systems: their side-by-side scenarios
+ *   npm run bench -- --only messages-send-64B,messages-failover   # scenarios of the message layer
+ *   npm run bench -- --only open-channel-messages         # all of them
  *
  * Every system runs the same scenarios with the same payloads and process layout: a host process
  * and separate sender processes (bench/worker.js). Each figure is the median of several rounds
@@ -17,7 +20,8 @@ const { execFileSync, fork, spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { SYSTEMS } = require("./systems");
+const { MESSAGES, SYSTEMS } = require("./systems");
+const { runMessages, SCENARIOS: MESSAGE_SCENARIOS } = require("./messages");
 const { writeReports } = require("./report");
 
 const argv = process.argv.slice(2);
@@ -26,11 +30,23 @@ const option = (name) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const QUICK = argv.includes("--quick");
-const ONLY = option("only")?.split(",");
+const ONLY = option("only")
+  ?.split(",")
+  .map((x) => x.trim())
+  .filter(Boolean);
+{
+  const known = [...SYSTEMS.map((s) => s.name), MESSAGES.name, ...MESSAGE_SCENARIOS];
+  const unknown = ONLY?.filter((x) => !known.includes(x)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`--only: no system or scenario named ${unknown.join(", ")}; one of: ${known.join(", ")}`);
+    process.exit(2);
+  }
+}
 const OUT = path.resolve(option("out") ?? path.join(__dirname, "results"));
 
 const CFG = QUICK
   ? {
+      quick: true,
       rounds: 1,
       pairRounds: 2,
       targetS: 0.15,
@@ -40,6 +56,8 @@ const CFG = QUICK
       scaling: [2, 8],
       elections: 2,
       kills: 2,
+      messageKills: 3,
+      messageStreamMs: 250,
       callTimeoutMs: 15000,
       agreeMs: 4000,
       memberTimeoutMs: 2500,
@@ -54,6 +72,8 @@ const CFG = QUICK
       scaling: [2, 4, 8, 16],
       elections: 5,
       kills: 5,
+      messageKills: 10,
+      messageStreamMs: 400,
       callTimeoutMs: 30000,
       agreeMs: 8000,
       memberTimeoutMs: 5000,
@@ -109,7 +129,10 @@ class Session {
 
   /** Starts a worker; `cpu` pins it to one core (Linux, with taskset) for like-for-like pairs. */
   async spawn(cpu) {
-    const entry = path.join(__dirname, this.system.name === "open-channel-0.1.12" ? "worker-0.1.12.js" : "worker.js");
+    const entry = path.join(
+      __dirname,
+      this.system.worker ?? (this.system.name === "open-channel-0.1.12" ? "worker-0.1.12.js" : "worker.js"),
+    );
     const options = {
       env: { ...process.env, BENCH_SYSTEM: this.system.name, BENCH_DIR: this.dir, BENCH_MEMBER_TIMEOUT: String(CFG.memberTimeoutMs) },
       stdio: ["ignore", "ignore", "pipe", "ipc"],
@@ -201,7 +224,7 @@ function row(scenario, system, figures) {
     .filter(([k]) => k !== "rounds" && k !== "samples")
     .map(([k, v]) => `${k}=${typeof v === "number" ? round(v, 2) : v}`)
     .join(" ");
-  log(`${scenario.padEnd(18)} ${system.name.padEnd(20)} ${shown}`);
+  log(`${scenario.padEnd(20)} ${system.name.padEnd(21)} ${shown}`);
 }
 const failed = (scenario, system, err) => row(scenario, system, { error: String(err.message || err) });
 
@@ -545,8 +568,9 @@ function machine() {
   const started = now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-bench-"));
   const systems = SYSTEMS.filter((s) => ONLY === undefined || ONLY.includes(s.name));
+  const messageScenarios = MESSAGE_SCENARIOS.filter((sc) => ONLY === undefined || ONLY.includes(MESSAGES.name) || ONLY.includes(sc));
   try {
-    log(`systems: ${systems.map((x) => x.label).join(", ")}`);
+    log(`systems: ${systems.map((x) => x.label).join(", ") || "none"}; message layer: ${messageScenarios.join(", ") || "none"}`);
     const pairs = await runPairs(systems, dir);
     for (const pair of pairs) await runScaling(pair);
     for (const system of systems) {
@@ -558,6 +582,10 @@ function machine() {
           row(scenario, system, { unsupported: "no self-hosting: a designated server process must be started and kept alive" });
         }
       }
+    }
+    if (messageScenarios.length > 0) {
+      const bench = { Session, CFG, row, failed, agreement, median, pct, round, sleep, now };
+      await runMessages(bench, dir, messageScenarios);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

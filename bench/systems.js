@@ -221,4 +221,17 @@ const zeromq = {
 
 const SYSTEMS = [rawNet, openChannelNow, nodeIpc, zeromq, openChannelOld];
 
-module.exports = { SYSTEMS, byName: (name) => SYSTEMS.find((s) => s.name === name) };
+/**
+ * open-channel's message layer (`openMessageChannel` through the umbrella, over the same transport
+ * as the socket API). Not one of SYSTEMS: it is no byte stream, so it runs its own scenarios
+ * (bench/messages.js) in its own worker (bench/messages-worker.js), not the side-by-side ones.
+ */
+const MESSAGES = {
+  name: "open-channel-messages",
+  label: "open-channel messages",
+  worker: "messages-worker.js",
+  elects: true,
+  preload: () => require("open-channel"),
+};
+
+module.exports = { SYSTEMS, MESSAGES, byName: (name) => SYSTEMS.find((s) => s.name === name) };

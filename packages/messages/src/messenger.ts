@@ -45,6 +45,9 @@ interface Outgoing {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** Up to this many bytes of frames are copied into one write; beyond, each goes as it is (corked). */
+const COALESCE_BYTES = 256 * 1024;
+
 function remoteError(channel: string, decoded: unknown): OpenChannelError {
   const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: String(decoded) }) as {
     name?: string;
@@ -93,7 +96,8 @@ export class Messenger extends EventEmitter {
   private nextSeq = 1;
   private acked = 0;
   private live = false;
-  private corked = false;
+  /** Frames to write at the end of this turn, together (see flush). */
+  private batch: Outgoing[] = [];
   private closed: Error | undefined;
   private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
   private roomWaiters: Array<() => void> = [];
@@ -154,8 +158,9 @@ export class Messenger extends EventEmitter {
    * @example
    * await messenger.send({ type: "log", line: "started" });
    */
-  async send(body: unknown): Promise<void> {
-    await this.enqueue(FRAME.msg, body, undefined);
+  send(body: unknown): Promise<void> {
+    // Not async: enqueue never throws (it rejects), and one promise per message is enough.
+    return this.enqueue(FRAME.msg, body, undefined) as Promise<void>;
   }
 
   /**
@@ -177,8 +182,8 @@ export class Messenger extends EventEmitter {
    * @example
    * await messenger.publish("prices", { eur: 1.08 });
    */
-  async publish(topic: string, body: unknown): Promise<void> {
-    await this.enqueue(FRAME.pub, body, topic);
+  publish(topic: string, body: unknown): Promise<void> {
+    return this.enqueue(FRAME.pub, body, topic) as Promise<void>;
   }
 
   /**
@@ -272,29 +277,47 @@ export class Messenger extends EventEmitter {
   }
 
   private write(out: Outgoing): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+    if (this.batch.length === 0) process.nextTick(() => this.flush());
+    this.batch.push(out);
+  }
+
+  /**
+   * Writes this turn's frames. Small ones are copied into one buffer: one socket write for a burst
+   * of sends, where a write per frame (even corked) costs more than the copy.
+   */
+  private flush(): void {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    // The connection went meanwhile: these frames are still in the outbox and go on the next one.
+    if (!this.live) return;
+    let bytes = 0;
+    for (const out of batch) {
+      if (out.sent) markRedelivered(out.frame);
+      out.sent = true;
+      bytes += out.frame.length;
     }
-    if (out.sent) markRedelivered(out.frame);
-    out.sent = true;
-    this.socket.write(out.frame);
+    if (batch.length === 1) this.socket.write(batch[0].frame);
+    else if (bytes <= COALESCE_BYTES) {
+      const frames = batch.map((out) => out.frame);
+      this.socket.write(Buffer.concat(frames, bytes));
+    } else {
+      this.socket.cork();
+      for (const out of batch) this.socket.write(out.frame);
+      this.socket.uncork();
+    }
   }
 
   private onConnect(): void {
     // A partial frame of a dead host must not run into the new host's bytes.
     this.reader.reset();
-    this.socket.cork();
+    // Frames waiting for this turn's write are all in the outbox: they go below, after the hello.
+    this.batch = [];
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
     const again = [...this.outbox.values()].filter((o) => o.sent).length;
     if (again > 0) debug("messages %j: sending %d unacknowledged frame(s) again", this.channel.name, again);
     for (const out of this.outbox.values()) this.write(out);
-    this.socket.uncork();
     this.emit("connect");
   }
 

@@ -90,6 +90,35 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     ]);
   });
 
+  test("a burst of publishes reaches every other member's subscription whole and in order", async () => {
+    const channel = unique(`fanout-${name}`);
+    const connect = (): Messenger => {
+      const m = openMessageChannel(channel, { onRequest: () => "ok" }, { transport: transports[name](), codec: jsonCodec }).connect();
+      open.push(m);
+      return m;
+    };
+    const publisher = connect();
+    await new Promise((resolve) => publisher.once("connect", resolve));
+    const subscribers = [connect(), connect(), connect()];
+    const got: number[][] = subscribers.map(() => []);
+    let complete: () => void = () => undefined;
+    const all = new Promise<void>((resolve) => {
+      complete = resolve;
+    });
+    for (const [i, m] of subscribers.entries()) {
+      m.subscribe("ticks", (body) => {
+        got[i].push(body as number);
+        if (got.every((g) => g.length === 500)) complete();
+      });
+    }
+    // Requests are handled after the subscriptions sent before them.
+    await Promise.all(subscribers.map((m) => m.request("ready?")));
+    await Promise.all(Array.from({ length: 500 }, (_, i) => publisher.publish("ticks", i)));
+    await all;
+    const expected = Array.from({ length: 500 }, (_, i) => i);
+    for (const g of got) expect(g).toEqual(expected);
+  });
+
   test("a message over maxFrameBytes is refused with a code, and the channel goes on", async () => {
     const ch = openMessageChannel(
       unique(`big-${name}`),

@@ -1,0 +1,383 @@
+"use strict";
+/**
+ * The message layer's scenarios (`openMessageChannel` through the umbrella), with the method of
+ * the side-by-side ones: one host process, separate member processes (bench/messages-worker.js),
+ * host and sender pinned to two different cores, the median of several rounds after a warm-up,
+ * codecs (and raw net, where a ratio is asked) taking turns round by round.
+ *
+ *   messages-send-64B     one member sends 64-byte bodies; send() is acknowledged (the host's
+ *                         onMessage ran); the window kept full: only when `window` sends are
+ *                         unacknowledged is the oldest awaited. msgs/s, bufferCodec and v8Codec.
+ *   messages-request-rtt  request/response of 64-byte bodies, one at a time (the host's onRequest
+ *                         returns the body): median and p99 in µs, and the ratio to raw net's
+ *                         echo over a Unix socket, measured in the same rounds.
+ *   messages-publish-4    one publisher, 4 subscriber processes (not pinned): deliveries/s, from
+ *                         the first publish to the last subscriber's last event.
+ *   messages-failover     4 members send { n } continuously while the host is SIGKILLed again and
+ *                         again (a replacement member joins after each kill); every host appends
+ *                         what its onMessage saw to a file, synchronously. Counts, not times: sent,
+ *                         acknowledged, delivered, lost, duplicated.
+ */
+const fs = require("node:fs");
+const path = require("node:path");
+const { MESSAGE_DEFAULTS } = require("open-channel");
+const { MESSAGES, byName } = require("./systems");
+
+const SCENARIOS = ["messages-send-64B", "messages-request-rtt", "messages-publish-4", "messages-failover"];
+const CODECS = ["buffer", "v8"];
+/** The default window: how many sends a messenger keeps unacknowledged before send() waits. */
+const WINDOW = MESSAGE_DEFAULTS.maxUnacked;
+const SIZE = 64;
+const SUBSCRIBERS = 4;
+const MEMBERS = 4;
+const TOPIC = "bench";
+
+const clamp = (x, lo, hi) => Math.max(lo, Math.min(hi, Math.round(x)));
+
+/**
+ * Runs `scenarios` (a subset of SCENARIOS). `bench` is run.js's toolkit: Session, CFG, row,
+ * failed, agreement, median, pct, round, sleep, now.
+ */
+async function runMessages(bench, dir, scenarios) {
+  if (scenarios.some((sc) => sc !== "messages-failover")) await runMessagePairs(bench, dir, scenarios);
+  if (scenarios.includes("messages-failover")) await runMessageFailover(bench, dir);
+}
+
+/**
+ * Send, request and publish: per codec, a host process (cpu 0) and a sender (cpu 1), all started
+ * first; rounds take turns between the codecs. One codec per process, as in an application: a
+ * process that uses both codecs runs the buffer path markedly slower (its call sites see two
+ * codecs), which would be this layout's doing, not the codec's.
+ */
+async function runMessagePairs(bench, dir, scenarios) {
+  const { Session, failed, sleep } = bench;
+  const s = new Session(MESSAGES, dir);
+  const name = `msgs-${process.pid}`;
+  let raw;
+  const guard = async (scenario, fn) => {
+    if (!scenarios.includes(scenario)) return;
+    try {
+      await fn();
+    } catch (err) {
+      failed(scenario, MESSAGES, err);
+    }
+  };
+  try {
+    /** codec -> the sender's pid */
+    const senders = new Map();
+    try {
+      await Promise.all(
+        CODECS.map(async (codec) => {
+          await s.call(await s.spawn(0), { cmd: "host", name, codecs: [codec] });
+          const sender = await s.spawn(1);
+          await s.call(sender, { cmd: "join", name, codecs: [codec] });
+          senders.set(codec, sender);
+        }),
+      );
+    } catch (err) {
+      for (const sc of scenarios.filter((x) => x !== "messages-failover")) failed(sc, MESSAGES, err);
+      return;
+    }
+    await guard("messages-send-64B", () => sendScenario(bench, s, senders));
+    await guard("messages-request-rtt", async () => {
+      raw = await rawNetPair(bench, dir);
+      await requestScenario(bench, s, senders, raw);
+    });
+    await guard("messages-publish-4", () => publishScenario(bench, s, senders, name));
+  } finally {
+    s.killAll();
+    raw?.s.killAll();
+    await sleep(200);
+  }
+}
+
+async function sendScenario(bench, s, senders) {
+  const { CFG, row, median, round } = bench;
+  const rate = async (codec, count) => {
+    const r = await s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
+    return count / ((r.endAt - r.startAt) / 1000);
+  };
+  const counts = new Map();
+  for (const codec of CODECS) {
+    // A warm-up long enough for the optimizing compiler, then a count that lasts about targetS.
+    await rate(codec, 2000);
+    await rate(codec, 20000);
+    counts.set(codec, clamp((await rate(codec, 20000)) * CFG.targetS, 5000, 2_000_000));
+  }
+  const rates = new Map(CODECS.map((c) => [c, []]));
+  for (let r = 0; r < CFG.pairRounds; r++) {
+    for (const codec of CODECS) rates.get(codec).push(await rate(codec, counts.get(codec)));
+  }
+  for (const codec of CODECS) {
+    row("messages-send-64B", MESSAGES, {
+      codec,
+      msgs_per_s: median(rates.get(codec)),
+      window: WINDOW,
+      messages: counts.get(codec),
+      rounds: rates.get(codec).map((x) => round(x, 0)),
+    });
+  }
+}
+
+/** raw net's host (echoing) and client, pinned like the message hosts and senders. */
+async function rawNetPair(bench, dir) {
+  const s = new bench.Session(byName("raw-net"), dir);
+  const name = `msgs-raw-${process.pid}`;
+  const host = await s.spawn(0);
+  await s.call(host, { cmd: "host", name });
+  await s.call(host, { cmd: "expect", mode: "echo", bytes: 0 });
+  const sender = await s.spawn(1);
+  await s.call(sender, { cmd: "client", name });
+  return { s, host, sender };
+}
+
+async function requestScenario(bench, s, senders, raw) {
+  const { CFG, row, median, pct, round } = bench;
+  const measure = {
+    "raw-net": (count) => raw.s.call(raw.sender, { cmd: "rtt", count, size: SIZE }),
+    ...Object.fromEntries(
+      CODECS.map((codec) => [codec, (count) => s.call(senders.get(codec), { cmd: "request-times", codec, count, size: SIZE })]),
+    ),
+  };
+  const keys = Object.keys(measure);
+  // A longer warm-up than the socket round trip: more code to optimize on each side.
+  for (const k of keys) await measure[k](CFG.rttCount);
+  const samples = new Map(keys.map((k) => [k, []]));
+  for (let r = 0; r < CFG.pairRounds; r++) {
+    for (const k of keys) samples.get(k).push((await measure[k](CFG.rttCount)).samples);
+  }
+  const medians = (k) => samples.get(k).map((v) => median(v));
+  const rawMedians = medians("raw-net");
+  for (const codec of CODECS) {
+    const mine = medians(codec);
+    row("messages-request-rtt", MESSAGES, {
+      codec,
+      median_us: median(mine),
+      p99_us: median(samples.get(codec).map((v) => pct(v, 0.99))),
+      // Round by round (the rounds ran back to back, so each pair saw the same machine).
+      vs_raw_net: round(median(mine.map((m, i) => m / rawMedians[i])), 3),
+      raw_net_median_us: median(rawMedians),
+      raw_net_p99_us: median(samples.get("raw-net").map((v) => pct(v, 0.99))),
+      round_trips: CFG.rttCount,
+      rounds: mine.map((x) => round(x, 1)),
+    });
+  }
+}
+
+/** Per codec in turn: 4 subscriber processes (not pinned) of that codec's channel, then rounds. */
+async function publishScenario(bench, s, senders, name) {
+  for (const codec of CODECS) {
+    const subscribers = [];
+    try {
+      await Promise.all(
+        Array.from({ length: SUBSCRIBERS }, async () => {
+          const pid = await s.spawn();
+          subscribers.push(pid);
+          await s.call(pid, { cmd: "join", name, codecs: [codec] });
+          await s.call(pid, { cmd: "subscribe", codecs: [codec], topic: TOPIC });
+        }),
+      );
+      await publishRounds(bench, s, senders.get(codec), subscribers, codec);
+    } finally {
+      for (const pid of subscribers) s.kill(pid);
+    }
+  }
+}
+
+async function publishRounds(bench, s, publisher, subscribers, codec) {
+  const { CFG, row, median, round } = bench;
+  const once = async (count) => {
+    await Promise.all(subscribers.map((pid) => s.call(pid, { cmd: "expect", codec, count })));
+    const from = s.events.length;
+    const done = Promise.all(
+      subscribers.map((pid) =>
+        s.event((e) => e.type === "done" && e.from === pid && e.codec === codec, CFG.callTimeoutMs, "every subscriber's last event", from),
+      ),
+    );
+    done.catch(() => undefined); // awaited below; a failed publish must not leave it unhandled
+    const pub = await s.call(publisher, { cmd: "publish", codec, topic: TOPIC, count, size: SIZE, window: WINDOW });
+    const last = Math.max(...(await done).map((e) => e.at));
+    return {
+      deliveriesPerS: (subscribers.length * count) / ((last - pub.startAt) / 1000),
+      publishesPerS: count / ((pub.endAt - pub.startAt) / 1000),
+    };
+  };
+  await once(2000);
+  if (!CFG.quick) await once(10000);
+  const count = clamp(((await once(10000)).deliveriesPerS * CFG.targetS) / subscribers.length, 2000, 500_000);
+  const results = [];
+  for (let r = 0; r < CFG.pairRounds; r++) results.push(await once(count));
+  row("messages-publish-4", MESSAGES, {
+    codec,
+    deliveries_per_s: median(results.map((r) => r.deliveriesPerS)),
+    // How fast the publishes were acknowledged (the host had sent each on to every subscriber).
+    publishes_per_s: median(results.map((r) => r.publishesPerS)),
+    subscribers: subscribers.length,
+    messages: count,
+    rounds: results.map((r) => round(r.deliveriesPerS, 0)),
+  });
+}
+
+/**
+ * Failover under load. The group forms one member at a time (the first hosts), then every member
+ * streams; CFG.messageKills times: let the stream run, SIGKILL the host (only the host), wait
+ * until the survivors are back on one new host, start a replacement member and let it join.
+ * At the end the survivors stop and wait for their last acknowledgement, then the hosts' logs
+ * are read.
+ */
+async function runMessageFailover(bench, dir) {
+  const { Session, CFG, row, failed, agreement, median, round, sleep, now } = bench;
+  const s = new Session(MESSAGES, dir);
+  const logDir = fs.mkdtempSync(path.join(dir, "messages-failover-"));
+  const name = `msgfail-${process.pid}`;
+  try {
+    const join = async () => {
+      const pid = await s.spawn();
+      await s.call(pid, { cmd: "member", name, logDir, timeoutMs: CFG.memberTimeoutMs });
+      return pid;
+    };
+    const pids = [];
+    const from = s.events.length;
+    try {
+      for (let i = 0; i < MEMBERS; i++) {
+        pids.push(await join());
+        await agreement(s, pids, from);
+      }
+    } catch (err) {
+      throw new Error(`the group of ${MEMBERS} never formed, one member at a time: ${err.message}`);
+    }
+    let { host } = await agreement(s, pids, from);
+    for (const pid of pids) await s.call(pid, { cmd: "stream", window: WINDOW });
+    let alive = [...pids];
+    const killed = [];
+    const times = [];
+    for (let k = 0; k < CFG.messageKills; k++) {
+      await sleep(CFG.messageStreamMs);
+      const since = s.events.length;
+      const t0 = now();
+      s.kill(host);
+      killed.push(host);
+      alive = alive.filter((p) => p !== host);
+      const result = await agreement(s, alive, since).catch((err) => {
+        throw new Error(`after SIGKILL ${k + 1} of the host: ${err.message}`);
+      });
+      times.push(result.at - t0);
+      host = result.host;
+      const pid = await join();
+      const onHost = (e) => e.type === "welcome" && e.from === pid && e.hostPid === host;
+      await s.event(onHost, CFG.agreeMs, `replacement ${k + 1} on the new host`, since);
+      await s.call(pid, { cmd: "stream", window: WINDOW });
+      alive.push(pid);
+    }
+    await sleep(CFG.messageStreamMs);
+    const crashes = s.events.filter((e) => e.type === "crash");
+    if (crashes.length > 0) throw new Error(`a member crashed: ${crashes[0].error}`);
+    const finals = new Map();
+    await Promise.all(alive.map(async (pid) => finals.set(pid, await s.call(pid, { cmd: "stop" }))));
+    s.killAll();
+    await sleep(200);
+    row("messages-failover", MESSAGES, {
+      codec: "v8",
+      ...tally(logDir, finals, killed),
+      members: MEMBERS,
+      kills: times.length,
+      reconnect_median_ms: median(times),
+      reconnect_max_ms: Math.max(...times),
+      rounds: times.map((t) => round(t, 1)),
+    });
+  } catch (err) {
+    failed("messages-failover", MESSAGES, err);
+  } finally {
+    s.killAll();
+    await sleep(200);
+    fs.rmSync(logDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What the hosts' logs say about every member's stream. `finals`: pid -> the survivor's own
+ * count after its last acknowledgement; `killed`: the pids SIGKILLed as the host, whose counts come
+ * from their `sent-<pid>` file (as of their last burst).
+ */
+function tally(logDir, finals, killed) {
+  /** pid -> n -> deliveries, and deliveries without the redelivered flag. */
+  const seen = new Map();
+  let deliveries = 0;
+  let outOfOrder = 0;
+  const files = fs.readdirSync(logDir).filter((f) => f.startsWith("host-"));
+  for (const file of files) {
+    const last = new Map();
+    const text = fs.readFileSync(path.join(logDir, file), "latin1");
+    // The last line of a SIGKILLed host may be cut short: only whole lines count.
+    for (let at = 0, nl = text.indexOf("\n"); nl >= 0; at = nl + 1, nl = text.indexOf("\n", at)) {
+      const [from, n, flag] = text.slice(at, nl).split(" ").map(Number);
+      let m = seen.get(from);
+      if (m === undefined) {
+        m = { count: [], unflagged: [] };
+        seen.set(from, m);
+      }
+      m.count[n] = (m.count[n] ?? 0) + 1;
+      if (flag === 0) m.unflagged[n] = (m.unflagged[n] ?? 0) + 1;
+      deliveries++;
+      // Within one host, each member's stream arrives in order.
+      if (n <= (last.get(from) ?? 0)) outOfOrder++;
+      last.set(from, n);
+    }
+  }
+  let delivered = 0;
+  let duplicated = 0;
+  let unflagged = 0;
+  for (const m of seen.values()) {
+    for (const c of m.count) {
+      if (!c) continue;
+      delivered++;
+      duplicated += c - 1;
+    }
+    for (const c of m.unflagged) if (c > 1) unflagged += c - 1;
+  }
+  const missing = (pid, upTo) => {
+    const count = seen.get(pid)?.count ?? [];
+    let n = 0;
+    for (let i = 1; i <= upTo; i++) if (!count[i]) n++;
+    return n;
+  };
+  let sent = 0;
+  let acknowledged = 0;
+  let lost = 0;
+  let sendErrors = 0;
+  for (const [pid, f] of finals) {
+    sent += f.sent;
+    acknowledged += f.acked;
+    sendErrors += f.failed;
+    lost += missing(pid, f.sent);
+  }
+  let sentByKilled = 0;
+  let ackedByKilled = 0;
+  let deliveredOfThose = 0;
+  for (const pid of killed) {
+    const file = path.join(logDir, `sent-${pid}`);
+    const [s, a] = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split(" ").map(Number) : [0, 0];
+    sentByKilled += s;
+    ackedByKilled += a;
+    // Acknowledged to a member that then died as the host: delivered all the same, or lost.
+    lost += missing(pid, a);
+    for (const c of seen.get(pid)?.count ?? []) if (c) deliveredOfThose++;
+  }
+  return {
+    sent: sent + sentByKilled,
+    acknowledged: acknowledged + ackedByKilled,
+    delivered,
+    deliveries,
+    lost,
+    duplicated,
+    duplicated_unflagged: unflagged,
+    out_of_order: outOfOrder,
+    sent_by_killed_hosts: sentByKilled,
+    acknowledged_by_killed_hosts: ackedByKilled,
+    delivered_of_those: deliveredOfThose,
+    send_errors: sendErrors,
+    hosts: files.length,
+  };
+}
+
+module.exports = { runMessages, SCENARIOS };
