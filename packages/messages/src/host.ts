@@ -65,6 +65,30 @@ interface Session {
   expiry: NodeJS.Timeout | undefined;
 }
 
+/** Bytes a subscriber may have waiting in the host before publishes to it wait for it to read. */
+const SUBSCRIBER_BACKLOG_BYTES = 1024 * 1024;
+
+const catchingUp = new WeakMap<net.Socket, Promise<void>>();
+
+/** Resolves once `socket` has written what it had waiting (or is gone); one waiter per socket. */
+function caughtUp(socket: net.Socket): Promise<void> {
+  let waiting = catchingUp.get(socket);
+  if (waiting === undefined) {
+    waiting = new Promise((resolve) => {
+      const done = (): void => {
+        socket.off("drain", done);
+        socket.off("close", done);
+        catchingUp.delete(socket);
+        resolve();
+      };
+      socket.on("drain", done);
+      socket.on("close", done);
+    });
+    catchingUp.set(socket, waiting);
+  }
+  return waiting;
+}
+
 /** How long the host remembers a disconnected member's session (to dedupe when it comes back). */
 const SESSION_TTL_MS = 60_000;
 
@@ -264,7 +288,16 @@ export class MessageHost {
         case FRAME.pub: {
           const { topic, next } = readTopic(frame, FRAME.seqHeaderBytes);
           const event = encodeEvent(topic, session.pid, frame.subarray(next));
-          for (const s of this.topics.get(topic) ?? []) if (s.socket !== undefined && !s.socket.destroyed) this.fanOut(s.socket, event);
+          let behind: net.Socket[] | undefined;
+          for (const s of this.topics.get(topic) ?? []) {
+            if (s.socket === undefined || s.socket.destroyed) continue;
+            this.fanOut(s.socket, event);
+            if (s.socket.writableLength > SUBSCRIBER_BACKLOG_BYTES) (behind ??= []).push(s.socket);
+          }
+          // A subscriber that reads slower than publishers publish: the publish is acknowledged
+          // once it has caught up, so publishers wait (their window fills) and the host's memory
+          // stays bounded.
+          if (behind !== undefined) outcome = Promise.all(behind.map(caughtUp));
           break;
         }
         case FRAME.sub:

@@ -194,6 +194,43 @@ test("a producer faster than the host: what is in flight stays within the window
   expect(m.unacknowledged).toBe(0);
 });
 
+test("a subscriber that does not read: publishes wait for it (no acknowledgement), so the host's memory stays bounded", async () => {
+  const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
+  const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
+  const host = new MessageHost({}, { codec: v8Codec, maxFrameBytes: 1 << 20, maxUnacked: 1024, channel: "backlog" });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-msg-"));
+  const file = path.join(dir, "s.sock");
+  const server = net.createServer(host.listener).listen(file);
+  await new Promise((r) => server.once("listening", r));
+  try {
+    // The subscriber says hello with its topic, then never reads.
+    const slow = net.connect(file);
+    slow.write(encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]));
+    slow.pause();
+    await new Promise((r) => setTimeout(r, 50));
+    const publisher = net.connect(file);
+    let acked = 0;
+    publisher.on("data", (d: Buffer) => {
+      for (let at = 0; at + 11 <= d.length; at += 4 + d.readUInt32BE(at)) if (d[at + 4] === FRAME.ack) acked = d.readUIntBE(at + 5, 6);
+    });
+    const body = Buffer.alloc(16 * 1024, 1);
+    const frames = [encodeHello(Buffer.alloc(16, 2), 2, 0, [])];
+    for (let seq = 1; seq <= 1000; seq++) frames.push(encodeSequenced(FRAME.pub, seq, body, "t"));
+    publisher.write(Buffer.concat(frames)); // 16 MiB of publishes
+    await new Promise((r) => setTimeout(r, 500));
+    // The kernel's buffers and the host's 1 MiB allowance take some; the rest waits, unacknowledged.
+    expect(acked).toBeLessThan(1000);
+    slow.resume();
+    for (let i = 0; i < 200 && acked < 1000; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(acked).toBe(1000);
+    slow.destroy();
+    publisher.destroy();
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("options are checked: TypeError / RangeError with codes", () => {
   const transport = unixTransport();
   expect(() => openMessageChannel("x", null as never, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
