@@ -288,16 +288,16 @@ export class MessageHost {
         case FRAME.pub: {
           const { topic, next } = readTopic(frame, FRAME.seqHeaderBytes);
           const event = encodeEvent(topic, session.pid, frame.subarray(next));
-          let behind: net.Socket[] | undefined;
+          const behind: net.Socket[] = [];
           for (const s of this.topics.get(topic) ?? []) {
             if (s.socket === undefined || s.socket.destroyed) continue;
             this.fanOut(s.socket, event);
-            if (s.socket.writableLength > SUBSCRIBER_BACKLOG_BYTES) (behind ??= []).push(s.socket);
+            if (s.socket.writableLength > SUBSCRIBER_BACKLOG_BYTES) behind.push(s.socket);
           }
           // A subscriber that reads slower than publishers publish: the publish is acknowledged
           // once it has caught up, so publishers wait (their window fills) and the host's memory
           // stays bounded.
-          if (behind !== undefined) outcome = Promise.all(behind.map(caughtUp));
+          if (behind.length > 0) outcome = Promise.all(behind.map(caughtUp));
           break;
         }
         case FRAME.sub:
