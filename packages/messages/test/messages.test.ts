@@ -194,15 +194,33 @@ test("a producer faster than the host: what is in flight stays within the window
   expect(m.unacknowledged).toBe(0);
 });
 
-test("a subscriber that does not read: publishes wait for it (no acknowledgement), so the host's memory stays bounded", async () => {
+/**
+ * Runs `body` against the host side alone (a MessageHost's listener on a plain Unix socket server:
+ * what a member connection reaches after the channel's handshake), then cleans up.
+ */
+async function withRawHost(
+  handlers: import("../src/host").MessageHandlers,
+  limits: { maxFrameBytes: number; maxUnacked: number },
+  body: (file: string) => Promise<void>,
+): Promise<void> {
   const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
-  const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
-  const host = new MessageHost({}, { codec: v8Codec, maxFrameBytes: 1 << 20, maxUnacked: 1024, channel: "backlog" });
+  const host = new MessageHost(handlers, { codec: v8Codec, channel: "raw", ...limits });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-msg-"));
   const file = path.join(dir, "s.sock");
   const server = net.createServer(host.listener).listen(file);
   await new Promise((r) => server.once("listening", r));
   try {
+    await body(file);
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
+
+test("a subscriber that does not read: publishes wait for it (no acknowledgement), so the host's memory stays bounded", async () => {
+  await withRawHost({}, { maxFrameBytes: 1 << 20, maxUnacked: 1024 }, async (file) => {
     // The subscriber says hello with its topic, then never reads.
     const slow = net.connect(file);
     slow.write(encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]));
@@ -225,10 +243,7 @@ test("a subscriber that does not read: publishes wait for it (no acknowledgement
     expect(acked).toBe(1000);
     slow.destroy();
     publisher.destroy();
-  } finally {
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("options are checked: TypeError / RangeError with codes", () => {
@@ -244,20 +259,12 @@ test("options are checked: TypeError / RangeError with codes", () => {
 });
 
 test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
-  // The host's listener on a plain Unix socket server: what a member connection reaches after the handshake.
-  const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
-  const host = new MessageHost({ onMessage: () => undefined }, { codec: v8Codec, maxFrameBytes: 1024, maxUnacked: 16, channel: "raw" });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-msg-"));
-  const file = path.join(dir, "s.sock");
-  const server = net.createServer(host.listener).listen(file);
-  await new Promise((r) => server.once("listening", r));
-  try {
+  await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
     const bad = net.connect(file);
     const header = Buffer.alloc(5);
     header.writeUInt32BE(1 << 30, 0);
     bad.write(header);
     await new Promise((resolve) => bad.on("close", resolve));
-    const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
     const good = net.connect(file);
     const acks: number[] = [];
     good.on("data", (d: Buffer) => acks.push(d[4]));
@@ -265,8 +272,5 @@ test("a member connection announcing a frame over the limit is closed; the host 
     await new Promise((r) => setTimeout(r, 100));
     expect(acks).toContain(FRAME.ack);
     good.destroy();
-  } finally {
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
