@@ -36,7 +36,7 @@ const clamp = (x, lo, hi) => Math.max(lo, Math.min(hi, Math.round(x)));
 
 /**
  * Runs `scenarios` (a subset of SCENARIOS). `bench` is run.js's toolkit: Session, CFG, row,
- * failed, agreement, median, pct, round, sleep, now.
+ * failed, agreement, killHost, median, pct, round, sleep, now.
  */
 async function runMessages(bench, dir, scenarios) {
   if (scenarios.some((sc) => sc !== "messages-failover")) await runMessagePairs(bench, dir, scenarios);
@@ -226,7 +226,7 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
  * are read.
  */
 async function runMessageFailover(bench, dir) {
-  const { Session, CFG, row, failed, agreement, median, round, sleep, now } = bench;
+  const { Session, CFG, row, failed, agreement, killHost, median, round, sleep } = bench;
   const s = new Session(MESSAGES, dir);
   const logDir = fs.mkdtempSync(path.join(dir, "messages-failover-"));
   const name = `msgfail-${process.pid}`;
@@ -253,16 +253,12 @@ async function runMessageFailover(bench, dir) {
     const times = [];
     for (let k = 0; k < CFG.messageKills; k++) {
       await sleep(CFG.messageStreamMs);
-      const since = s.events.length;
-      const t0 = now();
-      s.kill(host);
       killed.push(host);
-      alive = alive.filter((p) => p !== host);
-      const result = await agreement(s, alive, since).catch((err) => {
-        throw new Error(`after SIGKILL ${k + 1} of the host: ${err.message}`);
-      });
-      times.push(result.at - t0);
-      host = result.host;
+      const next = await killHost(s, host, alive, k);
+      const since = next.since;
+      alive = next.survivors;
+      times.push(next.ms);
+      host = next.host;
       const pid = await join();
       const onHost = (e) => e.type === "welcome" && e.from === pid && e.hostPid === host;
       await s.event(onHost, CFG.agreeMs, `replacement ${k + 1} on the new host`, since);

@@ -477,6 +477,21 @@ async function runElection(system, dir) {
 }
 
 /** Waits until every pid got a welcome (after `from`) from one and the same live host. */
+/**
+ * SIGKILLs the host of `alive`, then waits until the others agree on one new host among them:
+ * the survivors, the new host, the ms from the kill, and the event index the kill came at.
+ */
+async function killHost(s, host, alive, k) {
+  const since = s.events.length;
+  const t0 = now();
+  s.kill(host);
+  const survivors = alive.filter((p) => p !== host);
+  const result = await agreement(s, survivors, since).catch((err) => {
+    throw new Error(`after SIGKILL ${k + 1} of the host: ${err.message}`);
+  });
+  return { survivors, host: result.host, ms: result.at - t0, since };
+}
+
 async function agreement(s, pids, from, timeoutMs = CFG.agreeMs) {
   const deadline = now() + timeoutMs;
   for (;;) {
@@ -524,15 +539,10 @@ async function runFailover(system, dir) {
     for (let k = 0; k < CFG.kills && alive.length > 2; k++) {
       // A settled group, as in `npm run chaos`: the heir has been chosen.
       await sleep(500);
-      const since = s.events.length;
-      const t0 = now();
-      s.kill(host);
-      alive = alive.filter((p) => p !== host);
-      const result = await agreement(s, alive, since).catch((err) => {
-        throw new Error(`after SIGKILL ${k + 1} of the host: ${err.message}`);
-      });
-      times.push(result.at - t0);
-      host = result.host;
+      const next = await killHost(s, host, alive, k);
+      alive = next.survivors;
+      times.push(next.ms);
+      host = next.host;
     }
     row("failover", system, {
       median_ms: median(times),
@@ -584,7 +594,7 @@ function machine() {
       }
     }
     if (messageScenarios.length > 0) {
-      const bench = { Session, CFG, row, failed, agreement, median, pct, round, sleep, now };
+      const bench = { Session, CFG, row, failed, agreement, killHost, median, pct, round, sleep, now };
       await runMessages(bench, dir, messageScenarios);
     }
   } finally {
