@@ -315,9 +315,12 @@ export class Messenger extends EventEmitter {
     this.batch = [];
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
-    const again = [...this.outbox.values()].filter((o) => o.sent).length;
+    let again = 0;
+    for (const out of this.outbox.values()) {
+      if (out.sent) again++;
+      this.write(out);
+    }
     if (again > 0) debug("messages %j: sending %d unacknowledged frame(s) again", this.channel.name, again);
-    for (const out of this.outbox.values()) this.write(out);
     this.emit("connect");
   }
 
