@@ -12,9 +12,9 @@
 const fs = require("node:fs");
 const path = require("node:path");
 const v8 = require("node:v8");
-const { openMessageChannel, bufferCodec, v8Codec, MESSAGE_DEFAULTS } = require("open-channel");
+const { openMessageChannel, bufferCodec, structuredCodec, v8Codec, MESSAGE_DEFAULTS } = require("open-channel");
 
-const CODECS = { buffer: bufferCodec, v8: v8Codec };
+const CODECS = { buffer: bufferCodec, structured: structuredCodec, v8: v8Codec };
 const now = () => performance.timeOrigin + performance.now();
 const reply = (id, body) => process.send({ id, ...body });
 const report = (msg) => process.connected && process.send({ pid: process.pid, ...msg });

@@ -24,7 +24,7 @@ const { MESSAGE_DEFAULTS } = require("open-channel");
 const { MESSAGES, byName } = require("./systems");
 
 const SCENARIOS = ["messages-send-64B", "messages-request-rtt", "messages-publish-4", "messages-failover"];
-const CODECS = ["buffer", "v8"];
+const CODECS = ["buffer", "structured", "v8"];
 /** The default window: how many sends a messenger keeps unacknowledged before send() waits. */
 const WINDOW = MESSAGE_DEFAULTS.maxUnacked;
 const SIZE = 64;

@@ -13,6 +13,7 @@ export const {
   MessageChannel,
   Messenger,
   MESSAGE_DEFAULTS,
+  structuredCodec,
   v8Codec,
   jsonCodec,
   bufferCodec,

@@ -24,7 +24,8 @@ export type OpenChannelErrorCode =
   | "ERR_OPEN_CHANNEL_UNSAFE_DIR"
   | "ERR_OPEN_CHANNEL_ADDRESS"
   | "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE"
-  | "ERR_OPEN_CHANNEL_REMOTE";
+  | "ERR_OPEN_CHANNEL_REMOTE"
+  | "ERR_OPEN_CHANNEL_BAD_BODY";
 
 /**
  * An error raised by open-channel.

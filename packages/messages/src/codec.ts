@@ -1,4 +1,6 @@
 import * as v8 from "node:v8";
+import type { Slab } from "./slab";
+import { decodeStructured, encodeStructured, encodeStructuredInto } from "./structured";
 
 /**
  * Turns message bodies into bytes and back. Both sides of a channel must use the same codec.
@@ -16,10 +18,39 @@ export interface Codec {
   decode(bytes: Buffer): unknown;
 }
 
+/** Internal: the method of a codec that writes a frame straight into a messenger's slab. */
+export const ENCODE_INTO: unique symbol = Symbol("open-channel.encodeInto");
+
 /**
- * The default codec: `v8.serialize` (the structured clone algorithm: Map, Set, Date, BigInt,
- * RegExp, Buffer, typed arrays, nested objects and cycles; not functions or class instances'
- * prototypes).
+ * Internal: a codec that can append `head` bytes and its encoding of `value` to `slab`, returning
+ * where that frame starts (the default codec can: no copy of each body).
+ */
+export interface SlabCodec extends Codec {
+  [ENCODE_INTO]?: (value: unknown, slab: Slab, head: number) => number;
+}
+
+/**
+ * The default codec: a body arrives as `v8.deserialize(v8.serialize(body))` would give it (the
+ * structured clone algorithm: Map, Set, Date, BigInt, RegExp, Buffer, typed arrays, nested objects
+ * and cycles; not functions or class instances' prototypes). Plain data (strings, numbers,
+ * booleans, null, undefined, plain objects, arrays, Buffers, Uint8Arrays, Dates) takes a fast path
+ * written for this codec; everything else goes through `v8.serialize`. Several times faster than
+ * {@link v8Codec} for small messages, the same values out.
+ *
+ * @example
+ * openMessageChannel("jobs", handlers, { transport, codec: structuredCodec });
+ */
+export const structuredCodec: Codec = {
+  name: "structured",
+  encode: encodeStructured,
+  decode: decodeStructured,
+  [ENCODE_INTO]: encodeStructuredInto,
+} as SlabCodec;
+
+/**
+ * `v8.serialize` and `v8.deserialize` for every body (the structured clone algorithm). Gives the
+ * same values as the default {@link structuredCodec}, slower for small messages: `v8.serialize`
+ * costs a few microseconds a call.
  *
  * @example
  * openMessageChannel("jobs", handlers, { transport, codec: v8Codec });

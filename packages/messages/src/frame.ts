@@ -39,35 +39,54 @@ export const FRAME = {
 /** The kinds of sequenced frames a member sends. */
 export type SequencedType = typeof FRAME.msg | typeof FRAME.req | typeof FRAME.pub | typeof FRAME.sub | typeof FRAME.unsub;
 
-function topicBytes(topic: string): Buffer {
+/** A topic's bytes on the wire (UTF-8, at most 65535 bytes). */
+export function topicBytes(topic: string): Buffer {
   const bytes = Buffer.from(topic, "utf8");
   if (bytes.length > 0xffff) throw new RangeError(`topic is ${bytes.length} bytes long (at most 65535)`);
   return bytes;
 }
 
+/** Bytes of a sequenced frame before its body. */
+export function sequencedHeadBytes(topic: Buffer | undefined): number {
+  return topic === undefined ? FRAME.seqHeaderBytes : FRAME.seqHeaderBytes + 2 + topic.length;
+}
+
+/** Fills in the head of the sequenced frame at `buf[start, end)` (its body is in place already). */
+export function writeSequencedHead(
+  buf: Buffer,
+  start: number,
+  end: number,
+  type: SequencedType,
+  seq: number,
+  topic: Buffer | undefined,
+): void {
+  buf.writeUInt32BE(end - start - 4, start);
+  buf[start + 4] = type;
+  // seq as u48be, without writeUIntBE's checks (a safe integer below 2^48 by construction).
+  const high = Math.floor(seq / 0x100000000);
+  buf[start + 5] = high >>> 8;
+  buf[start + 6] = high & 0xff;
+  buf.writeUInt32BE(seq >>> 0, start + 7);
+  buf[start + 11] = 0;
+  if (topic !== undefined) {
+    buf.writeUInt16BE(topic.length, start + FRAME.seqHeaderBytes);
+    topic.copy(buf, start + FRAME.seqHeaderBytes + 2);
+  }
+}
+
 /** A sequenced frame (MSG, REQ, PUB, SUB, UNSUB); the flags byte can be changed in place later. */
 export function encodeSequenced(type: SequencedType, seq: number, body: Uint8Array | undefined, topic?: string): Buffer {
   const t = topic === undefined ? undefined : topicBytes(topic);
-  const topicLength = t === undefined ? 0 : 2 + t.length;
-  const bodyLength = body === undefined ? 0 : body.length;
-  const out = Buffer.allocUnsafe(FRAME.seqHeaderBytes + topicLength + bodyLength);
-  out.writeUInt32BE(out.length - 4, 0);
-  out[4] = type;
-  out.writeUIntBE(seq, 5, 6);
-  out[11] = 0;
-  let at = FRAME.seqHeaderBytes;
-  if (t !== undefined) {
-    out.writeUInt16BE(t.length, at);
-    t.copy(out, at + 2);
-    at += topicLength;
-  }
-  if (body !== undefined) out.set(body, at);
+  const head = sequencedHeadBytes(t);
+  const out = Buffer.allocUnsafe(head + (body === undefined ? 0 : body.length));
+  if (body !== undefined) out.set(body, head);
+  writeSequencedHead(out, 0, out.length, type, seq, t);
   return out;
 }
 
-/** Marks a sequenced frame as sent before (it goes again after a reconnect). */
-export function markRedelivered(frame: Buffer): void {
-  frame[11] |= FRAME.redelivered;
+/** Marks the sequenced frame at `buf[start]` as sent before (it goes again after a reconnect). */
+export function markRedelivered(buf: Buffer, start: number): void {
+  buf[start + 11] |= FRAME.redelivered;
 }
 
 /** The HELLO a member sends first on every connection. */

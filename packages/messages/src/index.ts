@@ -17,11 +17,11 @@
  * @packageDocumentation
  */
 import { OpenChannelRangeError, OpenChannelTypeError, ProcessChannel, type Transport } from "@open-channel/core";
-import { type Codec, v8Codec } from "./codec";
+import { type Codec, structuredCodec } from "./codec";
 import { type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
 
-export { bufferCodec, type Codec, jsonCodec, v8Codec } from "./codec";
+export { bufferCodec, type Codec, jsonCodec, structuredCodec, v8Codec } from "./codec";
 export type { MessageContext, MessageHandlers } from "./host";
 export { type EventMeta, Messenger, type MessengerLimits } from "./messenger";
 
@@ -35,7 +35,7 @@ export { type EventMeta, Messenger, type MessengerLimits } from "./messenger";
 export interface MessageChannelOptions {
   /** The transport (the `open-channel` package picks one for the platform when omitted there). */
   transport: Transport;
-  /** How bodies become bytes: {@link v8Codec} (default), `jsonCodec`, `bufferCodec` or your own. */
+  /** How bodies become bytes: {@link structuredCodec} (default), `v8Codec`, `jsonCodec`, `bufferCodec` or your own. */
   codec?: Codec;
   /** Largest frame, in bytes (default 16 MiB): a bigger send is refused; a host closes a member's connection that announces one. */
   maxFrameBytes?: number;
@@ -117,7 +117,7 @@ export class MessageChannel {
         );
       }
     }
-    this.codec = options.codec ?? v8Codec;
+    this.codec = options.codec ?? structuredCodec;
     if (typeof this.codec.encode !== "function" || typeof this.codec.decode !== "function") {
       throw new OpenChannelTypeError(
         "ERR_INVALID_ARG_TYPE",

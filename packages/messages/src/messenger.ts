@@ -2,8 +2,19 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
-import type { Codec } from "./codec";
-import { encodeHello, encodeSequenced, FRAME, FrameReader, markRedelivered, readTopic, type SequencedType } from "./frame";
+import { type Codec, ENCODE_INTO, type SlabCodec } from "./codec";
+import {
+  encodeHello,
+  FRAME,
+  FrameReader,
+  markRedelivered,
+  readTopic,
+  type SequencedType,
+  sequencedHeadBytes,
+  topicBytes,
+  writeSequencedHead,
+} from "./frame";
+import { Slab } from "./slab";
 
 /**
  * Limits of a messenger, from `MessageChannelOptions` (or `MESSAGE_DEFAULTS`).
@@ -35,9 +46,11 @@ export interface EventMeta {
   pid: number;
 }
 
-/** A sequenced frame not yet acknowledged by the host: sent again after a failover. */
+/** A sequenced frame not yet acknowledged by the host (`buf[start, end)`): sent again after a failover. */
 interface Outgoing {
-  frame: Buffer;
+  buf: Buffer;
+  start: number;
+  end: number;
   type: SequencedType;
   sent: boolean;
   resolve: ((value: unknown) => void) | undefined;
@@ -45,8 +58,14 @@ interface Outgoing {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** Up to this many bytes of frames are copied into one write; beyond, each goes as it is (corked). */
-const COALESCE_BYTES = 256 * 1024;
+/**
+ * A turn's frames are written once this many bytes wait, not only at the end of the turn: the host
+ * starts on the first ones while this process encodes the next (the two ends work side by side
+ * instead of in turn).
+ */
+const PIPELINE_BYTES = 16 * 1024;
+/** Topic names' bytes, kept for the next publish. */
+const TOPIC_CACHE_SIZE = 1024;
 
 function remoteError(channel: string, decoded: unknown): OpenChannelError {
   const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: String(decoded) }) as {
@@ -98,6 +117,13 @@ export class Messenger extends EventEmitter {
   private live = false;
   /** Frames to write at the end of this turn, together (see flush). */
   private batch: Outgoing[] = [];
+  private batchBytes = 0;
+  /** Where frames are encoded, one after another (see Slab). */
+  private readonly slab = new Slab();
+  /** Set while a body is encoded: a send from inside it (a getter) must not write into the slab. */
+  private encoding = false;
+  private readonly encodeInto: (value: unknown, slab: Slab, head: number) => number;
+  private readonly topics = new Map<string, Buffer>();
   private closed: Error | undefined;
   private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
   private roomWaiters: Array<() => void> = [];
@@ -120,6 +146,7 @@ export class Messenger extends EventEmitter {
     this.sessionBytes = randomBytes(FRAME.sessionBytes);
     this.session = this.sessionBytes.toString("hex");
     this.reader = new FrameReader(limits.maxFrameBytes);
+    this.encodeInto = (codec as SlabCodec)[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
     this.socket = timeout === undefined ? channel.connect() : channel.connect(timeout);
     this.socket.on("connect", () => this.onConnect());
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -232,25 +259,49 @@ export class Messenger extends EventEmitter {
     if (this.outbox.size >= this.limits.maxUnacked || this.outboxBytes >= this.limits.maxUnackedBytes) {
       return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.enqueue(type, body, topic, timeoutMs));
     }
-    let frame: Buffer;
+    let buf: Buffer;
+    let start: number;
+    let end: number;
     try {
-      const encoded = type === FRAME.sub || type === FRAME.unsub ? undefined : this.codec.encode(body);
-      frame = encodeSequenced(type, this.nextSeq, encoded, topic);
+      const topicHead = topic === undefined ? undefined : this.topicBytes(topic);
+      const head = sequencedHeadBytes(topicHead);
+      if (type === FRAME.sub || type === FRAME.unsub) {
+        this.slab.reserve(head);
+        start = this.slab.at;
+        this.slab.at += head;
+        buf = this.slab.buf;
+      } else if (this.encoding) {
+        // Sent from inside the encoding of another body: a buffer of its own.
+        const own = new Slab(0);
+        start = own.put(this.codec.encode(body), head);
+        buf = own.buf;
+      } else {
+        this.encoding = true;
+        try {
+          start = this.encodeInto(body, this.slab, head);
+        } finally {
+          this.encoding = false;
+        }
+        buf = this.slab.buf;
+      }
+      end = buf === this.slab.buf ? this.slab.at : buf.length;
+      writeSequencedHead(buf, start, end, type, this.nextSeq, topicHead);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (frame.length - 4 > this.limits.maxFrameBytes) {
+    if (end - start - 4 > this.limits.maxFrameBytes) {
+      if (buf === this.slab.buf && end === this.slab.at) this.slab.at = start;
       return Promise.reject(
         new OpenChannelError(
           "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
-          `open-channel "${this.channel.name}": a message of ${frame.length - 4} bytes is over the limit of ${this.limits.maxFrameBytes}. Send it in parts, or raise maxFrameBytes on every process.`,
+          `open-channel "${this.channel.name}": a message of ${end - start - 4} bytes is over the limit of ${this.limits.maxFrameBytes}. Send it in parts, or raise maxFrameBytes on every process.`,
           { channel: this.channel.name },
         ),
       );
     }
     const seq = this.nextSeq++;
     return new Promise((resolve, reject) => {
-      const out: Outgoing = { frame, type, sent: false, resolve, reject, timer: undefined };
+      const out: Outgoing = { buf, start, end, type, sent: false, resolve, reject, timer: undefined };
       if (timeoutMs !== undefined && timeoutMs > 0) {
         out.timer = setTimeout(() => {
           out.resolve = undefined;
@@ -271,39 +322,57 @@ export class Messenger extends EventEmitter {
         }, timeoutMs);
       }
       this.outbox.set(seq, out);
-      this.outboxBytes += frame.length;
+      this.outboxBytes += end - start;
       if (this.live) this.write(out);
     });
+  }
+
+  /** The bytes of `topic`, kept for the next time. */
+  private topicBytes(topic: string): Buffer {
+    let bytes = this.topics.get(topic);
+    if (bytes === undefined) {
+      bytes = topicBytes(topic);
+      if (this.topics.size >= TOPIC_CACHE_SIZE) this.topics.clear();
+      this.topics.set(topic, bytes);
+    }
+    return bytes;
   }
 
   private write(out: Outgoing): void {
     if (this.batch.length === 0) process.nextTick(() => this.flush());
     this.batch.push(out);
+    this.batchBytes += out.end - out.start;
+    if (this.batchBytes >= PIPELINE_BYTES) this.flush();
   }
 
   /**
-   * Writes this turn's frames. Small ones are copied into one buffer: one socket write for a burst
-   * of sends, where a write per frame (even corked) costs more than the copy.
+   * Writes the frames waiting: frames that lie next to each other in memory (a burst of sends
+   * into the slab) go as one range, no copy.
    */
   private flush(): void {
     const batch = this.batch;
     if (batch.length === 0) return;
     this.batch = [];
+    this.batchBytes = 0;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
     if (!this.live) return;
-    let bytes = 0;
+    const runs: Buffer[] = [];
+    let first = batch[0];
+    let runEnd = first.start;
     for (const out of batch) {
-      if (out.sent) markRedelivered(out.frame);
+      if (out.sent) markRedelivered(out.buf, out.start);
       out.sent = true;
-      bytes += out.frame.length;
+      if (out.buf !== first.buf || out.start !== runEnd) {
+        runs.push(first.buf.subarray(first.start, runEnd));
+        first = out;
+      }
+      runEnd = out.end;
     }
-    if (batch.length === 1) this.socket.write(batch[0].frame);
-    else if (bytes <= COALESCE_BYTES) {
-      const frames = batch.map((out) => out.frame);
-      this.socket.write(Buffer.concat(frames, bytes));
-    } else {
+    runs.push(first.buf.subarray(first.start, runEnd));
+    if (runs.length === 1) this.socket.write(runs[0]);
+    else {
       this.socket.cork();
-      for (const out of batch) this.socket.write(out.frame);
+      for (const run of runs) this.socket.write(run);
       this.socket.uncork();
     }
   }
@@ -313,6 +382,7 @@ export class Messenger extends EventEmitter {
     this.reader.reset();
     // Frames waiting for this turn's write are all in the outbox: they go below, after the hello.
     this.batch = [];
+    this.batchBytes = 0;
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
     let again = 0;
@@ -396,7 +466,7 @@ export class Messenger extends EventEmitter {
 
   private forget(seq: number, out: Outgoing): void {
     if (!this.outbox.delete(seq)) return;
-    this.outboxBytes -= out.frame.length;
+    this.outboxBytes -= out.end - out.start;
     clearTimeout(out.timer);
   }
 

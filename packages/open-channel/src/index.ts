@@ -47,6 +47,7 @@ export {
   type MessageContext,
   type MessageHandlers,
   Messenger,
+  structuredCodec,
   v8Codec,
 } from "@open-channel/messages";
 export { type ChannelReport, type CliOutput, type HostReport, runCli } from "./cli";

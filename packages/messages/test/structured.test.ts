@@ -1,0 +1,267 @@
+import * as v8 from "node:v8";
+import { structuredCodec } from "@open-channel/messages";
+
+/**
+ * The default codec must give back what `v8.deserialize(v8.serialize(x))` gives, whichever path it
+ * takes: the same types (Buffer vs Uint8Array, Date, plain object), the same primitives (-0, NaN,
+ * lone surrogates), the same keys in the same order, holes, named array properties, and objects met
+ * twice met twice. Jest runs tests in a realm of their own, so classes are compared by name.
+ */
+const viaCodec = (x: unknown): unknown => structuredCodec.decode(Buffer.from(structuredCodec.encode(x)));
+const viaV8 = (x: unknown): unknown => v8.deserialize(v8.serialize(x));
+
+function differs(a: unknown, b: unknown, pairs: Map<unknown, unknown>, path: string): string | undefined {
+  if (typeof a !== "object" || a === null || typeof b !== "object" || b === null) {
+    return Object.is(a, b) ? undefined : `${path}: ${String(a)} vs ${String(b)}`;
+  }
+  if (pairs.has(a)) return pairs.get(a) === b ? undefined : `${path}: an object met twice is not the same object twice`;
+  pairs.set(a, b);
+  const nameA = Object.getPrototypeOf(a)?.constructor?.name;
+  const nameB = Object.getPrototypeOf(b)?.constructor?.name;
+  if (nameA !== nameB) return `${path}: ${nameA} vs ${nameB}`;
+  if (a instanceof Date) return Object.is(a.getTime(), (b as Date).getTime()) ? undefined : `${path}: another date`;
+  if (a instanceof Uint8Array) return Buffer.compare(a, b as Uint8Array) === 0 ? undefined : `${path}: other bytes`;
+  if (a instanceof Map || a instanceof Set) {
+    return differs([...a], [...(b as Map<unknown, unknown>)], pairs, `${path}[entries]`);
+  }
+  const keysA = Reflect.ownKeys(a);
+  const keysB = Reflect.ownKeys(b);
+  if (keysA.join("|") !== keysB.join("|")) return `${path}: keys ${keysA.join(",")} vs ${keysB.join(",")}`;
+  for (const key of keysA) {
+    const d = differs((a as Record<PropertyKey, unknown>)[key], (b as Record<PropertyKey, unknown>)[key], pairs, `${path}.${String(key)}`);
+    if (d !== undefined) return d;
+  }
+  return undefined;
+}
+
+function expectSame(x: unknown): void {
+  const d = differs(viaCodec(x), viaV8(x), new Map(), "value");
+  if (d !== undefined) throw new Error(`the codec gave back something else than v8: ${d}`);
+}
+
+/** A small seeded PRNG (mulberry32): a failure is reproduced by its seed. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const STRINGS = [
+  "",
+  "a",
+  "tick",
+  "é",
+  "日本",
+  "😀",
+  "\ud800",
+  "x\udc00y",
+  "__proto__",
+  "0",
+  "10",
+  "-1",
+  "constructor",
+  "a".repeat(84),
+  "é".repeat(85),
+  "b".repeat(300),
+];
+const NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  255,
+  256,
+  2 ** 31 - 1,
+  -(2 ** 31),
+  2 ** 31,
+  0.5,
+  -1e-300,
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  Number.MAX_SAFE_INTEGER,
+];
+
+function value(rnd: () => number, depth: number, pool: object[]): unknown {
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)];
+  const k = Math.floor(rnd() * (depth > 3 ? 6 : 16));
+  switch (k) {
+    case 0:
+      return pick(STRINGS) + (rnd() < 0.3 ? String.fromCharCode(Math.floor(rnd() * 0x10000)) : "");
+    case 1:
+      return pick(NUMBERS);
+    case 2:
+      return Math.floor((rnd() - 0.5) * 2 ** 40) / (rnd() < 0.5 ? 1 : 7);
+    case 3:
+      return pick([true, false, null, undefined]);
+    case 4:
+      return Buffer.from(pick(STRINGS));
+    case 5:
+      return new Date(Math.floor(rnd() * 2e12));
+    case 6:
+    case 7:
+    case 8: {
+      const o: Record<string, unknown> = {};
+      const n = Math.floor(rnd() * 6);
+      for (let i = 0; i < n; i++) {
+        const key = pick(STRINGS);
+        const v = value(rnd, depth + 1, pool);
+        if (key === "__proto__") Object.defineProperty(o, key, { value: v, enumerable: true, writable: true, configurable: true });
+        else o[key] = v;
+      }
+      pool.push(o);
+      return o;
+    }
+    case 9:
+    case 10: {
+      const n = Math.floor(rnd() * 6);
+      const a: unknown[] = [];
+      for (let i = 0; i < n; i++) a.push(value(rnd, depth + 1, pool));
+      if (rnd() < 0.1) a.length += 2; // holes at the end
+      if (rnd() < 0.1) (a as unknown as Record<string, unknown>).extra = 1;
+      pool.push(a);
+      return a;
+    }
+    case 11:
+      return new Uint8Array([1, 2, 3]);
+    case 12:
+      return pool.length > 0 && rnd() < 0.5 ? pick(pool) : { shared: false };
+    case 13:
+      return pick([new Map([[1, "a"]]), new Set(["x"]), 10n, /re/g, new Error("boom"), new Float64Array([1.5]), Object.create(null)]);
+    case 14:
+      return Object.assign(Object.create(null), { nullProto: true });
+    default:
+      return pick(STRINGS);
+  }
+}
+
+// biome-ignore lint/suspicious/noSparseArray: a hole is the point
+const HOLES = [1, , 3];
+
+describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.serialize()) gives", () => {
+  test.each([
+    ["a plain message", { kind: "tick", text: "x".repeat(38), n: 1 }],
+    ["strings", ["", "ascii", "é", "日本語", "😀", "\ud800 lone", "\udfff", "x".repeat(100_000)]],
+    ["numbers", NUMBERS],
+    ["-0 alone", -0],
+    ["top-level primitives", [true, false, null, undefined]],
+    ["a Buffer", Buffer.from("bytes")],
+    ["a big Buffer", Buffer.alloc(1 << 20, 7)],
+    ["a Uint8Array", new Uint8Array([1, 2, 3])],
+    ["a Date", new Date(1_700_000_000_000)],
+    ["an invalid Date", new Date(Number.NaN)],
+    ["__proto__ as an own key", JSON.parse('{"__proto__": {"polluted": true}, "a": 1}')],
+    ["integer-like keys", { b: 1, 2: "two", a: 3, 1: "one" }],
+    ["holes", HOLES],
+    ["a named array property", Object.assign([1, 2], { extra: "x" })],
+    ["a long array", Array.from({ length: 1000 }, (_, i) => i)],
+    ["a Map, Set and BigInt inside", { m: new Map([["k", 1]]), s: new Set([1]), b: 2n ** 70n }],
+    [
+      "a class instance",
+      new (class Point {
+        x = 1;
+        y = 2;
+      })(),
+    ],
+    [
+      "an object met twice",
+      (() => {
+        const shared = { id: 1 };
+        return { a: shared, b: shared, list: [shared] };
+      })(),
+    ],
+    [
+      "a cycle",
+      (() => {
+        const o: Record<string, unknown> = { name: "loop" };
+        o.self = o;
+        return o;
+      })(),
+    ],
+    [
+      "deep nesting",
+      (() => {
+        let o: unknown = "leaf";
+        for (let i = 0; i < 200; i++) o = { o };
+        return o;
+      })(),
+    ],
+  ])("%s", (_name, x) => {
+    expectSame(x);
+  });
+
+  test("20,000 random values (seeded)", () => {
+    for (let seed = 1; seed <= 20_000; seed++) {
+      const rnd = random(seed);
+      const x = value(rnd, 0, []);
+      try {
+        expectSame(x);
+      } catch (err) {
+        throw new Error(`seed ${seed}: ${(err as Error).message}`);
+      }
+    }
+  });
+
+  test("plain data takes the fast path, the rest v8's", () => {
+    const first = (x: unknown) => Buffer.from(structuredCodec.encode(x))[0];
+    for (const x of [{ kind: "tick", n: 1, at: new Date(), list: [1, "a", null], raw: Buffer.from("x") }, "text", 42, undefined]) {
+      expect(first(x)).toBe(0x01);
+    }
+    for (const x of [new Map(), { big: 1n }, Object.assign([1], { named: true }), Array.from({ length: 1000 }, () => 0)]) {
+      expect(first(x)).toBe(0xff); // v8.serialize's version tag
+    }
+  });
+
+  test("what v8 cannot clone fails the same way", () => {
+    for (const x of [() => 1, { f: () => 1 }, [Symbol("s")]]) {
+      let ours: unknown;
+      let theirs: unknown;
+      try {
+        structuredCodec.encode(x);
+      } catch (err) {
+        ours = err;
+      }
+      try {
+        v8.serialize(x);
+      } catch (err) {
+        theirs = err;
+      }
+      expect((ours as Error).message).toMatch(/could not be cloned/);
+      expect((ours as Error).message).toBe((theirs as Error).message);
+    }
+  });
+
+  test("a getter that sends while its object is encoded gets its own encoding", () => {
+    const inner = { n: 1 };
+    const outer = {
+      get nested() {
+        return structuredCodec.decode(Buffer.from(structuredCodec.encode(inner)));
+      },
+    };
+    expect(viaCodec(outer)).toEqual({ nested: { n: 1 } });
+  });
+
+  test("a corrupt body throws, never gives a wrong value", () => {
+    const good = Buffer.from(structuredCodec.encode({ kind: "tick", list: [1, "two", Buffer.from("3")] }));
+    for (let cut = 1; cut < good.length; cut++) {
+      expect(() => structuredCodec.decode(good.subarray(0, cut))).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_BAD_BODY" }));
+    }
+    expect(() => structuredCodec.decode(Buffer.concat([good, Buffer.from([0])]))).toThrow(
+      expect.objectContaining({ code: "ERR_OPEN_CHANNEL_BAD_BODY" }),
+    );
+    const rnd = random(7);
+    for (let i = 0; i < 5000; i++) {
+      const junk = Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 40) }, () => Math.floor(rnd() * 256)));
+      junk[0] = 1;
+      try {
+        structuredCodec.decode(junk);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe("ERR_OPEN_CHANNEL_BAD_BODY");
+      }
+    }
+  });
+});
