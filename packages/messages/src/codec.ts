@@ -1,6 +1,6 @@
 import * as v8 from "node:v8";
 import type { Slab } from "./slab";
-import { decodeStructured, encodeStructured, encodeStructuredInto } from "./structured";
+import { decodeStructured, decodeStructuredRange, encodeStructured, encodeStructuredInto } from "./structured";
 
 /**
  * Turns message bodies into bytes and back. Both sides of a channel must use the same codec.
@@ -21,12 +21,17 @@ export interface Codec {
 /** Internal: the method of a codec that writes a frame straight into a messenger's slab. */
 export const ENCODE_INTO: unique symbol = Symbol("open-channel.encodeInto");
 
+/** Internal: the method of a codec that decodes a body where it lies in a received buffer. */
+export const DECODE_FROM: unique symbol = Symbol("open-channel.decodeFrom");
+
 /**
  * Internal: a codec that can append `head` bytes and its encoding of `value` to `slab`, returning
  * where that frame starts (the default codec can: no copy of each body).
  */
 export interface SlabCodec extends Codec {
   [ENCODE_INTO]?: (value: unknown, slab: Slab, head: number) => number;
+  /** Decodes `buf[start, end)` (the default codec can: no Buffer made per body). */
+  [DECODE_FROM]?: (buf: Buffer, start: number, end: number) => unknown;
 }
 
 /**
@@ -45,6 +50,7 @@ export const structuredCodec: Codec = {
   encode: encodeStructured,
   decode: decodeStructured,
   [ENCODE_INTO]: encodeStructuredInto,
+  [DECODE_FROM]: decodeStructuredRange,
 } as SlabCodec;
 
 /**

@@ -39,6 +39,11 @@ export const FRAME = {
 /** The kinds of sequenced frames a member sends. */
 export type SequencedType = typeof FRAME.msg | typeof FRAME.req | typeof FRAME.pub | typeof FRAME.sub | typeof FRAME.unsub;
 
+/** The u48be at `buf[at]` (a sequence number). */
+export function read48(buf: Buffer, at: number): number {
+  return buf.readUInt16BE(at) * 0x100000000 + buf.readUInt32BE(at + 2);
+}
+
 /** A topic's bytes on the wire (UTF-8, at most 65535 bytes). */
 export function topicBytes(topic: string): Buffer {
   const bytes = Buffer.from(topic, "utf8");
@@ -178,8 +183,11 @@ export class FrameReader {
     this.pendingBytes = 0;
   }
 
-  /** Feeds a chunk; calls `onFrame` for each complete frame (type at index 4). Throws on a bad header. */
-  feed(chunk: Buffer, onFrame: (frame: Buffer) => void): void {
+  /**
+   * Feeds a chunk; calls `onFrame(buf, start, end)` for each complete frame (its type at
+   * `buf[start + 4]`; a range, not a Buffer: no object made per frame). Throws on a bad header.
+   */
+  feed(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     let buf: Buffer;
     if (this.pendingBytes === 0) buf = chunk;
     else {
@@ -195,7 +203,7 @@ export class FrameReader {
         throw new RangeError(`a frame header claims ${length} bytes (the limit is ${this.maxFrameBytes})`);
       }
       if (buf.length - at < 4 + length) break;
-      onFrame(buf.subarray(at, at + 4 + length));
+      onFrame(buf, at, at + 4 + length);
       at += 4 + length;
     }
     if (at < buf.length) {

@@ -1,7 +1,7 @@
 import type * as net from "node:net";
 import { debug, OpenChannelError } from "@open-channel/core";
-import type { Codec } from "./codec";
-import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, readTopic } from "./frame";
+import { type Codec, DECODE_FROM, type SlabCodec } from "./codec";
+import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic } from "./frame";
 
 /**
  * Who sent a message, as the host's handlers see it.
@@ -111,6 +111,30 @@ function errorBody(codec: Codec, err: unknown): Uint8Array {
   }
 }
 
+/** What a handler gets as `from`: made per message, so fields and a method, no closure. */
+class Context implements MessageContext {
+  readonly pid: number;
+  readonly session: string;
+
+  constructor(
+    private readonly host: MessageHost,
+    private readonly member: Session,
+    readonly seq: number,
+    readonly redelivered: boolean,
+  ) {
+    this.pid = member.pid;
+    this.session = member.id;
+  }
+
+  /** A function (not a method) so that `const { send } = from` works too. */
+  get send(): (body: unknown) => boolean {
+    return (body) => this.host.push(this.member, body);
+  }
+}
+
+/** Frames handled from one chunk before an acknowledgement goes out, not waiting for its end. */
+const ACK_EVERY_FRAMES = 256;
+
 /**
  * The host side of a message channel: one per process (its state lives in whichever process
  * hosts, and dies with it). `listener` is the channel's connection listener.
@@ -127,10 +151,16 @@ export class MessageHost {
    */
   private readonly fannedOut = new Set<net.Socket>();
 
+  /** The codec's decoding of a body where it lies (see SlabCodec). */
+  private readonly decode: (buf: Buffer, start: number, end: number) => unknown;
+
   constructor(
     private readonly handlers: MessageHandlers,
     private readonly options: HostOptions,
-  ) {}
+  ) {
+    const codec = options.codec as SlabCodec;
+    this.decode = codec[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
+  }
 
   /** The channel's connection listener. */
   readonly listener = (socket: net.Socket): void => {
@@ -142,11 +172,22 @@ export class MessageHost {
     });
     socket.on("data", (chunk: Buffer) => {
       socket.cork();
+      let sinceAck = 0;
       try {
-        reader.feed(chunk, (frame) => {
-          if (frame[4] === FRAME.hello) session = this.hello(frame, socket);
-          else if (session === undefined) throw new Error(`frame type ${frame[4]} before the hello`);
-          else this.onFrame(session, frame);
+        reader.feed(chunk, (buf, start, end) => {
+          if (buf[start + 4] === FRAME.hello) session = this.hello(buf.subarray(start, end), socket);
+          else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);
+          else {
+            this.onFrame(session, buf, start, end);
+            // A long chunk: acknowledge as it goes, so the member sends on while this host works
+            // through the rest (one ack at the end would have both sides wait for each other).
+            if (++sinceAck >= ACK_EVERY_FRAMES && session.ackDue) {
+              sinceAck = 0;
+              socket.uncork();
+              this.writeAck(session);
+              socket.cork();
+            }
+          }
         });
       } catch (err) {
         debug("messages %j: closing a member connection: %s", this.options.channel, (err as Error).message);
@@ -237,29 +278,41 @@ export class MessageHost {
     if (set.size === 0) this.topics.delete(topic);
   }
 
-  private context(session: Session, seq: number, redelivered: boolean): MessageContext {
-    const codec = this.options.codec;
-    return {
-      pid: session.pid,
-      session: session.id,
-      seq,
-      redelivered,
-      send: (body: unknown): boolean => {
-        const frame = encodePush(codec.encode(body));
-        if (frame.length - 4 > this.options.maxFrameBytes) throw this.tooLarge(frame.length - 4, "a push");
-        const socket = session.socket;
-        if (socket === undefined || socket.destroyed) return false;
-        socket.write(frame);
-        return true;
-      },
-    };
+  /** A push to `session`'s member (a handler's `from.send(body)`). */
+  push(session: Session, body: unknown): boolean {
+    const frame = encodePush(this.options.codec.encode(body));
+    if (frame.length - 4 > this.options.maxFrameBytes) throw this.tooLarge(frame.length - 4, "a push");
+    const socket = session.socket;
+    if (socket === undefined || socket.destroyed) return false;
+    socket.write(frame);
+    return true;
   }
 
-  private onFrame(session: Session, frame: Buffer): void {
-    const type = frame[4];
+  private onFrame(session: Session, buf: Buffer, start: number, end: number): void {
+    const type = buf[start + 4];
     if (type < FRAME.msg || type > FRAME.unsub) throw new Error(`unknown frame type ${type}`);
-    const seq = frame.readUIntBE(5, 6);
-    const redelivered = (frame[11] & FRAME.redelivered) !== 0;
+    const seq = read48(buf, start + 5);
+    const redelivered = (buf[start + 11] & FRAME.redelivered) !== 0;
+    if (type === FRAME.msg && seq > session.received) {
+      // The common case, without a Buffer made for the frame.
+      session.received = seq;
+      let outcome: unknown;
+      try {
+        outcome = this.handlers.onMessage?.(
+          this.decode(buf, start + FRAME.seqHeaderBytes, end),
+          new Context(this, session, seq, redelivered),
+        );
+      } catch (err) {
+        this.failed(session, seq, type, err);
+        outcome = undefined;
+      }
+      this.settle(session, seq, type, outcome);
+      return;
+    }
+    this.onOtherFrame(session, buf.subarray(start, end), type, seq, redelivered);
+  }
+
+  private onOtherFrame(session: Session, frame: Buffer, type: number, seq: number, redelivered: boolean): void {
     if (seq <= session.received) {
       // Sent again (a reconnect): handled once already, or still running here.
       const result = session.results.get(seq);
@@ -278,7 +331,10 @@ export class MessageHost {
     try {
       switch (type) {
         case FRAME.msg:
-          outcome = this.handlers.onMessage?.(codec.decode(frame.subarray(FRAME.seqHeaderBytes)), this.context(session, seq, redelivered));
+          outcome = this.handlers.onMessage?.(
+            codec.decode(frame.subarray(FRAME.seqHeaderBytes)),
+            new Context(this, session, seq, redelivered),
+          );
           break;
         case FRAME.req:
           // Acknowledged once started: a slow request never holds back what comes after it. Its
@@ -310,6 +366,11 @@ export class MessageHost {
       this.failed(session, seq, type, err);
       outcome = undefined;
     }
+    this.settle(session, seq, type, outcome);
+  }
+
+  /** `seq` ran (its outcome: a promise when it goes on): handled now, or once it resolves. */
+  private settle(session: Session, seq: number, type: number, outcome: unknown): void {
     if (outcome instanceof Promise) {
       const entry: Pending = { seq, done: false };
       session.pending.push(entry);
@@ -340,7 +401,10 @@ export class MessageHost {
       if (this.handlers.onRequest === undefined) {
         throw Object.assign(new Error("the host has no onRequest handler"), { code: "ERR_OPEN_CHANNEL_NO_HANDLER" });
       }
-      const value = this.handlers.onRequest(codec.decode(frame.subarray(FRAME.seqHeaderBytes)), this.context(session, seq, redelivered));
+      const value = this.handlers.onRequest(
+        codec.decode(frame.subarray(FRAME.seqHeaderBytes)),
+        new Context(this, session, seq, redelivered),
+      );
       if (value instanceof Promise) {
         session.running.add(seq);
         value.then((v) => reply(true, codec.encode(v))).catch(fail);

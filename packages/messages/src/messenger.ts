@@ -8,12 +8,14 @@ import {
   FRAME,
   FrameReader,
   markRedelivered,
+  read48,
   readTopic,
   type SequencedType,
   sequencedHeadBytes,
   topicBytes,
   writeSequencedHead,
 } from "./frame";
+import { Outbox, type OutboxEntry } from "./outbox";
 import { Slab } from "./slab";
 
 /**
@@ -47,15 +49,30 @@ export interface EventMeta {
 }
 
 /** A sequenced frame not yet acknowledged by the host (`buf[start, end)`): sent again after a failover. */
-interface Outgoing {
-  buf: Buffer;
-  start: number;
-  end: number;
-  type: SequencedType;
-  sent: boolean;
-  resolve: ((value: unknown) => void) | undefined;
-  reject: ((err: Error) => void) | undefined;
-  timer: NodeJS.Timeout | undefined;
+class Outgoing implements OutboxEntry {
+  sent = false;
+  done = false;
+  resolve: ((value: unknown) => void) | undefined = undefined;
+  reject: ((err: Error) => void) | undefined = undefined;
+  timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(
+    readonly seq: number,
+    readonly type: SequencedType,
+    readonly buf: Buffer,
+    readonly start: number,
+    readonly end: number,
+  ) {}
+}
+
+/**
+ * One executor for every send's promise (it runs at once, inside `new Promise`): no closure made
+ * per message.
+ */
+let settling: Outgoing | undefined;
+function takeSettlers(resolve: (value: unknown) => void, reject: (err: Error) => void): void {
+  (settling as Outgoing).resolve = resolve;
+  (settling as Outgoing).reject = reject;
 }
 
 /**
@@ -110,8 +127,7 @@ export class Messenger extends EventEmitter {
   private readonly sessionBytes: Buffer;
   private readonly socket: net.Socket;
   private readonly reader: FrameReader;
-  private readonly outbox = new Map<number, Outgoing>();
-  private outboxBytes = 0;
+  private readonly outbox = new Outbox<Outgoing>();
   private nextSeq = 1;
   private acked = 0;
   private live = false;
@@ -256,7 +272,7 @@ export class Messenger extends EventEmitter {
 
   private enqueue(type: SequencedType, body: unknown, topic: string | undefined, timeoutMs?: number): Promise<unknown> {
     if (this.closed !== undefined) return Promise.reject(this.closed);
-    if (this.outbox.size >= this.limits.maxUnacked || this.outboxBytes >= this.limits.maxUnackedBytes) {
+    if (this.outbox.size >= this.limits.maxUnacked || this.outbox.bytes >= this.limits.maxUnackedBytes) {
       return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.enqueue(type, body, topic, timeoutMs));
     }
     let buf: Buffer;
@@ -299,32 +315,34 @@ export class Messenger extends EventEmitter {
         ),
       );
     }
-    const seq = this.nextSeq++;
-    return new Promise((resolve, reject) => {
-      const out: Outgoing = { buf, start, end, type, sent: false, resolve, reject, timer: undefined };
-      if (timeoutMs !== undefined && timeoutMs > 0) {
-        out.timer = setTimeout(() => {
-          out.resolve = undefined;
-          const r = out.reject;
-          out.reject = undefined;
-          // Started by the host already: nothing left to deliver, give its place back.
-          if (seq <= this.acked) {
-            this.forget(seq, out);
-            this.wake();
-          }
-          r?.(
-            new OpenChannelError(
-              "ETIMEDOUT",
-              `open-channel "${this.channel.name}": no reply to request ${seq} within ${timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
-              { channel: this.channel.name },
-            ),
-          );
-        }, timeoutMs);
+    const out = new Outgoing(this.nextSeq++, type, buf, start, end);
+    settling = out;
+    const promise = new Promise(takeSettlers);
+    settling = undefined;
+    if (timeoutMs !== undefined && timeoutMs > 0) this.startTimer(out, timeoutMs);
+    this.outbox.add(out);
+    if (this.live) this.write(out);
+    return promise;
+  }
+
+  private startTimer(out: Outgoing, timeoutMs: number): void {
+    out.timer = setTimeout(() => {
+      out.resolve = undefined;
+      const reject = out.reject;
+      out.reject = undefined;
+      // Started by the host already: nothing left to deliver, give its place back.
+      if (out.seq <= this.acked) {
+        this.outbox.remove(out);
+        this.wake();
       }
-      this.outbox.set(seq, out);
-      this.outboxBytes += end - start;
-      if (this.live) this.write(out);
-    });
+      reject?.(
+        new OpenChannelError(
+          "ETIMEDOUT",
+          `open-channel "${this.channel.name}": no reply to request ${out.seq} within ${timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
+          { channel: this.channel.name },
+        ),
+      );
+    }, timeoutMs);
   }
 
   /** The bytes of `topic`, kept for the next time. */
@@ -386,10 +404,10 @@ export class Messenger extends EventEmitter {
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
     let again = 0;
-    for (const out of this.outbox.values()) {
+    this.outbox.forEach((out) => {
       if (out.sent) again++;
       this.write(out);
-    }
+    });
     if (again > 0) debug("messages %j: sending %d unacknowledged frame(s) again", this.channel.name, again);
     this.emit("connect");
   }
@@ -398,18 +416,21 @@ export class Messenger extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     try {
-      this.reader.feed(chunk, (frame) => this.onFrame(frame));
+      this.reader.feed(chunk, this.onRange);
     } catch (err) {
       debug("messages %j: bad frame from the host (%s): reconnecting", this.channel.name, (err as Error).message);
       this.reader.reset();
     }
   }
 
+  private readonly onRange = (buf: Buffer, start: number, end: number): void => {
+    // Acknowledgements, the most frequent, without a Buffer made for them.
+    if (buf[start + 4] === FRAME.ack) this.onAck(read48(buf, start + 5));
+    else this.onFrame(buf.subarray(start, end));
+  };
+
   private onFrame(frame: Buffer): void {
     switch (frame[4]) {
-      case FRAME.ack:
-        this.onAck(frame.readUIntBE(5, 6));
-        return;
       case FRAME.res:
       case FRAME.fail: {
         const seq = frame.readUIntBE(5, 6);
@@ -423,7 +444,7 @@ export class Messenger extends EventEmitter {
         out.reject = undefined;
         clearTimeout(out.timer);
         if (seq <= this.acked) {
-          this.forget(seq, out);
+          this.forget(out);
           this.wake();
         }
         if (ok) resolve?.(value);
@@ -450,24 +471,24 @@ export class Messenger extends EventEmitter {
   private onAck(seq: number): void {
     if (seq <= this.acked) return;
     this.acked = seq;
-    for (const [s, out] of this.outbox) {
-      if (s > seq) break;
-      // A request is acknowledged once the host started it, and settled by its reply: until
-      // then it stays here, to go again to the next host if this one dies first.
-      if (out.type === FRAME.req && out.resolve !== undefined) continue;
-      this.forget(s, out);
-      const resolve = out.resolve;
-      out.resolve = undefined;
-      out.reject = undefined;
-      resolve?.(undefined);
-    }
+    this.outbox.acknowledge(seq, this.onAcked);
     this.wake();
   }
 
-  private forget(seq: number, out: Outgoing): void {
-    if (!this.outbox.delete(seq)) return;
-    this.outboxBytes -= out.end - out.start;
-    clearTimeout(out.timer);
+  private readonly onAcked = (out: Outgoing): void => {
+    // A request is acknowledged once the host started it, and settled by its reply: until
+    // then it stays here, to go again to the next host if this one dies first.
+    if (out.type === FRAME.req && out.resolve !== undefined) return;
+    this.forget(out);
+    const resolve = out.resolve;
+    out.resolve = undefined;
+    out.reject = undefined;
+    resolve?.(undefined);
+  };
+
+  private forget(out: Outgoing): void {
+    if (!this.outbox.remove(out)) return;
+    if (out.timer !== undefined) clearTimeout(out.timer);
   }
 
   private wake(): void {
@@ -496,14 +517,13 @@ export class Messenger extends EventEmitter {
     if (this.closed !== undefined) return;
     this.closed = err;
     this.live = false;
-    for (const out of this.outbox.values()) {
+    this.outbox.forEach((out) => {
       clearTimeout(out.timer);
       out.reject?.(err);
       out.resolve = undefined;
       out.reject = undefined;
-    }
+    });
     this.outbox.clear();
-    this.outboxBytes = 0;
     this.wake();
     for (const w of this.roomWaiters) w();
     if (err.name !== "OpenChannelError" || (err as OpenChannelError).code !== "ERR_OPEN_CHANNEL_CLOSED") {

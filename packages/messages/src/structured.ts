@@ -46,6 +46,7 @@ const KEEP_SCRATCH_BYTES = 256 * 1024;
 
 /** Node's own string writers and readers (on every Buffer; not in its type declarations). */
 interface NodeBuffer extends Buffer {
+  utf8Write(s: string, offset: number): number;
   latin1Slice(start: number, end: number): string;
   utf8Slice(start: number, end: number): string;
   ucs2Slice(start: number, end: number): string;
@@ -58,7 +59,7 @@ interface WellFormed {
 
 const EMPTY = Buffer.alloc(0);
 /** Where this encoding writes: a slab's buffer (or the scratch), from `base` (its frame's start) to `pos`. */
-let out: Buffer = Buffer.alloc(0);
+let out: NodeBuffer = Buffer.alloc(0) as NodeBuffer;
 let base = 0;
 let pos = 0;
 let encoding = false;
@@ -70,8 +71,12 @@ const SEEN_LIST_MAX = 16;
 
 function need(n: number): void {
   if (pos + n <= out.length) return;
+  grow(n);
+}
+
+function grow(n: number): void {
   // The frame so far moves to a buffer of its own, with room to grow (the slab's earlier frames stay).
-  const grown = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, 2 * (pos - base + n)));
+  const grown = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, 2 * (pos - base + n))) as NodeBuffer;
   out.copy(grown, 0, base, pos);
   pos -= base;
   base = 0;
@@ -93,17 +98,20 @@ const SHORT_STRING = 16;
 function writeString(s: string): void {
   const length = s.length;
   if (length <= SHORT_STRING) {
-    need(2 + length);
+    if (pos + 2 + length > out.length) need(2 + length);
+    // Locals: the loop reads no module state.
+    const o = out;
+    const p = pos + 2;
     let i = 0;
     for (; i < length; i++) {
       const c = s.charCodeAt(i);
       if (c > 0x7f) break;
-      out[pos + 2 + i] = c;
+      o[p + i] = c;
     }
     if (i === length) {
-      out[pos] = T_ASCII;
-      out[pos + 1] = length;
-      pos += 2 + length;
+      o[p - 2] = T_ASCII;
+      o[p - 1] = length;
+      pos = p + length;
       return;
     }
   }
@@ -111,32 +119,40 @@ function writeString(s: string): void {
   const short = length < 85;
   const head = short ? 2 : 6;
   need(head + length * 3);
-  const at = pos + head;
-  let bytes = out.write(s, at);
+  const o = out;
+  const p = pos;
+  const at = p + head;
+  let bytes = o.utf8Write(s, at);
   let tag = T_ASCII;
   if (bytes !== length) {
     if ((s as unknown as WellFormed).isWellFormed()) tag = T_UTF8;
     else {
       // UTF-8 cannot carry a lone surrogate: UTF-16 keeps the string as it is.
       tag = T_UTF16;
-      bytes = out.write(s, at, "utf16le");
+      bytes = o.write(s, at, "utf16le");
     }
   }
-  out[pos] = tag;
-  if (short) out[pos + 1] = bytes;
+  o[p] = tag;
+  if (short) o[p + 1] = bytes;
   else {
-    out[pos + 1] = 0xff;
-    out.writeUInt32LE(bytes, pos + 2);
+    o[p + 1] = 0xff;
+    o.writeUInt32LE(bytes, p + 2);
   }
   pos = at + bytes;
 }
 
 function writeNumber(n: number): void {
-  need(9);
+  if (pos + 9 > out.length) need(9);
   if ((n | 0) === n && (n !== 0 || 1 / n > 0)) {
-    out[pos] = T_INT32;
-    out.writeInt32LE(n, pos + 1);
-    pos += 5;
+    const o = out;
+    const p = pos;
+    o[p] = T_INT32;
+    // Little-endian by hand: a typed array store keeps the low 8 bits.
+    o[p + 1] = n;
+    o[p + 2] = n >> 8;
+    o[p + 3] = n >> 16;
+    o[p + 4] = n >> 24;
+    pos = p + 5;
   } else {
     out[pos] = T_FLOAT64;
     out.writeDoubleLE(n, pos + 1);
@@ -245,7 +261,7 @@ export function encodeStructuredInto(value: unknown, slab: Slab, head: number): 
   // A getter that itself sends while this one encodes: the encoder's state is taken, so v8 it is.
   if (encoding) return slab.put(v8.serialize(value), head);
   encoding = true;
-  out = slab.buf;
+  out = slab.buf as NodeBuffer;
   base = slab.at;
   pos = base + head;
   try {
@@ -260,7 +276,7 @@ export function encodeStructuredInto(value: unknown, slab: Slab, head: number): 
     return slab.put(v8.serialize(value), head);
   } finally {
     encoding = false;
-    out = EMPTY;
+    out = EMPTY as NodeBuffer;
     // Let go of the objects met (the list is reused).
     for (let i = 0; i < seenCount; i++) seenList[i] = undefined;
     seenCount = 0;
@@ -284,6 +300,8 @@ export function encodeStructured(value: unknown): Buffer {
 
 let src: NodeBuffer = Buffer.alloc(0) as NodeBuffer;
 let at = 0;
+/** Where the body being decoded ends in `src`. */
+let srcEnd = 0;
 
 function corrupt(): never {
   throw new OpenChannelError(
@@ -293,8 +311,8 @@ function corrupt(): never {
 }
 
 function readLength(): number {
+  if (at >= srcEnd) corrupt();
   const n = src[at++];
-  if (n === undefined) corrupt();
   if (n !== 0xff) return n;
   readEnd(4);
   const long = src.readUInt32LE(at);
@@ -304,7 +322,7 @@ function readLength(): number {
 
 function readEnd(n: number): number {
   const end = at + n;
-  if (end > src.length) corrupt();
+  if (end > srcEnd) corrupt();
   return end;
 }
 
@@ -347,13 +365,14 @@ const keyCache = new Map<number, string>();
 const KEY_CACHE_SIZE = 4096;
 
 function readKey(): string {
+  if (at + 1 >= srcEnd) corrupt();
   const tag = src[at++];
   if (tag !== T_ASCII) return readString(tag);
   const length = src[at];
-  if (length === undefined || length > SHORT_STRING * 2) return readString(tag);
+  if (length > SHORT_STRING * 2) return readString(tag);
   const start = at + 1;
   const end = start + length;
-  if (end > src.length) corrupt();
+  if (end > srcEnd) corrupt();
   const b = src;
   let h = length;
   for (let i = start; i < end; i++) h = (Math.imul(h, 31) + b[i]) | 0;
@@ -375,7 +394,7 @@ function readKey(): string {
 }
 
 function readValue(depth: number): unknown {
-  if (depth > MAX_DEPTH) corrupt();
+  if (depth > MAX_DEPTH || at >= srcEnd) corrupt();
   const tag = src[at++];
   switch (tag) {
     case T_UNDEFINED:
@@ -443,17 +462,25 @@ function readValue(depth: number): unknown {
 
 /** The value of `bytes` written by {@link encodeStructured}. */
 export function decodeStructured(bytes: Buffer): unknown {
-  if (bytes.length === 0 || bytes[0] !== FAST) return v8.deserialize(bytes);
+  return decodeStructuredRange(bytes, 0, bytes.length);
+}
+
+/** The value of the body at `buf[start, end)`, without a Buffer made for it. */
+export function decodeStructuredRange(buf: Buffer, start: number, end: number): unknown {
+  if (end <= start || buf[start] !== FAST) return v8.deserialize(buf.subarray(start, end));
   const previous = src;
   const previousAt = at;
-  src = bytes as NodeBuffer;
-  at = 1;
+  const previousEnd = srcEnd;
+  src = buf as NodeBuffer;
+  at = start + 1;
+  srcEnd = end;
   try {
     const value = readValue(0);
-    if (at !== bytes.length) corrupt();
+    if (at !== end) corrupt();
     return value;
   } finally {
     src = previous;
     at = previousAt;
+    srcEnd = previousEnd;
   }
 }

@@ -1,0 +1,114 @@
+/**
+ * The messenger's outbox (an array walked from its head) against the obvious model (a Map by
+ * seq): random adds, cumulative acks, removals from the middle (requests settled by their reply),
+ * lookups and walks, repeated with many seeds.
+ */
+const { Outbox } = require("../dist/outbox.js") as typeof import("../src/outbox");
+
+interface Entry {
+  seq: number;
+  start: number;
+  end: number;
+  done: boolean;
+  /** A request waiting for its reply: an ack passes it without removing it. */
+  waiting: boolean;
+}
+
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function run(seed: number, steps: number): void {
+  const rnd = random(seed);
+  const outbox = new Outbox<Entry>();
+  const model = new Map<number, Entry>();
+  let nextSeq = 1;
+  let acked = 0;
+  const check = (what: string) => {
+    const live: number[] = [];
+    outbox.forEach((e) => {
+      live.push(e.seq);
+    });
+    const expected = [...model.keys()];
+    const bytes = [...model.values()].reduce((n, e) => n + e.end - e.start, 0);
+    if (live.join() !== expected.join() || outbox.size !== model.size || outbox.bytes !== bytes) {
+      const at = live.findIndex((seq, i) => seq !== expected[i]);
+      throw new Error(
+        `seed ${seed}, after ${what}: outbox has ${live.length} (${outbox.bytes} B), the model ${expected.length} (${bytes} B); ` +
+          `first difference at ${at}: ${live[at]} vs ${expected[at]}`,
+      );
+    }
+  };
+  for (let step = 0; step < steps; step++) {
+    const r = rnd();
+    if (r < 0.5) {
+      // A burst of sends, sometimes a request among them.
+      const n = 1 + Math.floor(rnd() * 300);
+      for (let i = 0; i < n; i++) {
+        const size = 13 + Math.floor(rnd() * 100);
+        const e: Entry = { seq: nextSeq++, start: 0, end: size, done: false, waiting: rnd() < 0.02 };
+        outbox.add(e);
+        model.set(e.seq, e);
+      }
+      check("adds");
+    } else if (r < 0.8) {
+      // A cumulative ack, up to somewhere in what was sent.
+      if (nextSeq - 1 <= acked) continue;
+      acked += 1 + Math.floor(rnd() * (nextSeq - 1 - acked));
+      outbox.acknowledge(acked, (e) => {
+        if (e.waiting) return;
+        outbox.remove(e);
+      });
+      for (const [seq, e] of model) if (seq <= acked && !e.waiting) model.delete(seq);
+      check(`ack ${acked}`);
+    } else if (r < 0.95) {
+      // A reply (or a timeout) settles a request: it leaves from the middle.
+      const waiting = [...model.values()].filter((e) => e.waiting);
+      if (waiting.length === 0) continue;
+      const e = waiting[Math.floor(rnd() * waiting.length)];
+      expect(outbox.get(e.seq)).toBe(e);
+      e.waiting = false;
+      if (e.seq <= acked || rnd() < 0.3) {
+        expect(outbox.remove(e)).toBe(true);
+        expect(outbox.remove(e)).toBe(false);
+        model.delete(e.seq);
+      }
+      check(`settling ${e.seq}`);
+    } else {
+      // Lookups: what is live is found, what left is not.
+      for (let i = 0; i < 20; i++) {
+        const seq = 1 + Math.floor(rnd() * (nextSeq + 5));
+        expect(outbox.get(seq)).toBe(model.get(seq));
+      }
+    }
+  }
+}
+
+describe("the messenger's outbox", () => {
+  test("random sends, acks, replies and lookups agree with a Map, 40 seeds", () => {
+    for (let seed = 1; seed <= 40; seed++) run(seed, 250);
+  });
+
+  test("a request that waits while thousands of messages pass keeps the outbox small", () => {
+    const outbox = new Outbox<Entry>();
+    const request: Entry = { seq: 1, start: 0, end: 20, done: false, waiting: true };
+    outbox.add(request);
+    for (let seq = 2; seq <= 100_000; seq++) {
+      outbox.add({ seq, start: 0, end: 20, done: false, waiting: false });
+      if (seq % 100 === 0) outbox.acknowledge(seq, (e) => (e.waiting ? undefined : outbox.remove(e)));
+    }
+    expect(outbox.size).toBe(1);
+    // Its array holds what is live plus bounded waste, not the 100,000 passed.
+    expect((outbox as unknown as { items: unknown[] }).items.length).toBeLessThan(10_000);
+    expect(outbox.get(1)).toBe(request);
+    expect(outbox.remove(request)).toBe(true);
+    expect(outbox.size).toBe(0);
+  });
+});
