@@ -65,13 +65,22 @@ export function writeSequencedHead(
   seq: number,
   topic: Buffer | undefined,
 ): void {
-  buf.writeUInt32BE(end - start - 4, start);
+  // Byte by byte: no range checks (the caller made the room), called for every message.
+  const length = end - start - 4;
+  buf[start] = length >>> 24;
+  buf[start + 1] = length >>> 16;
+  buf[start + 2] = length >>> 8;
+  buf[start + 3] = length;
   buf[start + 4] = type;
-  // seq as u48be, without writeUIntBE's checks (a safe integer below 2^48 by construction).
+  // seq as u48be (a safe integer below 2^48 by construction).
   const high = Math.floor(seq / 0x100000000);
+  const low = seq >>> 0;
   buf[start + 5] = high >>> 8;
-  buf[start + 6] = high & 0xff;
-  buf.writeUInt32BE(seq >>> 0, start + 7);
+  buf[start + 6] = high;
+  buf[start + 7] = low >>> 24;
+  buf[start + 8] = low >>> 16;
+  buf[start + 9] = low >>> 8;
+  buf[start + 10] = low;
   buf[start + 11] = 0;
   if (topic !== undefined) {
     buf.writeUInt16BE(topic.length, start + FRAME.seqHeaderBytes);
