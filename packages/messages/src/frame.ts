@@ -136,14 +136,19 @@ export function encodeAck(seq: number): Buffer {
 
 /** RES (with `ok`) or FAIL (without). */
 export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean, body: Uint8Array): Buffer {
-  const extra = type === FRAME.res ? 1 : 0;
-  const out = Buffer.allocUnsafe(FRAME.headerBytes + 6 + extra + body.length);
-  out.writeUInt32BE(out.length - 4, 0);
-  out[4] = type;
-  out.writeUIntBE(seq, 5, 6);
-  if (extra) out[11] = ok ? 1 : 0;
-  out.set(body, FRAME.headerBytes + 6 + extra);
+  const head = type === FRAME.res ? FRAME.headerBytes + 7 : FRAME.headerBytes + 6;
+  const out = Buffer.allocUnsafe(head + body.length);
+  out.set(body, head);
+  writeResultHead(out, type, seq, ok);
   return out;
+}
+
+/** Fills in the head of a RES or FAIL frame whose body is in place. */
+export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean): void {
+  frame.writeUInt32BE(frame.length - 4, 0);
+  frame[4] = type;
+  frame.writeUIntBE(seq, 5, 6);
+  if (type === FRAME.res) frame[11] = ok ? 1 : 0;
 }
 
 /** PUSH of `body` to one member. */

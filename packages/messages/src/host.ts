@@ -1,7 +1,8 @@
 import type * as net from "node:net";
 import { debug, OpenChannelError } from "@open-channel/core";
-import { type Codec, DECODE_FROM, type SlabCodec } from "./codec";
-import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic } from "./frame";
+import { type Codec, DECODE_FROM, ENCODE_INTO, type SlabCodec } from "./codec";
+import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeResultHead } from "./frame";
+import { Slab } from "./slab";
 
 /**
  * Who sent a message, as the host's handlers see it.
@@ -153,6 +154,11 @@ export class MessageHost {
 
   /** The codec's decoding of a body where it lies (see SlabCodec). */
   private readonly decode: (buf: Buffer, start: number, end: number) => unknown;
+  /** The codec's encoding straight into a frame (see SlabCodec): replies are written there. */
+  private readonly encodeInto: (value: unknown, slab: Slab, head: number) => number;
+  private readonly slab = new Slab();
+  /** Set while a reply is encoded into the slab (a getter must not start another there). */
+  private replying = false;
 
   constructor(
     private readonly handlers: MessageHandlers,
@@ -160,6 +166,7 @@ export class MessageHost {
   ) {
     const codec = options.codec as SlabCodec;
     this.decode = codec[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
+    this.encodeInto = codec[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
   }
 
   /** The channel's connection listener. */
@@ -388,10 +395,9 @@ export class MessageHost {
   }
 
   private request(session: Session, seq: number, frame: Buffer, redelivered: boolean): void {
-    const codec = this.options.codec;
-    const reply = (ok: boolean, body: Uint8Array): void => {
+    const reply = (value: unknown): void => {
       session.running.delete(seq);
-      this.result(session, seq, FRAME.res, ok, body);
+      this.reply(session, seq, value);
     };
     const fail = (err: unknown): void => {
       session.running.delete(seq);
@@ -402,16 +408,35 @@ export class MessageHost {
         throw Object.assign(new Error("the host has no onRequest handler"), { code: "ERR_OPEN_CHANNEL_NO_HANDLER" });
       }
       const value = this.handlers.onRequest(
-        codec.decode(frame.subarray(FRAME.seqHeaderBytes)),
+        this.decode(frame, FRAME.seqHeaderBytes, frame.length),
         new Context(this, session, seq, redelivered),
       );
       if (value instanceof Promise) {
         session.running.add(seq);
-        value.then((v) => reply(true, codec.encode(v))).catch(fail);
-      } else reply(true, codec.encode(value));
+        value.then(reply).catch(fail);
+      } else reply(value);
     } catch (err) {
       fail(err);
     }
+  }
+
+  /** The RES of a request that returned `value`, encoded straight into its frame. */
+  private reply(session: Session, seq: number, value: unknown): void {
+    const head = FRAME.headerBytes + 7;
+    let frame: Buffer;
+    if (this.replying) frame = encodeResult(FRAME.res, seq, true, this.options.codec.encode(value));
+    else {
+      this.replying = true;
+      let start: number;
+      try {
+        start = this.encodeInto(value, this.slab, head);
+      } finally {
+        this.replying = false;
+      }
+      frame = this.slab.buf.subarray(start, this.slab.at);
+      writeResultHead(frame, FRAME.res, seq, true);
+    }
+    this.sendResult(session, seq, FRAME.res, frame);
   }
 
   private failed(session: Session, seq: number, type: number, err: unknown): void {
@@ -430,7 +455,11 @@ export class MessageHost {
   }
 
   private result(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, ok: boolean, body: Uint8Array): void {
-    let frame = encodeResult(type, seq, ok, body);
+    this.sendResult(session, seq, type, encodeResult(type, seq, ok, body));
+  }
+
+  private sendResult(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, result: Buffer): void {
+    let frame = result;
     // A reply the member would refuse to read: it gets the reason instead.
     if (frame.length - 4 > this.options.maxFrameBytes)
       frame = encodeResult(type, seq, false, errorBody(this.options.codec, this.tooLarge(frame.length - 4, "a reply")));
