@@ -20,8 +20,8 @@ const reply = (id, body) => process.send({ id, ...body });
 const report = (msg) => process.connected && process.send({ pid: process.pid, ...msg });
 
 /**
- * A body of `size` bytes as the codec puts it on the wire: raw bytes for bufferCodec; for v8Codec
- * an object `{ kind, text }` whose serialization is `size` bytes (what v8Codec is there for).
+ * A body of `size` bytes: raw bytes for bufferCodec; for structuredCodec and v8Codec
+ * an object `{ kind, text }` whose v8 serialization is `size` bytes (plain data, what they are for).
  */
 function bodyOf(codec, size) {
   if (codec === "buffer") return Buffer.alloc(size, 120);

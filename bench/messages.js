@@ -7,7 +7,7 @@
  *
  *   messages-send-64B     one member sends 64-byte bodies; send() is acknowledged (the host's
  *                         onMessage ran); the window kept full: only when `window` sends are
- *                         unacknowledged is the oldest awaited. msgs/s, bufferCodec and v8Codec.
+ *                         unacknowledged is the oldest awaited. msgs/s, per codec (buffer, structured, v8).
  *   messages-request-rtt  request/response of 64-byte bodies, one at a time (the host's onRequest
  *                         returns the body): median and p99 in µs, and the ratio to raw net's
  *                         echo over a Unix socket, measured in the same rounds.
@@ -276,7 +276,7 @@ async function runMessageFailover(bench, dir) {
     s.killAll();
     await sleep(200);
     row("messages-failover", MESSAGES, {
-      codec: "v8",
+      codec: "structured",
       ...tally(logDir, finals, killed),
       members: MEMBERS,
       kills: times.length,

@@ -57,7 +57,8 @@ const MESSAGE_FIGURES = [
 ];
 const CODECS = [
   { codec: "buffer", label: "bufferCodec", color: "#17becf" },
-  { codec: "v8", label: "v8Codec (default)", color: "#1f77b4" },
+  { codec: "structured", label: "structuredCodec (default)", color: "#1f77b4" },
+  { codec: "v8", label: "v8Codec", color: "#9467bd" },
 ];
 const MESSAGES = "open-channel-messages";
 
@@ -183,8 +184,8 @@ function messagesSection(result) {
     "",
     `\`openMessageChannel\` through the umbrella, over the same Unix socket transport. Per codec one host process and one sender, ` +
       `${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; the codecs (and raw net for the round trip) take turns ` +
-      `round by round, median of ${m.pair_rounds} rounds after a warm-up. 64-byte bodies (bufferCodec: 64 raw bytes; v8Codec: an ` +
-      `object whose serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
+      `round by round, median of ${m.pair_rounds} rounds after a warm-up. 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
+      `and v8Codec: the object { kind, text } whose v8 serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
       `(xN) is the median of the round-by-round ratios to raw net's echo; subscribers are not pinned.`,
     "",
     `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net, same rounds | target |`,
