@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
-import { type Codec, ENCODE_INTO, type SlabCodec } from "./codec";
+import { type Codec, DECODE_FROM, ENCODE_INTO, type SlabCodec } from "./codec";
 import {
   encodeHello,
   FRAME,
@@ -139,6 +139,7 @@ export class Messenger extends EventEmitter {
   /** Set while a body is encoded: a send from inside it (a getter) must not write into the slab. */
   private encoding = false;
   private readonly encodeInto: (value: unknown, slab: Slab, head: number) => number;
+  private readonly decode: (buf: Buffer, start: number, end: number) => unknown;
   private readonly topics = new Map<string, Buffer>();
   private closed: Error | undefined;
   private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
@@ -163,6 +164,7 @@ export class Messenger extends EventEmitter {
     this.session = this.sessionBytes.toString("hex");
     this.reader = new FrameReader(limits.maxFrameBytes);
     this.encodeInto = (codec as SlabCodec)[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
+    this.decode = (codec as SlabCodec)[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
     this.socket = timeout === undefined ? channel.connect() : channel.connect(timeout);
     this.socket.on("connect", () => this.onConnect());
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -214,8 +216,9 @@ export class Messenger extends EventEmitter {
    * @example
    * const count = await messenger.request({ get: "count" }, { timeout: 2000 });
    */
-  async request(body: unknown, options: { timeout?: number } = {}): Promise<unknown> {
-    return this.enqueue(FRAME.req, body, undefined, options.timeout ?? this.limits.requestTimeoutMs);
+  request(body: unknown, options?: { timeout?: number }): Promise<unknown> {
+    // Not async: the promise of enqueue is the request's (one promise and one turn less per call).
+    return this.enqueue(FRAME.req, body, undefined, options?.timeout ?? this.limits.requestTimeoutMs);
   }
 
   /**
@@ -433,12 +436,12 @@ export class Messenger extends EventEmitter {
     switch (frame[4]) {
       case FRAME.res:
       case FRAME.fail: {
-        const seq = frame.readUIntBE(5, 6);
+        const seq = read48(frame, 5);
         const out = this.outbox.get(seq);
         if (out === undefined) return;
         const isRes = frame[4] === FRAME.res;
         const ok = isRes && frame[11] === 1;
-        const value = this.codec.decode(frame.subarray(isRes ? 12 : 11));
+        const value = this.decode(frame, isRes ? 12 : 11, frame.length);
         const { resolve, reject } = out;
         out.resolve = undefined;
         out.reject = undefined;
