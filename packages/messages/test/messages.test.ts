@@ -42,17 +42,22 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
   });
 
-  test("the default codec carries Map, Set, Date, BigInt, Buffer and typed arrays; the host pushes with from.send", async () => {
+  test.each([
+    ["the default codec", undefined],
+    ["v8Codec", v8Codec],
+  ])("%s carries Map, Set, Date, BigInt, Buffer and typed arrays both ways; the host pushes with from.send", async (_label, codec) => {
     let got: unknown;
     const ch = openMessageChannel(
       unique(`types-${name}`),
       {
         onMessage(body, from: MessageContext) {
           got = body;
-          from.send({ thanks: from.seq });
+          const { send } = from; // a function, usable on its own
+          send({ thanks: from.seq });
         },
+        onRequest: (body) => ({ back: body, plain: [1, "two", null, { deep: true }] }),
       },
-      { transport: transports[name](), codec: v8Codec },
+      { transport: transports[name](), codec },
     );
     const m = ch.connect();
     open.push(m);
@@ -68,6 +73,38 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     await m.send(body);
     expect(got).toEqual(body);
     expect(await pushed).toEqual({ thanks: 1 });
+    expect(await m.request(body)).toEqual({ back: body, plain: [1, "two", null, { deep: true }] });
+  });
+
+  test("a body whose getter sends while it is encoded: both arrive, the inner one first, neither corrupted", async () => {
+    const seen: unknown[] = [];
+    const ch = openMessageChannel(
+      unique(`getter-${name}`),
+      {
+        onMessage(body) {
+          seen.push(body);
+        },
+      },
+      { transport: transports[name]() },
+    );
+    const m = ch.connect();
+    open.push(m);
+    let inner: Promise<void> | undefined;
+    const outer = {
+      kind: "outer",
+      get note() {
+        inner ??= m.send({ kind: "inner", text: "sent from a getter" });
+        return "with a note";
+      },
+    };
+    const sends = [m.send({ kind: "before" }), m.send(outer), m.send({ kind: "after" })];
+    await Promise.all([...sends, inner]);
+    expect(seen).toEqual([
+      { kind: "before" },
+      { kind: "inner", text: "sent from a getter" },
+      { kind: "outer", note: "with a note" },
+      { kind: "after" },
+    ]);
   });
 
   test("pub/sub through the host: every subscriber gets each publish, with the publisher's pid; unsubscribe stops it", async () => {
