@@ -188,6 +188,8 @@ export function readTopic(frame: Buffer, at: number): { topic: string; next: num
 export class FrameReader {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes the partial frame in `pending` needs before it can be handled (4: its header). */
+  private needed = 0;
 
   constructor(private readonly maxFrameBytes: number) {}
 
@@ -195,18 +197,22 @@ export class FrameReader {
   reset(): void {
     this.pending = [];
     this.pendingBytes = 0;
+    this.needed = 0;
   }
 
   /**
    * Feeds a chunk; calls `onFrame(buf, start, end)` for each complete frame (its type at
    * `buf[start + 4]`; a range, not a Buffer: no object made per frame). Throws on a bad header.
+   * A frame that spans chunks is put together once, when its last byte has come (not once a chunk).
    */
   feed(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): void {
     let buf: Buffer;
     if (this.pendingBytes === 0) buf = chunk;
     else {
       this.pending.push(chunk);
-      buf = Buffer.concat(this.pending, this.pendingBytes + chunk.length);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < this.needed) return;
+      buf = Buffer.concat(this.pending, this.pendingBytes);
       this.pending = [];
       this.pendingBytes = 0;
     }
@@ -222,8 +228,9 @@ export class FrameReader {
     }
     if (at < buf.length) {
       const rest = buf.subarray(at);
-      this.pending.push(rest);
+      this.pending = [rest];
       this.pendingBytes = rest.length;
+      this.needed = rest.length >= 4 ? 4 + rest.readUInt32BE(0) : 4;
     }
   }
 }

@@ -434,6 +434,7 @@ export class MessageHost {
         this.replying = false;
       }
       frame = this.slab.buf.subarray(start, this.slab.at);
+      this.slab.dropLarge();
       writeResultHead(frame, FRAME.res, seq, true);
     }
     this.sendResult(session, seq, FRAME.res, frame);

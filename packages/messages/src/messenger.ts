@@ -304,6 +304,7 @@ export class Messenger extends EventEmitter {
         buf = this.slab.buf;
       }
       end = buf === this.slab.buf ? this.slab.at : buf.length;
+      this.slab.dropLarge();
       writeSequencedHead(buf, start, end, type, this.nextSeq, topicHead);
     } catch (err) {
       return Promise.reject(err);

@@ -18,6 +18,17 @@ export class Slab {
     this.at = 0;
   }
 
+  /**
+   * After a frame bigger than a slab (its own buffer, or one grown for it): start afresh next
+   * time, so that one big message does not keep a big buffer alive for the small ones after it.
+   */
+  dropLarge(): void {
+    if (this.buf.length > this.size) {
+      this.buf = Buffer.alloc(0);
+      this.at = 0;
+    }
+  }
+
   /** Appends `head` bytes to fill in later and then `bytes`; returns where the frame starts. */
   put(bytes: Uint8Array, head: number): number {
     this.reserve(head + bytes.length);

@@ -118,10 +118,11 @@ function writeString(s: string): void {
   // Under 85 UTF-16 units the UTF-8 bytes (3 at most per unit) fit a one-byte length.
   const short = length < 85;
   const head = short ? 2 : 6;
-  need(head + length * 3);
-  const o = out;
-  const p = pos;
-  const at = p + head;
+  // Room for the worst case (3 bytes a unit) when that is little, the exact count for long strings.
+  need(head + (length <= 1024 ? length * 3 : Buffer.byteLength(s, "utf8")));
+  let o = out;
+  let p = pos;
+  let at = p + head;
   let bytes = o.utf8Write(s, at);
   let tag = T_ASCII;
   if (bytes !== length) {
@@ -129,6 +130,10 @@ function writeString(s: string): void {
     else {
       // UTF-8 cannot carry a lone surrogate: UTF-16 keeps the string as it is.
       tag = T_UTF16;
+      need(head + length * 2);
+      o = out;
+      p = pos;
+      at = p + head;
       bytes = o.write(s, at, "utf16le");
     }
   }

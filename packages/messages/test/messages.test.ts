@@ -107,6 +107,37 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     ]);
   });
 
+  test("a big body goes whole both ways, and the messenger does not keep its big buffer afterwards", async () => {
+    let got: unknown;
+    const ch = openMessageChannel(
+      unique(`big-${name}`),
+      {
+        onMessage(body) {
+          got = body;
+        },
+        onRequest: (body) => body,
+      },
+      { transport: transports[name]() },
+    );
+    const m = ch.connect();
+    open.push(m);
+    const big = { text: "é".repeat(1_000_000), bytes: Buffer.alloc(3_000_000, 7) };
+    // Compared by hand: Jest's toEqual walks a 3 MB Buffer byte by byte, for seconds.
+    const same = (x: unknown): boolean => {
+      const v = x as typeof big;
+      return v.text === big.text && Buffer.isBuffer(v.bytes) && v.bytes.equals(big.bytes);
+    };
+    const slab = (): number => (m as unknown as { slab: { buf: Buffer } }).slab.buf.length;
+    await m.send(big);
+    expect(same(got)).toBe(true);
+    // The next small frames go to a normal slab, not to the multi-megabyte buffer of the big one.
+    await m.send({ small: true });
+    expect(slab()).toBeLessThanOrEqual(64 * 1024);
+    expect(same(await m.request(big))).toBe(true);
+    await m.send({ small: true });
+    expect(slab()).toBeLessThanOrEqual(64 * 1024);
+  });
+
   test("pub/sub through the host: every subscriber gets each publish, with the publisher's pid; unsubscribe stops it", async () => {
     const ch = openMessageChannel(unique(`pubsub-${name}`), {}, { transport: transports[name](), codec: jsonCodec });
     const m = ch.connect();

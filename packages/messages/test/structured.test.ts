@@ -146,6 +146,7 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
   test.each([
     ["a plain message", { kind: "tick", text: "x".repeat(38), n: 1 }],
     ["strings", ["", "ascii", "é", "日本語", "😀", "\ud800 lone", "\udfff", "x".repeat(100_000)]],
+    ["long strings, non-ASCII and ill-formed", ["é".repeat(5000), "😀".repeat(3000), `${"a".repeat(3000)}\ud800`, "\udc00".repeat(2000)]],
     ["numbers", NUMBERS],
     ["-0 alone", -0],
     ["top-level primitives", [true, false, null, undefined]],
