@@ -54,7 +54,9 @@ class Outgoing implements OutboxEntry {
   done = false;
   resolve: ((value: unknown) => void) | undefined = undefined;
   reject: ((err: Error) => void) | undefined = undefined;
-  timer: NodeJS.Timeout | undefined = undefined;
+  /** A request's timeout (ms) and when it runs out (performance.now()); 0: no timeout, or settled. */
+  timeoutMs = 0;
+  deadline = 0;
 
   constructor(
     readonly seq: number,
@@ -141,6 +143,11 @@ export class Messenger extends EventEmitter {
   private readonly encodeInto: (value: unknown, slab: Slab, head: number) => number;
   private readonly decode: (buf: Buffer, start: number, end: number) => unknown;
   private readonly topics = new Map<string, Buffer>();
+  /** Requests with a timeout, in the order sent (see startTimer). */
+  private timed: Outgoing[] = [];
+  private timedLive = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
   private closed: Error | undefined;
   private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
   private roomWaiters: Array<() => void> = [];
@@ -329,24 +336,73 @@ export class Messenger extends EventEmitter {
     return promise;
   }
 
+  /**
+   * Requests' timeouts share one timer, armed for the earliest deadline, not one timer each (a
+   * request costs no timer set and cleared): `timed` lists the requests with a deadline, settled
+   * ones are dropped when the timer fires or when they outnumber the live ones.
+   */
   private startTimer(out: Outgoing, timeoutMs: number): void {
-    out.timer = setTimeout(() => {
-      out.resolve = undefined;
-      const reject = out.reject;
-      out.reject = undefined;
-      // Started by the host already: nothing left to deliver, give its place back.
-      if (out.seq <= this.acked) {
-        this.outbox.remove(out);
-        this.wake();
+    out.timeoutMs = timeoutMs;
+    out.deadline = performance.now() + timeoutMs;
+    this.timed.push(out);
+    if (this.timedLive++ === 0) this.timer?.ref();
+    if (out.deadline < this.timerAt) this.armTimer(out.deadline);
+    else if (this.timed.length > 2 * this.timedLive + 1024) this.timed = this.timed.filter((o) => o.deadline > 0);
+  }
+
+  private armTimer(deadline: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = deadline;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, Math.ceil(deadline - performance.now())));
+    if (this.timedLive === 0) this.timer.unref();
+  }
+
+  /** The request no longer waits for its reply (settled, or the messenger closed). */
+  private untime(out: Outgoing): void {
+    if (out.deadline === 0) return;
+    out.deadline = 0;
+    // Nothing waits any more: the timer must not keep the process alive.
+    if (--this.timedLive === 0) this.timer?.unref();
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const expired: Outgoing[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    this.timed = this.timed.filter((out) => {
+      if (out.deadline === 0) return false;
+      if (out.deadline <= now) {
+        expired.push(out);
+        return false;
       }
-      reject?.(
-        new OpenChannelError(
-          "ETIMEDOUT",
-          `open-channel "${this.channel.name}": no reply to request ${out.seq} within ${timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
-          { channel: this.channel.name },
-        ),
-      );
-    }, timeoutMs);
+      if (out.deadline < next) next = out.deadline;
+      return true;
+    });
+    if (next < Number.POSITIVE_INFINITY) this.armTimer(next);
+    // Rejected in the order of their deadlines (the timer may run late on a busy machine).
+    expired.sort((a, b) => a.deadline - b.deadline);
+    for (const out of expired) this.expire(out);
+  }
+
+  private expire(out: Outgoing): void {
+    this.untime(out);
+    out.resolve = undefined;
+    const reject = out.reject;
+    out.reject = undefined;
+    // Started by the host already: nothing left to deliver, give its place back.
+    if (out.seq <= this.acked) {
+      this.outbox.remove(out);
+      this.wake();
+    }
+    reject?.(
+      new OpenChannelError(
+        "ETIMEDOUT",
+        `open-channel "${this.channel.name}": no reply to request ${out.seq} within ${out.timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
+        { channel: this.channel.name },
+      ),
+    );
   }
 
   /** The bytes of `topic`, kept for the next time. */
@@ -446,7 +502,7 @@ export class Messenger extends EventEmitter {
         const { resolve, reject } = out;
         out.resolve = undefined;
         out.reject = undefined;
-        clearTimeout(out.timer);
+        this.untime(out);
         if (seq <= this.acked) {
           this.forget(out);
           this.wake();
@@ -492,7 +548,7 @@ export class Messenger extends EventEmitter {
 
   private forget(out: Outgoing): void {
     if (!this.outbox.remove(out)) return;
-    if (out.timer !== undefined) clearTimeout(out.timer);
+    this.untime(out);
   }
 
   private wake(): void {
@@ -522,12 +578,15 @@ export class Messenger extends EventEmitter {
     this.closed = err;
     this.live = false;
     this.outbox.forEach((out) => {
-      clearTimeout(out.timer);
+      this.untime(out);
       out.reject?.(err);
       out.resolve = undefined;
       out.reject = undefined;
     });
     this.outbox.clear();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timed = [];
     this.wake();
     for (const w of this.roomWaiters) w();
     if (err.name !== "OpenChannelError" || (err as OpenChannelError).code !== "ERR_OPEN_CHANNEL_CLOSED") {

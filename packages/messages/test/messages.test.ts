@@ -199,6 +199,28 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     await expect(m.send("small")).resolves.toBeUndefined();
   });
 
+  test("requests with different timeouts expire in deadline order; an answered one never times out", async () => {
+    const ch = openMessageChannel(
+      unique(`timeouts-${name}`),
+      { onRequest: (body) => (body === "answer" ? "answered" : new Promise(() => undefined)) },
+      { transport: transports[name]() },
+    );
+    const m = ch.connect();
+    open.push(m);
+    const order: string[] = [];
+    const expect_ = (label: string, timeout: number) =>
+      m.request(label, { timeout }).then(
+        () => order.push(`${label} answered`),
+        (err: { code?: string }) => order.push(`${label} ${err.code}`),
+      );
+    // Sent longest first: one shared timer must still fire for the earliest deadline.
+    const answered = m.request("answer", { timeout: 300 });
+    await Promise.all([expect_("slow", 400), expect_("fast", 60), expect_("middle", 200)]);
+    expect(order).toEqual(["fast ETIMEDOUT", "middle ETIMEDOUT", "slow ETIMEDOUT"]);
+    // Answered in time: its deadline passing (long ago now) changed nothing.
+    await expect(answered).resolves.toBe("answered");
+  });
+
   test("a request with no reply in time rejects ETIMEDOUT and holds nothing back; a full window makes send wait, then go", async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => {
