@@ -299,8 +299,9 @@ async function runPairs(systems, dir) {
       tp.set(p, { count: Math.max(500, Math.min(1_000_000, Math.round(warm.msgsPerS * CFG.targetS))), rates: [] });
     });
   }
+  // A system whose calibration failed (reported) has no entry: it sits the rounds out.
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live())
+    for (const p of live().filter((x) => tp.has(x)))
       await guard(p, "throughput-64B", async () =>
         tp.get(p).rates.push((await transfer(p.s, p.host, [p.sender], tp.get(p).count, 64)).msgsPerS),
       );
@@ -317,6 +318,7 @@ async function runPairs(systems, dir) {
   const rates = new Map([...tp].map(([p, t]) => [p, t.rates]));
   for (const p of live()) {
     const t = tp.get(p);
+    if (t === undefined || t.rates.length === 0) continue;
     row("throughput-64B", p.system, {
       msgs_per_s: median(t.rates),
       vs_raw_net: paired(p, rates),
@@ -335,7 +337,7 @@ async function runPairs(systems, dir) {
     });
   }
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live())
+    for (const p of live().filter((x) => rtts.has(x)))
       await guard(p, "round-trip", async () =>
         rtts.get(p).push((await p.s.call(p.sender, { cmd: "rtt", count: CFG.rttCount, size: 64 })).samples),
       );
@@ -343,6 +345,7 @@ async function runPairs(systems, dir) {
   const rttMedians = new Map([...rtts].map(([p, x]) => [p, x.map((v) => median(v))]));
   for (const p of live()) {
     const x = rtts.get(p);
+    if (x === undefined || x.length === 0) continue;
     row("round-trip", p.system, {
       median_us: median(x.map((v) => median(v))),
       p99_us: median(x.map((v) => pct(v, 0.99))),
