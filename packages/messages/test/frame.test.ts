@@ -4,6 +4,8 @@
  */
 const { FrameReader, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
 
+import { random } from "./random";
+
 function frames(count: number, size: (i: number) => number): Buffer[] {
   return Array.from({ length: count }, (_, i) => encodeSequenced(FRAME.msg, i + 1, Buffer.alloc(size(i), i & 0xff)));
 }
@@ -13,17 +15,6 @@ function read(chunks: Buffer[], max = 1 << 24): Buffer[] {
   const out: Buffer[] = [];
   for (const chunk of chunks) reader.feed(chunk, (buf, start, end) => out.push(Buffer.from(buf.subarray(start, end))));
   return out;
-}
-
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("FrameReader", () => {

@@ -5,6 +5,8 @@
  */
 const { Outbox } = require("../dist/outbox.js") as typeof import("../src/outbox");
 
+import { random } from "./random";
+
 interface Entry {
   seq: number;
   start: number;
@@ -12,17 +14,6 @@ interface Entry {
   done: boolean;
   /** A request waiting for its reply: an ack passes it without removing it. */
   waiting: boolean;
-}
-
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function run(seed: number, steps: number): void {

@@ -1,5 +1,6 @@
 import * as v8 from "node:v8";
 import { structuredCodec } from "@open-channel/messages";
+import { random } from "./random";
 
 /**
  * The default codec must give back what `v8.deserialize(v8.serialize(x))` gives, whichever path it
@@ -37,18 +38,6 @@ function differs(a: unknown, b: unknown, pairs: Map<unknown, unknown>, path: str
 function expectSame(x: unknown): void {
   const d = differs(viaCodec(x), viaV8(x), new Map(), "value");
   if (d !== undefined) throw new Error(`the codec gave back something else than v8: ${d}`);
-}
-
-/** A small seeded PRNG (mulberry32): a failure is reproduced by its seed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const STRINGS = [
