@@ -220,14 +220,22 @@ function writeObject(o: object, depth: number): void {
   const proto = Object.getPrototypeOf(o) as unknown;
   if (proto === Object.prototype) {
     enter(o);
-    const keys = Object.keys(o);
-    need(6);
-    out[pos++] = T_OBJECT;
-    writeLength(keys.length);
-    for (const key of keys) {
+    need(2);
+    out[pos] = T_OBJECT;
+    // The count goes before the pairs, known after them: its byte is filled in at the end (where
+    // the frame sits then: a grown buffer moves it, `base` with it). for-in, not Object.keys: it
+    // makes no array and V8 reads each value by its slot (encodeStructuredInto checked that
+    // Object.prototype has nothing enumerable, so only own keys come).
+    const countAt = pos + 1 - base;
+    pos += 2;
+    let count = 0;
+    for (const key in o) {
+      // More keys than one byte counts: rare and big, v8 does it.
+      if (++count === 0xff) throw FALLBACK;
       writeString(key);
       writeValue((o as Record<string, unknown>)[key], depth + 1);
     }
+    out[base + countAt] = count;
   } else if (proto === Array.prototype) {
     const a = o as unknown[];
     const length = a.length;
@@ -265,6 +273,8 @@ function writeObject(o: object, depth: number): void {
 export function encodeStructuredInto(value: unknown, slab: Slab, head: number): number {
   // A getter that itself sends while this one encodes: the encoder's state is taken, so v8 it is.
   if (encoding) return slab.put(v8.serialize(value), head);
+  // Something enumerable on Object.prototype would come out of every for-in: v8 then.
+  for (const _ in Object.prototype) return slab.put(v8.serialize(value), head);
   encoding = true;
   out = slab.buf as NodeBuffer;
   base = slab.at;

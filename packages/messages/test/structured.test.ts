@@ -149,6 +149,8 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
     ["holes", HOLES],
     ["a named array property", Object.assign([1, 2], { extra: "x" })],
     ["a long array", Array.from({ length: 1000 }, (_, i) => i)],
+    ["an object of 300 keys", Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, i]))],
+    ["an object of 254 keys", Object.fromEntries(Array.from({ length: 254 }, (_, i) => [`k${i}`, i]))],
     ["a Map, Set and BigInt inside", { m: new Map([["k", 1]]), s: new Set([1]), b: 2n ** 70n }],
     [
       "a class instance",
@@ -204,6 +206,29 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
     for (const x of [new Map(), { big: 1n }, Object.assign([1], { named: true }), Array.from({ length: 1000 }, () => 0)]) {
       expect(first(x)).toBe(0xff); // v8.serialize's version tag
     }
+  });
+
+  test("something enumerable on Object.prototype does not leak into the bodies", () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.polluted = "yes";
+    try {
+      expectSame({ a: 1, nested: { b: [2] } });
+    } finally {
+      delete proto.polluted;
+    }
+  });
+
+  test("a getter that deletes a later key: it is left out, as v8 leaves it", () => {
+    const o: Record<string, unknown> = {
+      get first() {
+        delete o.second;
+        return 1;
+      },
+      second: 2,
+      third: 3,
+    };
+    const ours = viaCodec(o) as Record<string, unknown>;
+    expect(Object.keys(ours)).toEqual(["first", "third"]);
   });
 
   test("what v8 cannot clone fails the same way", () => {
