@@ -61,7 +61,9 @@ let counter = 0;
 const uniqueName = (label: string): string => `compliance-${label}-${process.pid}-${Date.now().toString(36)}-${++counter}`;
 
 function listenOnce(transport: Transport, channel: string): Promise<net.Server> {
-  const server = net.createServer((s) => s.end());
+  // It reads (resume) so that it sees the other end close: a socket never read from never learns
+  // its peer left and stays open, which kept test runs alive after their last test.
+  const server = net.createServer((s) => s.resume().end());
   server.unref();
   return transport.listen(channel, server).then(() => server);
 }

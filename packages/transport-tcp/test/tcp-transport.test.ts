@@ -69,6 +69,8 @@ describe("tcp transport specifics", () => {
     const name = "squatted";
     const stranger = net.createServer((s) => {
       s.on("error", () => undefined);
+      // Reads what comes (as a real server does), so it sees our probe leave and closes.
+      s.resume();
       s.end("SSH-2.0-OpenSSH_9.2\r\n");
     });
     await new Promise<void>((resolve) => stranger.listen({ host: "127.0.0.1", port: 0 }, resolve));
@@ -117,7 +119,10 @@ describe("tcp transport specifics", () => {
       }
     });
     socket.write(first);
-    const result = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([closed, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
+    // Not left pending: it would keep the test run alive for seconds after its last test.
+    clearTimeout(timer);
     socket.destroy();
     return { reply, closed: result };
   }
