@@ -34,6 +34,16 @@ export interface SlabCodec extends Codec {
   [DECODE_FROM]?: (buf: Buffer, start: number, end: number) => unknown;
 }
 
+/** `codec`'s way to append a frame to a slab: its own, or its `encode` and one copy. */
+export function slabEncoder(codec: Codec): (value: unknown, slab: Slab, head: number) => number {
+  return (codec as SlabCodec)[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
+}
+
+/** `codec`'s way to decode a body where it lies: its own, or its `decode` of a view. */
+export function rangeDecoder(codec: Codec): (buf: Buffer, start: number, end: number) => unknown {
+  return (codec as SlabCodec)[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
+}
+
 /**
  * The default codec: a body arrives as `v8.deserialize(v8.serialize(body))` would give it (the
  * structured clone algorithm: Map, Set, Date, BigInt, RegExp, Buffer, typed arrays, nested objects

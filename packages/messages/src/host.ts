@@ -1,6 +1,6 @@
 import type * as net from "node:net";
 import { debug, OpenChannelError } from "@open-channel/core";
-import { type Codec, DECODE_FROM, ENCODE_INTO, type SlabCodec } from "./codec";
+import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeResultHead } from "./frame";
 import { Slab } from "./slab";
 
@@ -164,9 +164,8 @@ export class MessageHost {
     private readonly handlers: MessageHandlers,
     private readonly options: HostOptions,
   ) {
-    const codec = options.codec as SlabCodec;
-    this.decode = codec[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
-    this.encodeInto = codec[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
+    this.decode = rangeDecoder(options.codec);
+    this.encodeInto = slabEncoder(options.codec);
   }
 
   /** The channel's connection listener. */
@@ -295,31 +294,12 @@ export class MessageHost {
     return true;
   }
 
+  /** A sequenced frame at `buf[start, end)`; only what needs a Buffer of the frame gets one. */
   private onFrame(session: Session, buf: Buffer, start: number, end: number): void {
     const type = buf[start + 4];
     if (type < FRAME.msg || type > FRAME.unsub) throw new Error(`unknown frame type ${type}`);
     const seq = read48(buf, start + 5);
     const redelivered = (buf[start + 11] & FRAME.redelivered) !== 0;
-    if (type === FRAME.msg && seq > session.received) {
-      // The common case, without a Buffer made for the frame.
-      session.received = seq;
-      let outcome: unknown;
-      try {
-        outcome = this.handlers.onMessage?.(
-          this.decode(buf, start + FRAME.seqHeaderBytes, end),
-          new Context(this, session, seq, redelivered),
-        );
-      } catch (err) {
-        this.failed(session, seq, type, err);
-        outcome = undefined;
-      }
-      this.settle(session, seq, type, outcome);
-      return;
-    }
-    this.onOtherFrame(session, buf.subarray(start, end), type, seq, redelivered);
-  }
-
-  private onOtherFrame(session: Session, frame: Buffer, type: number, seq: number, redelivered: boolean): void {
     if (seq <= session.received) {
       // Sent again (a reconnect): handled once already, or still running here.
       const result = session.results.get(seq);
@@ -327,28 +307,28 @@ export class MessageHost {
         if (session.socket !== undefined) session.socket.write(result);
       } else if (type === FRAME.req && !session.running.has(seq)) {
         // A request this host never answered: its previous host took it and died. Run it.
-        this.request(session, seq, frame, true);
+        this.request(session, seq, buf.subarray(start, end), true);
       }
       if (seq <= session.handled) session.ackDue = true;
       return;
     }
     session.received = seq;
-    const codec = this.options.codec;
     let outcome: unknown;
     try {
       switch (type) {
         case FRAME.msg:
           outcome = this.handlers.onMessage?.(
-            codec.decode(frame.subarray(FRAME.seqHeaderBytes)),
+            this.decode(buf, start + FRAME.seqHeaderBytes, end),
             new Context(this, session, seq, redelivered),
           );
           break;
         case FRAME.req:
           // Acknowledged once started: a slow request never holds back what comes after it. Its
           // reply (RES) settles it on the member, which keeps it for the next host until then.
-          this.request(session, seq, frame, redelivered);
+          this.request(session, seq, buf.subarray(start, end), redelivered);
           break;
         case FRAME.pub: {
+          const frame = buf.subarray(start, end);
           const { topic, next } = readTopic(frame, FRAME.seqHeaderBytes);
           const event = encodeEvent(topic, session.pid, frame.subarray(next));
           const behind: net.Socket[] = [];
@@ -364,10 +344,10 @@ export class MessageHost {
           break;
         }
         case FRAME.sub:
-          this.subscribe(session, readTopic(frame, FRAME.seqHeaderBytes).topic);
+          this.subscribe(session, readTopic(buf.subarray(start, end), FRAME.seqHeaderBytes).topic);
           break;
         default:
-          this.unsubscribe(session, readTopic(frame, FRAME.seqHeaderBytes).topic);
+          this.unsubscribe(session, readTopic(buf.subarray(start, end), FRAME.seqHeaderBytes).topic);
       }
     } catch (err) {
       this.failed(session, seq, type, err);

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
-import { type Codec, DECODE_FROM, ENCODE_INTO, type SlabCodec } from "./codec";
+import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
   encodeHello,
   FRAME,
@@ -83,6 +83,7 @@ function takeSettlers(resolve: (value: unknown) => void, reject: (err: Error) =>
  * instead of in turn).
  */
 const PIPELINE_BYTES = 16 * 1024;
+const NO_BODY = Buffer.alloc(0);
 /** Topic names' bytes, kept for the next publish. */
 const TOPIC_CACHE_SIZE = 1024;
 
@@ -170,8 +171,8 @@ export class Messenger extends EventEmitter {
     this.sessionBytes = randomBytes(FRAME.sessionBytes);
     this.session = this.sessionBytes.toString("hex");
     this.reader = new FrameReader(limits.maxFrameBytes);
-    this.encodeInto = (codec as SlabCodec)[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
-    this.decode = (codec as SlabCodec)[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
+    this.encodeInto = slabEncoder(codec);
+    this.decode = rangeDecoder(codec);
     this.socket = timeout === undefined ? channel.connect() : channel.connect(timeout);
     this.socket.on("connect", () => this.onConnect());
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -285,37 +286,34 @@ export class Messenger extends EventEmitter {
     if (this.outbox.size >= this.limits.maxUnacked || this.outbox.bytes >= this.limits.maxUnackedBytes) {
       return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.enqueue(type, body, topic, timeoutMs));
     }
-    let buf: Buffer;
+    // The slab the frame goes to, and where it starts there (it ends at the slab's `at`).
+    let slab = this.slab;
     let start: number;
-    let end: number;
+    let topicHead: Buffer | undefined;
     try {
-      const topicHead = topic === undefined ? undefined : this.topicBytes(topic);
+      // A topic over 65535 bytes throws here: the call rejects, as for a body that cannot be encoded.
+      topicHead = topic === undefined ? undefined : this.topicBytes(topic);
       const head = sequencedHeadBytes(topicHead);
-      if (type === FRAME.sub || type === FRAME.unsub) {
-        this.slab.reserve(head);
-        start = this.slab.at;
-        this.slab.at += head;
-        buf = this.slab.buf;
-      } else if (this.encoding) {
+      if (type === FRAME.sub || type === FRAME.unsub) start = slab.put(NO_BODY, head);
+      else if (this.encoding) {
         // Sent from inside the encoding of another body: a buffer of its own.
-        const own = new Slab(0);
-        start = own.put(this.codec.encode(body), head);
-        buf = own.buf;
+        slab = new Slab(0);
+        start = slab.put(this.codec.encode(body), head);
       } else {
         this.encoding = true;
         try {
-          start = this.encodeInto(body, this.slab, head);
+          start = this.encodeInto(body, slab, head);
         } finally {
           this.encoding = false;
         }
-        buf = this.slab.buf;
       }
-      end = buf === this.slab.buf ? this.slab.at : buf.length;
-      this.slab.dropLarge();
-      writeSequencedHead(buf, start, end, type, this.nextSeq, topicHead);
     } catch (err) {
       return Promise.reject(err);
     }
+    const buf = slab.buf;
+    const end = slab.at;
+    this.slab.dropLarge();
+    writeSequencedHead(buf, start, end, type, this.nextSeq, topicHead);
     if (end - start - 4 > this.limits.maxFrameBytes) {
       if (buf === this.slab.buf && end === this.slab.at) this.slab.at = start;
       return Promise.reject(
