@@ -25,8 +25,37 @@ export type LifecycleEvent = "connect" | "ready" | "error" | "end" | "close" | "
 /** A write callback. */
 export type WriteCallback = (err?: Error | null) => void;
 
+/**
+ * Reading into one buffer of your own, as with `net.connect({ onread })`: each read fills
+ * `buffer` from its start and `callback(bytes, buffer)` gets it (no `'data'` events, no Buffer
+ * allocated per read). The buffer is reused for the next read: copy what you keep. Return `false`
+ * to stop reading.
+ *
+ * @example
+ * const socket = channel.connect(5000, {
+ *   onread: { buffer: Buffer.alloc(64 * 1024), callback: (bytes, buf) => frames.feed(buf, 0, bytes) },
+ * });
+ */
+export interface SocketReader {
+  /** Where each read lands (a read takes at most its length). */
+  buffer: Uint8Array;
+  /** `buffer[0, bytes)` was read (or, right after a handshake, the bytes that came with it). */
+  callback(bytes: number, buffer: Uint8Array): boolean | undefined;
+}
+
 const kOwner = Symbol("open-channel.owner");
 const kLive = Symbol("open-channel.live");
+const kReader = Symbol("open-channel.reader");
+
+/** Node calls this on the socket for each read into the reader's buffer (`this` is the socket). */
+function onReaderBytes(this: ChannelSocket, bytes: number, buffer: Uint8Array): boolean {
+  const reader = this[kReader] as SocketReader;
+  const owner = this[kOwner];
+  if (this[kLive] || owner === undefined) return reader.callback(bytes, buffer) !== false;
+  // The handshake (or the gap between connections): the channel reads, from a copy (the buffer
+  // is reused for the next read).
+  return owner.onPush(Buffer.from(buffer.subarray(0, bytes)));
+}
 const nativeWrite = net.Socket.prototype.write;
 const nativeEnd = net.Socket.prototype.end;
 
@@ -48,10 +77,19 @@ export class ChannelSocket extends net.Socket {
   [kOwner]: SocketOwner | undefined;
   /** @internal The owner's `live`, kept here so that the hot path of write() is one field read. */
   [kLive] = false;
+  /** @internal Reading into a buffer of the user's (see SocketReader), or through `'data'`. */
+  [kReader]: SocketReader | undefined;
 
-  constructor(owner: SocketOwner) {
-    super({ allowHalfOpen: false });
+  constructor(owner: SocketOwner, reader?: SocketReader) {
+    // `onread` is a constructor option of net.Socket (Node's docs list it under connect() before v22;
+    // the constructor is where Node reads it, and it holds across reconnects).
+    super(
+      (reader === undefined
+        ? { allowHalfOpen: false }
+        : { allowHalfOpen: false, onread: { buffer: reader.buffer, callback: onReaderBytes } }) as net.SocketConstructorOpts,
+    );
     this[kOwner] = owner;
+    this[kReader] = reader;
   }
 
   /**
@@ -85,8 +123,13 @@ export class ChannelSocket extends net.Socket {
     (nativeEnd as (cb?: () => void) => net.Socket).call(this, cb);
   }
 
-  /** @internal Pushes bytes to the readable side past the handshake hook. */
+  /**
+   * @internal Hands bytes to the user past the handshake hook (`null`: the end of the stream):
+   * their reader's callback, or the readable side.
+   */
   rawPush(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    const reader = this[kReader];
+    if (reader !== undefined && chunk !== null) return reader.callback(chunk.length, chunk) !== false;
     return super.push(chunk, encoding);
   }
 
@@ -111,6 +154,8 @@ export class ChannelSocket extends net.Socket {
   }
 
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    // Live: past the handshake, bytes go straight to the reader (the hot path: one field read).
+    if (this[kLive] && chunk !== null) return super.push(chunk, encoding);
     const owner = this[kOwner];
     if (owner !== undefined && (chunk === null || owner.handshaking)) return owner.onPush(chunk as Buffer | null, encoding);
     return super.push(chunk, encoding);

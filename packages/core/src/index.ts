@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export type { SocketReader } from "./channel-socket";
 export {
   type ComplianceCase,
   type ComplianceOptions,
@@ -42,7 +43,13 @@ export { DEFAULT_CHANNEL_NAME, type OpenChannelOptions, openChannel, openChannel
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
 export { type ProbeVerdict, probeChannel } from "./probe";
-export { type ChannelState, type ConnectionListener, DEFAULT_CONNECT_TIMEOUT_MS, ProcessChannel } from "./process-channel";
+export {
+  type ChannelState,
+  type ConnectionListener,
+  type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  ProcessChannel,
+} from "./process-channel";
 export { readOrCreateSecret } from "./secret";
 export {
   type ChannelStatus,

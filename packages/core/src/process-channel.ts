@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
-import { ChannelSocket, type LifecycleEvent, type SocketOwner, type WriteCallback } from "./channel-socket";
+import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader, type WriteCallback } from "./channel-socket";
 import { debug } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
 import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
@@ -30,6 +30,17 @@ export type ChannelState = "initiated" | "connecting" | "connected" | "closed";
  * const channel = openChannel("echo", echo);
  */
 export type ConnectionListener = (socket: net.Socket) => void;
+
+/**
+ * Options of `channel.connect(timeout, options)`.
+ *
+ * @example
+ * const socket = channel.connect(5000, { onread: { buffer: Buffer.alloc(65536), callback: (n, buf) => use(buf.subarray(0, n)) } });
+ */
+export interface ConnectOptions {
+  /** Read into a buffer of your own (no `'data'` events): see {@link SocketReader}. */
+  onread?: SocketReader;
+}
 
 /**
  * Default `channel.connect()` timeout, in ms.
@@ -254,14 +265,23 @@ export class ProcessChannel extends EventEmitter {
    *
    * @param timeout - ms to wait for a connection (each time one is lost, too) before the socket
    *   emits an `ETIMEDOUT` error and the channel closes; `0` waits forever. Default 5000.
+   * @param options - `onread`: read into a buffer of your own instead of `'data'` events, as with
+   *   `net.connect({ onread })` (see {@link SocketReader}); only for the call that creates the socket.
    * @example
    * const socket = channel.connect(10000);
    * socket.on("data", (chunk) => console.log(String(chunk)));
    * socket.write("hello\n");
    */
-  connect(timeout: number = DEFAULT_CONNECT_TIMEOUT_MS): net.Socket {
+  connect(timeout: number = DEFAULT_CONNECT_TIMEOUT_MS, options?: ConnectOptions): net.Socket {
     if (typeof timeout !== "number") throw invalidArgType("timeout", "of type number", timeout);
     if (!Number.isFinite(timeout) || timeout < 0) throw outOfRange("timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout);
+    const reader = options?.onread;
+    if (
+      reader !== undefined &&
+      (!(reader.buffer instanceof Uint8Array) || reader.buffer.length === 0 || typeof reader.callback !== "function")
+    ) {
+      throw invalidArgType("options.onread", "an object with a non-empty Uint8Array `buffer` and a `callback` function", reader);
+    }
     if (this.socket !== undefined && this.currentState !== "closed") return this.socket;
     this.timeoutMs = timeout;
     this.queue = new WriteQueue();
@@ -269,7 +289,7 @@ export class ProcessChannel extends EventEmitter {
     this.finalError = undefined;
     this.lastError = undefined;
     this.owner = this.makeOwner();
-    this.socket = new ChannelSocket(this.owner);
+    this.socket = new ChannelSocket(this.owner, reader);
     this.enterConnecting();
     return this.socket;
   }

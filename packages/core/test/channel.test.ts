@@ -173,6 +173,52 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await until(() => received === "welcome!", "the welcome bytes");
   });
 
+  test("connect(timeout, { onread }): bytes come into the reader's buffer (no 'data'), the first ones too, and after a hand-over", async () => {
+    const name = uniqueName("onread");
+    const echo = (socket: net.Socket): void => {
+      socket.write("welcome;");
+      socket.on("data", (chunk) => socket.write(chunk));
+    };
+    const hostChannel = open(name, echo);
+    await once(hostChannel.connect(), "connect");
+    const member = open(name, echo);
+    const buffer = Buffer.alloc(8);
+    let received = "";
+    let dataEvents = 0;
+    const socket = member.connect(5000, {
+      onread: {
+        buffer,
+        callback: (bytes, buf) => {
+          received += Buffer.from(buf.buffer, buf.byteOffset, bytes).toString();
+          return true;
+        },
+      },
+    });
+    socket.on("data", () => dataEvents++);
+    socket.write("one;");
+    await until(() => received === "welcome;one;", "the welcome and the echo");
+    // More than the buffer holds: several reads, in order.
+    socket.write("a longer line than eight bytes;");
+    await until(() => received.endsWith("a longer line than eight bytes;"), "the long echo");
+    hostChannel.close();
+    await until(() => member.isHost && member.connected, "the member to host");
+    socket.write("two;");
+    await until(() => received.endsWith("welcome;two;"), "the new host's welcome and echo");
+    expect(dataEvents).toBe(0);
+  });
+
+  test("connect(timeout, { onread }) checks the reader: ERR_INVALID_ARG_TYPE", () => {
+    const channel = open(uniqueName("onread-bad"), () => undefined);
+    for (const onread of [
+      { buffer: "x", callback: () => true },
+      { buffer: Buffer.alloc(0), callback: () => true },
+      { buffer: Buffer.alloc(4) },
+    ]) {
+      expect(() => channel.connect(1000, { onread } as never)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+    }
+    expect(channel.state).toBe("initiated");
+  });
+
   test("socket.destroy() closes the channel: state closed, one close event, no reconnect", async () => {
     const channel = open(uniqueName("destroy"), collector().listener);
     const socket = channel.connect();

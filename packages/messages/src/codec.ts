@@ -30,7 +30,10 @@ export const DECODE_FROM: unique symbol = Symbol("open-channel.decodeFrom");
  */
 export interface SlabCodec extends Codec {
   [ENCODE_INTO]?: (value: unknown, slab: Slab, head: number) => number;
-  /** Decodes `buf[start, end)` (the default codec can: no Buffer made per body). */
+  /**
+   * Decodes `buf[start, end)` (no Buffer made per body), keeping no view of `buf`: the member
+   * reads into one buffer it reuses.
+   */
   [DECODE_FROM]?: (buf: Buffer, start: number, end: number) => unknown;
 }
 
@@ -39,9 +42,22 @@ export function slabEncoder(codec: Codec): (value: unknown, slab: Slab, head: nu
   return (codec as SlabCodec)[ENCODE_INTO] ?? ((value, slab, head) => slab.put(codec.encode(value), head));
 }
 
-/** `codec`'s way to decode a body where it lies: its own, or its `decode` of a view. */
-export function rangeDecoder(codec: Codec): (buf: Buffer, start: number, end: number) => unknown {
-  return (codec as SlabCodec)[DECODE_FROM] ?? ((buf, start, end) => codec.decode(buf.subarray(start, end)));
+/**
+ * `codec`'s way to decode a body where it lies: its own, or its `decode` of a view; of a copy when
+ * `reused` (the buffer is read into again: a codec may keep views, as `v8.deserialize` does).
+ */
+export function rangeDecoder(codec: Codec, reused = false): (buf: Buffer, start: number, end: number) => unknown {
+  const own = (codec as SlabCodec)[DECODE_FROM];
+  if (own !== undefined) return own;
+  if (!reused) return (buf, start, end) => codec.decode(buf.subarray(start, end));
+  return (buf, start, end) => codec.decode(copyOf(buf, start, end));
+}
+
+/** `buf[start, end)` in a Buffer of its own. */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const copy = Buffer.allocUnsafe(end - start);
+  buf.copy(copy, 0, start, end);
+  return copy;
 }
 
 /**
@@ -75,7 +91,9 @@ export const v8Codec: Codec = {
   name: "v8",
   encode: (value) => v8.serialize(value),
   decode: (bytes) => v8.deserialize(bytes),
-};
+  // A copy first: v8.deserialize makes typed arrays views into what it reads.
+  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => v8.deserialize(copyOf(buf, start, end)),
+} as SlabCodec;
 
 /**
  * JSON in UTF-8: readable by any language, but only JSON's types (`undefined` becomes `null`).
@@ -87,7 +105,8 @@ export const jsonCodec: Codec = {
   name: "json",
   encode: (value) => Buffer.from(JSON.stringify(value === undefined ? null : value), "utf8"),
   decode: (bytes) => JSON.parse(bytes.toString("utf8")) as unknown,
-};
+  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => JSON.parse(buf.toString("utf8", start, end)) as unknown,
+} as SlabCodec;
 
 /**
  * Raw bytes: bodies are `Buffer`s (or strings, sent as UTF-8) and arrive as `Buffer`s. The fastest.
@@ -103,4 +122,5 @@ export const bufferCodec: Codec = {
     throw new TypeError(`the buffer codec sends Buffers and strings, not ${typeof value}`);
   },
   decode: (bytes) => Buffer.from(bytes),
-};
+  [DECODE_FROM]: copyOf,
+} as SlabCodec;

@@ -10,7 +10,7 @@
  * SUB     m->h  seq u48 | flags u8 | topic
  * UNSUB   m->h  seq u48 | flags u8 | topic
  * ACK     h->m  seq u48: every frame up to seq has been handled (cumulative)
- * RES     h->m  seq u48 | ok u8 | body (the result, or the error as { name, message, code })
+ * RES     h->m  seq u48 | flags u8 (1: ok; 2: also an ACK of seq) | body (the result, or the error as { name, message, code })
  * FAIL    h->m  seq u48 | error body: the handler of a MSG or PUB threw
  * PUSH    h->m  body
  * EVENT   h->m  topic | publisher pid u32 | body
@@ -28,11 +28,17 @@ export const FRAME = {
   fail: 12,
   push: 13,
   event: 14,
-  /** flags */
+  /** flags of a sequenced frame */
   redelivered: 1,
+  /** flags of a RES: the request succeeded (else the body is the error) */
+  ok: 1,
+  /** flags of a RES: every frame up to its seq has been handled (it stands for an ACK) */
+  acks: 2,
   headerBytes: 5,
   /** Bytes of a sequenced frame before its own fields: header, seq, flags. */
   seqHeaderBytes: 5 + 6 + 1,
+  /** An ACK: header and seq. */
+  ackBytes: 5 + 6,
   sessionBytes: 16,
 } as const;
 
@@ -125,13 +131,11 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
   return out;
 }
 
-/** ACK of every frame up to `seq`. */
-export function encodeAck(seq: number): Buffer {
-  const out = Buffer.allocUnsafe(FRAME.headerBytes + 6);
-  out.writeUInt32BE(out.length - 4, 0);
-  out[4] = FRAME.ack;
-  out.writeUIntBE(seq, 5, 6);
-  return out;
+/** Writes an ACK of `seq` at `buf[at]` (FRAME.ackBytes bytes). */
+export function writeAck(buf: Buffer, at: number, seq: number): void {
+  buf.writeUInt32BE(FRAME.ackBytes - 4, at);
+  buf[at + 4] = FRAME.ack;
+  buf.writeUIntBE(seq, at + 5, 6);
 }
 
 /** RES (with `ok`) or FAIL (without). */
@@ -143,12 +147,12 @@ export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: nu
   return out;
 }
 
-/** Fills in the head of a RES or FAIL frame whose body is in place. */
-export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean): void {
+/** Fills in the head of a RES or FAIL frame whose body is in place (`acks`: see FRAME.acks). */
+export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean, acks = false): void {
   frame.writeUInt32BE(frame.length - 4, 0);
   frame[4] = type;
   frame.writeUIntBE(seq, 5, 6);
-  if (type === FRAME.res) frame[11] = ok ? 1 : 0;
+  if (type === FRAME.res) frame[11] = (ok ? FRAME.ok : 0) | (acks ? FRAME.acks : 0);
 }
 
 /** PUSH of `body` to one member. */
@@ -173,64 +177,87 @@ export function encodeEvent(topic: string, pid: number, body: Uint8Array): Buffe
   return out;
 }
 
-/** Reads a topic at `at`: the topic and where what follows starts. */
-export function readTopic(frame: Buffer, at: number): { topic: string; next: number } {
+/** Reads a topic at `at` (of a frame ending at `end`): the topic and where what follows starts. */
+export function readTopic(frame: Buffer, at: number, end = frame.length): { topic: string; next: number } {
+  if (at + 2 > end) throw new RangeError("topic runs past the frame");
   const length = frame.readUInt16BE(at);
-  if (at + 2 + length > frame.length) throw new RangeError("topic runs past the frame");
+  if (at + 2 + length > end) throw new RangeError("topic runs past the frame");
   return { topic: frame.toString("utf8", at + 2, at + 2 + length), next: at + 2 + length };
 }
 
 /**
- * Splits a byte stream into frames. Frames are handed out as views into the received chunks (no
- * copy) when a chunk holds them whole. A header claiming more than `maxFrameBytes` is an error:
- * the caller closes the connection.
+ * Splits a byte stream into frames. A frame that lies whole in what was fed is handed out where it
+ * lies (no copy); a frame split between feeds is put together in a buffer of its own, allocated
+ * once its header is known and filled as its bytes come (one copy, whatever the number of chunks).
+ * Nothing of what was fed is kept, so the caller may reuse its buffer for the next read. A header
+ * claiming more than `maxFrameBytes` is an error: the caller closes the connection.
  */
 export class FrameReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** Bytes the partial frame in `pending` needs before it can be handled (4: its header). */
-  private needed = 0;
+  /** The split frame being put together (its header alone while that is incomplete). */
+  private partial: Buffer | undefined;
+  /** Bytes of `partial` filled so far. */
+  private filled = 0;
 
   constructor(private readonly maxFrameBytes: number) {}
 
   /** Drops a partial frame (the connection it came from is gone). */
   reset(): void {
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.needed = 0;
+    this.partial = undefined;
+    this.filled = 0;
+  }
+
+  /** Feeds a chunk (see feedRange). */
+  feed(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): void {
+    this.feedRange(chunk, 0, chunk.length, onFrame);
   }
 
   /**
-   * Feeds a chunk; calls `onFrame(buf, start, end)` for each complete frame (its type at
+   * Feeds `buf[start, end)`; calls `onFrame(buf, start, end)` for each complete frame (its type at
    * `buf[start + 4]`; a range, not a Buffer: no object made per frame). Throws on a bad header.
-   * A frame that spans chunks is put together once, when its last byte has come (not once a chunk).
    */
-  feed(chunk: Buffer, onFrame: (buf: Buffer, start: number, end: number) => void): void {
-    let buf: Buffer;
-    if (this.pendingBytes === 0) buf = chunk;
-    else {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
-      if (this.pendingBytes < this.needed) return;
-      buf = Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [];
-      this.pendingBytes = 0;
-    }
-    let at = 0;
-    while (buf.length - at >= 4) {
-      const length = buf.readUInt32BE(at);
-      if (length < 1 || length > this.maxFrameBytes) {
-        throw new RangeError(`a frame header claims ${length} bytes (the limit is ${this.maxFrameBytes})`);
+  feedRange(buf: Buffer, start: number, end: number, onFrame: (buf: Buffer, start: number, end: number) => void): void {
+    let at = start;
+    let p = this.partial;
+    if (p !== undefined) {
+      let n = Math.min(p.length - this.filled, end - at);
+      buf.copy(p, this.filled, at, at + n);
+      this.filled += n;
+      at += n;
+      if (p.length === 4 && this.filled === 4) {
+        // The header is complete: the frame's own buffer, the size of the whole frame.
+        const whole = Buffer.allocUnsafe(4 + this.checked(p.readUInt32BE(0)));
+        p.copy(whole, 0, 0, 4);
+        this.partial = p = whole;
+        n = Math.min(whole.length - 4, end - at);
+        buf.copy(whole, 4, at, at + n);
+        this.filled += n;
+        at += n;
       }
-      if (buf.length - at < 4 + length) break;
+      if (this.filled < p.length) return;
+      this.partial = undefined;
+      this.filled = 0;
+      onFrame(p, 0, p.length);
+    }
+    while (end - at >= 4) {
+      const length = this.checked(buf.readUInt32BE(at));
+      if (end - at < 4 + length) break;
       onFrame(buf, at, at + 4 + length);
       at += 4 + length;
     }
-    if (at < buf.length) {
-      const rest = buf.subarray(at);
-      this.pending = [rest];
-      this.pendingBytes = rest.length;
-      this.needed = rest.length >= 4 ? 4 + rest.readUInt32BE(0) : 4;
+    if (at < end) {
+      const rest = end - at;
+      const partial = Buffer.allocUnsafe(rest >= 4 ? 4 + buf.readUInt32BE(at) : 4);
+      buf.copy(partial, 0, at, end);
+      this.partial = partial;
+      this.filled = rest;
     }
+  }
+
+  /** `length` from a frame's header, if within the limit. */
+  private checked(length: number): number {
+    if (length < 1 || length > this.maxFrameBytes) {
+      throw new RangeError(`a frame header claims ${length} bytes (the limit is ${this.maxFrameBytes})`);
+    }
+    return length;
   }
 }

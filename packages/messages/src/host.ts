@@ -1,7 +1,8 @@
 import type * as net from "node:net";
 import { debug, OpenChannelError } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
-import { encodeAck, encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeResultHead } from "./frame";
+import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeAck, writeResultHead } from "./frame";
+import { Results } from "./results";
 import { Slab } from "./slab";
 
 /**
@@ -58,11 +59,14 @@ interface Session {
   /** Handled out of order or still running (async handlers), in seq order. */
   pending: Pending[];
   /** Recent RES/FAIL frames, for a member that reconnects to this same host without them. */
-  results: Map<number, Buffer>;
+  results: Results;
   /** Requests whose handler is still running. */
   running: Set<number>;
   topics: Set<string>;
+  /** Something was handled since the last acknowledgement (it goes out unless `ackSent` covers it). */
   ackDue: boolean;
+  /** The highest seq the member has been told is handled (by an ACK, or a reply standing for one). */
+  ackSent: number;
   expiry: NodeJS.Timeout | undefined;
 }
 
@@ -159,6 +163,15 @@ export class MessageHost {
   private readonly slab = new Slab();
   /** Set while a reply is encoded into the slab (a getter must not start another there). */
   private replying = false;
+  /**
+   * The session whose chunk is being handled: what goes to its member meanwhile (replies, the
+   * acknowledgement, pushes, events) waits in `queued` until the chunk's end, then goes as one
+   * write; a reply and its acknowledgement lie next to each other in the slab, so a request's
+   * answer is one range of bytes, one system call, no writev.
+   */
+  private current: Session | undefined;
+  private readonly queued: (Buffer | undefined)[] = [];
+  private queuedCount = 0;
 
   constructor(
     private readonly handlers: MessageHandlers,
@@ -172,35 +185,40 @@ export class MessageHost {
   readonly listener = (socket: net.Socket): void => {
     const reader = new FrameReader(this.options.maxFrameBytes);
     let session: Session | undefined;
+    let sinceAck = 0;
     socket.on("error", (err) => debug("messages %j: member connection error: %s", this.options.channel, err.message));
     socket.on("close", () => {
       if (session !== undefined && session.socket === socket) this.detach(session);
     });
+    /** One frame at `buf[start, end)` (made once per connection, not per chunk). */
+    const onRange = (buf: Buffer, start: number, end: number): void => {
+      if (buf[start + 4] === FRAME.hello) {
+        session = this.hello(buf.subarray(start, end), socket);
+        this.current = session;
+      } else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);
+      else {
+        this.onFrame(session, buf, start, end);
+        // A long chunk: acknowledge as it goes, so the member sends on while this host works
+        // through the rest (one ack at the end would have both sides wait for each other).
+        if (++sinceAck >= ACK_EVERY_FRAMES && session.ackDue) {
+          sinceAck = 0;
+          this.writeAck(session);
+          this.flushQueued(socket);
+        }
+      }
+    };
     socket.on("data", (chunk: Buffer) => {
-      socket.cork();
-      let sinceAck = 0;
+      sinceAck = 0;
+      this.current = session;
       try {
-        reader.feed(chunk, (buf, start, end) => {
-          if (buf[start + 4] === FRAME.hello) session = this.hello(buf.subarray(start, end), socket);
-          else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);
-          else {
-            this.onFrame(session, buf, start, end);
-            // A long chunk: acknowledge as it goes, so the member sends on while this host works
-            // through the rest (one ack at the end would have both sides wait for each other).
-            if (++sinceAck >= ACK_EVERY_FRAMES && session.ackDue) {
-              sinceAck = 0;
-              socket.uncork();
-              this.writeAck(session);
-              socket.cork();
-            }
-          }
-        });
+        reader.feed(chunk, onRange);
       } catch (err) {
         debug("messages %j: closing a member connection: %s", this.options.channel, (err as Error).message);
         socket.destroy();
       } finally {
         if (session?.ackDue) this.writeAck(session);
-        socket.uncork();
+        this.current = undefined;
+        this.flushQueued(socket);
         this.uncorkFannedOut();
       }
     });
@@ -229,10 +247,11 @@ export class MessageHost {
         handled: base,
         received: base,
         pending: [],
-        results: new Map(),
+        results: new Results(this.options.maxUnacked),
         running: new Set(),
         topics: new Set(),
         ackDue: false,
+        ackSent: base,
         expiry: undefined,
       };
       this.sessions.set(id, session);
@@ -243,13 +262,14 @@ export class MessageHost {
       session.socket = socket;
       if (base > session.handled && session.pending.length === 0) session.handled = base;
       if (base > session.received) session.received = base;
-      for (const seq of session.results.keys()) if (seq <= base) session.results.delete(seq);
+      session.results.dropUpTo(base);
       // Results the member is still waiting for (it reconnected to this same host without them).
-      for (const [seq, result] of session.results) if (seq > base) socket.write(result);
+      for (const result of session.results.inOrder()) this.toMember(session, result);
     }
     for (const t of [...session.topics]) if (!topics.includes(t)) this.unsubscribe(session, t);
     for (const t of topics) this.subscribe(session, t);
     // Anything already handled is acknowledged again: the member may not have seen the ACK.
+    session.ackSent = base;
     if (session.handled > base) session.ackDue = true;
     debug("messages %j: member pid %d session %s (base %d, %d topics)", this.options.channel, pid, id, base, topics.length);
     return session;
@@ -288,10 +308,42 @@ export class MessageHost {
   push(session: Session, body: unknown): boolean {
     const frame = encodePush(this.options.codec.encode(body));
     if (frame.length - 4 > this.options.maxFrameBytes) throw this.tooLarge(frame.length - 4, "a push");
-    const socket = session.socket;
-    if (socket === undefined || socket.destroyed) return false;
-    socket.write(frame);
+    if (session.socket === undefined || session.socket.destroyed) return false;
+    this.toMember(session, frame);
     return true;
+  }
+
+  /** `frame` to `session`'s member: now, or at the end of the chunk of its being handled. */
+  private toMember(session: Session, frame: Buffer): void {
+    if (session === this.current) this.queued[this.queuedCount++] = frame;
+    else if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(frame);
+  }
+
+  /** Writes what waited for the chunk's end: frames next to each other in memory as one range. */
+  private flushQueued(socket: net.Socket): void {
+    const n = this.queuedCount;
+    if (n === 0) return;
+    this.queuedCount = 0;
+    // The slots are reused (no array made per chunk); emptied, so as to keep no buffer alive.
+    const queued = this.queued;
+    let run = queued[0] as Buffer;
+    queued[0] = undefined;
+    const write = !socket.destroyed;
+    if (write && n > 1) socket.cork();
+    for (let i = 1; i < n; i++) {
+      const next = queued[i] as Buffer;
+      queued[i] = undefined;
+      if (next.buffer === run.buffer && run.byteOffset + run.length === next.byteOffset) {
+        run = Buffer.from(run.buffer, run.byteOffset, run.length + next.length);
+      } else {
+        if (write) socket.write(run);
+        run = next;
+      }
+    }
+    if (write) {
+      socket.write(run);
+      if (n > 1) socket.uncork();
+    }
   }
 
   /** A sequenced frame at `buf[start, end)`; only what needs a Buffer of the frame gets one. */
@@ -304,12 +356,15 @@ export class MessageHost {
       // Sent again (a reconnect): handled once already, or still running here.
       const result = session.results.get(seq);
       if (result !== undefined) {
-        if (session.socket !== undefined) session.socket.write(result);
+        this.toMember(session, result);
       } else if (type === FRAME.req && !session.running.has(seq)) {
         // A request this host never answered: its previous host took it and died. Run it.
         this.request(session, seq, buf.subarray(start, end), true);
       }
-      if (seq <= session.handled) session.ackDue = true;
+      if (seq <= session.handled) {
+        session.ackDue = true;
+        if (session.ackSent >= seq) session.ackSent = seq - 1;
+      }
       return;
     }
     session.received = seq;
@@ -334,7 +389,8 @@ export class MessageHost {
           const behind: net.Socket[] = [];
           for (const s of this.topics.get(topic) ?? []) {
             if (s.socket === undefined || s.socket.destroyed) continue;
-            this.fanOut(s.socket, event);
+            if (s === this.current) this.toMember(s, event);
+            else this.fanOut(s.socket, event);
             if (s.socket.writableLength > SUBSCRIBER_BACKLOG_BYTES) behind.push(s.socket);
           }
           // A subscriber that reads slower than publishers publish: the publish is acknowledged
@@ -375,34 +431,48 @@ export class MessageHost {
   }
 
   private request(session: Session, seq: number, frame: Buffer, redelivered: boolean): void {
-    const reply = (value: unknown): void => {
-      session.running.delete(seq);
-      this.reply(session, seq, value);
-    };
-    const fail = (err: unknown): void => {
-      session.running.delete(seq);
-      this.failed(session, seq, FRAME.req, err);
-    };
+    let value: unknown;
     try {
       if (this.handlers.onRequest === undefined) {
         throw Object.assign(new Error("the host has no onRequest handler"), { code: "ERR_OPEN_CHANNEL_NO_HANDLER" });
       }
-      const value = this.handlers.onRequest(
-        this.decode(frame, FRAME.seqHeaderBytes, frame.length),
-        new Context(this, session, seq, redelivered),
-      );
-      if (value instanceof Promise) {
-        session.running.add(seq);
-        value.then(reply).catch(fail);
-      } else reply(value);
+      value = this.handlers.onRequest(this.decode(frame, FRAME.seqHeaderBytes, frame.length), new Context(this, session, seq, redelivered));
     } catch (err) {
-      fail(err);
+      this.failed(session, seq, FRAME.req, err);
+      return;
+    }
+    if (!(value instanceof Promise)) {
+      this.replyOrFail(session, seq, value);
+      return;
+    }
+    session.running.add(seq);
+    value.then(
+      (result: unknown) => {
+        session.running.delete(seq);
+        this.replyOrFail(session, seq, result);
+      },
+      (err: unknown) => {
+        session.running.delete(seq);
+        this.failed(session, seq, FRAME.req, err);
+      },
+    );
+  }
+
+  /** The reply; a value the codec cannot encode fails the request instead. */
+  private replyOrFail(session: Session, seq: number, value: unknown): void {
+    try {
+      this.reply(session, seq, value);
+    } catch (err) {
+      this.failed(session, seq, FRAME.req, err);
     }
   }
 
   /** The RES of a request that returned `value`, encoded straight into its frame. */
   private reply(session: Session, seq: number, value: unknown): void {
     const head = FRAME.headerBytes + 7;
+    // Everything before this request handled and nothing of it running: the reply stands for the
+    // ACK too (a sync handler's request is marked handled right after this, see settle).
+    const acks = session.pending.length === 0 && session.handled >= seq - 1;
     let frame: Buffer;
     if (this.replying) frame = encodeResult(FRAME.res, seq, true, this.options.codec.encode(value));
     else {
@@ -415,8 +485,9 @@ export class MessageHost {
       }
       frame = this.slab.buf.subarray(start, this.slab.at);
       this.slab.dropLarge();
-      writeResultHead(frame, FRAME.res, seq, true);
     }
+    writeResultHead(frame, FRAME.res, seq, true, acks);
+    if (acks && seq > session.ackSent) session.ackSent = seq;
     this.sendResult(session, seq, FRAME.res, frame);
   }
 
@@ -445,8 +516,7 @@ export class MessageHost {
     if (frame.length - 4 > this.options.maxFrameBytes)
       frame = encodeResult(type, seq, false, errorBody(this.options.codec, this.tooLarge(frame.length - 4, "a reply")));
     session.results.set(seq, frame);
-    if (session.results.size > this.options.maxUnacked) session.results.delete(session.results.keys().next().value as number);
-    if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(frame);
+    this.toMember(session, frame);
   }
 
   /** An async handler finished: acknowledge every seq up to the first one still running. */
@@ -482,6 +552,13 @@ export class MessageHost {
 
   private writeAck(session: Session): void {
     session.ackDue = false;
-    if (session.socket !== undefined && !session.socket.destroyed) session.socket.write(encodeAck(session.handled));
+    // Told already (a reply stood for this ACK).
+    if (session.handled <= session.ackSent) return;
+    if (session.socket === undefined || session.socket.destroyed) return;
+    session.ackSent = session.handled;
+    // Into the slab: after a reply written there, the two are one range (see flushQueued).
+    const start = this.slab.reserveFrame(FRAME.ackBytes);
+    writeAck(this.slab.buf, start, session.handled);
+    this.toMember(session, this.slab.buf.subarray(start, start + FRAME.ackBytes));
   }
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
+// Not the global `performance`: that one is a lazy getter on globalThis, slow to reach per request.
+import { performance } from "node:perf_hooks";
 import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
@@ -83,6 +85,12 @@ function takeSettlers(resolve: (value: unknown) => void, reject: (err: Error) =>
  * instead of in turn).
  */
 const PIPELINE_BYTES = 16 * 1024;
+/** The buffer the socket reads into (a read takes at most this much). */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+function rethrow(err: unknown): never {
+  throw err;
+}
 const NO_BODY = Buffer.alloc(0);
 /** Topic names' bytes, kept for the next publish. */
 const TOPIC_CACHE_SIZE = 1024;
@@ -135,7 +143,9 @@ export class Messenger extends EventEmitter {
   private acked = 0;
   private live = false;
   /** Frames to write at the end of this turn, together (see flush). */
-  private batch: Outgoing[] = [];
+  private readonly batch: (Outgoing | undefined)[] = [];
+  /** Frames in `batch` (its slots are reused: no array made per turn). */
+  private batchCount = 0;
   private batchBytes = 0;
   /** Where frames are encoded, one after another (see Slab). */
   private readonly slab = new Slab();
@@ -172,10 +182,15 @@ export class Messenger extends EventEmitter {
     this.session = this.sessionBytes.toString("hex");
     this.reader = new FrameReader(limits.maxFrameBytes);
     this.encodeInto = slabEncoder(codec);
-    this.decode = rangeDecoder(codec);
-    this.socket = timeout === undefined ? channel.connect() : channel.connect(timeout);
+    // The socket reads into one buffer, reused (no Buffer and no 'data' event per read): what a
+    // frame keeps is copied out (the reader's split frames, the codec's values).
+    this.decode = rangeDecoder(codec, true);
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (bytes: number, buf: Uint8Array) => this.onBytes(bytes, buf as Buffer),
+    };
+    this.socket = channel.connect(timeout, { onread });
     this.socket.on("connect", () => this.onConnect());
-    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", (err) => this.shutdown(err));
     this.socket.on("close", () => this.shutdown(this.closedError()));
     channel.on("state", (state: string) => {
@@ -415,8 +430,8 @@ export class Messenger extends EventEmitter {
   }
 
   private write(out: Outgoing): void {
-    if (this.batch.length === 0) process.nextTick(() => this.flush());
-    this.batch.push(out);
+    if (this.batchCount === 0) process.nextTick(this.flushLater);
+    this.batch[this.batchCount++] = out;
     this.batchBytes += out.end - out.start;
     if (this.batchBytes >= PIPELINE_BYTES) this.flush();
   }
@@ -425,39 +440,46 @@ export class Messenger extends EventEmitter {
    * Writes the frames waiting: frames that lie next to each other in memory (a burst of sends
    * into the slab) go as one range, no copy.
    */
+  private readonly flushLater = (): void => this.flush();
+
   private flush(): void {
-    const batch = this.batch;
-    if (batch.length === 0) return;
-    this.batch = [];
+    const n = this.batchCount;
+    if (n === 0) return;
+    this.batchCount = 0;
     this.batchBytes = 0;
+    const batch = this.batch;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
-    if (!this.live) return;
-    const runs: Buffer[] = [];
-    let first = batch[0];
+    const live = this.live;
+    let first = batch[0] as Outgoing;
     let runEnd = first.start;
-    for (const out of batch) {
+    let corked = false;
+    for (let i = 0; i < n; i++) {
+      const out = batch[i] as Outgoing;
+      batch[i] = undefined;
+      if (!live) continue;
       if (out.sent) markRedelivered(out.buf, out.start);
       out.sent = true;
       if (out.buf !== first.buf || out.start !== runEnd) {
-        runs.push(first.buf.subarray(first.start, runEnd));
+        if (!corked) {
+          corked = true;
+          this.socket.cork();
+        }
+        this.socket.write(first.buf.subarray(first.start, runEnd));
         first = out;
       }
       runEnd = out.end;
     }
-    runs.push(first.buf.subarray(first.start, runEnd));
-    if (runs.length === 1) this.socket.write(runs[0]);
-    else {
-      this.socket.cork();
-      for (const run of runs) this.socket.write(run);
-      this.socket.uncork();
-    }
+    if (!live) return;
+    this.socket.write(first.buf.subarray(first.start, runEnd));
+    if (corked) this.socket.uncork();
   }
 
   private onConnect(): void {
     // A partial frame of a dead host must not run into the new host's bytes.
     this.reader.reset();
     // Frames waiting for this turn's write are all in the outbox: they go below, after the hello.
-    this.batch = [];
+    this.batch.fill(undefined, 0, this.batchCount);
+    this.batchCount = 0;
     this.batchBytes = 0;
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
@@ -472,9 +494,9 @@ export class Messenger extends EventEmitter {
 
   // ---- receiving ------------------------------------------------------------------------------
 
-  private onData(chunk: Buffer): void {
+  private onBytes(bytes: number, buf: Buffer): undefined {
     try {
-      this.reader.feed(chunk, this.onRange);
+      this.reader.feedRange(buf, 0, bytes, this.onRange);
     } catch (err) {
       debug("messages %j: bad frame from the host (%s): reconnecting", this.channel.name, (err as Error).message);
       this.reader.reset();
@@ -482,47 +504,77 @@ export class Messenger extends EventEmitter {
   }
 
   private readonly onRange = (buf: Buffer, start: number, end: number): void => {
-    // Acknowledgements, the most frequent, without a Buffer made for them.
-    if (buf[start + 4] === FRAME.ack) this.onAck(read48(buf, start + 5));
-    else this.onFrame(buf.subarray(start, end));
+    // Acknowledgements and results, the most frequent, without a Buffer made for them.
+    const type = buf[start + 4];
+    if (type === FRAME.ack) this.onAck(read48(buf, start + 5));
+    else if (type === FRAME.res || type === FRAME.fail) this.onResult(type, buf, start, end);
+    else this.onFrame(buf, start, end);
   };
 
-  private onFrame(frame: Buffer): void {
-    switch (frame[4]) {
-      case FRAME.res:
-      case FRAME.fail: {
-        const seq = read48(frame, 5);
-        const out = this.outbox.get(seq);
-        if (out === undefined) return;
-        const isRes = frame[4] === FRAME.res;
-        const ok = isRes && frame[11] === 1;
-        const value = this.decode(frame, isRes ? 12 : 11, frame.length);
-        const { resolve, reject } = out;
-        out.resolve = undefined;
-        out.reject = undefined;
-        this.untime(out);
-        if (seq <= this.acked) {
-          this.forget(out);
-          this.wake();
-        }
-        if (ok) resolve?.(value);
-        else reject?.(remoteError(this.channel.name, value));
-        return;
+  /** The RES or FAIL frame at `buf[start, end)`: settles its request or message. */
+  private onResult(type: typeof FRAME.res | typeof FRAME.fail, buf: Buffer, start: number, end: number): void {
+    const seq = read48(buf, start + 5);
+    const flags = type === FRAME.res ? buf[start + 11] : 0;
+    // A reply that stands for an ACK too: what came before it is settled first, in order.
+    if ((flags & FRAME.acks) !== 0) this.onAck(seq);
+    const out = this.outbox.get(seq);
+    if (out === undefined) return;
+    let value: unknown;
+    let failed: Error | undefined;
+    try {
+      value = this.decode(buf, start + (type === FRAME.res ? 12 : 11), end);
+    } catch (err) {
+      failed = err as Error;
+    }
+    const { resolve, reject } = out;
+    out.resolve = undefined;
+    out.reject = undefined;
+    this.untime(out);
+    if (seq <= this.acked) {
+      this.forget(out);
+      this.wake();
+    }
+    // A body this codec cannot read (ERR_OPEN_CHANNEL_BAD_BODY) rejects the call.
+    if (failed !== undefined) reject?.(failed);
+    else if ((flags & FRAME.ok) !== 0) resolve?.(value);
+    else reject?.(remoteError(this.channel.name, value));
+  }
+
+  /** A PUSH or EVENT frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */
+  private onFrame(buf: Buffer, start: number, end: number): void {
+    const type = buf[start + 4];
+    if (type !== FRAME.push && type !== FRAME.event) {
+      debug("messages %j: ignoring frame type %d from the host", this.channel.name, type);
+      return;
+    }
+    let body: unknown;
+    let meta: EventMeta | undefined;
+    let handlers: Set<(body: unknown, meta: EventMeta) => void> | undefined;
+    try {
+      if (type === FRAME.push) body = this.decode(buf, start + FRAME.headerBytes, end);
+      else {
+        const { topic, next } = readTopic(buf, start + FRAME.headerBytes, end);
+        handlers = this.subscriptions.get(topic);
+        if (handlers === undefined || next + 4 > end) return;
+        meta = { topic, pid: buf.readUInt32BE(next) };
+        body = this.decode(buf, next + 4, end);
       }
-      case FRAME.push:
-        this.emit("message", this.codec.decode(frame.subarray(FRAME.headerBytes)));
-        return;
-      case FRAME.event: {
-        const { topic, next } = readTopic(frame, FRAME.headerBytes);
-        const handlers = this.subscriptions.get(topic);
-        if (handlers === undefined) return;
-        const meta: EventMeta = { topic, pid: frame.readUInt32BE(next) };
-        const body = this.codec.decode(frame.subarray(next + 4));
-        for (const handler of handlers) handler(body, meta);
-        return;
-      }
-      default:
-        debug("messages %j: ignoring frame type %d from the host", this.channel.name, frame[4]);
+    } catch (err) {
+      debug(
+        "messages %j: dropping a %s the host sent: %s",
+        this.channel.name,
+        type === FRAME.push ? "push" : "event",
+        (err as Error).message,
+      );
+      return;
+    }
+    // The user's code: what it throws surfaces as from any listener (uncaught), after this read
+    // is handled (the frames after it, acknowledgements too, are not lost with it).
+    try {
+      if (handlers === undefined) this.emit("message", body);
+      else for (const handler of handlers) handler(body, meta as EventMeta);
+    } catch (err) {
+      process.nextTick(rethrow, err);
     }
   }
 

@@ -29,6 +29,14 @@ export class Slab {
     }
   }
 
+  /** `n` bytes for a frame to be written in place; returns where they start. */
+  reserveFrame(n: number): number {
+    this.reserve(n);
+    const start = this.at;
+    this.at = start + n;
+    return start;
+  }
+
   /** Appends `head` bytes to fill in later and then `bytes`; returns where the frame starts. */
   put(bytes: Uint8Array, head: number): number {
     this.reserve(head + bytes.length);

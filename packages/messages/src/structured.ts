@@ -482,7 +482,13 @@ export function decodeStructured(bytes: Buffer): unknown {
 
 /** The value of the body at `buf[start, end)`, without a Buffer made for it. */
 export function decodeStructuredRange(buf: Buffer, start: number, end: number): unknown {
-  if (end <= start || buf[start] !== FAST) return v8.deserialize(buf.subarray(start, end));
+  if (end <= start || buf[start] !== FAST) {
+    // A copy: v8.deserialize makes typed arrays views into what it reads, and `buf` may be read
+    // into again (or be a whole chunk, kept alive by such a view).
+    const copy = Buffer.allocUnsafe(end - start);
+    buf.copy(copy, 0, start, end);
+    return v8.deserialize(copy);
+  }
   const previous = src;
   const previousAt = at;
   const previousEnd = srcEnd;

@@ -50,12 +50,38 @@ describe("FrameReader", () => {
     const reader = new FrameReader(1 << 24);
     const got: Buffer[] = [];
     const onFrame = (buf: Buffer, start: number, end: number) => got.push(Buffer.from(buf.subarray(start, end)));
-    for (const chunk of chunks.slice(0, -1)) reader.feed(chunk, onFrame);
-    // Until the last byte, the chunks wait as they came: no copy of all so far with each one.
-    expect((reader as unknown as { pending: Buffer[] }).pending.length).toBe(chunks.length - 1);
+    const partial = () => (reader as unknown as { partial: Buffer | undefined }).partial;
+    reader.feed(chunks[0], onFrame);
+    // From the first chunk on, one buffer the size of the whole frame, filled as chunks come: no
+    // copy of all so far with each one.
+    const assembly = partial();
+    expect(assembly?.length).toBe(big.length);
+    for (const chunk of chunks.slice(1, -1)) reader.feed(chunk, onFrame);
+    expect(partial()).toBe(assembly);
     reader.feed(chunks[chunks.length - 1], onFrame);
     expect(got.length).toBe(1);
     expect(got[0].equals(big)).toBe(true);
+  });
+
+  test("read into one reused buffer: the frames come out the same (nothing kept of the buffer), 20 seeds", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rnd = random(seed);
+      const sent = frames(200, () => Math.floor(rnd() * (rnd() < 0.05 ? 70_000 : 200)));
+      const stream = Buffer.concat(sent);
+      const shared = Buffer.alloc(65_536);
+      const reader = new FrameReader(1 << 24);
+      const got: Buffer[] = [];
+      for (let at = 0; at < stream.length; ) {
+        const n = Math.min(stream.length - at, 1 + Math.floor(rnd() * (rnd() < 0.5 ? 16 : 65_536)));
+        stream.copy(shared, 0, at, at + n);
+        reader.feedRange(shared, 0, n, (buf, start, end) => got.push(Buffer.from(buf.subarray(start, end))));
+        // The next read overwrites the buffer: a frame split here must not depend on it.
+        shared.fill(0xee);
+        at += n;
+      }
+      expect(got.length).toBe(sent.length);
+      for (let i = 0; i < sent.length; i++) if (!got[i].equals(sent[i])) throw new Error(`seed ${seed}: frame ${i} differs`);
+    }
   });
 
   test("a header claiming more than the limit throws, even before the frame's bytes come", () => {
@@ -63,5 +89,9 @@ describe("FrameReader", () => {
     const header = Buffer.alloc(4);
     header.writeUInt32BE(5000);
     expect(() => reader.feed(header, () => undefined)).toThrow(/claims 5000 bytes/);
+    // Split across two reads: it throws once the header is whole.
+    const split = new FrameReader(1000);
+    split.feed(header.subarray(0, 2), () => undefined);
+    expect(() => split.feed(header.subarray(2), () => undefined)).toThrow(/claims 5000 bytes/);
   });
 });

@@ -76,6 +76,43 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(await m.request(body)).toEqual({ back: body, plain: [1, "two", null, { deep: true }] });
   });
 
+  test.each([
+    ["the default codec", undefined],
+    ["v8Codec", v8Codec],
+  ])("%s: what reaches a member stays as it came after later reads (a member reads into one buffer, reused)", async (_label, codec) => {
+    const ch = openMessageChannel(
+      unique(`reuse-${name}`),
+      {
+        onMessage(body, from) {
+          from.send(body);
+        },
+        onRequest: (body) => body,
+      },
+      { transport: transports[name](), codec },
+    );
+    const m = ch.connect();
+    open.push(m);
+    const expected: unknown[] = [];
+    const replies: unknown[] = [];
+    const pushes: unknown[] = [];
+    const events: unknown[] = [];
+    m.on("message", (body) => pushes.push(body));
+    m.subscribe("kept", (body) => events.push(body));
+    for (let i = 0; i < 30; i++) {
+      // Typed arrays and Buffers: v8.deserialize makes them views into what it reads.
+      const body = { f: new Float64Array([i, i + 0.5]), b: Buffer.alloc(40, i), m: new Map([[i, "x".repeat(i)]]) };
+      expected.push(body);
+      replies.push(await m.request(body));
+      await m.send(body);
+      await m.publish("kept", body);
+    }
+    // More traffic: the read buffer is written over many times.
+    await Promise.all(Array.from({ length: 300 }, () => m.request({ noise: new Float64Array(100).fill(-1) })));
+    expect(replies).toEqual(expected);
+    expect(pushes).toEqual(expected);
+    expect(events).toEqual(expected);
+  });
+
   test("a body whose getter sends while it is encoded: both arrive, the inner one first, neither corrupted", async () => {
     const seen: unknown[] = [];
     const ch = openMessageChannel(
