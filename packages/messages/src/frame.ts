@@ -45,9 +45,36 @@ export const FRAME = {
 /** The kinds of sequenced frames a member sends. */
 export type SequencedType = typeof FRAME.msg | typeof FRAME.req | typeof FRAME.pub | typeof FRAME.sub | typeof FRAME.unsub;
 
+/*
+ * Headers are read and written byte by byte, not with Buffer's readUInt32BE & co: indexing a
+ * typed array compiles to a load, a Buffer method is a property lookup and a call per field
+ * (and the caller has checked the bounds).
+ */
+
+/** The u32be at `buf[at]`. */
+export function read32(buf: Buffer, at: number): number {
+  return buf[at] * 0x1000000 + ((buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]);
+}
+
 /** The u48be at `buf[at]` (a sequence number). */
 export function read48(buf: Buffer, at: number): number {
-  return buf.readUInt16BE(at) * 0x100000000 + buf.readUInt32BE(at + 2);
+  return ((buf[at] << 8) | buf[at + 1]) * 0x100000000 + read32(buf, at + 2);
+}
+
+/** Writes `n` (below 2^32) as u32be at `buf[at]`. */
+export function write32(buf: Buffer, at: number, n: number): void {
+  buf[at] = n >>> 24;
+  buf[at + 1] = n >>> 16;
+  buf[at + 2] = n >>> 8;
+  buf[at + 3] = n;
+}
+
+/** Writes `n` (a safe integer below 2^48) as u48be at `buf[at]`. */
+export function write48(buf: Buffer, at: number, n: number): void {
+  const high = Math.floor(n / 0x100000000);
+  buf[at] = high >>> 8;
+  buf[at + 1] = high;
+  write32(buf, at + 2, n >>> 0);
 }
 
 /** A topic's bytes on the wire (UTF-8, at most 65535 bytes). */
@@ -72,21 +99,9 @@ export function writeSequencedHead(
   topic: Buffer | undefined,
 ): void {
   // Byte by byte: no range checks (the caller made the room), called for every message.
-  const length = end - start - 4;
-  buf[start] = length >>> 24;
-  buf[start + 1] = length >>> 16;
-  buf[start + 2] = length >>> 8;
-  buf[start + 3] = length;
+  write32(buf, start, end - start - 4);
   buf[start + 4] = type;
-  // seq as u48be (a safe integer below 2^48 by construction).
-  const high = Math.floor(seq / 0x100000000);
-  const low = seq >>> 0;
-  buf[start + 5] = high >>> 8;
-  buf[start + 6] = high;
-  buf[start + 7] = low >>> 24;
-  buf[start + 8] = low >>> 16;
-  buf[start + 9] = low >>> 8;
-  buf[start + 10] = low;
+  write48(buf, start + 5, seq);
   buf[start + 11] = 0;
   if (topic !== undefined) {
     buf.writeUInt16BE(topic.length, start + FRAME.seqHeaderBytes);
@@ -133,9 +148,9 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
 
 /** Writes an ACK of `seq` at `buf[at]` (FRAME.ackBytes bytes). */
 export function writeAck(buf: Buffer, at: number, seq: number): void {
-  buf.writeUInt32BE(FRAME.ackBytes - 4, at);
+  write32(buf, at, FRAME.ackBytes - 4);
   buf[at + 4] = FRAME.ack;
-  buf.writeUIntBE(seq, at + 5, 6);
+  write48(buf, at + 5, seq);
 }
 
 /** RES (with `ok`) or FAIL (without). */
@@ -149,9 +164,9 @@ export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: nu
 
 /** Fills in the head of a RES or FAIL frame whose body is in place (`acks`: see FRAME.acks). */
 export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean, acks = false): void {
-  frame.writeUInt32BE(frame.length - 4, 0);
+  write32(frame, 0, frame.length - 4);
   frame[4] = type;
-  frame.writeUIntBE(seq, 5, 6);
+  write48(frame, 5, seq);
   if (type === FRAME.res) frame[11] = (ok ? FRAME.ok : 0) | (acks ? FRAME.acks : 0);
 }
 
@@ -225,7 +240,7 @@ export class FrameReader {
       at += n;
       if (p.length === 4 && this.filled === 4) {
         // The header is complete: the frame's own buffer, the size of the whole frame.
-        const whole = Buffer.allocUnsafe(4 + this.checked(p.readUInt32BE(0)));
+        const whole = Buffer.allocUnsafe(4 + this.checked(read32(p, 0)));
         p.copy(whole, 0, 0, 4);
         this.partial = p = whole;
         n = Math.min(whole.length - 4, end - at);
@@ -239,14 +254,14 @@ export class FrameReader {
       onFrame(p, 0, p.length);
     }
     while (end - at >= 4) {
-      const length = this.checked(buf.readUInt32BE(at));
+      const length = this.checked(read32(buf, at));
       if (end - at < 4 + length) break;
       onFrame(buf, at, at + 4 + length);
       at += 4 + length;
     }
     if (at < end) {
       const rest = end - at;
-      const partial = Buffer.allocUnsafe(rest >= 4 ? 4 + buf.readUInt32BE(at) : 4);
+      const partial = Buffer.allocUnsafe(rest >= 4 ? 4 + read32(buf, at) : 4);
       buf.copy(partial, 0, at, end);
       this.partial = partial;
       this.filled = rest;

@@ -187,32 +187,21 @@ function enter(o: object): void {
 }
 
 function writeValue(v: unknown, depth: number): void {
-  switch (typeof v) {
-    case "string":
-      writeString(v);
-      return;
-    case "number":
-      writeNumber(v);
-      return;
-    case "boolean":
+  // typeof compared in place (not a switch on its string): each test compiles to a type check.
+  if (typeof v === "string") writeString(v);
+  else if (typeof v === "number") writeNumber(v);
+  else if (typeof v === "object") {
+    if (v === null) {
       need(1);
-      out[pos++] = v ? T_TRUE : T_FALSE;
-      return;
-    case "undefined":
-      need(1);
-      out[pos++] = T_UNDEFINED;
-      return;
-    case "object":
-      if (v === null) {
-        need(1);
-        out[pos++] = T_NULL;
-        return;
-      }
-      writeObject(v, depth);
-      return;
-    default:
-      throw FALLBACK;
-  }
+      out[pos++] = T_NULL;
+    } else writeObject(v, depth);
+  } else if (typeof v === "boolean") {
+    need(1);
+    out[pos++] = v ? T_TRUE : T_FALSE;
+  } else if (v === undefined) {
+    need(1);
+    out[pos++] = T_UNDEFINED;
+  } else throw FALLBACK;
 }
 
 function writeObject(o: object, depth: number): void {

@@ -2,7 +2,8 @@
  * The frame reader: whatever the chunking of the stream (a frame split anywhere, many frames in one
  * chunk, one frame over hundreds of chunks), the same frames come out, in order, each once.
  */
-const { FrameReader, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
+const { FrameReader, encodeSequenced, FRAME, read32, read48, write32, write48 } =
+  require("../dist/frame.js") as typeof import("../src/frame");
 
 import { random } from "./random";
 
@@ -16,6 +17,25 @@ function read(chunks: Buffer[], max = 1 << 24): Buffer[] {
   for (const chunk of chunks) reader.feed(chunk, (buf, start, end) => out.push(Buffer.from(buf.subarray(start, end))));
   return out;
 }
+
+test("headers by hand: read32/read48/write32/write48 agree with Buffer's own, edges and 10,000 random values", () => {
+  const rnd = random(7);
+  const values = [0, 1, 255, 256, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 12345, 2 ** 48 - 1];
+  for (let i = 0; i < 10_000; i++) values.push(Math.floor(rnd() * 2 ** 48));
+  const mine = Buffer.alloc(9);
+  const node = Buffer.alloc(9);
+  for (const v of values) {
+    write48(mine, 3, v);
+    node.writeUIntBE(v, 3, 6);
+    expect(mine.equals(node)).toBe(true);
+    expect(read48(node, 3)).toBe(v);
+    const v32 = v % 2 ** 32;
+    write32(mine, 1, v32);
+    node.writeUInt32BE(v32, 1);
+    expect(mine.equals(node)).toBe(true);
+    expect(read32(node, 1)).toBe(v32);
+  }
+});
 
 describe("FrameReader", () => {
   test("two frames split at every byte", () => {
