@@ -373,6 +373,24 @@ test("a subscriber that does not read: publishes wait for it (no acknowledgement
   });
 });
 
+test("a subscriber or 'message' listener that throws: the error is uncaught, as from any listener, and the frames after it still arrive", async () => {
+  const { execFile } = await import("node:child_process");
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [path.join(__dirname, "fixtures", "throwing-subscriber.js")],
+      { env: { ...process.env, OC_CHANNEL: unique("throwing") }, timeout: 20000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+  expect(JSON.parse(out)).toEqual({
+    uncaught: expect.arrayContaining(["subscriber threw", "listener threw"]),
+    events: [1, 2, 3],
+    pushes: [1, 2, 3],
+    unacknowledged: 0,
+  });
+});
+
 test("options are checked: TypeError / RangeError with codes", () => {
   const transport = unixTransport();
   expect(() => openMessageChannel("x", null as never, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
