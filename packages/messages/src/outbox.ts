@@ -10,17 +10,25 @@ export interface OutboxEntry {
 /**
  * The frames a messenger has sent and the host has not yet acknowledged, oldest first. Frames are
  * added in sequence order and almost always leave in that order too (cumulative acks), so this is
- * an array walked from its head, not a map: no hashing, no allocation per frame. A request leaves
- * only with its reply, so entries can also leave from the middle; they are marked done and dropped
- * when the head reaches them (or when such gaps grow larger than what is live).
+ * a ring walked from its head, not a map: no hashing, no allocation per frame, no array grown and
+ * shrunk as the window fills and drains. A request leaves only with its reply, so entries can also
+ * leave from the middle; they are marked done and dropped when the head reaches them (or when such
+ * gaps grow larger than what is live).
+ *
+ * Positions (`head`, `tail`, `scan`) count entries ever added since the ring was last rebuilt;
+ * an entry's slot is its position masked by the ring's size (a power of two).
  */
 export class Outbox<T extends OutboxEntry> {
-  private items: Array<T | undefined> = [];
+  private items: Array<T | undefined> = new Array(INITIAL_SLOTS);
+  private mask = INITIAL_SLOTS - 1;
+  /** Position of the oldest entry kept. */
   private head = 0;
-  /** Index of the first entry not yet passed by an acknowledgement. */
+  /** Position the next entry goes to. */
+  private tail = 0;
+  /** Position of the first entry not yet passed by an acknowledgement. */
   private scan = 0;
   private acked = 0;
-  /** Inside acknowledge() or forEach(): the array must stay as it is until they end. */
+  /** Inside acknowledge() or forEach(): the ring must stay as it is until they end. */
   private walking = false;
   /** Live entries. */
   size = 0;
@@ -28,24 +36,25 @@ export class Outbox<T extends OutboxEntry> {
   bytes = 0;
 
   add(entry: T): void {
-    this.items.push(entry);
+    if (this.tail - this.head > this.mask) this.rebuild(false, 2 * (this.mask + 1));
+    this.items[this.tail & this.mask] = entry;
+    this.tail++;
     this.size++;
     this.bytes += entry.end - entry.start;
   }
 
   /** The live entry of `seq`, if any. */
   get(seq: number): T | undefined {
-    const items = this.items;
+    const { items, mask } = this;
     let lo = this.head;
-    let hi = items.length - 1;
+    let hi = this.tail - 1;
+    if (lo > hi) return undefined;
     // Without gaps dropped in the middle, an entry's place follows from its seq.
-    const first = items[lo];
-    if (first === undefined) return undefined;
-    const guess = lo + (seq - first.seq);
-    if (guess >= lo && guess <= hi && (items[guess] as T).seq === seq) return live(items[guess]);
+    const guess = lo + (seq - (items[lo & mask] as T).seq);
+    if (guess >= lo && guess <= hi && (items[guess & mask] as T).seq === seq) return live(items[guess & mask]);
     while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const e = items[mid] as T;
+      const mid = lo + ((hi - lo) >>> 1);
+      const e = items[mid & mask] as T;
       if (e.seq === seq) return live(e);
       if (e.seq < seq) lo = mid + 1;
       else hi = mid - 1;
@@ -70,12 +79,12 @@ export class Outbox<T extends OutboxEntry> {
   acknowledge(seq: number, onAcked: (entry: T) => void): void {
     if (seq <= this.acked) return;
     this.acked = seq;
-    const items = this.items;
+    const { items, mask, tail } = this;
     let i = Math.max(this.scan, this.head);
     this.walking = true;
     try {
-      for (; i < items.length; i++) {
-        const e = items[i] as T;
+      for (; i < tail; i++) {
+        const e = items[i & mask] as T;
         if (e.seq > seq) break;
         if (!e.done) onAcked(e);
       }
@@ -88,12 +97,12 @@ export class Outbox<T extends OutboxEntry> {
 
   /** Calls `fn` for each live entry, oldest first. */
   forEach(fn: (entry: T) => void): void {
-    const items = this.items;
+    const { items, mask, tail } = this;
     const walking = this.walking;
     this.walking = true;
     try {
-      for (let i = this.head; i < items.length; i++) {
-        const e = items[i] as T;
+      for (let i = this.head; i < tail; i++) {
+        const e = items[i & mask] as T;
         if (!e.done) fn(e);
       }
     } finally {
@@ -104,8 +113,10 @@ export class Outbox<T extends OutboxEntry> {
 
   /** Drops every entry. */
   clear(): void {
-    this.items = [];
+    this.items = new Array(INITIAL_SLOTS);
+    this.mask = INITIAL_SLOTS - 1;
     this.head = 0;
+    this.tail = 0;
     this.scan = 0;
     this.size = 0;
     this.bytes = 0;
@@ -113,31 +124,46 @@ export class Outbox<T extends OutboxEntry> {
 
   private trim(): void {
     if (this.walking) return;
-    const items = this.items;
-    while (this.head < items.length && (items[this.head] as T).done) items[this.head++] = undefined;
-    if (this.head === items.length) {
-      this.clear();
+    const { items, mask } = this;
+    while (this.head < this.tail && (items[this.head & mask] as T).done) items[this.head++ & mask] = undefined;
+    if (this.head === this.tail) {
+      // Empty: start again from the first slot (positions stay small), keeping the ring.
+      this.head = 0;
+      this.tail = 0;
+      this.scan = 0;
       return;
     }
-    // Done entries behind a live one (a request waiting for its reply) or a long-gone head:
-    // keep only the live ones once the waste outgrows them.
-    const kept = items.length - this.head;
-    if (this.head > 1024 && this.head * 2 > items.length) {
-      this.compact((e) => e !== undefined);
-    } else if (kept > 4096 && kept > 4 * this.size) {
-      this.compact((e) => e !== undefined && !e.done);
-    }
+    // Done entries behind a live one (a request waiting for its reply): keep only the live ones
+    // once the waste outgrows them, in a ring sized for them.
+    const kept = this.tail - this.head;
+    if (kept > 4096 && kept > 4 * this.size) this.rebuild(true, INITIAL_SLOTS);
   }
 
-  private compact(keep: (e: T | undefined) => boolean): void {
-    const items = this.items.slice(this.head).filter(keep) as T[];
-    let scan = 0;
-    while (scan < items.length && items[scan].seq <= this.acked) scan++;
-    this.items = items;
+  /** The entries kept (only the live ones if `liveOnly`) in a new ring of at least `slots`, from position 0. */
+  private rebuild(liveOnly: boolean, slots: number): void {
+    const { items, mask } = this;
+    const count = liveOnly ? this.size : this.tail - this.head;
+    let size = slots;
+    while (size < 2 * count) size *= 2;
+    const ring: Array<T | undefined> = new Array(size);
+    let n = 0;
+    let scan = -1;
+    for (let i = this.head; i < this.tail; i++) {
+      const e = items[i & mask] as T;
+      if (liveOnly && e.done) continue;
+      if (scan < 0 && i >= this.scan) scan = n;
+      ring[n++] = e;
+    }
+    this.items = ring;
+    this.mask = size - 1;
     this.head = 0;
-    this.scan = scan;
+    this.tail = n;
+    this.scan = scan < 0 ? n : scan;
   }
 }
+
+/** Slots of a new ring (it doubles when full). */
+const INITIAL_SLOTS = 64;
 
 function live<T extends OutboxEntry>(e: T | undefined): T | undefined {
   return e === undefined || e.done ? undefined : e;

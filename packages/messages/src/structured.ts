@@ -208,7 +208,9 @@ function writeObject(o: object, depth: number): void {
   if (depth >= MAX_DEPTH) throw FALLBACK;
   const proto = Object.getPrototypeOf(o) as unknown;
   if (proto === Object.prototype) {
-    enter(o);
+    // The body itself is not noted (a store per message): a cycle back to it goes round until
+    // MAX_DEPTH, and then v8's way, as any cycle; an object met twice below it is still caught.
+    if (depth > 0) enter(o);
     need(2);
     out[pos] = T_OBJECT;
     // The count goes before the pairs, known after them: its byte is filled in at the end (where

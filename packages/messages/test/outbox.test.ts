@@ -83,6 +83,24 @@ function run(seed: number, steps: number): void {
 }
 
 describe("the messenger's outbox", () => {
+  test("a ring that wraps and grows: 100,000 adds acknowledged in bursts, never more slots than needed", () => {
+    const outbox = new Outbox<Entry>();
+    let acked = 0;
+    let most = 0;
+    for (let seq = 1; seq <= 100_000; seq++) {
+      outbox.add({ seq, start: 0, end: 10, done: false, waiting: false });
+      // A window of about 1000 in flight, acknowledged 256 at a time.
+      if (seq - acked >= 1000) {
+        acked += 256;
+        outbox.acknowledge(acked, (e) => outbox.remove(e));
+      }
+      most = Math.max(most, (outbox as unknown as { items: unknown[] }).items.length);
+      if (seq % 997 === 0) expect(outbox.get(seq - 500)?.seq).toBe(seq - 500);
+    }
+    expect(outbox.size).toBe(100_000 - acked);
+    expect(most).toBe(1024);
+  });
+
   test("random sends, acks, replies and lookups agree with a Map, 40 seeds", () => {
     for (let seed = 1; seed <= 40; seed++) run(seed, 250);
   });
@@ -96,7 +114,7 @@ describe("the messenger's outbox", () => {
       if (seq % 100 === 0) outbox.acknowledge(seq, (e) => (e.waiting ? undefined : outbox.remove(e)));
     }
     expect(outbox.size).toBe(1);
-    // Its array holds what is live plus bounded waste, not the 100,000 passed.
+    // Its ring holds what is live plus bounded waste, not the 100,000 passed.
     expect((outbox as unknown as { items: unknown[] }).items.length).toBeLessThan(10_000);
     expect(outbox.get(1)).toBe(request);
     expect(outbox.remove(request)).toBe(true);
