@@ -184,9 +184,10 @@ function messagesSection(result) {
     "",
     `\`openMessageChannel\` through the umbrella, over the same Unix socket transport. Per codec one host process and one sender, ` +
       `${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; the codecs (and raw net for the round trip) take turns ` +
-      `round by round, median of ${m.pair_rounds} rounds after a warm-up. 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
+      `round by round, median of ${m.pair_rounds} rounds after a warm-up (the round trip: ${m.rtt_blocks ?? m.pair_rounds} rounds of ` +
+      `${m.rtt_block ?? 1000} round trips each, in a rotating order). 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
       `and v8Codec: the object { kind, text } whose v8 serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
-      `(xN) is the median of the round-by-round ratios to raw net's echo; subscribers are not pinned.`,
+      `(xN) is the median of the round-by-round ratios to raw net's echo; p99 over all round trips; subscribers are not pinned.`,
     "",
     `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net, same rounds | target |`,
     `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,

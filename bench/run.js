@@ -52,6 +52,8 @@ const CFG = QUICK
       targetS: 0.15,
       warmS: 0.3,
       rttCount: 500,
+      rttBlock: 200,
+      rttBlocks: 5,
       mibCount: 10,
       connectCount: 5,
       scaling: [2, 8],
@@ -69,6 +71,8 @@ const CFG = QUICK
       targetS: 0.15,
       warmS: 1.5,
       rttCount: 1000,
+      rttBlock: 200,
+      rttBlocks: 45,
       mibCount: 40,
       connectCount: 5,
       scaling: [2, 4, 8, 16],
@@ -576,6 +580,8 @@ function machine() {
     pinned: TASKSET !== undefined ? "host on cpu 0, sender on cpu 1 (pair scenarios)" : "no",
     rounds: CFG.rounds,
     pair_rounds: CFG.pairRounds,
+    rtt_blocks: CFG.rttBlocks,
+    rtt_block: CFG.rttBlock,
   };
 }
 
