@@ -63,6 +63,8 @@ let out: NodeBuffer = Buffer.alloc(0) as NodeBuffer;
 let base = 0;
 let pos = 0;
 let encoding = false;
+/** The size of the slab being written to: what a full one is replaced with. */
+let slabSize = SCRATCH_BYTES;
 /** Every object met so far in this encoding: a list while short, a set beyond. */
 const seenList: Array<object | undefined> = [];
 let seenCount = 0;
@@ -75,8 +77,9 @@ function need(n: number): void {
 }
 
 function grow(n: number): void {
-  // The frame so far moves to a buffer of its own, with room to grow (the slab's earlier frames stay).
-  const grown = Buffer.allocUnsafeSlow(Math.max(SCRATCH_BYTES, 2 * (pos - base + n))) as NodeBuffer;
+  // The frame so far moves to a new buffer (the slab's earlier frames stay): a whole slab's size,
+  // so that the frames after it follow it there, or more for a big one.
+  const grown = Buffer.allocUnsafeSlow(Math.max(slabSize, 2 * (pos - base + n))) as NodeBuffer;
   out.copy(grown, 0, base, pos);
   pos -= base;
   base = 0;
@@ -267,6 +270,7 @@ export function encodeStructuredInto(value: unknown, slab: Slab, head: number): 
   // Something enumerable on Object.prototype would come out of every for-in: v8 then.
   for (const _ in Object.prototype) return slab.put(v8.serialize(value), head);
   encoding = true;
+  slabSize = slab.size;
   out = slab.buf as NodeBuffer;
   base = slab.at;
   pos = base + head;

@@ -113,6 +113,16 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(events).toEqual(expected);
   });
 
+  test("a full slab is followed by a whole new slab, not a small buffer per frame (frames stay side by side: one write per turn)", async () => {
+    const ch = openMessageChannel(unique(`slabs-${name}`), { onMessage() {} }, { transport: transports[name]() });
+    const m = ch.connect();
+    open.push(m);
+    // About 300 KB of frames: several slabs of 64 KiB.
+    await Promise.all(Array.from({ length: 4000 }, (_, i) => m.send({ kind: "tick", text: `${i}`.padEnd(40, "x") })));
+    const slab = (m as unknown as { slab: { buf: Buffer; size: number } }).slab;
+    expect(slab.buf.length).toBe(slab.size);
+  });
+
   test("a body whose getter sends while it is encoded: both arrive, the inner one first, neither corrupted", async () => {
     const seen: unknown[] = [];
     const ch = openMessageChannel(
