@@ -57,6 +57,13 @@ interface WellFormed {
   isWellFormed(): boolean;
 }
 
+/*
+ * Node's string writers and readers, taken once from Buffer.prototype and called with the buffer
+ * as `this`: looked up on each buffer (`out.utf8Write`), they were generic property loads per
+ * string in the compiled code.
+ */
+const { utf8Write, latin1Slice, utf8Slice, ucs2Slice } = Buffer.prototype as unknown as NodeBuffer;
+
 const EMPTY = Buffer.alloc(0);
 /** Where this encoding writes: a slab's buffer (or the scratch), from `base` (its frame's start) to `pos`. */
 let out: NodeBuffer = Buffer.alloc(0) as NodeBuffer;
@@ -126,7 +133,7 @@ function writeString(s: string): void {
   let o = out;
   let p = pos;
   let at = p + head;
-  let bytes = o.utf8Write(s, at);
+  let bytes = utf8Write.call(o, s, at);
   let tag = T_ASCII;
   if (bytes !== length) {
     if ((s as unknown as WellFormed).isWellFormed()) tag = T_UTF8;
@@ -340,9 +347,9 @@ function readString(tag: number): string {
   const end = readEnd(readLength());
   const start = at;
   at = end;
-  if (tag === T_ASCII) return end - start <= SHORT_STRING ? shortAscii(start, end) : src.latin1Slice(start, end);
-  if (tag === T_UTF8) return src.utf8Slice(start, end);
-  if (tag === T_UTF16) return src.ucs2Slice(start, end);
+  if (tag === T_ASCII) return end - start <= SHORT_STRING ? shortAscii(start, end) : latin1Slice.call(src, start, end);
+  if (tag === T_UTF8) return utf8Slice.call(src, start, end);
+  if (tag === T_UTF16) return ucs2Slice.call(src, start, end);
   return corrupt();
 }
 
@@ -396,7 +403,7 @@ function readKey(): string {
     }
   }
   at = start;
-  const key = length <= SHORT_STRING ? shortAscii(start, end) : src.latin1Slice(start, end);
+  const key = length <= SHORT_STRING ? shortAscii(start, end) : latin1Slice.call(src, start, end);
   at = end;
   if (keyCache.size >= KEY_CACHE_SIZE) keyCache.clear();
   keyCache.set(h, key);
