@@ -3,7 +3,7 @@
  *
  * ```
  * frame:  length u32be (of what follows) | type u8 | payload
- * HELLO   m->h  session (16 bytes) | pid u32 | base u48 (every seq <= base is acknowledged) | topics (u16 count, then u16 length + UTF-8 each)
+ * HELLO   m->h  session (16 bytes) | pid u32 | base u48 (every seq <= base is acknowledged) | topics (u16 count, then u16 length + UTF-8 each) | features u8 (FRAME.features; absent from members before it: 0)
  * MSG     m->h  seq u48 | flags u8 | body
  * REQ     m->h  seq u48 | flags u8 | body
  * PUB     m->h  seq u48 | flags u8 | topic (u16 length + UTF-8) | body
@@ -37,6 +37,14 @@ export const FRAME = {
   headerBytes: 5,
   /** Bytes of a sequenced frame before its own fields: header, seq, flags. */
   seqHeaderBytes: 5 + 6 + 1,
+  /**
+   * What the member of a HELLO understands (its last byte; a host ignores what it does not know,
+   * so members and hosts of different versions can share a channel during a rolling restart).
+   */
+  features: {
+    /** RES frames with the `acks` flag. */
+    resAcks: 1,
+  },
   /** An ACK: header and seq. */
   ackBytes: 5 + 6,
   sessionBytes: 16,
@@ -128,7 +136,7 @@ export function markRedelivered(buf: Buffer, start: number): void {
 export function encodeHello(session: Buffer, pid: number, base: number, topics: Iterable<string>): Buffer {
   const parts = [...topics].map(topicBytes);
   const topicsLength = 2 + parts.reduce((n, t) => n + 2 + t.length, 0);
-  const out = Buffer.allocUnsafe(FRAME.headerBytes + FRAME.sessionBytes + 4 + 6 + topicsLength);
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + FRAME.sessionBytes + 4 + 6 + topicsLength + 1);
   out.writeUInt32BE(out.length - 4, 0);
   out[4] = FRAME.hello;
   session.copy(out, 5);
@@ -143,6 +151,7 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
     t.copy(out, at + 2);
     at += 2 + t.length;
   }
+  out[at] = FRAME.features.resAcks;
   return out;
 }
 

@@ -67,6 +67,8 @@ interface Session {
   ackDue: boolean;
   /** The highest seq the member has been told is handled (by an ACK, or a reply standing for one). */
   ackSent: number;
+  /** The member reads RES frames' `acks` flag (FRAME.features.resAcks). */
+  resAcks: boolean;
   expiry: NodeJS.Timeout | undefined;
 }
 
@@ -238,6 +240,8 @@ export class MessageHost {
       topics.push(t.topic);
       at = t.next;
     }
+    // A member from before the features byte sends none: it gets ACK frames, never the flag.
+    const features = at < frame.length ? frame[at] : 0;
     let session = this.sessions.get(id);
     if (session === undefined) {
       session = {
@@ -252,6 +256,7 @@ export class MessageHost {
         topics: new Set(),
         ackDue: false,
         ackSent: base,
+        resAcks: false,
         expiry: undefined,
       };
       this.sessions.set(id, session);
@@ -268,6 +273,7 @@ export class MessageHost {
     }
     for (const t of [...session.topics]) if (!topics.includes(t)) this.unsubscribe(session, t);
     for (const t of topics) this.subscribe(session, t);
+    session.resAcks = (features & FRAME.features.resAcks) !== 0;
     // Anything already handled is acknowledged again: the member may not have seen the ACK.
     session.ackSent = base;
     if (session.handled > base) session.ackDue = true;
@@ -472,7 +478,7 @@ export class MessageHost {
     const head = FRAME.headerBytes + 7;
     // Everything before this request handled and nothing of it running: the reply stands for the
     // ACK too (a sync handler's request is marked handled right after this, see settle).
-    const acks = session.pending.length === 0 && session.handled >= seq - 1;
+    const acks = session.resAcks && session.pending.length === 0 && session.handled >= seq - 1;
     let frame: Buffer;
     if (this.replying) frame = encodeResult(FRAME.res, seq, true, this.options.codec.encode(value));
     else {

@@ -413,6 +413,36 @@ test("options are checked: TypeError / RangeError with codes", () => {
   );
 });
 
+test("a member from before the features byte (a rolling restart) gets its ACK frames; a current one gets replies that stand for them", async () => {
+  await withRawHost({ onRequest: (body) => body }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
+    /** The frames the host answers a hello and one request with: [type, RES flags or ACK seq]. */
+    const answer = async (hello: Buffer): Promise<number[][]> => {
+      const socket = net.connect(file);
+      const frames: number[][] = [];
+      let got = Buffer.alloc(0);
+      socket.on("data", (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+      });
+      socket.write(Buffer.concat([hello, encodeSequenced(FRAME.req, 1, v8Codec.encode("ping"))]));
+      await new Promise((r) => setTimeout(r, 100));
+      socket.destroy();
+      for (let at = 0; at + 4 <= got.length; at += 4 + got.readUInt32BE(at)) {
+        frames.push(got[at + 4] === FRAME.res ? [FRAME.res, got[at + 11]] : [got[at + 4], got.readUIntBE(at + 5, 6)]);
+      }
+      return frames;
+    };
+    const current = encodeHello(Buffer.alloc(16, 3), 3, 0, []);
+    // Before the features byte, a hello ended with its topics (another session: another member).
+    const old = Buffer.from(encodeHello(Buffer.alloc(16, 4), 4, 0, []).subarray(0, current.length - 1));
+    old.writeUInt32BE(old.length - 4, 0);
+    expect(await answer(old)).toEqual([
+      [FRAME.res, FRAME.ok],
+      [FRAME.ack, 1],
+    ]);
+    expect(await answer(current)).toEqual([[FRAME.res, FRAME.ok | FRAME.acks]]);
+  });
+});
+
 test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
   await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
     const bad = net.connect(file);
