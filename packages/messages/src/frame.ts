@@ -171,12 +171,12 @@ export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: nu
   return out;
 }
 
-/** Fills in the head of a RES or FAIL frame whose body is in place (`acks`: see FRAME.acks). */
-export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean, acks = false): void {
+/** Fills in the head of a RES or FAIL frame whose body is in place. */
+export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean): void {
   write32(frame, 0, frame.length - 4);
   frame[4] = type;
   write48(frame, 5, seq);
-  if (type === FRAME.res) frame[11] = (ok ? FRAME.ok : 0) | (acks ? FRAME.acks : 0);
+  if (type === FRAME.res) frame[11] = ok ? FRAME.ok : 0;
 }
 
 /** PUSH of `body` to one member. */

@@ -492,9 +492,8 @@ export class MessageHost {
       frame = this.slab.buf.subarray(start, this.slab.at);
       this.slab.dropLarge();
     }
-    writeResultHead(frame, FRAME.res, seq, true, acks);
-    if (acks && seq > session.ackSent) session.ackSent = seq;
-    this.sendResult(session, seq, FRAME.res, frame);
+    writeResultHead(frame, FRAME.res, seq, true);
+    this.sendResult(session, seq, FRAME.res, frame, acks);
   }
 
   private failed(session: Session, seq: number, type: number, err: unknown): void {
@@ -516,11 +515,17 @@ export class MessageHost {
     this.sendResult(session, seq, type, encodeResult(type, seq, ok, body));
   }
 
-  private sendResult(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, result: Buffer): void {
+  /** Sends (and keeps) a result; `acks`: a RES that stands for the ACK of `seq` too (see reply). */
+  private sendResult(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, result: Buffer, acks = false): void {
     let frame = result;
     // A reply the member would refuse to read: it gets the reason instead.
     if (frame.length - 4 > this.options.maxFrameBytes)
       frame = encodeResult(type, seq, false, errorBody(this.options.codec, this.tooLarge(frame.length - 4, "a reply")));
+    if (acks) {
+      // Set on the frame that goes, whichever it is.
+      frame[11] |= FRAME.acks;
+      if (seq > session.ackSent) session.ackSent = seq;
+    }
     session.results.set(seq, frame);
     this.toMember(session, frame);
   }

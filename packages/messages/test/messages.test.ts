@@ -246,6 +246,24 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     await expect(m.send("small")).resolves.toBeUndefined();
   });
 
+  test("a reply over maxFrameBytes rejects the request with a code, and the request is still acknowledged", async () => {
+    const ch = openMessageChannel(
+      unique(`big-reply-${name}`),
+      { onRequest: (body) => "y".repeat(body as number) },
+      { transport: transports[name](), maxFrameBytes: 1024 },
+    );
+    const m = ch.connect();
+    open.push(m);
+    await expect(m.request(10)).resolves.toBe("y".repeat(10));
+    await expect(m.request(2000)).rejects.toMatchObject({
+      code: "ERR_OPEN_CHANNEL_REMOTE",
+      remoteCode: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
+    });
+    // Nothing more is sent: the reason that came instead of the reply must acknowledge it too.
+    for (let i = 0; i < 100 && m.unacknowledged > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(m.unacknowledged).toBe(0);
+  });
+
   test("requests with different timeouts expire in deadline order; an answered one never times out", async () => {
     const ch = openMessageChannel(
       unique(`timeouts-${name}`),
