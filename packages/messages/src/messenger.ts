@@ -436,12 +436,12 @@ export class Messenger extends EventEmitter {
     if (this.batchBytes >= PIPELINE_BYTES) this.flush();
   }
 
+  private readonly flushLater = (): void => this.flush();
+
   /**
    * Writes the frames waiting: frames that lie next to each other in memory (a burst of sends
    * into the slab) go as one range, no copy.
    */
-  private readonly flushLater = (): void => this.flush();
-
   private flush(): void {
     const n = this.batchCount;
     if (n === 0) return;
@@ -449,14 +449,16 @@ export class Messenger extends EventEmitter {
     this.batchBytes = 0;
     const batch = this.batch;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
-    const live = this.live;
+    if (!this.live) {
+      batch.fill(undefined, 0, n);
+      return;
+    }
     let first = batch[0] as Outgoing;
     let runEnd = first.start;
     let corked = false;
     for (let i = 0; i < n; i++) {
       const out = batch[i] as Outgoing;
       batch[i] = undefined;
-      if (!live) continue;
       if (out.sent) markRedelivered(out.buf, out.start);
       out.sent = true;
       if (out.buf !== first.buf || out.start !== runEnd) {
@@ -469,7 +471,6 @@ export class Messenger extends EventEmitter {
       }
       runEnd = out.end;
     }
-    if (!live) return;
     this.socket.write(first.buf.subarray(first.start, runEnd));
     if (corked) this.socket.uncork();
   }

@@ -2,7 +2,15 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { jsonCodec, type MessageContext, type Messenger, openMessageChannel, v8Codec } from "@open-channel/messages";
+import {
+  jsonCodec,
+  type MessageChannelOptions,
+  type MessageContext,
+  type MessageHandlers,
+  type Messenger,
+  openMessageChannel,
+  v8Codec,
+} from "@open-channel/messages";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
 
@@ -16,23 +24,24 @@ afterEach(async () => {
 });
 
 describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messages in one process over %s", (name) => {
+  /** A message channel of this transport, connected; closed after the test. */
+  const connect = (label: string, handlers: MessageHandlers, options: Omit<MessageChannelOptions, "transport"> = {}): Messenger => {
+    const m = openMessageChannel(unique(`${label}-${name}`), handlers, { transport: transports[name](), ...options }).connect();
+    open.push(m);
+    return m;
+  };
+
   test("send resolves after onMessage ran, in order; request gets the reply; a throw rejects with the remote error", async () => {
     const seen: unknown[] = [];
-    const ch = openMessageChannel(
-      unique(`basic-${name}`),
-      {
-        onMessage(body) {
-          seen.push(body);
-        },
-        async onRequest(body) {
-          if (body === "boom") throw Object.assign(new Error("no such job"), { code: "ENOJOB" });
-          return { echo: body, count: seen.length };
-        },
+    const m = connect("basic", {
+      onMessage(body) {
+        seen.push(body);
       },
-      { transport: transports[name]() },
-    );
-    const m = ch.connect();
-    open.push(m);
+      async onRequest(body) {
+        if (body === "boom") throw Object.assign(new Error("no such job"), { code: "ENOJOB" });
+        return { echo: body, count: seen.length };
+      },
+    });
     const sends = [];
     for (let i = 0; i < 100; i++) sends.push(m.send(i));
     await Promise.all(sends);
@@ -47,8 +56,8 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     ["v8Codec", v8Codec],
   ])("%s carries Map, Set, Date, BigInt, Buffer and typed arrays both ways; the host pushes with from.send", async (_label, codec) => {
     let got: unknown;
-    const ch = openMessageChannel(
-      unique(`types-${name}`),
+    const m = connect(
+      "types",
       {
         onMessage(body, from: MessageContext) {
           got = body;
@@ -57,10 +66,8 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
         },
         onRequest: (body) => ({ back: body, plain: [1, "two", null, { deep: true }] }),
       },
-      { transport: transports[name](), codec },
+      { codec },
     );
-    const m = ch.connect();
-    open.push(m);
     const pushed = new Promise((resolve) => m.once("message", resolve));
     const body = {
       map: new Map([["a", 1]]),
@@ -80,18 +87,16 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     ["the default codec", undefined],
     ["v8Codec", v8Codec],
   ])("%s: what reaches a member stays as it came after later reads (a member reads into one buffer, reused)", async (_label, codec) => {
-    const ch = openMessageChannel(
-      unique(`reuse-${name}`),
+    const m = connect(
+      "reuse",
       {
         onMessage(body, from) {
           from.send(body);
         },
         onRequest: (body) => body,
       },
-      { transport: transports[name](), codec },
+      { codec },
     );
-    const m = ch.connect();
-    open.push(m);
     const expected: unknown[] = [];
     const replies: unknown[] = [];
     const pushes: unknown[] = [];
@@ -114,9 +119,7 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
   });
 
   test("a full slab is followed by a whole new slab, not a small buffer per frame (frames stay side by side: one write per turn)", async () => {
-    const ch = openMessageChannel(unique(`slabs-${name}`), { onMessage() {} }, { transport: transports[name]() });
-    const m = ch.connect();
-    open.push(m);
+    const m = connect("slabs", { onMessage() {} });
     // About 300 KB of frames: several slabs of 64 KiB.
     await Promise.all(Array.from({ length: 4000 }, (_, i) => m.send({ kind: "tick", text: `${i}`.padEnd(40, "x") })));
     const slab = (m as unknown as { slab: { buf: Buffer; size: number } }).slab;
@@ -125,17 +128,11 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
 
   test("a body whose getter sends while it is encoded: both arrive, the inner one first, neither corrupted", async () => {
     const seen: unknown[] = [];
-    const ch = openMessageChannel(
-      unique(`getter-${name}`),
-      {
-        onMessage(body) {
-          seen.push(body);
-        },
+    const m = connect("getter", {
+      onMessage(body) {
+        seen.push(body);
       },
-      { transport: transports[name]() },
-    );
-    const m = ch.connect();
-    open.push(m);
+    });
     let inner: Promise<void> | undefined;
     const outer = {
       kind: "outer",
@@ -156,18 +153,12 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
 
   test("a big body goes whole both ways, and the messenger does not keep its big buffer afterwards", async () => {
     let got: unknown;
-    const ch = openMessageChannel(
-      unique(`big-${name}`),
-      {
-        onMessage(body) {
-          got = body;
-        },
-        onRequest: (body) => body,
+    const m = connect("big", {
+      onMessage(body) {
+        got = body;
       },
-      { transport: transports[name]() },
-    );
-    const m = ch.connect();
-    open.push(m);
+      onRequest: (body) => body,
+    });
     const big = { text: "é".repeat(1_000_000), bytes: Buffer.alloc(3_000_000, 7) };
     // Compared by hand: Jest's toEqual walks a 3 MB Buffer byte by byte, for seconds.
     const same = (x: unknown): boolean => {
@@ -186,9 +177,7 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
   });
 
   test("pub/sub through the host: every subscriber gets each publish, with the publisher's pid; unsubscribe stops it", async () => {
-    const ch = openMessageChannel(unique(`pubsub-${name}`), {}, { transport: transports[name](), codec: jsonCodec });
-    const m = ch.connect();
-    open.push(m);
+    const m = connect("pubsub", {}, { codec: jsonCodec });
     const a: unknown[] = [];
     const b: Array<[unknown, number]> = [];
     const stopA = m.subscribe("prices", (body) => a.push(body));
@@ -235,25 +224,13 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
   });
 
   test("a message over maxFrameBytes is refused with a code, and the channel goes on", async () => {
-    const ch = openMessageChannel(
-      unique(`big-${name}`),
-      { onMessage: () => undefined },
-      { transport: transports[name](), maxFrameBytes: 1024 },
-    );
-    const m = ch.connect();
-    open.push(m);
+    const m = connect("big", { onMessage: () => undefined }, { maxFrameBytes: 1024 });
     await expect(m.send("x".repeat(2000))).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE" });
     await expect(m.send("small")).resolves.toBeUndefined();
   });
 
   test("a reply over maxFrameBytes rejects the request with a code, and the request is still acknowledged", async () => {
-    const ch = openMessageChannel(
-      unique(`big-reply-${name}`),
-      { onRequest: (body) => "y".repeat(body as number) },
-      { transport: transports[name](), maxFrameBytes: 1024 },
-    );
-    const m = ch.connect();
-    open.push(m);
+    const m = connect("big-reply", { onRequest: (body) => "y".repeat(body as number) }, { maxFrameBytes: 1024 });
     await expect(m.request(10)).resolves.toBe("y".repeat(10));
     await expect(m.request(2000)).rejects.toMatchObject({
       code: "ERR_OPEN_CHANNEL_REMOTE",
@@ -265,13 +242,7 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
   });
 
   test("requests with different timeouts expire in deadline order; an answered one never times out", async () => {
-    const ch = openMessageChannel(
-      unique(`timeouts-${name}`),
-      { onRequest: (body) => (body === "answer" ? "answered" : new Promise(() => undefined)) },
-      { transport: transports[name]() },
-    );
-    const m = ch.connect();
-    open.push(m);
+    const m = connect("timeouts", { onRequest: (body) => (body === "answer" ? "answered" : new Promise(() => undefined)) });
     const order: string[] = [];
     const expect_ = (label: string, timeout: number) =>
       m.request(label, { timeout }).then(
@@ -292,8 +263,8 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
       release = r;
     });
     let handled = 0;
-    const ch = openMessageChannel(
-      unique(`window-${name}`),
+    const m = connect(
+      "window",
       {
         async onMessage() {
           await gate;
@@ -301,10 +272,8 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
         },
         onRequest: () => new Promise(() => undefined),
       },
-      { transport: transports[name](), maxUnacked: 4 },
+      { maxUnacked: 4 },
     );
-    const m = ch.connect();
-    open.push(m);
     await expect(m.request("never", { timeout: 50 })).rejects.toMatchObject({ code: "ETIMEDOUT" });
     // The hung request was started by the host, so it gives its place in the window back (once
     // the host's acknowledgement is in: it may come after the timeout on a busy machine).
