@@ -52,21 +52,34 @@ export interface EventMeta {
 
 /** A sequenced frame not yet acknowledged by the host (`buf[start, end)`): sent again after a failover. */
 class Outgoing implements OutboxEntry {
-  sent = false;
-  done = false;
-  resolve: ((value: unknown) => void) | undefined = undefined;
-  reject: ((err: Error) => void) | undefined = undefined;
+  declare readonly seq: number;
+  declare readonly type: SequencedType;
+  declare readonly buf: Buffer;
+  declare readonly start: number;
+  declare readonly end: number;
+  declare sent: boolean;
+  declare done: boolean;
+  declare resolve: ((value: unknown) => void) | undefined;
+  declare reject: ((err: Error) => void) | undefined;
   /** A request's timeout (ms) and when it runs out (performance.now()); 0: no timeout, or settled. */
-  timeoutMs = 0;
-  deadline = 0;
+  declare timeoutMs: number;
+  declare deadline: number;
 
-  constructor(
-    readonly seq: number,
-    readonly type: SequencedType,
-    readonly buf: Buffer,
-    readonly start: number,
-    readonly end: number,
-  ) {}
+  // Every field set here, in one place (`declare`d above: class fields, even without a value, run
+  // as a function of their own before the constructor, one call more for each message).
+  constructor(seq: number, type: SequencedType, buf: Buffer, start: number, end: number) {
+    this.seq = seq;
+    this.type = type;
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    this.sent = false;
+    this.done = false;
+    this.resolve = undefined;
+    this.reject = undefined;
+    this.timeoutMs = 0;
+    this.deadline = 0;
+  }
 }
 
 /**
@@ -142,11 +155,13 @@ export class Messenger extends EventEmitter {
   private nextSeq = 1;
   private acked = 0;
   private live = false;
-  /** Frames to write at the end of this turn, together (see flush). */
-  private readonly batch: (Outgoing | undefined)[] = [];
-  /** Frames in `batch` (its slots are reused: no array made per turn). */
-  private batchCount = 0;
-  private batchBytes = 0;
+  /**
+   * A flush is due at the end of this turn: the frames added to the outbox meanwhile go together
+   * (the outbox knows which: see Outbox.nextUnsent).
+   */
+  private flushDue = false;
+  /** Bytes of the frames waiting for that flush. */
+  private unsentBytes = 0;
   /** Where frames are encoded, one after another (see Slab). */
   private readonly slab = new Slab();
   /** Set while a body is encoded: a send from inside it (a getter) must not write into the slab. */
@@ -345,7 +360,7 @@ export class Messenger extends EventEmitter {
     settling = undefined;
     if (timeoutMs !== undefined && timeoutMs > 0) this.startTimer(out, timeoutMs);
     this.outbox.add(out);
-    if (this.live) this.write(out);
+    if (this.live) this.written(out.end - out.start);
     return promise;
   }
 
@@ -429,37 +444,40 @@ export class Messenger extends EventEmitter {
     return bytes;
   }
 
-  private write(out: Outgoing): void {
-    if (this.batchCount === 0) process.nextTick(this.flushLater);
-    this.batch[this.batchCount++] = out;
-    this.batchBytes += out.end - out.start;
-    if (this.batchBytes >= PIPELINE_BYTES) this.flush();
+  /** A frame of `bytes` was added to the outbox while connected: it goes with this turn's flush. */
+  private written(bytes: number): void {
+    if (!this.flushDue) {
+      this.flushDue = true;
+      process.nextTick(this.flushLater);
+    }
+    this.unsentBytes += bytes;
+    if (this.unsentBytes >= PIPELINE_BYTES) this.flush();
   }
 
-  private readonly flushLater = (): void => this.flush();
+  private readonly flushLater = (): void => {
+    this.flushDue = false;
+    this.flush();
+  };
 
   /**
-   * Writes the frames waiting: frames that lie next to each other in memory (a burst of sends
-   * into the slab) go as one range, no copy.
+   * Writes the frames not yet written on this connection: frames that lie next to each other in
+   * memory (a burst of sends into the slab) go as one range, no copy. Returns how many of them
+   * went before (redelivered).
    */
-  private flush(): void {
-    const n = this.batchCount;
-    if (n === 0) return;
-    this.batchCount = 0;
-    this.batchBytes = 0;
-    const batch = this.batch;
+  private flush(): number {
+    this.unsentBytes = 0;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
-    if (!this.live) {
-      batch.fill(undefined, 0, n);
-      return;
-    }
-    let first = batch[0] as Outgoing;
+    if (!this.live) return 0;
+    let first = this.outbox.nextUnsent();
+    if (first === undefined) return 0;
+    let again = 0;
     let runEnd = first.start;
     let corked = false;
-    for (let i = 0; i < n; i++) {
-      const out = batch[i] as Outgoing;
-      batch[i] = undefined;
-      if (out.sent) markRedelivered(out.buf, out.start);
+    for (let out: Outgoing | undefined = first; out !== undefined; out = this.outbox.nextUnsent()) {
+      if (out.sent) {
+        markRedelivered(out.buf, out.start);
+        again++;
+      }
       out.sent = true;
       if (out.buf !== first.buf || out.start !== runEnd) {
         if (!corked) {
@@ -473,22 +491,17 @@ export class Messenger extends EventEmitter {
     }
     this.socket.write(first.buf.subarray(first.start, runEnd));
     if (corked) this.socket.uncork();
+    return again;
   }
 
   private onConnect(): void {
     // A partial frame of a dead host must not run into the new host's bytes.
     this.reader.reset();
-    // Frames waiting for this turn's write are all in the outbox: they go below, after the hello.
-    this.batch.fill(undefined, 0, this.batchCount);
-    this.batchCount = 0;
-    this.batchBytes = 0;
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
-    let again = 0;
-    this.outbox.forEach((out) => {
-      if (out.sent) again++;
-      this.write(out);
-    });
+    // Everything not acknowledged goes (again) to this host, in order, after the hello.
+    this.outbox.unsendAll();
+    const again = this.flush();
     if (again > 0) debug("messages %j: sending %d unacknowledged frame(s) again", this.channel.name, again);
     this.emit("connect");
   }

@@ -27,6 +27,8 @@ export class Outbox<T extends OutboxEntry> {
   private tail = 0;
   /** Position of the first entry not yet passed by an acknowledgement. */
   private scan = 0;
+  /** Position of the first entry not yet handed out by nextUnsent() (on this connection). */
+  private sendPos = 0;
   private acked = 0;
   /** Inside acknowledge() or forEach(): the ring must stay as it is until they end. */
   private walking = false;
@@ -95,6 +97,30 @@ export class Outbox<T extends OutboxEntry> {
     this.trim();
   }
 
+  /**
+   * The oldest live entry not yet handed out since it was added (or since unsendAll()), or
+   * undefined: what is left to write. Entries are added in the order they go, so the entries to
+   * write are always the newest ones, and no list of them is kept anywhere else.
+   */
+  nextUnsent(): T | undefined {
+    const { items, mask, tail } = this;
+    let i = Math.max(this.sendPos, this.head);
+    while (i < tail) {
+      const e = items[i++ & mask] as T;
+      if (!e.done) {
+        this.sendPos = i;
+        return e;
+      }
+    }
+    this.sendPos = i;
+    return undefined;
+  }
+
+  /** Every live entry is to be written again (a new connection): nextUnsent() starts from the oldest. */
+  unsendAll(): void {
+    this.sendPos = this.head;
+  }
+
   /** Calls `fn` for each live entry, oldest first. */
   forEach(fn: (entry: T) => void): void {
     const { items, mask, tail } = this;
@@ -118,6 +144,7 @@ export class Outbox<T extends OutboxEntry> {
     this.head = 0;
     this.tail = 0;
     this.scan = 0;
+    this.sendPos = 0;
     this.size = 0;
     this.bytes = 0;
   }
@@ -131,6 +158,7 @@ export class Outbox<T extends OutboxEntry> {
       this.head = 0;
       this.tail = 0;
       this.scan = 0;
+      this.sendPos = 0;
       return;
     }
     // Done entries behind a live one (a request waiting for its reply): keep only the live ones
@@ -148,10 +176,12 @@ export class Outbox<T extends OutboxEntry> {
     const ring: Array<T | undefined> = new Array(size);
     let n = 0;
     let scan = -1;
+    let sendPos = -1;
     for (let i = this.head; i < this.tail; i++) {
       const e = items[i & mask] as T;
       if (liveOnly && e.done) continue;
       if (scan < 0 && i >= this.scan) scan = n;
+      if (sendPos < 0 && i >= this.sendPos) sendPos = n;
       ring[n++] = e;
     }
     this.items = ring;
@@ -159,6 +189,7 @@ export class Outbox<T extends OutboxEntry> {
     this.head = 0;
     this.tail = n;
     this.scan = scan < 0 ? n : scan;
+    this.sendPos = sendPos < 0 ? n : sendPos;
   }
 }
 

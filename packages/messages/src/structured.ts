@@ -216,7 +216,10 @@ function writeValue(v: unknown, depth: number): void {
 
 function writeObject(o: object, depth: number): void {
   if (depth >= MAX_DEPTH) throw FALLBACK;
-  const proto = Object.getPrototypeOf(o) as unknown;
+  // The `__proto__` accessor, not Object.getPrototypeOf: the optimizing compiler folds it to a map
+  // check where this site has seen few shapes (getPrototypeOf went to the runtime for each object).
+  // An own property named "__proto__" (JSON.parse makes them) reads as itself: v8's way, correct.
+  const proto = (o as { __proto__: unknown }).__proto__;
   if (proto === Object.prototype) {
     // The body itself is not noted (a store per message): a cycle back to it goes round until
     // MAX_DEPTH, and then v8's way, as any cycle; an object met twice below it is still caught.

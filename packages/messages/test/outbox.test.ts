@@ -1,7 +1,7 @@
 /**
  * The messenger's outbox (an array walked from its head) against the obvious model (a Map by
  * seq): random adds, cumulative acks, removals from the middle (requests settled by their reply),
- * lookups and walks, repeated with many seeds.
+ * lookups and walks, writes of what is unsent and reconnections, repeated with many seeds.
  */
 const { Outbox } = require("../dist/outbox.js") as typeof import("../src/outbox");
 
@@ -22,6 +22,8 @@ function run(seed: number, steps: number): void {
   const model = new Map<number, Entry>();
   let nextSeq = 1;
   let acked = 0;
+  /** Live entries from this seq on are not yet written on this connection. */
+  let unsentFrom = 1;
   const check = (what: string) => {
     const live: number[] = [];
     outbox.forEach((e) => {
@@ -39,7 +41,7 @@ function run(seed: number, steps: number): void {
   };
   for (let step = 0; step < steps; step++) {
     const r = rnd();
-    if (r < 0.5) {
+    if (r < 0.45) {
       // A burst of sends, sometimes a request among them.
       const n = 1 + Math.floor(rnd() * 300);
       for (let i = 0; i < n; i++) {
@@ -49,7 +51,7 @@ function run(seed: number, steps: number): void {
         model.set(e.seq, e);
       }
       check("adds");
-    } else if (r < 0.8) {
+    } else if (r < 0.7) {
       // A cumulative ack, up to somewhere in what was sent.
       if (nextSeq - 1 <= acked) continue;
       acked += 1 + Math.floor(rnd() * (nextSeq - 1 - acked));
@@ -59,7 +61,7 @@ function run(seed: number, steps: number): void {
       });
       for (const [seq, e] of model) if (seq <= acked && !e.waiting) model.delete(seq);
       check(`ack ${acked}`);
-    } else if (r < 0.95) {
+    } else if (r < 0.82) {
       // A reply (or a timeout) settles a request: it leaves from the middle.
       const waiting = [...model.values()].filter((e) => e.waiting);
       if (waiting.length === 0) continue;
@@ -72,6 +74,22 @@ function run(seed: number, steps: number): void {
         model.delete(e.seq);
       }
       check(`settling ${e.seq}`);
+    } else if (r < 0.92) {
+      // A flush: what is handed out is every live entry not yet written, oldest first, once.
+      const written: number[] = [];
+      for (let e = outbox.nextUnsent(); e !== undefined; e = outbox.nextUnsent()) written.push(e.seq);
+      const expected = [...model.keys()].filter((seq) => seq >= unsentFrom);
+      if (written.join() !== expected.join()) {
+        const at = written.findIndex((seq, i) => seq !== expected[i]);
+        throw new Error(
+          `seed ${seed}, flush: wrote ${written.length}, the model ${expected.length}; first difference at ${at}: ${written[at]} vs ${expected[at]}`,
+        );
+      }
+      unsentFrom = nextSeq;
+    } else if (r < 0.95) {
+      // A new connection: everything live is to be written again.
+      outbox.unsendAll();
+      unsentFrom = 1;
     } else {
       // Lookups: what is live is found, what left is not.
       for (let i = 0; i < 20; i++) {
@@ -101,8 +119,8 @@ describe("the messenger's outbox", () => {
     expect(most).toBe(1024);
   });
 
-  test("random sends, acks, replies and lookups agree with a Map, 40 seeds", () => {
-    for (let seed = 1; seed <= 40; seed++) run(seed, 250);
+  test("random sends, acks, replies, lookups, flushes and reconnections agree with a Map, 40 seeds", () => {
+    for (let seed = 1; seed <= 40; seed++) run(seed, 300);
   });
 
   test("a request that waits while thousands of messages pass keeps the outbox small", () => {
