@@ -93,8 +93,16 @@ async function runMessagePairs(bench, dir, scenarios) {
 
 async function sendScenario(bench, s, senders) {
   const { CFG, row, median, round } = bench;
-  const rate = async (codec, count) => {
+  const cpus = new Map(CODECS.map((c) => [c, []]));
+  const steals = new Map(CODECS.map((c) => [c, []]));
+  const rate = async (codec, count, measured = false) => {
+    const before = bench.stealSnapshot();
     const r = await s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
+    if (measured) {
+      cpus.get(codec).push(r.cpuUs);
+      const steal = bench.stealPct(before);
+      if (steal !== undefined) steals.get(codec).push(steal);
+    }
     return count / ((r.endAt - r.startAt) / 1000);
   };
   const counts = new Map();
@@ -109,7 +117,7 @@ async function sendScenario(bench, s, senders) {
   }
   const rates = new Map(CODECS.map((c) => [c, []]));
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const codec of CODECS) rates.get(codec).push(await rate(codec, counts.get(codec)));
+    for (const codec of CODECS) rates.get(codec).push(await rate(codec, counts.get(codec), true));
   }
   for (const codec of CODECS) {
     row("messages-send-64B", MESSAGES, {
@@ -118,6 +126,11 @@ async function sendScenario(bench, s, senders) {
       window: WINDOW,
       messages: counts.get(codec),
       rounds: rates.get(codec).map((x) => round(x, 0)),
+      // The sender's CPU time per message (µs), and the share of the two pinned cores' time the
+      // hypervisor gave to others during each round (steal, %; Linux): why rounds differ.
+      sender_cpu_us: round(median(cpus.get(codec)), 3),
+      steal_pct: steals.get(codec).length > 0 ? round(median(steals.get(codec)), 1) : undefined,
+      rounds_steal_pct: steals.get(codec).length > 0 ? steals.get(codec).map((x) => round(x, 1)) : undefined,
     });
   }
 }

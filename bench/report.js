@@ -206,9 +206,32 @@ function messagesSection(result) {
       `| ${figure.title} (${figure.unit}, ${figure.better} is better) | ${cells.join(" | ")} | ${raw} | ${figure.target?.text ?? ""} |`,
     );
   }
+  const send = sendLine(rows);
+  if (send !== undefined) lines.push("", send);
   const failover = rows.find((r) => r.scenario === "messages-failover" && r.system === MESSAGES);
   if (failover !== undefined) lines.push("", ...failoverLines(failover));
   return lines;
+}
+
+/** What the send rounds cost the sender, and how much of the machine the hypervisor kept meanwhile. */
+function sendLine(rows) {
+  const sends = CODECS.map(({ codec, label }) => ({ label, row: messageRow(rows, "messages-send-64B", codec) })).filter(
+    ({ row }) => row !== undefined && row.error === undefined && typeof row.sender_cpu_us === "number",
+  );
+  if (sends.length === 0) return undefined;
+  const cpu = sends.map(({ label, row }) => `${label.replace(/ \(default\)$/, "")} ${row.sender_cpu_us.toFixed(2)}`).join(", ");
+  const steals = sends.flatMap(({ row }) => row.rounds_steal_pct ?? []);
+  const steal =
+    steals.length === 0
+      ? ""
+      : ` During the rounds the hypervisor gave ${Math.min(...steals).toFixed(0)}-${Math.max(...steals).toFixed(0)}% of the two ` +
+        `pinned cores' time to other guests (steal time in /proc/stat, 10 ms ticks; median ${median(steals).toFixed(0)}%).`;
+  return `send(): the sender's CPU time per message, µs (median of the rounds): ${cpu}.${steal}`;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** Failures and n/a, with their reasons. */

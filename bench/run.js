@@ -567,6 +567,33 @@ async function runFailover(system, dir) {
   }
 }
 
+/** The pinned cores (0 and 1) as /proc/stat counts them: [steal, total] ticks; undefined off Linux. */
+function stealSnapshot() {
+  let text;
+  try {
+    text = fs.readFileSync("/proc/stat", "utf8");
+  } catch {
+    return undefined;
+  }
+  let steal = 0;
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("cpu0 ") && !line.startsWith("cpu1 ")) continue;
+    // user nice system idle iowait irq softirq steal guest guest_nice (guest time is in user too)
+    const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    steal += ticks[7];
+    total += ticks.reduce((a, b) => a + b, 0);
+  }
+  return total > 0 ? [steal, total] : undefined;
+}
+
+/** The share (%) of the pinned cores' time since `before` that the hypervisor gave to others. */
+function stealPct(before) {
+  const after = stealSnapshot();
+  if (before === undefined || after === undefined || after[1] <= before[1]) return undefined;
+  return (100 * (after[0] - before[0])) / (after[1] - before[1]);
+}
+
 function machine() {
   const cpus = os.cpus();
   return {
@@ -605,7 +632,7 @@ function machine() {
       }
     }
     if (messageScenarios.length > 0) {
-      const bench = { Session, CFG, row, failed, agreement, killHost, median, pct, round, sleep, now };
+      const bench = { Session, CFG, row, failed, agreement, killHost, median, pct, round, sleep, now, stealSnapshot, stealPct };
       await runMessages(bench, dir, messageScenarios);
     }
   } finally {

@@ -120,15 +120,20 @@ function errorBody(codec: Codec, err: unknown): Uint8Array {
 
 /** What a handler gets as `from`: made per message, so fields and a method, no closure. */
 class Context implements MessageContext {
-  readonly pid: number;
-  readonly session: string;
+  declare readonly pid: number;
+  declare readonly session: string;
+  declare readonly seq: number;
+  declare readonly redelivered: boolean;
+  declare private readonly host: MessageHost;
+  declare private readonly member: Session;
 
-  constructor(
-    private readonly host: MessageHost,
-    private readonly member: Session,
-    readonly seq: number,
-    readonly redelivered: boolean,
-  ) {
+  // One per message: fields `declare`d and set here (class fields would run as a function of their
+  // own before the constructor).
+  constructor(host: MessageHost, member: Session, seq: number, redelivered: boolean) {
+    this.host = host;
+    this.member = member;
+    this.seq = seq;
+    this.redelivered = redelivered;
     this.pid = member.pid;
     this.session = member.id;
   }
