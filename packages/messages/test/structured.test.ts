@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import * as v8 from "node:v8";
 import { structuredCodec } from "@open-channel/messages";
 import { random } from "./random";
@@ -205,6 +206,30 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
     }
     for (const x of [new Map(), { big: 1n }, Object.assign([1], { named: true }), Array.from({ length: 1000 }, () => 0)]) {
       expect(first(x)).toBe(0xff); // v8.serialize's version tag
+    }
+  });
+
+  test("an own property named __proto__ (JSON.parse makes them) comes back as an own property", () => {
+    expectSame(JSON.parse('{"__proto__": {"x": 1}, "a": 2}'));
+    expectSame({ outer: JSON.parse('{"a": 1, "__proto__": [1, 2]}') });
+  });
+
+  test("under node --disable-proto=throw and =delete, plain data still takes the fast path and comes back whole", () => {
+    const script = `
+      const { structuredCodec } = require(${JSON.stringify(require.resolve("@open-channel/messages"))});
+      const body = { kind: "tick", nested: { list: [1, "two", null] }, at: new Date(0), raw: Buffer.from("x") };
+      const bytes = Buffer.from(structuredCodec.encode(body));
+      const back = structuredCodec.decode(bytes);
+      const same = require("node:util").isDeepStrictEqual(back, body);
+      process.stdout.write(JSON.stringify({ first: bytes[0], same }));
+    `;
+    for (const mode of ["throw", "delete"]) {
+      const child = spawnSync(process.execPath, [`--disable-proto=${mode}`, "-e", script], { encoding: "utf8" });
+      expect({ mode, stderr: child.stderr, out: child.stdout }).toEqual({
+        mode,
+        stderr: "",
+        out: JSON.stringify({ first: 1, same: true }),
+      });
     }
   });
 
