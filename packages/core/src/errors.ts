@@ -25,7 +25,8 @@ export type OpenChannelErrorCode =
   | "ERR_OPEN_CHANNEL_ADDRESS"
   | "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE"
   | "ERR_OPEN_CHANNEL_REMOTE"
-  | "ERR_OPEN_CHANNEL_BAD_BODY";
+  | "ERR_OPEN_CHANNEL_BAD_BODY"
+  | "ERR_OPEN_CHANNEL_BAD_FRAME";
 
 /**
  * An error raised by open-channel.

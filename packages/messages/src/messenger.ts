@@ -511,12 +511,26 @@ export class Messenger extends EventEmitter {
   // ---- receiving ------------------------------------------------------------------------------
 
   private onBytes(bytes: number, buf: Buffer): undefined {
+    if (this.closed !== undefined) return;
     try {
       this.reader.feedRange(buf, 0, bytes, this.onRange);
     } catch (err) {
-      debug("messages %j: bad frame from the host (%s): reconnecting", this.channel.name, (err as Error).message);
-      this.reader.reset();
+      // Only a frame header throws here (the handlers catch their own errors): past a bad one the
+      // stream cannot be read in step any more, and guessing would deliver garbage. Give up, loudly.
+      this.badStream(err as Error);
     }
+  }
+
+  /** The host sent a frame this messenger cannot read: everything waiting is rejected with a code. */
+  private badStream(cause: Error): void {
+    const err = new OpenChannelError(
+      "ERR_OPEN_CHANNEL_BAD_FRAME",
+      `open-channel "${this.channel.name}": the host sent a frame this messenger cannot read (${cause.message}), so the messenger is closed. Every process of a channel must use the same maxFrameBytes and a compatible version of @open-channel/messages.`,
+      { channel: this.channel.name, cause },
+    );
+    debug("messages %j: %s", this.channel.name, err.message);
+    this.shutdown(err);
+    this.socket.destroy();
   }
 
   private readonly onRange = (buf: Buffer, start: number, end: number): void => {

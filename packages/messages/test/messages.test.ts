@@ -430,6 +430,36 @@ test("a member from before the features byte (a rolling restart) gets its ACK fr
   });
 });
 
+test("a frame from the host over the member's maxFrameBytes closes the messenger with a code, rejecting what waits", async () => {
+  const { ProcessChannel } = require("@open-channel/core") as typeof import("@open-channel/core");
+  const name = unique("bad-frame-unix");
+  // A host of the channel's name that answers a member's first bytes with a header of 1 GiB.
+  const fake = new ProcessChannel(
+    name,
+    (socket) => {
+      socket.once("data", () => {
+        const header = Buffer.alloc(5);
+        header.writeUInt32BE(1 << 30, 0);
+        socket.write(header);
+      });
+    },
+    { transport: unixTransport() },
+  );
+  const hostSocket = fake.connect();
+  await new Promise((resolve) => hostSocket.once("connect", resolve));
+  try {
+    const m = openMessageChannel(name, {}, { transport: unixTransport(), maxFrameBytes: 1024 }).connect();
+    const errors: Array<{ code?: string }> = [];
+    m.on("error", (err) => errors.push(err));
+    await expect(m.send("hello")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_BAD_FRAME", channel: name });
+    expect(errors.map((e) => e.code)).toEqual(["ERR_OPEN_CHANNEL_BAD_FRAME"]);
+    await expect(m.send("after")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_BAD_FRAME" });
+    expect(m.channel.state).toBe("closed");
+  } finally {
+    hostSocket.destroy();
+  }
+});
+
 test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
   await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
     const bad = net.connect(file);
