@@ -100,8 +100,8 @@ async function sendScenario(bench, s, senders) {
     const r = await s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
     if (measured) {
       cpus.get(codec).push(r.cpuUs);
-      const steal = bench.stealPct(before);
-      if (steal !== undefined) steals.get(codec).push(steal);
+      // null for a round the kernel's ticks did not see: the list stays in step with `rounds`.
+      steals.get(codec).push(bench.stealPct(before) ?? null);
     }
     return count / ((r.endAt - r.startAt) / 1000);
   };
@@ -129,10 +129,16 @@ async function sendScenario(bench, s, senders) {
       // The sender's CPU time per message (µs), and the share of the two pinned cores' time the
       // hypervisor gave to others during each round (steal, %; Linux): why rounds differ.
       sender_cpu_us: round(median(cpus.get(codec)), 3),
-      steal_pct: steals.get(codec).length > 0 ? round(median(steals.get(codec)), 1) : undefined,
-      rounds_steal_pct: steals.get(codec).length > 0 ? steals.get(codec).map((x) => round(x, 1)) : undefined,
+      ...stealFigures(bench, steals.get(codec)),
     });
   }
+}
+
+/** The steal figures of a scenario's rounds (none off Linux). */
+function stealFigures(bench, steals) {
+  const seen = steals.filter((x) => x !== null);
+  if (seen.length === 0) return {};
+  return { steal_pct: bench.round(bench.median(seen), 1), rounds_steal_pct: steals.map((x) => (x === null ? null : bench.round(x, 1))) };
 }
 
 /** raw net's host (echoing) and client, pinned like the message hosts and senders. */

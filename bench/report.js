@@ -220,12 +220,12 @@ function sendLine(rows) {
   );
   if (sends.length === 0) return undefined;
   const cpu = sends.map(({ label, row }) => `${label.replace(/ \(default\)$/, "")} ${row.sender_cpu_us.toFixed(2)}`).join(", ");
-  const steals = sends.flatMap(({ row }) => row.rounds_steal_pct ?? []);
+  const steals = sends.flatMap(({ row }) => row.rounds_steal_pct ?? []).filter((x) => typeof x === "number");
   const steal =
     steals.length === 0
       ? ""
-      : ` During the rounds the hypervisor gave ${Math.min(...steals).toFixed(0)}-${Math.max(...steals).toFixed(0)}% of the two ` +
-        `pinned cores' time to other guests (steal time in /proc/stat, 10 ms ticks; median ${median(steals).toFixed(0)}%).`;
+      : ` During the rounds the hypervisor gave ${Math.min(...steals).toFixed(0)}-${Math.max(...steals).toFixed(0)}% of ` +
+        `cores 0 and 1's time to other guests (steal time in /proc/stat, 10 ms ticks; median ${median(steals).toFixed(0)}%).`;
   return `send(): the sender's CPU time per message, µs (median of the rounds): ${cpu}.${steal}`;
 }
 

@@ -4,6 +4,7 @@ import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeAck, writeResultHead } from "./frame";
 import { Results } from "./results";
 import { Slab } from "./slab";
+import { text } from "./text";
 
 /**
  * Who sent a message, as the host's handlers see it.
@@ -109,12 +110,19 @@ export interface HostOptions {
 }
 
 function errorBody(codec: Codec, err: unknown): Uint8Array {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const code = (e as { code?: unknown }).code;
+  const e = err instanceof Error ? err : new Error(text(err));
   try {
+    const code = (e as { code?: unknown }).code;
     return codec.encode({ name: e.name, message: e.message, code: typeof code === "string" ? code : undefined });
   } catch {
-    return codec.encode({ name: "Error", message: String(e.message) });
+    // A message or name the codec cannot carry (or a getter that throws): as text.
+    let message: string;
+    try {
+      message = text(e.message);
+    } catch {
+      message = "(a message that cannot be read)";
+    }
+    return codec.encode({ name: "Error", message });
   }
 }
 

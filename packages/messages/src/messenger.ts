@@ -19,6 +19,7 @@ import {
 } from "./frame";
 import { Outbox, type OutboxEntry } from "./outbox";
 import { Slab } from "./slab";
+import { text } from "./text";
 
 /**
  * Limits of a messenger, from `MessageChannelOptions` (or `MESSAGE_DEFAULTS`).
@@ -111,14 +112,14 @@ const NO_BODY = Buffer.alloc(0);
 const TOPIC_CACHE_SIZE = 1024;
 
 function remoteError(channel: string, decoded: unknown): OpenChannelError {
-  const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: String(decoded) }) as {
+  const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: text(decoded) }) as {
     name?: string;
-    message?: string;
+    message?: unknown;
     code?: string;
   };
   const err = new OpenChannelError(
     "ERR_OPEN_CHANNEL_REMOTE",
-    `open-channel "${channel}": the host's handler threw: ${e.message ?? "(no message)"}. See the host's code; the remote error's code is in err.remoteCode.`,
+    `open-channel "${channel}": the host's handler threw: ${e.message === undefined ? "(no message)" : text(e.message)}. See the host's code; the remote error's code is in err.remoteCode.`,
     { channel },
   );
   (err as { remoteCode?: string }).remoteCode = e.code;
@@ -515,7 +516,7 @@ export class Messenger extends EventEmitter {
     try {
       this.reader.feedRange(buf, 0, bytes, this.onRange);
     } catch (err) {
-      // Only a frame header throws here (the handlers catch their own errors): past a bad one the
+      // Only a frame header throws here (onRange catches everything else): past a bad one the
       // stream cannot be read in step any more, and guessing would deliver garbage. Give up, loudly.
       this.badStream(err as Error);
     }
@@ -529,16 +530,24 @@ export class Messenger extends EventEmitter {
       { channel: this.channel.name, cause },
     );
     debug("messages %j: %s", this.channel.name, err.message);
-    this.shutdown(err);
+    // The socket first: shutdown() ends by emitting "error", whose listener may throw.
     this.socket.destroy();
+    this.shutdown(err);
   }
 
   private readonly onRange = (buf: Buffer, start: number, end: number): void => {
     // Acknowledgements and results, the most frequent, without a Buffer made for them.
     const type = buf[start + 4];
-    if (type === FRAME.ack) this.onAck(read48(buf, start + 5));
-    else if (type === FRAME.res || type === FRAME.fail) this.onResult(type, buf, start, end);
-    else this.onFrame(buf, start, end);
+    try {
+      if (type === FRAME.ack) this.onAck(read48(buf, start + 5));
+      else if (type === FRAME.res || type === FRAME.fail) this.onResult(type, buf, start, end);
+      else this.onFrame(buf, start, end);
+    } catch (err) {
+      // Not the stream's fault (a bug, or user code run from here): it surfaces as uncaught, and
+      // the frames after this one are still read (an error thrown into the reader would cut the
+      // read short, and it must never be taken for a bad header: see onBytes).
+      process.nextTick(rethrow, err);
+    }
   };
 
   /** The RES or FAIL frame at `buf[start, end)`: settles its request or message. */
@@ -553,6 +562,8 @@ export class Messenger extends EventEmitter {
     let failed: Error | undefined;
     try {
       value = this.decode(buf, start + (type === FRAME.res ? 12 : 11), end);
+      // What the host's handler threw, as an error here (built now: nothing may throw below).
+      if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
     } catch (err) {
       failed = err as Error;
     }
@@ -564,10 +575,9 @@ export class Messenger extends EventEmitter {
       this.forget(out);
       this.wake();
     }
-    // A body this codec cannot read (ERR_OPEN_CHANNEL_BAD_BODY) rejects the call.
+    // A body this codec cannot read (ERR_OPEN_CHANNEL_BAD_BODY) rejects the call too.
     if (failed !== undefined) reject?.(failed);
-    else if ((flags & FRAME.ok) !== 0) resolve?.(value);
-    else reject?.(remoteError(this.channel.name, value));
+    else resolve?.(value);
   }
 
   /** A PUSH or EVENT frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */

@@ -35,19 +35,6 @@ const T_BUFFER = 11;
 const T_UINT8ARRAY = 12;
 const T_DATE = 13;
 
-/**
- * Whether `o.__proto__` reads an object's prototype in this process: not under
- * `node --disable-proto=delete` (it reads undefined) or `--disable-proto=throw` (it throws).
- */
-const PROTO_ACCESSOR = (() => {
-  try {
-    // biome-ignore lint/suspicious/noProto: the test of whether the accessor is there
-    return ({} as { __proto__: unknown }).__proto__ === Object.prototype;
-  } catch {
-    return false;
-  }
-})();
-
 /** Thrown (not an Error: no stack to capture) to leave the fast path for `v8.serialize`. */
 const FALLBACK = Symbol("fallback");
 /** Arrays longer than this go to `v8.serialize` (checking them for named properties costs more than v8). */
@@ -229,12 +216,10 @@ function writeValue(v: unknown, depth: number): void {
 
 function writeObject(o: object, depth: number): void {
   if (depth >= MAX_DEPTH) throw FALLBACK;
-  // The `__proto__` accessor where there is one, not Object.getPrototypeOf: the optimizing compiler
-  // folds it to a map check where this site has seen few shapes (getPrototypeOf went to the runtime
-  // for each object). An own property named "__proto__" (JSON.parse makes them) reads as itself:
-  // not Object.prototype, so v8's way, correct.
-  // biome-ignore lint/suspicious/noProto: read only, and only where it is the prototype (PROTO_ACCESSOR)
-  const proto = PROTO_ACCESSOR ? (o as { __proto__: unknown }).__proto__ : Object.getPrototypeOf(o);
+  // Object.getPrototypeOf, not the `__proto__` accessor (cheaper in compiled code): an own property
+  // named "__proto__" would read as the prototype, and a Date given one of Object.prototype, or a
+  // plain object given one of Date.prototype, would take the wrong path.
+  const proto = Object.getPrototypeOf(o) as unknown;
   if (proto === Object.prototype) {
     // The body itself is not noted (a store per message): a cycle back to it goes round until
     // MAX_DEPTH, and then v8's way, as any cycle; an object met twice below it is still caught.

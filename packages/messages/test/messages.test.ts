@@ -51,6 +51,27 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
   });
 
+  test("handlers that throw values that cannot be shown as text: the calls reject with the remote error, the messenger goes on", async () => {
+    const m = connect("odd-throws", {
+      onRequest(body) {
+        if (body === "message") {
+          const e = new Error("x");
+          (e as { message: unknown }).message = { toString: "not a function" };
+          throw e;
+        }
+        throw { toString: "not a function either" };
+      },
+      onMessage() {
+        throw Object.create(null);
+      },
+    });
+    await expect(m.request("message")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE" });
+    await expect(m.request("value")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE" });
+    await expect(m.send("null prototype")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE" });
+    expect(m.connected).toBe(true);
+    expect(m.unacknowledged).toBe(0);
+  });
+
   test.each([
     ["the default codec", undefined],
     ["v8Codec", v8Codec],

@@ -209,9 +209,16 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
     }
   });
 
-  test("an own property named __proto__ (JSON.parse makes them) comes back as an own property", () => {
+  test("an own property named __proto__ comes back as an own property, whatever its value", () => {
     expectSame(JSON.parse('{"__proto__": {"x": 1}, "a": 2}'));
     expectSame({ outer: JSON.parse('{"a": 1, "__proto__": [1, 2]}') });
+    // An own "__proto__" whose value is a prototype the fast path knows: the object is what its
+    // real prototype says (a plain object here), not what the property says.
+    expectSame({ ["__proto__"]: Date.prototype, n: 1 });
+    expectSame({ ["__proto__"]: Uint8Array.prototype });
+    expectSame({ ["__proto__"]: Object.prototype });
+    // And a Date given an own "__proto__" of Object.prototype is still a Date.
+    expectSame(Object.defineProperty(new Date(5), "__proto__", { value: Object.prototype }));
   });
 
   test("under node --disable-proto=throw and =delete, plain data still takes the fast path and comes back whole", () => {
