@@ -95,14 +95,17 @@ async function sendScenario(bench, s, senders) {
   const { CFG, row, median, round } = bench;
   const cpus = new Map(CODECS.map((c) => [c, []]));
   const steals = new Map(CODECS.map((c) => [c, []]));
+  const redone = new Map(CODECS.map((c) => [c, 0]));
+  const send = (codec, count) => s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
   const rate = async (codec, count, measured = false) => {
-    const before = bench.stealSnapshot();
-    const r = await s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
+    let r;
     if (measured) {
+      const round = await undisturbed(bench, () => send(codec, count));
+      r = round.value;
       cpus.get(codec).push(r.cpuUs);
-      // null for a round the kernel's ticks did not see: the list stays in step with `rounds`.
-      steals.get(codec).push(bench.stealPct(before) ?? null);
-    }
+      steals.get(codec).push(round.steal);
+      redone.set(codec, redone.get(codec) + round.redone);
+    } else r = await send(codec, count);
     return count / ((r.endAt - r.startAt) / 1000);
   };
   const counts = new Map();
@@ -129,16 +132,40 @@ async function sendScenario(bench, s, senders) {
       // The sender's CPU time per message (µs), and the share of the two pinned cores' time the
       // hypervisor gave to others during each round (steal, %; Linux): why rounds differ.
       sender_cpu_us: round(median(cpus.get(codec)), 3),
-      ...stealFigures(bench, steals.get(codec)),
+      ...stealFigures(bench, steals.get(codec), redone.get(codec)),
     });
   }
 }
 
-/** The steal figures of a scenario's rounds (none off Linux). */
-function stealFigures(bench, steals) {
+/**
+ * A round of a throughput scenario during which the hypervisor gave more than this share (%) of
+ * cores 0 and 1 to other guests (steal time) is run again, up to REDO_MAX times: such a round
+ * measures the neighbours, not the code (on this VM, 30% steal halves every codec's rate, raw
+ * bytes included). The rows say how many rounds were run again, and each kept round's steal.
+ */
+const STEAL_REDO_PCT = 10;
+const REDO_MAX = 3;
+
+/** `fn()` once, or again while the hypervisor took over STEAL_REDO_PCT during it. */
+async function undisturbed(bench, fn) {
+  for (let redone = 0; ; redone++) {
+    const before = bench.stealSnapshot();
+    const value = await fn();
+    // null for a round the kernel's ticks did not see (or no /proc/stat): kept as it is.
+    const steal = bench.stealPct(before) ?? null;
+    if (steal === null || steal <= STEAL_REDO_PCT || redone === REDO_MAX) return { value, steal, redone };
+  }
+}
+
+/** The steal figures of a scenario's kept rounds (none off Linux). */
+function stealFigures(bench, steals, redone) {
   const seen = steals.filter((x) => x !== null);
   if (seen.length === 0) return {};
-  return { steal_pct: bench.round(bench.median(seen), 1), rounds_steal_pct: steals.map((x) => (x === null ? null : bench.round(x, 1))) };
+  return {
+    steal_pct: bench.round(bench.median(seen), 1),
+    rounds_steal_pct: steals.map((x) => (x === null ? null : bench.round(x, 1))),
+    rounds_redone: redone,
+  };
 }
 
 /** raw net's host (echoing) and client, pinned like the message hosts and senders. */
@@ -236,7 +263,14 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
   if (!CFG.quick) await once(10000);
   const count = clamp(((await once(10000)).deliveriesPerS * CFG.targetS) / subscribers.length, 2000, 500_000);
   const results = [];
-  for (let r = 0; r < CFG.pairRounds; r++) results.push(await once(count));
+  const steals = [];
+  let redone = 0;
+  for (let r = 0; r < CFG.pairRounds; r++) {
+    const kept = await undisturbed(bench, () => once(count));
+    results.push(kept.value);
+    steals.push(kept.steal);
+    redone += kept.redone;
+  }
   row("messages-publish-4", MESSAGES, {
     codec,
     deliveries_per_s: median(results.map((r) => r.deliveriesPerS)),
@@ -245,6 +279,7 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
     subscribers: subscribers.length,
     messages: count,
     rounds: results.map((r) => round(r.deliveriesPerS, 0)),
+    ...stealFigures(bench, steals, redone),
   });
 }
 
