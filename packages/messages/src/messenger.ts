@@ -608,14 +608,10 @@ export class Messenger extends EventEmitter {
       );
       return;
     }
-    // The user's code: what it throws surfaces as from any listener (uncaught), after this read
-    // is handled (the frames after it, acknowledgements too, are not lost with it).
-    try {
-      if (handlers === undefined) this.emit("message", body);
-      else for (const handler of handlers) handler(body, meta as EventMeta);
-    } catch (err) {
-      process.nextTick(rethrow, err);
-    }
+    // The user's code: what it throws surfaces as from any listener (uncaught, see onRange), after
+    // this read is handled (the frames after it, acknowledgements too, are not lost with it).
+    if (handlers === undefined) this.emit("message", body);
+    else for (const handler of handlers) handler(body, meta as EventMeta);
   }
 
   private onAck(seq: number): void {
