@@ -90,6 +90,10 @@ export class ChannelSocket extends net.Socket {
     );
     this[kOwner] = owner;
     this[kReader] = reader;
+    // No Nagle (a no-op on pipes). Set before any connect: Node applies it to every connection
+    // this socket makes, reconnections included (connect({ noDelay }) on an existing socket is
+    // ignored).
+    this.setNoDelay(true);
   }
 
   /**

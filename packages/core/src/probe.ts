@@ -40,7 +40,7 @@ export async function probeChannel(transport: Transport, channel: string, timeou
 function probeOnce(transport: Transport, channel: string, timeoutMs: number): Promise<ProbeVerdict | "reset"> {
   const secret = transport.secret?.(channel);
   return new Promise((resolve) => {
-    const socket = new net.Socket();
+    const socket = new net.Socket().setNoDelay(true);
     const parser = new ReplyParser();
     const memberNonce = secret === undefined ? undefined : newNonce();
     let settled = false;

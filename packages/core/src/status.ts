@@ -107,7 +107,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
   const secret = transport.secret?.(name);
   const channel = name.endsWith(HANDSHAKE.standbySuffix) ? name.slice(0, -HANDSHAKE.standbySuffix.length) : name;
   return new Promise((resolve, reject) => {
-    const socket = new net.Socket();
+    const socket = new net.Socket().setNoDelay(true);
     const memberNonce = secret === undefined ? undefined : newNonce();
     const replyParser = new ReplyParser();
     let bodyParser: StatusBodyParser | undefined;

@@ -145,8 +145,11 @@ export class TcpTransport implements Transport {
     const record = parseRecord(raw);
     // A torn or foreign record points nowhere: as good as a refused connection, reclaimable.
     if (record === undefined) throw noHost(`connect ECONNREFUSED (unreadable port file ${this.portFile(channel)})`, "ECONNREFUSED");
-    // No Nagle: an IPC message must not wait for the ACK of the one before it.
-    socket.connect({ host: record.host, port: record.port, noDelay: true });
+    // No Nagle: an IPC message must not wait for the ACK of the one before it. setNoDelay before
+    // connect: Node ignores connect({ noDelay }) on a socket that exists, and applies a flag set
+    // before connecting to this connection and every later one of the socket.
+    socket.setNoDelay(true);
+    socket.connect({ host: record.host, port: record.port });
   }
 
   /**
