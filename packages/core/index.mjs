@@ -6,6 +6,7 @@ export const {
   DEFAULT_CHANNEL_NAME,
   ProcessChannel,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  parseCloseOptions,
   isTransport,
   OpenChannelError,
   OpenChannelTypeError,

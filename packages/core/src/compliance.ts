@@ -201,8 +201,8 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
           assert.equal(a.isHost, true);
           assert.equal(b.isHost, true);
         } finally {
-          a.close();
-          b.close();
+          a.close({ handover: true });
+          b.close({ handover: true });
         }
       },
     },
@@ -221,8 +221,8 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
             const socket = member.connect();
             assert.equal(await roundTrip(socket, `hello ${label}`), `hello ${label}`);
           } finally {
-            member.close();
-            host.close();
+            member.close({ handover: true });
+            host.close({ handover: true });
           }
         }
       },
@@ -238,7 +238,7 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
         try {
           assert.equal(ch.isHost, true);
         } finally {
-          ch.close();
+          ch.close({ handover: true });
         }
       },
     },
@@ -255,7 +255,7 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
         try {
           assert.equal(ch.isHost, true);
         } finally {
-          ch.close();
+          ch.close({ handover: true });
         }
       },
     });
@@ -290,7 +290,7 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
         }
         assert.equal(seen.length, before);
       } finally {
-        host.close();
+        host.close({ handover: true });
       }
     },
   });

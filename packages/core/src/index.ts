@@ -45,10 +45,12 @@ export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
 export { type ProbeVerdict, probeChannel } from "./probe";
 export {
   type ChannelState,
+  type CloseOptions,
   type ConnectionListener,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
   ProcessChannel,
+  parseCloseOptions,
 } from "./process-channel";
 export { readOrCreateSecret } from "./secret";
 export {

@@ -43,6 +43,37 @@ export interface ConnectOptions {
 }
 
 /**
+ * Options of `channel.close(options)`.
+ *
+ * @example
+ * channel.close({ handover: true }); // this process stops hosting: its members move to a new host
+ */
+export interface CloseOptions {
+  /**
+   * Also stop hosting, if this process hosts: the server stops listening and every member's
+   * connection ends after what the listener wrote is flushed, so the members elect a new host at
+   * once. Default `false`: the server goes on serving the other members until the process exits.
+   */
+  handover?: boolean;
+}
+
+/**
+ * Checks the options of a `close(options)` call; returns whether to hand over.
+ *
+ * @throws OpenChannelTypeError `ERR_INVALID_ARG_TYPE` when `options` is not an object or `handover` not a boolean
+ * @example
+ * parseCloseOptions({ handover: true }) // true
+ * parseCloseOptions(undefined) // false
+ */
+export function parseCloseOptions(options: unknown): boolean {
+  if (options === undefined) return false;
+  if (typeof options !== "object" || options === null) throw invalidArgType("options", "of type object", options);
+  const handover = (options as CloseOptions).handover;
+  if (handover !== undefined && typeof handover !== "boolean") throw invalidArgType("options.handover", "of type boolean", handover);
+  return handover === true;
+}
+
+/**
  * Default `channel.connect()` timeout, in ms.
  *
  * @example
@@ -106,6 +137,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * connecting --timeout with no connection--> closed  (socket emits an ETIMEDOUT error)
  * any --socket.destroy() / channel.close()--> closed (no reconnect)
  * ```
+ *
+ * Closing ends this process's membership only: if it hosts, its server goes on serving the other
+ * members (unref'ed: it never keeps the process alive, and when the process exits they fail over
+ * as after any host loss). `channel.close({ handover: true })` also stops hosting.
  *
  * Events:
  * - `"state"` `(state, previous)` on every change of {@link ProcessChannel.state}, e.g.
@@ -202,6 +237,17 @@ export class ProcessChannel extends EventEmitter {
   }
 
   /**
+   * The connection listener given to `openChannel()` (as in open-channel 0.1.x).
+   *
+   * @example
+   * const channel = openChannel("echo", (socket) => socket.pipe(socket));
+   * channel.connectionListener // the listener above
+   */
+  get connectionListener(): ConnectionListener {
+    return this.listener;
+  }
+
+  /**
    * `"initiated"`, `"connecting"`, `"connected"` or `"closed"`.
    *
    * @example
@@ -225,7 +271,8 @@ export class ProcessChannel extends EventEmitter {
   }
 
   /**
-   * True while this process hosts the channel's server.
+   * True while this process hosts the channel's server. A closed channel whose process still hosts
+   * (see {@link ProcessChannel.close}) stays `true` until `close({ handover: true })`.
    *
    * @example
    * channel.connect().on("connect", () => console.log(channel.isHost ? "hosting" : `member of host ${channel.hostPid}`));
@@ -295,17 +342,35 @@ export class ProcessChannel extends EventEmitter {
   }
 
   /**
-   * Closes this process's membership: the socket closes and the channel does not reconnect. If
-   * this process hosts, it hands the channel over: its server stops and its members' connections
-   * end (after what the listener wrote is flushed), so they elect a new host at once (the heir,
-   * when there is one). Same as `socket.destroy()`.
+   * Closes this process's membership: the socket closes and the channel does not reconnect (the
+   * same as `socket.destroy()`). If this process hosts, its server goes on serving the other
+   * members: closing never cuts them off. The server never keeps the process alive; when the
+   * process exits, the members elect a new host at once.
    *
+   * With `{ handover: true }` this process also stops hosting (also after an earlier `close()`):
+   * its server stops listening and each member's connection ends after what the listener wrote to
+   * it is flushed (destroyed after 1 s if the member does not read), so the members move to the
+   * heir, or elect, at once. Use it when the process lives on but must no longer host.
+   *
+   * @param options - `handover`: also stop hosting (default `false`)
+   * @throws OpenChannelTypeError `ERR_INVALID_ARG_TYPE` when `options` or `options.handover` has the wrong type
    * @example
-   * process.once("SIGTERM", () => channel.close()); // if this process hosts, its members move on at once
+   * socket.destroy();                                          // done with the channel; any hosting goes on
+   * process.once("SIGTERM", () => channel.close({ handover: true })); // members move on before we exit
    */
-  close(): void {
+  close(options?: CloseOptions): void {
+    const handover = parseCloseOptions(options);
     if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();
     else this.setState("closed");
+    if (handover) this.stopHosting("the host closed its channel with handover");
+  }
+
+  /** Hands the channel over: our server stops, its members' connections end, they elect at once. */
+  private stopHosting(reason: string): void {
+    if (this.host === undefined) return;
+    this.host.handOver(reason);
+    this.host = undefined;
+    this.emitSoon("hosting", false);
   }
 
   // ---- the election loop -------------------------------------------------------------------
@@ -724,6 +789,8 @@ export class ProcessChannel extends EventEmitter {
     }
     if (!socket.destroyed) this.destroyInternally(socket);
     else if (this.closeSeen) process.nextTick(() => this.emitFinal());
+    // Our own connection to our server failed: it serves nobody well; let the members elect.
+    this.stopHosting("the host's channel gave up");
   }
 
   private emitFinal(): void {
@@ -739,12 +806,6 @@ export class ProcessChannel extends EventEmitter {
   private markClosed(): void {
     this.generation++;
     this.dropStandby("the channel is closed");
-    if (this.host !== undefined) {
-      // Nobody could stop a server whose channel is closed: hand the channel over instead.
-      this.host.handOver("the host closed its channel");
-      this.host = undefined;
-      this.emitSoon("hosting", false);
-    }
     this.lost = undefined;
     this.isLive = false;
     this.currentHostPid = undefined;

@@ -14,7 +14,7 @@ import { deadEndTransport, once, testTransport, uniqueName } from "./test-transp
 const transport = testTransport();
 const opened: ProcessChannel[] = [];
 afterEach(() => {
-  for (const channel of opened.splice(0)) channel.close();
+  for (const channel of opened.splice(0)) channel.close({ handover: true });
 });
 
 /** A host listener that collects what every member wrote. */
@@ -200,7 +200,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     // More than the buffer holds: several reads, in order.
     socket.write("a longer line than eight bytes;");
     await until(() => received.endsWith("a longer line than eight bytes;"), "the long echo");
-    hostChannel.close();
+    hostChannel.close({ handover: true });
     await until(() => member.isHost && member.connected, "the member to host");
     socket.write("two;");
     await until(() => received.endsWith("welcome;two;"), "the new host's welcome and echo");
@@ -274,7 +274,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect((err as OpenChannelError).code).toBe("ERR_OPEN_CHANNEL_CLOSED");
   });
 
-  test("a host that closes its channel hands it over: its member hosts at once, nothing written is lost", async () => {
+  test("close({ handover: true }) in the host hands the channel over: its member hosts at once, nothing written is lost", async () => {
     const host = collector();
     const name = uniqueName("hand-over");
     const hostChannel = open(name, host.listener);
@@ -288,7 +288,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     hostChannel.on("hosting", (v) => events.push(["old host: hosting", v]));
     member.on("hosting", (v) => events.push(["member: hosting", v]));
     member.on("failover", (f) => events.push(["member: failover", f.previousHostPid, f.hostPid, typeof f.ms]));
-    hostChannel.close();
+    hostChannel.close({ handover: true });
     expect(hostChannel.state).toBe("closed");
     expect(hostChannel.isHost).toBe(false);
     // Written before the member noticed: the old host still reads until the connection ends.
@@ -305,6 +305,113 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
         ["member: failover", process.pid, process.pid, "number"],
       ]),
     );
+  });
+
+  /** A host channel (echoing, with a count of connections its listener saw) and a connected member. */
+  async function hostAndMember(
+    label: string,
+  ): Promise<{ hostChannel: ProcessChannel; member: ProcessChannel; socket: net.Socket; seen: () => number }> {
+    const name = uniqueName(label);
+    let seen = 0;
+    const echo = (s: net.Socket): void => {
+      seen++;
+      s.on("data", (chunk) => s.write(chunk));
+    };
+    const hostChannel = open(name, echo);
+    await once(hostChannel.connect(), "connect");
+    const member = open(name, echo);
+    const socket = member.connect();
+    await once(socket, "connect");
+    expect(member.isHost).toBe(false);
+    return { hostChannel, member, socket, seen: () => seen };
+  }
+
+  function echoOf(socket: net.Socket, text: string): Promise<string> {
+    return new Promise((resolve) => {
+      let got = "";
+      const onData = (chunk: Buffer): void => {
+        got += chunk;
+        if (got.length < text.length) return;
+        socket.off("data", onData);
+        resolve(got);
+      };
+      socket.on("data", onData);
+      socket.write(text);
+    });
+  }
+
+  test("close() and socket.destroy() in the host end only its membership: its server goes on serving the members", async () => {
+    for (const how of ["close", "destroy"] as const) {
+      const { hostChannel, member, socket } = await hostAndMember(`keep-serving-${how}`);
+      const events: unknown[] = [];
+      hostChannel.on("hosting", (v) => events.push(["host: hosting", v]));
+      member.on("state", (state) => events.push(["member: state", state]));
+      member.on("failover", () => events.push("member: failover"));
+      if (how === "close") hostChannel.close();
+      else hostChannel.connect().destroy();
+      expect(hostChannel.state).toBe("closed");
+      expect(hostChannel.isHost).toBe(true);
+      // The member's connection was never touched: same host, same connection, bytes both ways.
+      expect(await echoOf(socket, `still served after ${how};`)).toBe(`still served after ${how};`);
+      expect(member.state).toBe("connected");
+      expect(member.hostPid).toBe(process.pid);
+      const status = await member.status();
+      expect(status.state === "hosted" && status.status.members).toBe(1);
+      expect(events).toEqual([]);
+    }
+  });
+
+  test("a member that joins after the host closed its own channel is served by the same server", async () => {
+    const { hostChannel, seen } = await hostAndMember("join-after-close");
+    hostChannel.close();
+    const before = seen();
+    const late = open(hostChannel.name, () => undefined);
+    const socket = late.connect();
+    await once(socket, "connect");
+    expect(late.isHost).toBe(false);
+    expect(seen()).toBe(before + 1);
+    expect(await echoOf(socket, "late;")).toBe("late;");
+  });
+
+  test("close({ handover: true }) after a plain close() stops the server that went on serving", async () => {
+    const { hostChannel, member, socket } = await hostAndMember("handover-later");
+    hostChannel.close();
+    expect(await echoOf(socket, "one;")).toBe("one;");
+    const failover = once<{ previousHostPid: number; hostPid: number }>(member, "failover");
+    hostChannel.close({ handover: true });
+    expect(hostChannel.isHost).toBe(false);
+    await failover;
+    expect(member.isHost).toBe(true);
+    expect(await echoOf(socket, "two;")).toBe("two;");
+  });
+
+  test("connect() again in a host that closed its channel reconnects to its own server, which still hosts", async () => {
+    const { hostChannel, member, socket } = await hostAndMember("reconnect-own");
+    const serverId = async (): Promise<string | undefined> => {
+      const result = await member.status();
+      return result.state === "hosted" ? result.status.serverId : undefined;
+    };
+    const before = await serverId();
+    hostChannel.close();
+    const again = hostChannel.connect();
+    await once(again, "connect");
+    expect(hostChannel.isHost).toBe(true);
+    expect(hostChannel.hostPid).toBe(process.pid);
+    expect(await echoOf(again, "back;")).toBe("back;");
+    // The same server instance throughout, and the member still on its first connection.
+    expect(await serverId()).toBe(before);
+    expect(await echoOf(socket, "member;")).toBe("member;");
+    expect(member.state).toBe("connected");
+  });
+
+  test("close(options) checks its options: ERR_INVALID_ARG_TYPE", () => {
+    const channel = open(uniqueName("close-options"), () => undefined);
+    for (const options of [null, "handover", 1, { handover: "yes" }, { handover: 1 }]) {
+      expect(() => channel.close(options as never)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+    }
+    expect(channel.state).toBe("initiated");
+    channel.close({});
+    expect(channel.state).toBe("closed");
   });
 
   test("connect() after close opens the channel again with a new socket", async () => {

@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 // Not the global `performance`: that one is a lazy getter on globalThis, slow to reach per request.
 import { performance } from "node:perf_hooks";
-import { debug, OpenChannelError, type ProcessChannel } from "@open-channel/core";
+import { type CloseOptions, debug, OpenChannelError, type ProcessChannel, parseCloseOptions } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
   encodeHello,
@@ -299,17 +299,24 @@ export class Messenger extends EventEmitter {
 
   /**
    * Waits until the host has acknowledged everything sent (or the channel gave up), then closes the
-   * channel. Calls after it reject with `ERR_OPEN_CHANNEL_CLOSED`.
+   * channel. Calls after it reject with `ERR_OPEN_CHANNEL_CLOSED`. If this process hosts, its host
+   * goes on serving the other members (until the process exits); `{ handover: true }` also stops
+   * hosting, as `channel.close({ handover: true })` does.
    *
+   * @param options - `handover`: also stop hosting (default `false`)
    * @example
    * await messenger.send("last words");
    * await messenger.close();
+   * process.once("SIGTERM", () => messenger.close({ handover: true }).then(() => process.exit(0)));
    */
-  async close(): Promise<void> {
+  async close(options?: CloseOptions): Promise<void> {
+    const handover = parseCloseOptions(options);
     if (this.closed === undefined && this.outbox.size > 0) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
     }
     this.socket.destroy();
+    // After our socket: the channel is closed unless it was connected again for a new messenger.
+    if (handover) this.channel.close({ handover: true });
   }
 
   // ---- sending --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ const unique = (label: string): string =>
 
 const open: Messenger[] = [];
 afterEach(async () => {
-  for (const m of open.splice(0)) m.channel.close();
+  for (const m of open.splice(0)) m.channel.close({ handover: true });
 });
 
 describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messages in one process over %s", (name) => {
@@ -195,6 +195,31 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(same(await m.request(big))).toBe(true);
     await m.send({ small: true });
     expect(slab()).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  test("messenger.close() in the host leaves its host serving the members; close({ handover: true }) hands over", async () => {
+    const name2 = unique(`close-${name}`);
+    const handlers: MessageHandlers = { onRequest: (body) => ({ body, pid: process.pid }) };
+    const host = openMessageChannel(name2, handlers, { transport: transports[name]() }).connect();
+    open.push(host);
+    await host.request("first");
+    expect(host.channel.isHost).toBe(true);
+    const member = openMessageChannel(name2, handlers, { transport: transports[name]() }).connect();
+    open.push(member);
+    expect(await member.request("joined")).toEqual({ body: "joined", pid: process.pid });
+    expect(member.channel.isHost).toBe(false);
+    const failovers = jest.fn();
+    member.channel.on("failover", failovers);
+    await host.close();
+    await expect(host.send("after close")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_CLOSED" });
+    expect(await member.request("still served")).toEqual({ body: "still served", pid: process.pid });
+    expect(host.channel.isHost).toBe(true);
+    await expect(host.close({ handover: "yes" } as never)).rejects.toMatchObject({ code: "ERR_INVALID_ARG_TYPE" });
+    await host.close({ handover: true });
+    expect(host.channel.isHost).toBe(false);
+    expect(await member.request("after handover")).toEqual({ body: "after handover", pid: process.pid });
+    expect(member.channel.isHost).toBe(true);
+    expect(failovers).toHaveBeenCalledTimes(1);
   });
 
   test("pub/sub through the host: every subscriber gets each publish, with the publisher's pid; unsubscribe stops it", async () => {

@@ -25,6 +25,7 @@ import { loadTransport, selectTransportName } from "./select-transport";
 export {
   type ChannelState,
   type ChannelStatus,
+  type CloseOptions,
   type ConnectionListener,
   type ConnectOptions,
   OpenChannelError,

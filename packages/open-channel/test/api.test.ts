@@ -22,7 +22,7 @@ function withTransportEnv(value: string, fn: () => void): void {
 }
 const opened: ProcessChannel[] = [];
 afterEach(() => {
-  for (const channel of opened.splice(0)) channel.close();
+  for (const channel of opened.splice(0)) channel.close({ handover: true });
 });
 
 describe("the open-channel package (umbrella)", () => {
@@ -32,6 +32,12 @@ describe("the open-channel package (umbrella)", () => {
     expect(cjs.default).toBe(cjs.openChannel);
     expect(openChannelDefault).toBe(openChannel);
     expect(typeof ProcessChannel).toBe("function");
+  });
+
+  test("channel.connectionListener is the listener given, as in 0.1.x, with or without a name", () => {
+    const listener = (): void => undefined;
+    expect(openChannel(listener).connectionListener).toBe(listener);
+    expect(openChannel(uniqueChannel("listener"), listener).connectionListener).toBe(listener);
   });
 
   test("ESM: import openChannel, { openChannel, ProcessChannel } from 'open-channel' works", () => {

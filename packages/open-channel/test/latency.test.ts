@@ -4,8 +4,8 @@ import { uniqueChannel, WAIT_MS } from "./helpers/group";
 
 /**
  * A small write must never wait for the ACK of the one before it (Nagle's algorithm against the
- * peer's delayed ACK: ~40 ms a round trip on Linux). The exchange is what an application does: a
- * header write, a body write, a one-byte reply. Bounds have a wide margin: a held write costs
+ * peer's delayed ACK: ~40 ms a round trip on Linux), on the member's end or the host's. The
+ * exchange is what an application does: a header write and a body write, answered in two writes. Bounds have a wide margin: a held write costs
  * >= 40 ms, an exchange here takes well under 1 ms.
  */
 const TRANSPORTS = process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"];

@@ -134,17 +134,59 @@ describe.each(TRANSPORTS)("open-channel across processes over %s", (transport) =
     expect(group.reports.slice(since).filter((r) => r.type === "connect")).toEqual([]);
   });
 
-  test("socket.destroy() in the host hands the channel over: the others elect a new host at once", async () => {
+  test("socket.destroy() in the host ends its own membership only: its server goes on serving the others", async () => {
+    const channel = uniqueChannel("host-destroy");
+    const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
+    const { hostPid } = await group.agreement(pids, channel);
+    const others = pids.filter((p) => p !== hostPid);
+    // A request in flight while the host closes: the host's listener holds it until after the close.
+    let since = group.reports.length;
+    group.send(hostPid, { cmd: "pause-host", channel });
+    await group.waitFor(() => group.reports.slice(since).some((r) => r.pid === hostPid && r.type === "paused"), "the host to pause");
+    for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} in-flight\n` });
+    await group.waitFor(
+      () => others.every((pid) => group.reports.slice(since).some((r) => r.pid === pid && r.type === "written")),
+      "the members' writes",
+    );
+    group.send(hostPid, { cmd: "destroy", channel });
+    await group.waitFor(() => group.reports.slice(since).some((r) => r.pid === hostPid && r.type === "close"), "the host's close");
+    expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
+    group.send(hostPid, { cmd: "resume-host", channel });
+    // Every member gets the answer to its request from the same host, on the same connection...
+    await group.waitFor(
+      () =>
+        others.every((pid) =>
+          group.reports.slice(since).some((r) => r.pid === pid && r.type === "data" && r.line?.startsWith(`echo ${pid} in-flight #`)),
+        ),
+      "the answers to the requests in flight",
+    );
+    // ...and goes on being served by it: nobody re-elected, no error.
+    since = group.reports.length;
+    for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-destroy\n` });
+    await group.waitFor(
+      () =>
+        others.every((pid) =>
+          group.reports.slice(since).some((r) => r.pid === pid && r.type === "data" && r.line?.startsWith(`echo ${pid} after-destroy #`)),
+        ),
+      "the host to keep serving",
+    );
+    const all = group.reports.filter((r) => r.channel === channel);
+    expect(all.filter((r) => r.type === "connect").length).toBe(pids.length);
+    expect(all.filter((r) => r.type === "failover" || r.type === "error" || (r.type === "hosting" && r.isHost === false))).toEqual([]);
+  });
+
+  test("channel.close({ handover: true }) in the host hands the channel over: the others elect a new host at once", async () => {
     const channel = uniqueChannel("hand-over");
     const pids = await group.fork(4, env({ OC_CHANNEL: channel }));
     const { hostPid } = await group.agreement(pids, channel);
     const since = group.reports.length;
-    group.send(hostPid, { cmd: "destroy", channel });
+    group.send(hostPid, { cmd: "handover", channel });
     const others = pids.filter((p) => p !== hostPid);
     const after = await group.agreement(others, channel, since);
     expect(after.hostPid).not.toBe(hostPid);
     expect(hostsAmong(after.connects)).toEqual([after.hostPid]);
     expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "close")?.state).toBe("closed");
+    expect(group.reports.slice(since).find((r) => r.pid === hostPid && r.type === "hosting")?.isHost).toBe(false);
     for (const pid of others) group.send(pid, { cmd: "write", channel, data: `${pid} after-handover\n` });
     await group.waitFor(
       () => others.every((pid) => receivedFrom(pid, channel, since).includes(`${pid} after-handover`)),

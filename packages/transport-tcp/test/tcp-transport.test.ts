@@ -28,7 +28,7 @@ describe("the tcp transport passes the transport compliance suite", () => {
 describe("tcp transport specifics", () => {
   const opened: ProcessChannel[] = [];
   afterEach(() => {
-    for (const c of opened.splice(0)) c.close();
+    for (const c of opened.splice(0)) c.close({ handover: true });
   });
 
   function open(dir: string, name: string, listener: (s: net.Socket) => void = (s) => s.pipe(s)): ProcessChannel {

@@ -15,6 +15,7 @@ export interface Report {
     | "status"
     | "written"
     | "paused"
+    | "resumed"
     | "dropped"
     | "hosting"
     | "heir"
