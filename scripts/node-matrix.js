@@ -31,6 +31,7 @@ const PINNED = { 20: "20.20.2", 22: "22.23.3", 24: "24.21.0" };
  */
 const SMOKE = [
   "packages/open-channel/test/multi-process.test.ts",
+  "packages/open-channel/test/latency.test.ts",
   "packages/open-channel/test/pm2.test.ts",
   "packages/open-channel/test/examples.test.ts",
   "packages/open-channel/test/bad-input.test.ts",
