@@ -14,7 +14,11 @@ import type { ChannelEntry } from "./names";
  * - `connect` starts connecting `socket` (it calls `socket.connect(...)`); the outcome arrives as
  *   the socket's `connect` or `error` event. An error with code `ENOENT` or `ECONNREFUSED` (or any
  *   code listed in `noHostCodes`) means "no live host here", and the channel then tries to host.
- *   `connect` may return a promise when it must look something up first.
+ *   `connect` may return a promise when it must look something up first. The socket may have
+ *   been connected before (a reconnection after a failover reuses it). Socket options go through
+ *   its methods before connecting (`socket.setNoDelay()`, `socket.setKeepAlive()`): Node ignores
+ *   `noDelay`, `keepAlive` and `onread` passed to `connect()` on a socket that exists. Core turns
+ *   Nagle off on every socket it hands to `connect`.
  * - `reclaim` (optional) is called when `listen` failed with `EADDRINUSE` although no host
  *   answered: leftovers of a dead host. Under a lock, so that of several processes exactly one
  *   does it, it removes them only when it is sure they are dead, and binds `server` in their place
