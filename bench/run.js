@@ -6,7 +6,7 @@
  * limit), then open-channel's message layer on its own (bench/messages.js), in one run on this
  * machine. Writes bench/results/latest.{json,md,svg}.
  *
- *   npm run bench                 # the full run (about 4 min on 2 cores)
+ *   npm run bench                 # the full run (about 3 min on 2 cores)
  *   npm run bench -- --quick      # a smoke run (about a minute): fewer rounds, scaling 2 and 8 only
  *   npm run bench -- --only open-channel,raw-net          # systems: their side-by-side scenarios
  *   npm run bench -- --only open-channel-tcp,raw-tcp      # the same over TCP loopback
