@@ -7,12 +7,13 @@
  * one machine.
  *
  * The pair scenarios use one channel per codec (`<name>-buffer`, `<name>-v8`): both ends of a
- * channel must use the same codec, and one host process serves both.
+ * channel must use the same codec, and one host process serves both. The host and join commands
+ * may name a transport ("tcp"); without one, the umbrella picks the platform's.
  */
 const fs = require("node:fs");
 const path = require("node:path");
 const v8 = require("node:v8");
-const { openMessageChannel, bufferCodec, structuredCodec, v8Codec, MESSAGE_DEFAULTS } = require("open-channel");
+const { openMessageChannel, bufferCodec, structuredCodec, v8Codec, MESSAGE_DEFAULTS, loadTransport } = require("open-channel");
 
 const CODECS = { buffer: bufferCodec, structured: structuredCodec, v8: v8Codec };
 const now = () => performance.timeOrigin + performance.now();
@@ -38,16 +39,18 @@ const channels = new Map();
 const host = { received: 0 };
 const subscribed = new Map(); // codec -> { received, expected }
 
-function open(name, codec) {
+/** `transport`: a name for the umbrella's loadTransport ("tcp"), or undefined for the platform's. */
+function open(name, codec, transport) {
+  const channelName = `${name}-${codec}`;
   const channel = openMessageChannel(
-    `${name}-${codec}`,
+    channelName,
     {
       onMessage() {
         host.received++;
       },
       onRequest: (body) => body,
     },
-    { codec: CODECS[codec] },
+    transport === undefined ? { codec: CODECS[codec] } : { codec: CODECS[codec], transport: loadTransport(transport, channelName) },
   );
   const messenger = channel.connect(20000);
   channels.set(codec, { channel, messenger });
@@ -58,17 +61,17 @@ function open(name, codec) {
 }
 
 /** This process hosts `name` (for every codec): it must be the first to connect. */
-async function hostAll(name, codecs) {
+async function hostAll(name, codecs, transport) {
   for (const codec of codecs) {
-    const hostPid = await open(name, codec);
+    const hostPid = await open(name, codec, transport);
     if (hostPid !== process.pid) throw new Error(`${name}-${codec} is hosted by pid ${hostPid}, not by the host process`);
   }
 }
 
 /** This process joins `name` as a member (for every codec). */
-async function joinAll(name, codecs) {
+async function joinAll(name, codecs, transport) {
   for (const codec of codecs) {
-    const hostPid = await open(name, codec);
+    const hostPid = await open(name, codec, transport);
     if (hostPid === process.pid) throw new Error(`${name}-${codec}: this member hosts (is the host process gone?)`);
   }
 }
@@ -219,10 +222,10 @@ process.on("message", async (msg) => {
   try {
     switch (msg.cmd) {
       case "host":
-        await hostAll(msg.name, msg.codecs);
+        await hostAll(msg.name, msg.codecs, msg.transport);
         return reply(id, { ok: true });
       case "join":
-        await joinAll(msg.name, msg.codecs);
+        await joinAll(msg.name, msg.codecs, msg.transport);
         return reply(id, { ok: true });
       case "send":
         return reply(id, await sendAll(msg));

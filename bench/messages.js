@@ -11,6 +11,10 @@
  *   messages-request-rtt  request/response of 64-byte bodies, one at a time (the host's onRequest
  *                         returns the body): median and p99 in µs, and the ratio to raw net's
  *                         echo over a Unix socket, measured in the same rounds.
+ *   messages-send-64B-tcp, messages-request-rtt-tcp
+ *                         the same over the tcp transport, the round trip's ratio to raw net's
+ *                         echo over TCP loopback (Nagle off); their rounds take turns with the
+ *                         Unix socket's when both run.
  *   messages-publish-4    one publisher, 4 subscriber processes (not pinned): deliveries/s, from
  *                         the first publish to the last subscriber's last event.
  *   messages-failover     4 members send { n } continuously while the host is SIGKILLed again and
@@ -21,9 +25,17 @@
 const fs = require("node:fs");
 const path = require("node:path");
 const { MESSAGE_DEFAULTS } = require("open-channel");
-const { MESSAGES, byName } = require("./systems");
+const { MESSAGES, byName, ratioKey } = require("./systems");
+const { undisturbed, stealFigures } = require("./steal");
 
-const SCENARIOS = ["messages-send-64B", "messages-request-rtt", "messages-publish-4", "messages-failover"];
+const SCENARIOS = [
+  "messages-send-64B",
+  "messages-send-64B-tcp",
+  "messages-request-rtt",
+  "messages-request-rtt-tcp",
+  "messages-publish-4",
+  "messages-failover",
+];
 const CODECS = ["buffer", "structured", "v8"];
 /** The default window: how many sends a messenger keeps unacknowledged before send() waits. */
 const WINDOW = MESSAGE_DEFAULTS.maxUnacked;
@@ -31,6 +43,14 @@ const SIZE = 64;
 const SUBSCRIBERS = 4;
 const MEMBERS = 4;
 const TOPIC = "bench";
+
+/** Per transport: its scenarios' names and the raw system its round trip is paired with. */
+const TRANSPORTS = {
+  unix: { send: "messages-send-64B", request: "messages-request-rtt", raw: "raw-net" },
+  tcp: { send: "messages-send-64B-tcp", request: "messages-request-rtt-tcp", raw: "raw-tcp" },
+};
+/** A row's field for a raw system's figure: "raw-tcp", "median_us" -> "raw_tcp_median_us". */
+const rawKey = (raw, key) => `${raw.replace("-", "_")}_${key}`;
 
 const clamp = (x, lo, hi) => Math.max(lo, Math.min(hi, Math.round(x)));
 
@@ -44,153 +64,148 @@ async function runMessages(bench, dir, scenarios) {
 }
 
 /**
- * Send, request and publish: per codec, a host process (cpu 0) and a sender (cpu 1), all started
- * first; rounds take turns between the codecs. One codec per process, as in an application: a
- * process that uses both codecs runs the buffer path markedly slower (its call sites see two
- * codecs), which would be this layout's doing, not the codec's.
+ * Send, request and publish: per codec and transport, a host process (cpu 0) and a sender
+ * (cpu 1), all started first; rounds take turns between them. One codec per process, as in an
+ * application: a process that uses both codecs runs the buffer path markedly slower (its call
+ * sites see two codecs), which would be this layout's doing, not the codec's.
  */
 async function runMessagePairs(bench, dir, scenarios) {
   const { Session, failed, sleep } = bench;
   const s = new Session(MESSAGES, dir);
-  const name = `msgs-${process.pid}`;
-  let raw;
-  const guard = async (scenario, fn) => {
-    if (!scenarios.includes(scenario)) return;
-    try {
-      await fn();
-    } catch (err) {
-      failed(scenario, MESSAGES, err);
-    }
-  };
+  const raws = [];
+  const wanted = (transport) =>
+    scenarios.includes(TRANSPORTS[transport].send) ||
+    scenarios.includes(TRANSPORTS[transport].request) ||
+    (transport === "unix" && scenarios.includes("messages-publish-4"));
+  /** The pairs: one per codec and transport, `key` "structured" or "structured-tcp". */
+  const variants = Object.keys(TRANSPORTS)
+    .filter(wanted)
+    .flatMap((transport) => CODECS.map((codec) => ({ codec, transport, key: transport === "unix" ? codec : `${codec}-${transport}` })));
+  const pairScenarios = scenarios.filter((x) => x !== "messages-failover");
   try {
-    /** codec -> the sender's pid */
-    const senders = new Map();
     try {
       await Promise.all(
-        CODECS.map(async (codec) => {
-          await s.call(await s.spawn(0), { cmd: "host", name, codecs: [codec] });
-          const sender = await s.spawn(1);
-          await s.call(sender, { cmd: "join", name, codecs: [codec] });
-          senders.set(codec, sender);
+        variants.map(async (v) => {
+          const name = `msgs-${v.transport}-${process.pid}`;
+          // unix: the transport the umbrella picks for the platform, as the subscribers get it.
+          const transport = v.transport === "unix" ? undefined : v.transport;
+          await s.call(await s.spawn(0), { cmd: "host", name, codecs: [v.codec], transport });
+          v.sender = await s.spawn(1);
+          await s.call(v.sender, { cmd: "join", name, codecs: [v.codec], transport });
         }),
       );
     } catch (err) {
-      for (const sc of scenarios.filter((x) => x !== "messages-failover")) failed(sc, MESSAGES, err);
+      for (const sc of pairScenarios) failed(sc, MESSAGES, err);
       return;
     }
-    await guard("messages-send-64B", () => sendScenario(bench, s, senders));
-    await guard("messages-request-rtt", async () => {
-      raw = await rawNetPair(bench, dir);
-      await requestScenario(bench, s, senders, raw);
+    /** The transport of a send or request scenario, and the pairs that run it. */
+    const transportOf = (scenario) => Object.keys(TRANSPORTS).find((t) => [TRANSPORTS[t].send, TRANSPORTS[t].request].includes(scenario));
+    const of = (scenario) => variants.filter((v) => v.transport === transportOf(scenario));
+    const sends = pairScenarios.filter((sc) => sc.startsWith("messages-send-"));
+    const requests = pairScenarios.filter((sc) => sc.startsWith("messages-request-"));
+    await guarded(bench, sends, () => sendScenario(bench, s, sends.flatMap(of)));
+    await guarded(bench, requests, async () => {
+      const pairs = new Map();
+      for (const sc of requests) {
+        const raw = TRANSPORTS[transportOf(sc)].raw;
+        pairs.set(raw, await rawPair(bench, dir, raw));
+        raws.push(pairs.get(raw));
+      }
+      await requestScenario(bench, s, requests.flatMap(of), pairs);
     });
-    await guard("messages-publish-4", () => publishScenario(bench, s, senders, name));
+    await guarded(bench, pairScenarios.includes("messages-publish-4") ? ["messages-publish-4"] : [], () =>
+      publishScenario(
+        bench,
+        s,
+        new Map(variants.filter((v) => v.transport === "unix").map((v) => [v.codec, v.sender])),
+        `msgs-unix-${process.pid}`,
+      ),
+    );
   } finally {
     s.killAll();
-    raw?.s.killAll();
+    for (const raw of raws) raw.s.killAll();
     await sleep(200);
   }
 }
 
-async function sendScenario(bench, s, senders) {
+/** Runs `fn` when any of `scenarios` is asked; its error is reported as each one's failure. */
+async function guarded(bench, scenarios, fn) {
+  if (scenarios.length === 0) return;
+  try {
+    await fn();
+  } catch (err) {
+    for (const sc of scenarios) bench.failed(sc, MESSAGES, err);
+  }
+}
+
+async function sendScenario(bench, s, variants) {
   const { CFG, row, median, round } = bench;
-  const cpus = new Map(CODECS.map((c) => [c, []]));
-  const steals = new Map(CODECS.map((c) => [c, []]));
-  const redone = new Map(CODECS.map((c) => [c, 0]));
-  const send = (codec, count) => s.call(senders.get(codec), { cmd: "send", codec, count, size: SIZE, window: WINDOW });
-  const rate = async (codec, count, measured = false) => {
+  const cpus = new Map(variants.map((v) => [v, []]));
+  const steals = new Map(variants.map((v) => [v, []]));
+  const redone = new Map(variants.map((v) => [v, 0]));
+  const send = (v, count) => s.call(v.sender, { cmd: "send", codec: v.codec, count, size: SIZE, window: WINDOW });
+  const rate = async (v, count, measured = false) => {
     let r;
     if (measured) {
-      const round = await undisturbed(bench, () => send(codec, count));
+      const round = await undisturbed(() => send(v, count));
       r = round.value;
-      cpus.get(codec).push(r.cpuUs);
-      steals.get(codec).push(round.steal);
-      redone.set(codec, redone.get(codec) + round.redone);
-    } else r = await send(codec, count);
+      cpus.get(v).push(r.cpuUs);
+      steals.get(v).push(round.steal);
+      redone.set(v, redone.get(v) + round.redone);
+    } else r = await send(v, count);
     return count / ((r.endAt - r.startAt) / 1000);
   };
   const counts = new Map();
-  for (const codec of CODECS) {
+  for (const v of variants) {
     // Warm up for CFG.warmS of sending (the optimizing compiler and the heap's sizes settle over
     // about a million messages: shorter, and the first rounds measure the warm-up), then a count
     // that lasts about targetS.
     const warmUntil = Date.now() + CFG.warmS * 1000;
-    let last = await rate(codec, 2000);
-    while (Date.now() < warmUntil) last = await rate(codec, clamp(last * 0.1, 2000, 200_000));
-    counts.set(codec, clamp((await rate(codec, 20000)) * CFG.targetS, 5000, 2_000_000));
+    let last = await rate(v, 2000);
+    while (Date.now() < warmUntil) last = await rate(v, clamp(last * 0.1, 2000, 200_000));
+    counts.set(v, clamp((await rate(v, 20000)) * CFG.targetS, 5000, 2_000_000));
   }
-  const rates = new Map(CODECS.map((c) => [c, []]));
+  const rates = new Map(variants.map((v) => [v, []]));
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const codec of CODECS) rates.get(codec).push(await rate(codec, counts.get(codec), true));
+    for (const v of variants) rates.get(v).push(await rate(v, counts.get(v), true));
   }
-  for (const codec of CODECS) {
-    row("messages-send-64B", MESSAGES, {
-      codec,
-      msgs_per_s: median(rates.get(codec)),
+  for (const v of variants) {
+    row(TRANSPORTS[v.transport].send, MESSAGES, {
+      codec: v.codec,
+      transport: v.transport,
+      msgs_per_s: median(rates.get(v)),
       window: WINDOW,
-      messages: counts.get(codec),
-      rounds: rates.get(codec).map((x) => round(x, 0)),
+      messages: counts.get(v),
+      rounds: rates.get(v).map((x) => round(x, 0)),
       // The sender's CPU time per message (µs), and the share of the two pinned cores' time the
       // hypervisor gave to others during each round (steal, %; Linux): why rounds differ.
-      sender_cpu_us: round(median(cpus.get(codec)), 3),
-      ...stealFigures(bench, steals.get(codec), redone.get(codec)),
+      sender_cpu_us: round(median(cpus.get(v)), 3),
+      ...stealFigures(steals.get(v), redone.get(v)),
     });
   }
 }
 
-/**
- * A round of a throughput scenario during which the hypervisor gave more than this share (%) of
- * cores 0 and 1 to other guests (steal time) is run again, up to REDO_MAX times: such a round
- * measures the neighbours, not the code (on this VM, 30% steal halves every codec's rate, raw
- * bytes included). The rows say how many rounds were run again, and each kept round's steal.
- */
-const STEAL_REDO_PCT = 10;
-const REDO_MAX = 3;
-
-/** `fn()` once, or again while the hypervisor took over STEAL_REDO_PCT during it. */
-async function undisturbed(bench, fn) {
-  for (let redone = 0; ; redone++) {
-    const before = bench.stealSnapshot();
-    const value = await fn();
-    // null for a round the kernel's ticks did not see (or no /proc/stat): kept as it is.
-    const steal = bench.stealPct(before) ?? null;
-    if (steal === null || steal <= STEAL_REDO_PCT || redone === REDO_MAX) return { value, steal, redone };
-  }
-}
-
-/** The steal figures of a scenario's kept rounds (none off Linux). */
-function stealFigures(bench, steals, redone) {
-  const seen = steals.filter((x) => x !== null);
-  if (seen.length === 0) return {};
-  return {
-    steal_pct: bench.round(bench.median(seen), 1),
-    rounds_steal_pct: steals.map((x) => (x === null ? null : bench.round(x, 1))),
-    rounds_redone: redone,
-  };
-}
-
-/** raw net's host (echoing) and client, pinned like the message hosts and senders. */
-async function rawNetPair(bench, dir) {
-  const s = new bench.Session(byName("raw-net"), dir);
-  const name = `msgs-raw-${process.pid}`;
+/** A raw system's host (echoing) and client ("raw-net" or "raw-tcp"), pinned like the message hosts and senders. */
+async function rawPair(bench, dir, system) {
+  const s = new bench.Session(byName(system), dir);
+  const name = `msgs-${system}-${process.pid}`;
   const host = await s.spawn(0);
   await s.call(host, { cmd: "host", name });
   await s.call(host, { cmd: "expect", mode: "echo", bytes: 0 });
   const sender = await s.spawn(1);
   await s.call(sender, { cmd: "client", name });
-  return { s, host, sender };
+  return { s, host, sender, system };
 }
 
-async function requestScenario(bench, s, senders, raw) {
+/** `raws`: raw system name -> its pair; each transport's variants are paired with its raw system. */
+async function requestScenario(bench, s, variants, raws) {
   const { CFG, row, median, pct, round } = bench;
-  const measure = {
-    "raw-net": (count) => raw.s.call(raw.sender, { cmd: "rtt", count, size: SIZE }),
-    ...Object.fromEntries(
-      CODECS.map((codec) => [codec, (count) => s.call(senders.get(codec), { cmd: "request-times", codec, count, size: SIZE })]),
-    ),
-  };
-  const keys = Object.keys(measure);
+  const measure = new Map();
+  for (const [system, raw] of raws) measure.set(system, (count) => raw.s.call(raw.sender, { cmd: "rtt", count, size: SIZE }));
+  for (const v of variants) measure.set(v.key, (count) => s.call(v.sender, { cmd: "request-times", codec: v.codec, count, size: SIZE }));
+  const keys = [...measure.keys()];
   // A longer warm-up than the socket round trip: more code to optimize on each side.
-  for (const k of keys) await measure[k](CFG.rttCount);
+  for (const k of keys) await measure.get(k)(CFG.rttCount);
   // Short blocks, the systems taking turns (in a rotating order), many rounds: this VM's speed
   // swings within seconds (rounds of 700 µs amid rounds of 100 µs), and a ratio is only fair
   // between blocks that ran at nearly the same moment.
@@ -198,22 +213,24 @@ async function requestScenario(bench, s, senders, raw) {
   for (let r = 0; r < CFG.rttBlocks; r++) {
     for (let i = 0; i < keys.length; i++) {
       const k = keys[(r + i) % keys.length];
-      samples.get(k).push((await measure[k](CFG.rttBlock)).samples);
+      samples.get(k).push((await measure.get(k)(CFG.rttBlock)).samples);
     }
   }
   const medians = (k) => samples.get(k).map((v) => median(v));
   const pooled = (k) => samples.get(k).flat();
-  const rawMedians = medians("raw-net");
-  for (const codec of CODECS) {
-    const mine = medians(codec);
-    row("messages-request-rtt", MESSAGES, {
-      codec,
+  for (const v of variants) {
+    const raw = TRANSPORTS[v.transport].raw;
+    const rawMedians = medians(raw);
+    const mine = medians(v.key);
+    row(TRANSPORTS[v.transport].request, MESSAGES, {
+      codec: v.codec,
+      transport: v.transport,
       median_us: median(mine),
-      p99_us: pct(pooled(codec), 0.99),
+      p99_us: pct(pooled(v.key), 0.99),
       // Block by block (each pair of blocks ran moments apart, so it saw the same machine).
-      vs_raw_net: round(median(mine.map((m, i) => m / rawMedians[i])), 3),
-      raw_net_median_us: median(rawMedians),
-      raw_net_p99_us: pct(pooled("raw-net"), 0.99),
+      [ratioKey(raw)]: round(median(mine.map((m, i) => m / rawMedians[i])), 3),
+      [rawKey(raw, "median_us")]: median(rawMedians),
+      [rawKey(raw, "p99_us")]: pct(pooled(raw), 0.99),
       round_trips: CFG.rttBlock * CFG.rttBlocks,
       blocks: CFG.rttBlocks,
       block_medians: mine.map((x) => round(x, 1)),
@@ -266,7 +283,7 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
   const steals = [];
   let redone = 0;
   for (let r = 0; r < CFG.pairRounds; r++) {
-    const kept = await undisturbed(bench, () => once(count));
+    const kept = await undisturbed(() => once(count));
     results.push(kept.value);
     steals.push(kept.steal);
     redone += kept.redone;
@@ -279,7 +296,7 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
     subscribers: subscribers.length,
     messages: count,
     rounds: results.map((r) => round(r.deliveriesPerS, 0)),
-    ...stealFigures(bench, steals, redone),
+    ...stealFigures(steals, redone),
   });
 }
 

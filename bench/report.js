@@ -1,12 +1,13 @@
 "use strict";
 /**
  * Writes a bench result as latest.json (machine facts and one row per scenario and system),
- * latest.md (a table) and latest.svg (one group of bars per scenario, raw net marked as the limit),
- * each with a section of its own for the message layer (one bar per codec, the issue's targets).
+ * latest.md (a table) and latest.svg (one group of bars per scenario, raw net over a Unix socket
+ * and over TCP loopback marked as the limits), each with a section of its own for the message
+ * layer (one bar per codec, the issue's targets).
  */
 const fs = require("node:fs");
 const path = require("node:path");
-const { SYSTEMS } = require("./systems");
+const { SYSTEMS, ratioKey } = require("./systems");
 
 /** What each chart panel / table row shows. */
 const FIGURES = [
@@ -26,7 +27,10 @@ const FIGURES = [
   { scenario: "memory", key: "host_kb_per_member", title: "Host RSS per member", unit: "KB", better: "lower" },
 ];
 
-/** The message layer's figures (bench/messages.js): one value per codec; raw net where paired. */
+/**
+ * The message layer's figures (bench/messages.js): one value per codec; raw net where paired
+ * (`raw`: the row's field of raw net's figure, `ratio`: of the paired ratio to it).
+ */
 const MESSAGE_FIGURES = [
   {
     scenario: "messages-send-64B",
@@ -37,15 +41,53 @@ const MESSAGE_FIGURES = [
     target: { value: 1e6, text: ">= 1 M msgs/s" },
   },
   {
+    scenario: "messages-send-64B-tcp",
+    key: "msgs_per_s",
+    title: "send(), acknowledged, 64 B, tcp",
+    unit: "msgs/s",
+    better: "higher",
+    target: { value: 1e6, text: ">= 1 M msgs/s" },
+  },
+  {
     scenario: "messages-request-rtt",
     key: "median_us",
     raw: "raw_net_median_us",
+    ratio: "vs_raw_net",
+    rawLabel: "raw net",
     title: "request round trip, median",
     unit: "µs",
     better: "lower",
     target: { ratio: 1.3, text: "<= 1.3x raw net" },
   },
-  { scenario: "messages-request-rtt", key: "p99_us", raw: "raw_net_p99_us", title: "request round trip, p99", unit: "µs", better: "lower" },
+  {
+    scenario: "messages-request-rtt-tcp",
+    key: "median_us",
+    raw: "raw_tcp_median_us",
+    ratio: "vs_raw_tcp",
+    rawLabel: "raw TCP",
+    title: "request round trip, median, tcp",
+    unit: "µs",
+    better: "lower",
+    target: { ratio: 1.3, text: "<= 1.3x raw TCP" },
+  },
+  {
+    scenario: "messages-request-rtt",
+    key: "p99_us",
+    raw: "raw_net_p99_us",
+    rawLabel: "raw net",
+    title: "request round trip, p99",
+    unit: "µs",
+    better: "lower",
+  },
+  {
+    scenario: "messages-request-rtt-tcp",
+    key: "p99_us",
+    raw: "raw_tcp_p99_us",
+    rawLabel: "raw TCP",
+    title: "request round trip, p99, tcp",
+    unit: "µs",
+    better: "lower",
+  },
   {
     scenario: "messages-publish-4",
     key: "deliveries_per_s",
@@ -62,10 +104,25 @@ const CODECS = [
 ];
 const MESSAGES = "open-channel-messages";
 
-const LIMIT = "raw-net";
+/** The raw systems, each the limit of the systems whose `limit` names it; the svg's line for each. */
+const LIMITS = [
+  { name: "raw-net", color: "#d62728", dash: "5,3", text: "raw net (unix socket): the limit" },
+  { name: "raw-tcp", color: "#7f0000", dash: "2,2", text: "raw net (TCP): the limit of open-channel over tcp" },
+];
+const limitOf = (system) => SYSTEMS.find((s) => s.name === system)?.limit;
+/** Bar labels of the svg (narrow bars; the legend has the full names). */
+const SHORT = {
+  "raw-net": "raw",
+  "open-channel": "oc",
+  "raw-tcp": "raw tcp",
+  "open-channel-tcp": "oc tcp",
+  "open-channel-0.1.12": "0.1.12",
+};
 const COLORS = {
   "raw-net": "#8c8c8c",
+  "raw-tcp": "#5a5a5a",
   "open-channel": "#1f77b4",
+  "open-channel-tcp": "#6baed6",
   "node-ipc": "#ff7f0e",
   zeromq: "#2ca02c",
   "open-channel-0.1.12": "#9467bd",
@@ -98,15 +155,16 @@ function belowNoise(rows, figure, system) {
   return row.host_kb_per_member <= 0 || row.host_kb_per_member * (row.members - 1) < (row.rss_noise_kb ?? 0);
 }
 
-/** open-channel vs raw net, as "x0.97" (higher is better) or "x1.05" (lower is better). */
+/** A system vs its limit (raw net over the same kind of socket), as "x0.97" or "x1.05". */
 function ratio(rows, figure, system) {
-  if (system === LIMIT || belowNoise(rows, figure, LIMIT)) return undefined;
-  // Prefer the paired figure: round-by-round ratios, measured back to back with raw net.
+  const limit = limitOf(system);
+  if (limit === undefined || belowNoise(rows, figure, limit)) return undefined;
+  // Prefer the paired figure: round-by-round ratios, measured back to back with the limit.
   const own = rows.find((r) => r.scenario === figure.scenario && r.system === system);
-  if (own !== undefined && typeof own.vs_raw_net === "number" && FIGURES.find((f) => f.scenario === figure.scenario) === figure)
-    return own.vs_raw_net;
+  const paired = own?.[ratioKey(limit)];
+  if (typeof paired === "number" && FIGURES.find((f) => f.scenario === figure.scenario) === figure) return paired;
   const a = cell(rows, figure, system);
-  const b = cell(rows, figure, LIMIT);
+  const b = cell(rows, figure, limit);
   if (a.kind !== "value" || b.kind !== "value" || b.value === 0) return undefined;
   return a.value / b.value;
 }
@@ -117,12 +175,23 @@ function markdown(result) {
   const lines = [
     `# Benchmark: open-channel side by side`,
     "",
-    `${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB, Node ${m.node}, ${m.platform}; ${m.date}; ${result.duration_s} s in all${m.quick ? " (quick run)" : ""}.`,
+    `${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB, Node ${m.node}, ${m.platform}; ${m.date}; ${result.duration_s} s in all${m.quick ? " (quick run)" : ""}.` +
+      busy(m),
   ];
   if (systems.length > 0) lines.push(...systemsTable(result, systems));
   if (result.rows.some((r) => r.system === MESSAGES)) lines.push(...messagesSection(result));
   lines.push(...notes(result));
   return `${lines.join("\n")}\n`;
+}
+
+/** How busy the machine was besides the run (other processes, other guests of the hypervisor). */
+function busy(m) {
+  const parts = [];
+  if (typeof m.load_avg_start === "number") parts.push(`load average ${m.load_avg_start} at the start, ${m.load_avg_end} at the end`);
+  if (typeof m.steal_pct_run === "number") parts.push(`steal ${m.steal_pct_run}% of cores 0 and 1 over the run`);
+  if (typeof m.others_cpu_pct_run === "number")
+    parts.push(`processes outside the bench used ${m.others_cpu_pct_run}% of all cores' time over the run`);
+  return parts.length === 0 ? "" : ` Machine: ${parts.join("; ")}.`;
 }
 
 /** The side-by-side table: one column per system. */
@@ -132,8 +201,11 @@ function systemsTable(result, systems) {
     "",
     `One sender to one host (64 B, round trip, 1 MiB, connect): median of ${m.pair_rounds} rounds after a warm-up, the systems ` +
       `taking turns round by round, host and sender ${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; ` +
-      `(xN) is the median of the round-by-round ratios to raw net over the same Unix socket, the limit. ` +
-      `Scaling: median of ${m.rounds} rounds, processes not pinned. Election and failover: welcome line from the host's listener.`,
+      `(xN) is the median of the round-by-round ratios to the limit: raw net over the same kind of socket (a Unix socket; ` +
+      `TCP loopback with Nagle off for open-channel over its tcp transport). ` +
+      `Scaling: per sender count, median of ${m.pair_rounds} rounds, the systems measured against one raw system (and it) ` +
+      `taking turns round by round in a rotating order, the added senders not pinned; a round during which the hypervisor ` +
+      `took over 10% of the cores is run again${scalingRedone(result.rows)}. Election and failover: welcome line from the host's listener.`,
     "",
     `| scenario | ${systems.map((s) => s.label).join(" | ")} |`,
     `|---|${systems.map(() => "---:").join("|")}|`,
@@ -151,6 +223,21 @@ function systemsTable(result, systems) {
     lines.push(`| ${figure.title} (${figure.unit}, ${figure.better} is better) | ${cells.join(" | ")} |`);
   }
   return lines;
+}
+
+/** How many scaling rounds were run again, the steal of those kept, and how busy other processes kept the cores. */
+function scalingRedone(rows) {
+  const scaling = rows.filter((r) => r.scenario.startsWith("scaling-") && r.error === undefined);
+  const steals = scaling.flatMap((r) => r.rounds_steal_pct ?? []).filter((x) => typeof x === "number");
+  if (steals.length === 0) return "";
+  const redone = scaling.reduce((n, r) => n + (r.rounds_redone ?? 0), 0);
+  const others = scaling.flatMap((r) => r.rounds_others_cpu_pct ?? []).filter((x) => typeof x === "number");
+  const busy =
+    others.length === 0
+      ? ""
+      : `; processes outside the bench used ${Math.min(...others).toFixed(0)}-${Math.max(...others).toFixed(0)}% of the cores ` +
+        `during them (median ${median(others).toFixed(0)}%), and these are not run again`;
+  return ` (${redone} were; steal in the rounds kept: ${Math.min(...steals).toFixed(0)}-${Math.max(...steals).toFixed(0)}%, median ${median(steals).toFixed(0)}%${busy})`;
 }
 
 /** The message layer's row for `scenario` and `codec` (a failure without a codec counts for each). */
@@ -182,22 +269,24 @@ function messagesSection(result) {
     "",
     "## open-channel messages",
     "",
-    `\`openMessageChannel\` through the umbrella, over the same Unix socket transport. Per codec one host process and one sender, ` +
+    `\`openMessageChannel\` through the umbrella, over the same Unix socket transport (rows marked tcp: over the tcp transport, ` +
+      `their round trip's ratio to raw net over TCP loopback with Nagle off). Per codec and transport one host process and one sender, ` +
       `${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; the codecs (and raw net for the round trip) take turns ` +
       `round by round, median of ${m.pair_rounds} rounds after a warm-up (the round trip: ${m.rtt_blocks ?? m.pair_rounds} rounds of ` +
       `${m.rtt_block ?? 1000} round trips each, in a rotating order). 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
       `and v8Codec: the object { kind, text } whose v8 serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
       `(xN) is the median of the round-by-round ratios to raw net's echo; p99 over all round trips; subscribers are not pinned.`,
     "",
-    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net, same rounds | target |`,
+    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net (unix / TCP), same rounds | target |`,
     `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
   ];
   for (const figure of MESSAGE_FIGURES) {
+    if (!rows.some((r) => r.scenario === figure.scenario && r.system === MESSAGES)) continue;
     const cells = CODECS.map(({ codec }) => {
       const row = messageRow(rows, figure.scenario, codec);
       if (row === undefined) return "-";
       if (row.error !== undefined) return "failed";
-      const ratio = figure.raw !== undefined && figure.key === "median_us" ? row.vs_raw_net : undefined;
+      const ratio = figure.ratio === undefined ? undefined : row[figure.ratio];
       return `${format(row[figure.key], figure.unit)}${typeof ratio === "number" ? ` (x${ratio.toFixed(2)})` : ""}`;
     });
     const any = rows.find((r) => r.scenario === figure.scenario && r.system === MESSAGES && figure.raw !== undefined);
@@ -215,14 +304,19 @@ function messagesSection(result) {
 
 /**
  * What the send rounds cost the sender, and how much of the machine the hypervisor kept meanwhile
- * (rounds disturbed by it are run again: see STEAL_REDO_PCT in messages.js).
+ * (rounds disturbed by it are run again: see steal.js).
  */
 function sendLine(rows) {
-  const sends = CODECS.map(({ codec, label }) => ({ label, row: messageRow(rows, "messages-send-64B", codec) })).filter(
-    ({ row }) => row !== undefined && row.error === undefined && typeof row.sender_cpu_us === "number",
-  );
+  const sends = ["messages-send-64B", "messages-send-64B-tcp"]
+    .flatMap((scenario) =>
+      CODECS.map(({ codec, label }) => ({
+        label: `${label.replace(/ \(default\)$/, "")}${scenario.endsWith("-tcp") ? " (tcp)" : ""}`,
+        row: messageRow(rows, scenario, codec),
+      })),
+    )
+    .filter(({ row }) => row !== undefined && row.error === undefined && typeof row.sender_cpu_us === "number");
   if (sends.length === 0) return undefined;
-  const cpu = sends.map(({ label, row }) => `${label.replace(/ \(default\)$/, "")} ${row.sender_cpu_us.toFixed(2)}`).join(", ");
+  const cpu = sends.map(({ label, row }) => `${label} ${row.sender_cpu_us.toFixed(2)}`).join(", ");
   const publishes = CODECS.map(({ codec }) => messageRow(rows, "messages-publish-4", codec)).filter(
     (r) => r !== undefined && r.error === undefined,
   );
@@ -283,7 +377,7 @@ function svg(result) {
   const cols = 4;
   const pw = 300;
   const ph = 210;
-  const top = 70;
+  const top = 76;
   const rowsN = systems.length > 0 ? Math.ceil(FIGURES.length / cols) : 0;
   const width = cols * pw + 20;
   const messagesTop = top + rowsN * ph;
@@ -309,8 +403,15 @@ function systemsSvg(out, result, systems, { cols, pw, ph, top }) {
     out.push(`<text x="${lx + 16}" y="44">${esc(s.label)}</text>`);
     lx += 28 + s.label.length * 6.2;
   }
-  out.push(`<line x1="${lx}" y1="40" x2="${lx + 24}" y2="40" stroke="#d62728" stroke-width="2" stroke-dasharray="5,3"/>`);
-  out.push(`<text x="${lx + 28}" y="44">raw net: the limit</text>`);
+  // The limits on a line of their own: the systems' names fill the first.
+  lx = 10;
+  for (const limit of LIMITS.filter((l) => systems.some((s) => s.name === l.name))) {
+    out.push(
+      `<line x1="${lx}" y1="58" x2="${lx + 24}" y2="58" stroke="${limit.color}" stroke-width="2" stroke-dasharray="${limit.dash}"/>`,
+    );
+    out.push(`<text x="${lx + 28}" y="62">${esc(limit.text)}</text>`);
+    lx += 40 + limit.text.length * 6.2;
+  }
 
   FIGURES.forEach((figure, i) => {
     const x0 = 10 + (i % cols) * pw;
@@ -345,13 +446,16 @@ function systemsSvg(out, result, systems, { cols, pw, ph, top }) {
           `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${color}"><title>${esc(c.text ?? "")}</title>${text}</text>`,
         );
       }
-      const short = s.name === "open-channel-0.1.12" ? "0.1.12" : s.name;
+      const short = SHORT[s.name] ?? s.name;
       out.push(`<text x="${bx + bw / 2}" y="${chartBottom + 13}" text-anchor="middle" font-size="9" fill="#444">${esc(short)}</text>`);
     });
-    const limit = cell(result.rows, figure, LIMIT);
-    if (limit.kind === "value") {
+    for (const { name, color, dash } of LIMITS) {
+      const limit = cell(result.rows, figure, name);
+      if (limit.kind !== "value" || !systems.some((s) => s.name === name)) continue;
       const ly = chartBottom - (limit.value / max) * chartH;
-      out.push(`<line x1="${x0}" y1="${ly}" x2="${x0 + pw - 20}" y2="${ly}" stroke="#d62728" stroke-width="1.5" stroke-dasharray="5,3"/>`);
+      out.push(
+        `<line x1="${x0}" y1="${ly}" x2="${x0 + pw - 20}" y2="${ly}" stroke="${color}" stroke-width="1.5" stroke-dasharray="${dash}"/>`,
+      );
     }
   });
 }
@@ -370,8 +474,8 @@ function messagesSvg(out, result, { cols, pw, ph, top }) {
     lx += 28 + c.label.length * 6.2;
   }
   out.push(`<rect x="${lx}" y="${top + 36}" width="12" height="12" fill="${RAW_COLOR}"/>`);
-  out.push(`<text x="${lx + 16}" y="${top + 46}">raw net, same rounds</text>`);
-  lx += 150;
+  out.push(`<text x="${lx + 16}" y="${top + 46}">raw net (unix / TCP), same rounds</text>`);
+  lx += 220;
   out.push(
     `<line x1="${lx}" y1="${top + 42}" x2="${lx + 24}" y2="${top + 42}" stroke="${TARGET_COLOR}" stroke-width="2" stroke-dasharray="5,3"/>`,
   );
@@ -385,7 +489,7 @@ function messagesSvg(out, result, { cols, pw, ph, top }) {
       key: figure.key,
     }));
     const paired = rows.find((r) => r.scenario === figure.scenario && r.system === MESSAGES && r.error === undefined);
-    if (figure.raw !== undefined) bars.push({ label: "raw net", color: RAW_COLOR, row: paired, key: figure.raw });
+    if (figure.raw !== undefined) bars.push({ label: figure.rawLabel, color: RAW_COLOR, row: paired, key: figure.raw });
     const rawValue = paired?.[figure.raw];
     const target =
       figure.target?.value ??

@@ -2,12 +2,14 @@
 "use strict";
 /**
  * open-channel side by side with raw net (the limit), node-ipc 9.2.1, zeromq 6 and the published
- * open-channel 0.1.12, then open-channel's message layer on its own (bench/messages.js), in one
- * run on this machine. Writes bench/results/latest.{json,md,svg}.
+ * open-channel 0.1.12, open-channel over its tcp transport beside raw net over TCP loopback (its
+ * limit), then open-channel's message layer on its own (bench/messages.js), in one run on this
+ * machine. Writes bench/results/latest.{json,md,svg}.
  *
- *   npm run bench                 # the full run (about 90 s on 2 cores)
- *   npm run bench -- --quick      # a smoke run (about 45 s): fewer rounds, scaling 2 and 8 only
+ *   npm run bench                 # the full run (about 3 min on 2 cores)
+ *   npm run bench -- --quick      # a smoke run (about a minute): fewer rounds, scaling 2 and 8 only
  *   npm run bench -- --only open-channel,raw-net          # systems: their side-by-side scenarios
+ *   npm run bench -- --only open-channel-tcp,raw-tcp      # the same over TCP loopback
  *   npm run bench -- --only messages-send-64B,messages-failover   # scenarios of the message layer
  *   npm run bench -- --only open-channel-messages         # all of them
  *
@@ -20,9 +22,10 @@ const { execFileSync, fork, spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { MESSAGES, SYSTEMS } = require("./systems");
+const { MESSAGES, SYSTEMS, ratioKey } = require("./systems");
 const { runMessages, SCENARIOS: MESSAGE_SCENARIOS } = require("./messages");
 const { writeReports } = require("./report");
+const { cpuTicks, othersPct, stealFigures, stealPct, stealSnapshot, treeCpuUs, undisturbed } = require("./steal");
 
 const argv = process.argv.slice(2);
 const option = (name) => {
@@ -47,7 +50,6 @@ const OUT = path.resolve(option("out") ?? path.join(__dirname, "results"));
 const CFG = QUICK
   ? {
       quick: true,
-      rounds: 1,
       pairRounds: 2,
       targetS: 0.15,
       warmS: 0.3,
@@ -66,7 +68,6 @@ const CFG = QUICK
       memberTimeoutMs: 2500,
     }
   : {
-      rounds: 3,
       pairRounds: 9,
       targetS: 0.15,
       warmS: 1.5,
@@ -140,7 +141,15 @@ class Session {
       this.system.worker ?? (this.system.name === "open-channel-0.1.12" ? "worker-0.1.12.js" : "worker.js"),
     );
     const options = {
-      env: { ...process.env, BENCH_SYSTEM: this.system.name, BENCH_DIR: this.dir, BENCH_MEMBER_TIMEOUT: String(CFG.memberTimeoutMs) },
+      env: {
+        ...process.env,
+        // Each system says its transport itself: a user's OPEN_CHANNEL_TRANSPORT must not turn
+        // the Unix socket columns into TCP ones.
+        OPEN_CHANNEL_TRANSPORT: undefined,
+        BENCH_SYSTEM: this.system.name,
+        BENCH_DIR: this.dir,
+        BENCH_MEMBER_TIMEOUT: String(CFG.memberTimeoutMs),
+      },
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     };
     const child =
@@ -234,7 +243,10 @@ function row(scenario, system, figures) {
 }
 const failed = (scenario, system, err) => row(scenario, system, { error: String(err.message || err) });
 
-/** One counted transfer: host expects `count` x `size` bytes from `senders`; returns ms, msgs/s. */
+/**
+ * One counted transfer: host expects `count` x `size` bytes from `senders`; returns ms, msgs/s, and
+ * the CPU time per message (µs) of the host and of all senders together.
+ */
 async function transfer(s, host, senders, count, size) {
   await s.call(host, { cmd: "expect", mode: "count", bytes: count * size * senders.length });
   const from = s.events.length;
@@ -243,24 +255,52 @@ async function transfer(s, host, senders, count, size) {
   const sent = await Promise.all(senders.map((pid) => s.call(pid, { cmd: "send", count, size })));
   const d = await done;
   const ms = d.at - Math.min(...sent.map((x) => x.startAt));
-  return { ms, msgsPerS: (count * senders.length) / (ms / 1000) };
+  const messages = count * senders.length;
+  const sendersCpuUs = sent.reduce((sum, x) => sum + (x.cpuUs ?? 0), 0);
+  return {
+    ms,
+    msgsPerS: messages / (ms / 1000),
+    hostCpuUs: d.cpuUs / messages,
+    sendersCpuUs: sendersCpuUs / messages,
+    cpuUs: d.cpuUs + sendersCpuUs,
+  };
 }
 
-/** Calibrates a count that lasts about `targetS` for this system, then runs `rounds` rounds. */
-async function throughputScenario(s, host, senders, size, fixedCount) {
-  let count = fixedCount;
-  if (count === undefined) {
-    const warm = await transfer(s, host, senders, 2000, size);
-    count = Math.max(500, Math.min(1_000_000, Math.round((warm.msgsPerS * CFG.targetS) / senders.length)));
-  } else {
-    await transfer(s, host, senders, Math.max(1, Math.round(count / 4)), size);
-  }
-  const results = [];
-  for (let r = 0; r < CFG.rounds; r++) results.push(await transfer(s, host, senders, count, size));
-  return { count, results };
+/** transfer(), with the share of the cores (%) that processes outside the bench used meanwhile. */
+async function watchedTransfer(s, host, senders, count, size) {
+  const ticks = cpuTicks();
+  const mine = process.cpuUsage();
+  const x = await transfer(s, host, senders, count, size);
+  const own = process.cpuUsage(mine);
+  const others = othersPct(ticks, cpuTicks(), x.cpuUs + own.user + own.system);
+  return { ...x, othersPct: others ?? null };
+}
+
+/** The median and each round's share of the cores (%) used by processes outside the bench. */
+function othersFigures(values) {
+  const seen = values.filter((x) => typeof x === "number");
+  if (seen.length === 0) return {};
+  return { others_cpu_pct: round(median(seen), 1), rounds_others_cpu_pct: values.map((x) => (x === null ? null : round(x, 1))) };
 }
 
 const channelName = (system) => `bench-${process.pid}-${system.name.replace(/[^a-z0-9]/gi, "")}`;
+
+/** Median of round-by-round ratios (rounds ran back to back, so each pair of them saw the same machine). */
+function pairedRatio(mine, base) {
+  if (!mine || !base) return undefined;
+  const n = Math.min(mine.length, base.length);
+  return n === 0 ? undefined : round(median(Array.from({ length: n }, (_, i) => mine[i] / base[i])), 3);
+}
+
+/**
+ * `{ vs_raw_net: x }` (or vs_raw_tcp): the paired ratio of `p`'s rounds to those of its system's
+ * limit among `pairs`; `values`: pair -> its rounds' figures. Nothing for a raw system.
+ */
+function vsLimit(pairs, p, values) {
+  const limit = pairs.find((x) => x.system.name === p.system.limit);
+  if (p.system.limit === undefined) return {};
+  return { [ratioKey(p.system.limit)]: limit === undefined ? undefined : pairedRatio(values.get(p), values.get(limit)) };
+}
 
 /**
  * One host and one sender per system, all started first; then every round of every scenario runs
@@ -300,34 +340,33 @@ async function runPairs(systems, dir) {
     await guard(p, "throughput-64B", async () => {
       await transfer(p.s, p.host, [p.sender], 2000, 64);
       const warm = await transfer(p.s, p.host, [p.sender], 10000, 64);
-      tp.set(p, { count: Math.max(500, Math.min(1_000_000, Math.round(warm.msgsPerS * CFG.targetS))), rates: [] });
+      tp.set(p, { count: Math.max(500, Math.min(1_000_000, Math.round(warm.msgsPerS * CFG.targetS))), rates: [], cpu: [] });
     });
   }
   // A system whose calibration failed (reported) has no entry: it sits the rounds out.
   for (let r = 0; r < CFG.pairRounds; r++) {
     for (const p of live().filter((x) => tp.has(x)))
-      await guard(p, "throughput-64B", async () =>
-        tp.get(p).rates.push((await transfer(p.s, p.host, [p.sender], tp.get(p).count, 64)).msgsPerS),
-      );
+      await guard(p, "throughput-64B", async () => {
+        const t = tp.get(p);
+        const x = await watchedTransfer(p.s, p.host, [p.sender], t.count, 64);
+        t.rates.push(x.msgsPerS);
+        t.cpu.push(x);
+      });
   }
-  const limit = pairs.find((p) => p.system.name === "raw-net");
-  /** Median of round-by-round ratios to raw net (rounds ran back to back, so they saw the same machine). */
-  const paired = (p, values) => {
-    const base = limit && values.get(limit);
-    const mine = values.get(p);
-    if (!base || !mine || p === limit) return undefined;
-    const n = Math.min(base.length, mine.length);
-    return n === 0 ? undefined : round(median(Array.from({ length: n }, (_, i) => mine[i] / base[i])), 3);
-  };
+  const paired = (p, values) => vsLimit(pairs, p, values);
   const rates = new Map([...tp].map(([p, t]) => [p, t.rates]));
   for (const p of live()) {
     const t = tp.get(p);
     if (t === undefined || t.rates.length === 0) continue;
     row("throughput-64B", p.system, {
       msgs_per_s: median(t.rates),
-      vs_raw_net: paired(p, rates),
+      ...paired(p, rates),
       messages: t.count,
       rounds: t.rates.map((x) => round(x, 0)),
+      // CPU time per message (µs, median of the rounds) of the host and of the sender.
+      host_cpu_us: round(median(t.cpu.map((x) => x.hostCpuUs)), 3),
+      sender_cpu_us: round(median(t.cpu.map((x) => x.sendersCpuUs)), 3),
+      ...othersFigures(t.cpu.map((x) => x.othersPct)),
     });
   }
 
@@ -353,7 +392,7 @@ async function runPairs(systems, dir) {
     row("round-trip", p.system, {
       median_us: median(x.map((v) => median(v))),
       p99_us: median(x.map((v) => pct(v, 0.99))),
-      vs_raw_net: paired(p, rttMedians),
+      ...paired(p, rttMedians),
       round_trips: CFG.rttCount,
       rounds: x.map((v) => round(median(v), 1)),
     });
@@ -383,7 +422,7 @@ async function runPairs(systems, dir) {
     if (mib.has(p) && mib.get(p).length > 0) {
       row("throughput-1MiB", p.system, {
         mb_per_s: median(mib.get(p)),
-        vs_raw_net: paired(p, mib),
+        ...paired(p, mib),
         messages: mibCounts.get(p),
         rounds: mib.get(p).map((x) => round(x, 1)),
       });
@@ -400,63 +439,138 @@ async function runPairs(systems, dir) {
     });
   }
   for (let r = 0; r < CFG.pairRounds; r++) {
-    for (const p of live())
+    for (const p of live().filter((x) => conn.has(x)))
       await guard(p, "connect", async () =>
         conn
           .get(p)
-          .push(...(await p.s.call(p.sender, { cmd: "connect-times", name: channelName(p.system), count: CFG.connectCount })).samples),
+          .push((await p.s.call(p.sender, { cmd: "connect-times", name: channelName(p.system), count: CFG.connectCount })).samples),
       );
   }
+  const connMedians = new Map([...conn].map(([p, x]) => [p, x.map((v) => median(v))]));
   for (const p of live()) {
-    const x = conn.get(p);
-    row("connect", p.system, { median_ms: median(x), max_ms: Math.max(...x), connects: x.length });
+    const x = conn.get(p)?.flat() ?? [];
+    if (x.length === 0) continue;
+    row("connect", p.system, { median_ms: median(x), max_ms: Math.max(...x), ...paired(p, connMedians), connects: x.length });
   }
   return pairs;
 }
 
-/** Memory and scaling, one system at a time (up to 16 senders each), on the pair's host. */
-async function runScaling(pair) {
-  const { system, s } = pair;
+/**
+ * Memory and scaling of a group of pairs (the systems measured against one raw system, with it),
+ * on the pairs' hosts. For each sender count every system of the group gets that many senders
+ * (the pair's sender, pinned, and more, not pinned), then the rounds take turns between the
+ * systems in a rotating order, as the one-sender rounds do: a noisy moment hits all of them alike,
+ * and (xN) is the median of the round-by-round ratios to the raw system. A round during which the
+ * hypervisor took over 10% of the cores is run again (see steal.js).
+ */
+async function runScaling(group) {
   const scenarios = ["memory", ...CFG.scaling.map((n) => `scaling-${n}`)];
-  const done = new Set();
-  try {
-    if (!pair.ok) throw pair.error ?? new Error("the host or the sender did not start");
-    const idle = (await s.call(pair.sender, { cmd: "rss" })).rss;
-    const one = await s.call(pair.host, { cmd: "rss" });
-    const hostWithOne = one.rss;
-    const senders = [pair.sender];
-    for (const n of CFG.scaling) {
-      const scenario = `scaling-${n}`;
+  const last = CFG.scaling[CFG.scaling.length - 1];
+  /** pair -> { senders, idle, one }; a pair leaves it at its first failure to set up. */
+  const state = new Map();
+  const fail = (pair, from, err) => {
+    for (const sc of scenarios.slice(scenarios.indexOf(from))) failed(sc, pair.system, err);
+    if (from !== "memory" && !state.get(pair)?.memoryDone) failed("memory", pair.system, err);
+    state.delete(pair);
+  };
+  for (const pair of group) {
+    if (!pair.ok) {
+      for (const sc of scenarios) failed(sc, pair.system, pair.error ?? new Error("the host or the sender did not start"));
+      continue;
+    }
+    try {
+      const idle = (await pair.s.call(pair.sender, { cmd: "rss" })).rss;
+      const one = await pair.s.call(pair.host, { cmd: "rss" });
+      state.set(pair, { senders: [pair.sender], idle, one, memoryDone: false });
+    } catch (err) {
+      for (const sc of scenarios) failed(sc, pair.system, err);
+    }
+  }
+  for (const n of CFG.scaling) {
+    const scenario = `scaling-${n}`;
+    /** pair -> its calibrated count and its rounds */
+    const runs = new Map();
+    for (const [pair, st] of [...state]) {
+      const { system, s } = pair;
       try {
-        while (senders.length < n) {
+        while (st.senders.length < n) {
           const pid = await s.spawn();
           await s.call(pid, { cmd: "client", name: channelName(system) });
-          senders.push(pid);
+          st.senders.push(pid);
         }
-        if (n === CFG.scaling[CFG.scaling.length - 1]) {
+      } catch (err) {
+        fail(pair, scenario, err);
+        continue;
+      }
+      try {
+        if (n === last) {
           const withN = await s.call(pair.host, { cmd: "rss" });
           row("memory", system, {
-            idle_member_mb: idle / MIB,
-            host_kb_per_member: (withN.rss - hostWithOne) / 1024 / (n - 1),
+            idle_member_mb: st.idle / MIB,
+            host_kb_per_member: (withN.rss - st.one.rss) / 1024 / (n - 1),
             // How much the host's RSS moved between samples: a per-member figure whose total is
             // within it is below what RSS can show.
-            rss_noise_kb: Math.max(one.spread, withN.spread) / 1024,
+            rss_noise_kb: Math.max(st.one.spread, withN.spread) / 1024,
             members: n,
           });
-          done.add("memory");
+          st.memoryDone = true;
         }
-        const sc = await throughputScenario(s, pair.host, senders, 64);
-        row(scenario, system, { msgs_per_s: median(sc.results.map((r) => r.msgsPerS)), senders: n, messages_each: sc.count });
+        // A warm-up, then a count that lasts about targetS, in two steps: a short transfer's rate is
+        // mostly the senders' staggered start (one command each), which would make rounds short.
+        await transfer(s, pair.host, st.senders, 2000, 64);
+        const perSender = (x) => Math.max(500, Math.min(1_000_000, Math.round((x.msgsPerS * CFG.targetS) / n)));
+        const warm = await transfer(s, pair.host, st.senders, Math.max(2000, Math.round(10000 / n)), 64);
+        const count = perSender(await transfer(s, pair.host, st.senders, perSender(warm), 64));
+        runs.set(pair, { count, rates: [], hostCpu: [], sendersCpu: [], others: [], steals: [], redone: 0, failed: false });
       } catch (err) {
         failed(scenario, system, err);
+        if (n === last && !st.memoryDone) failed("memory", system, err);
       }
-      done.add(scenario);
     }
-  } catch (err) {
-    for (const sc of scenarios) if (!done.has(sc)) failed(sc, system, err);
-  } finally {
-    s.killAll();
-    await sleep(200);
+    const order = [...runs.keys()];
+    for (let r = 0; r < CFG.pairRounds; r++) {
+      for (let i = 0; i < order.length; i++) {
+        const pair = order[(r + i) % order.length];
+        const run = runs.get(pair);
+        // A system that failed a round sits the rest out (a late byte of it would count in the next).
+        if (run.failed) continue;
+        try {
+          const kept = await undisturbed(() => watchedTransfer(pair.s, pair.host, state.get(pair).senders, run.count, 64));
+          run.rates.push(kept.value.msgsPerS);
+          run.others.push(kept.value.othersPct);
+          run.hostCpu.push(kept.value.hostCpuUs);
+          run.sendersCpu.push(kept.value.sendersCpuUs);
+          run.steals.push(kept.steal);
+          run.redone += kept.redone;
+        } catch (err) {
+          run.failed = true;
+          failed(scenario, pair.system, err);
+        }
+      }
+    }
+    const rates = new Map([...runs].map(([pair, run]) => [pair, run.rates]));
+    // The group's raw system (the only one without a limit of its own), if it ran.
+    const limit = group.find((x) => x.system.limit === undefined);
+    for (const [pair, run] of runs) {
+      // A failed system has its failure row already (rounds before it are no figure).
+      if (run.rates.length === 0 || run.failed) continue;
+      const base = pair === limit ? undefined : runs.get(limit)?.rates;
+      row(scenario, pair.system, {
+        msgs_per_s: median(run.rates),
+        ...vsLimit(group, pair, rates),
+        // Each round's ratio: how far one pair of rounds is from the next on this machine.
+        ...(base === undefined ? {} : { rounds_ratio: run.rates.slice(0, base.length).map((x, i) => round(x / base[i], 2)) }),
+        senders: n,
+        messages_each: run.count,
+        rounds: run.rates.map((x) => round(x, 0)),
+        // CPU time per message (µs, median of the rounds): the host's, and all senders' together.
+        // Two cores: at a few senders the machine is full, and these say where its time goes.
+        host_cpu_us: round(median(run.hostCpu), 3),
+        senders_cpu_us: round(median(run.sendersCpu), 3),
+        ...stealFigures(run.steals, run.redone),
+        ...othersFigures(run.others),
+      });
+    }
   }
 }
 
@@ -567,35 +681,12 @@ async function runFailover(system, dir) {
   }
 }
 
-/** The pinned cores (0 and 1) as /proc/stat counts them: [steal, total] ticks; undefined off Linux. */
-function stealSnapshot() {
-  let text;
-  try {
-    text = fs.readFileSync("/proc/stat", "utf8");
-  } catch {
-    return undefined;
-  }
-  let steal = 0;
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("cpu0 ") && !line.startsWith("cpu1 ")) continue;
-    // user nice system idle iowait irq softirq steal guest guest_nice (guest time is in user too)
-    const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    steal += ticks[7];
-    total += ticks.reduce((a, b) => a + b, 0);
-  }
-  return total > 0 ? [steal, total] : undefined;
-}
-
-/** The share (%) of the pinned cores' time since `before` that the hypervisor gave to others. */
-function stealPct(before) {
-  const after = stealSnapshot();
-  if (before === undefined || after === undefined || after[1] <= before[1]) return undefined;
-  return (100 * (after[0] - before[0])) / (after[1] - before[1]);
-}
-
-function machine() {
+/** `before`: stealSnapshot(), cpuTicks(), treeCpuUs() and os.loadavg() at the start of the run. */
+function machine(before) {
   const cpus = os.cpus();
+  const steal = stealPct(before.steal);
+  const tree = treeCpuUs();
+  const others = tree === undefined || before.tree === undefined ? undefined : othersPct(before.cpu, cpuTicks(), tree - before.tree);
   return {
     cpu: cpus[0]?.model ?? "unknown",
     cores: cpus.length,
@@ -605,22 +696,43 @@ function machine() {
     date: new Date().toISOString(),
     quick: QUICK,
     pinned: TASKSET !== undefined ? "host on cpu 0, sender on cpu 1 (pair scenarios)" : "no",
-    rounds: CFG.rounds,
     pair_rounds: CFG.pairRounds,
     rtt_blocks: CFG.rttBlocks,
     rtt_block: CFG.rttBlock,
+    // How busy the machine was besides this run: the hypervisor's share of cores 0 and 1 over the
+    // whole run (steal, %; Linux), and the load average (1 min) at its start and end.
+    steal_pct_run: steal === undefined ? undefined : round(steal, 1),
+    // The share of all cores that processes outside the bench used over the run (%; Linux).
+    others_cpu_pct_run: others === undefined ? undefined : round(others, 1),
+    load_avg_start: round(before.load[0], 2),
+    load_avg_end: round(os.loadavg()[0], 2),
   };
 }
 
 (async () => {
   const started = now();
+  const before = { steal: stealSnapshot(), cpu: cpuTicks(), tree: treeCpuUs(), load: os.loadavg() };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-bench-"));
   const systems = SYSTEMS.filter((s) => ONLY === undefined || ONLY.includes(s.name));
   const messageScenarios = MESSAGE_SCENARIOS.filter((sc) => ONLY === undefined || ONLY.includes(MESSAGES.name) || ONLY.includes(sc));
   try {
     log(`systems: ${systems.map((x) => x.label).join(", ") || "none"}; message layer: ${messageScenarios.join(", ") || "none"}`);
     const pairs = await runPairs(systems, dir);
-    for (const pair of pairs) await runScaling(pair);
+    // Scaling a group at a time: the systems measured against one raw system, with it; only one
+    // group's processes are alive at once.
+    const groups = new Map();
+    for (const pair of pairs) {
+      const key = pair.system.limit ?? pair.system.name;
+      groups.set(key, [...(groups.get(key) ?? []), pair]);
+    }
+    for (const group of groups.values()) {
+      try {
+        await runScaling(group);
+      } finally {
+        for (const pair of group) pair.s.killAll();
+        await sleep(200);
+      }
+    }
     for (const system of systems) {
       if (system.elects) {
         await runElection(system, dir);
@@ -632,13 +744,13 @@ function machine() {
       }
     }
     if (messageScenarios.length > 0) {
-      const bench = { Session, CFG, row, failed, agreement, killHost, median, pct, round, sleep, now, stealSnapshot, stealPct };
+      const bench = { Session, CFG, row, failed, agreement, killHost, median, pct, round, sleep, now };
       await runMessages(bench, dir, messageScenarios);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const result = { machine: machine(), duration_s: round((now() - started) / 1000, 1), rows };
+  const result = { machine: machine(before), duration_s: round((now() - started) / 1000, 1), rows };
   fs.mkdirSync(OUT, { recursive: true });
   writeReports(result, OUT);
   log(`done in ${result.duration_s} s: ${path.relative(process.cwd(), OUT)}/latest.{json,md,svg}`);

@@ -12,6 +12,9 @@
  *
  * Byte-stream systems (raw net, open-channel) write each message with one write() and count bytes;
  * message systems (node-ipc, zeromq) send one message per call and count payload bytes.
+ *
+ * `limit` names the raw system a system's ratios are taken to: raw net over the same kind of
+ * socket (a Unix socket, or TCP loopback for open-channel's tcp transport).
  */
 const fs = require("node:fs");
 const net = require("node:net");
@@ -50,6 +53,7 @@ const rawNet = {
   preload: () => undefined,
   label: "raw net (unix socket)",
   elects: false,
+  transport: "unix",
   payload: bytes,
   size: (p) => p.length,
   socketPath: (name) => path.join(sharedDir(), `${name}.sock`),
@@ -71,17 +75,66 @@ const rawNet = {
   },
 };
 
-function openChannelSystem(name, label, load) {
+/**
+ * Raw net over TCP loopback, Nagle off on both ends (as open-channel's tcp transport has it): the
+ * limit of open-channel over tcp. The host listens on a random port and writes it to a file.
+ */
+const rawTcp = {
+  name: "raw-tcp",
+  preload: () => undefined,
+  label: "raw net (TCP loopback)",
+  elects: false,
+  transport: "tcp",
+  payload: bytes,
+  size: (p) => p.length,
+  portFile: (name) => path.join(sharedDir(), `${name}.port`),
+  async host(name, onMessage) {
+    const listener = streamListener(onMessage);
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      listener(socket);
+    });
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: "127.0.0.1", port: 0 }, resolve);
+    });
+    // Written whole, then renamed: a client never reads half a port number.
+    const file = rawTcp.portFile(name);
+    fs.writeFileSync(`${file}.tmp`, String(server.address().port));
+    fs.renameSync(`${file}.tmp`, file);
+    return { close: () => server.close() };
+  },
+  async client(name, onMessage) {
+    const port = Number(fs.readFileSync(rawTcp.portFile(name), "utf8"));
+    // noDelay as a constructor option: net.connect() makes a new socket.
+    const socket = net.connect({ host: "127.0.0.1", port, noDelay: true });
+    await new Promise((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return streamClient(socket, onMessage);
+  },
+};
+
+/**
+ * open-channel through the umbrella; `transport` undefined: the one it picks for the platform
+ * (unix here), or a name for the umbrella's loadTransport (as OPEN_CHANNEL_TRANSPORT would pick it).
+ */
+function openChannelSystem(name, label, load, transport, limit) {
+  const options = (channelName) =>
+    transport === undefined ? undefined : { transport: require("open-channel").loadTransport(transport, channelName) };
   return {
     name,
     label,
     elects: true,
+    transport: transport ?? "unix",
+    limit,
     preload: () => load(),
     payload: bytes,
     size: (p) => p.length,
     async host(channelName, onMessage) {
       const openChannel = load();
-      const channel = openChannel(channelName, streamListener(onMessage));
+      const channel = openChannel(channelName, streamListener(onMessage), options(channelName));
       const socket = channel.connect();
       await new Promise((resolve, reject) => {
         socket.once("connect", resolve);
@@ -92,7 +145,7 @@ function openChannelSystem(name, label, load) {
     async client(channelName, onMessage) {
       const openChannel = load();
       // Never the host here: the host process opened the channel first.
-      const channel = openChannel(channelName, () => undefined);
+      const channel = openChannel(channelName, () => undefined, options(channelName));
       const socket = channel.connect();
       await new Promise((resolve, reject) => {
         socket.once("connect", resolve);
@@ -103,11 +156,15 @@ function openChannelSystem(name, label, load) {
     /** For the election and failover scenarios: join, and learn the host from its welcome line. */
     member(channelName, onWelcome) {
       const openChannel = load();
-      const channel = openChannel(channelName, (socket) => {
-        socket.on("error", () => undefined);
-        socket.write(`welcome ${process.pid}\n`);
-        socket.resume();
-      });
+      const channel = openChannel(
+        channelName,
+        (socket) => {
+          socket.on("error", () => undefined);
+          socket.write(`welcome ${process.pid}\n`);
+          socket.resume();
+        },
+        options(channelName),
+      );
       const socket = channel.connect(Number(process.env.BENCH_MEMBER_TIMEOUT || 5000));
       let buffered = "";
       socket.setEncoding("utf8");
@@ -125,14 +182,35 @@ function openChannelSystem(name, label, load) {
   };
 }
 
-const openChannelNow = openChannelSystem("open-channel", "open-channel (this repo)", () => require("open-channel").default);
-const openChannelOld = openChannelSystem("open-channel-0.1.12", "open-channel 0.1.12 (npm)", () => require("open-channel-0.1.12").default);
+const openChannelNow = openChannelSystem(
+  "open-channel",
+  "open-channel (this repo)",
+  () => require("open-channel").default,
+  undefined,
+  "raw-net",
+);
+const openChannelTcp = openChannelSystem(
+  "open-channel-tcp",
+  "open-channel (this repo, tcp)",
+  () => require("open-channel").default,
+  "tcp",
+  "raw-tcp",
+);
+const openChannelOld = openChannelSystem(
+  "open-channel-0.1.12",
+  "open-channel 0.1.12 (npm)",
+  () => require("open-channel-0.1.12").default,
+  undefined,
+  "raw-net",
+);
 
 const nodeIpc = {
   name: "node-ipc",
   preload: () => require("node-ipc"),
   label: "node-ipc 9.2.1",
   elects: false,
+  transport: "unix",
+  limit: "raw-net",
   // node-ipc's default: JSON event messages; a 64-byte message is a 64-character string.
   payload: (n) => "x".repeat(n),
   size: (p) => p.length,
@@ -179,6 +257,8 @@ const zeromq = {
   preload: () => require("zeromq"),
   label: "zeromq 6 (ipc://)",
   elects: false,
+  transport: "unix",
+  limit: "raw-net",
   payload: bytes,
   size: (p) => p.length,
   endpoint: (name) => `ipc://${path.join(sharedDir(), `${name}.zmq`)}`,
@@ -219,7 +299,8 @@ const zeromq = {
   },
 };
 
-const SYSTEMS = [rawNet, openChannelNow, nodeIpc, zeromq, openChannelOld];
+/** Each raw system first, then what is measured against it (the report's column order). */
+const SYSTEMS = [rawNet, openChannelNow, rawTcp, openChannelTcp, nodeIpc, zeromq, openChannelOld];
 
 /**
  * open-channel's message layer (`openMessageChannel` through the umbrella, over the same transport
@@ -234,4 +315,7 @@ const MESSAGES = {
   preload: () => require("open-channel"),
 };
 
-module.exports = { SYSTEMS, MESSAGES, byName: (name) => SYSTEMS.find((s) => s.name === name) };
+/** A row's field for the ratio to a raw system: "raw-tcp" -> "vs_raw_tcp". */
+const ratioKey = (limit) => `vs_${limit.replace("-", "_")}`;
+
+module.exports = { SYSTEMS, MESSAGES, ratioKey, byName: (name) => SYSTEMS.find((s) => s.name === name) };

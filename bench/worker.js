@@ -13,7 +13,13 @@ const system = byName(process.env.BENCH_SYSTEM);
 
 // ---- host ------------------------------------------------------------------------------------
 
-const hostState = { mode: "count", expected: 0, received: 0, firstAt: undefined };
+const hostState = { mode: "count", expected: 0, received: 0, firstAt: undefined, cpu: undefined };
+
+/** CPU time (user + system, µs) this process used since `since` (a process.cpuUsage()). */
+const cpuSince = (since) => {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
+};
 
 function onHostMessage(payload, answer) {
   const s = hostState;
@@ -22,7 +28,8 @@ function onHostMessage(payload, answer) {
   if (s.mode === "echo") answer(payload);
   if (s.expected > 0 && s.received >= s.expected) {
     s.expected = 0;
-    process.send({ type: "done", at: now(), firstAt: s.firstAt, received: s.received });
+    // With the host's CPU time since the expect command: where a transfer's time goes.
+    process.send({ type: "done", at: now(), firstAt: s.firstAt, received: s.received, cpuUs: cpuSince(s.cpu) });
   }
 }
 
@@ -34,13 +41,14 @@ const clientMessage = (payload) => onClientBytes(system.size(payload));
 
 async function sendAll(count, size) {
   const payload = system.payload(size);
+  const cpu = process.cpuUsage();
   const startAt = now();
   for (let i = 0; i < count; i++) {
     const r = client.send(payload);
     if (r === false) await client.drain();
     else if (r !== true && r !== undefined && typeof r.then === "function") await r;
   }
-  return { startAt, endAt: now() };
+  return { startAt, endAt: now(), cpuUs: cpuSince(cpu) };
 }
 
 /** Sends one message and waits until as many bytes came back. */
@@ -91,7 +99,7 @@ process.on("message", async (msg) => {
         await system.host(msg.name, onHostMessage);
         return reply(id, { ok: true });
       case "expect":
-        Object.assign(hostState, { mode: msg.mode, expected: msg.bytes, received: 0, firstAt: undefined });
+        Object.assign(hostState, { mode: msg.mode, expected: msg.bytes, received: 0, firstAt: undefined, cpu: process.cpuUsage() });
         return reply(id, { ok: true });
       case "client": {
         const t0 = now();
