@@ -1,11 +1,30 @@
 "use strict";
 // A member of the chaos run: joins the channel, reports every (re)connect and every error to the
-// orchestrator over IPC, and keeps writing so the host always has traffic.
+// orchestrator over IPC, and runs a small request/response protocol through its socket, as an
+// application would: a request line every 20 ms and one at each (re)connect, which the host's
+// listener answers with its own pid. The first reply from a new host is when the application
+// itself is served again.
 const openChannel = require("open-channel").default;
 
+/** Calls `onLine` for each complete line of a stream of chunks (ASCII: a Buffer joins as text). */
+function lines(onLine) {
+  let rest = "";
+  return (chunk) => {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop();
+    for (const line of parts) onLine(line);
+  };
+}
+
 const name = process.env.CHAOS_CHANNEL;
+// The host's listener: answers `req SEQ` with `res SEQ PID` (the pid of the process it runs in).
 const channel = openChannel(name, (socket) => {
-  socket.on("data", () => undefined);
+  socket.on(
+    "data",
+    lines((line) => {
+      if (line.startsWith("req ")) socket.write(`res ${line.slice(4)} ${process.pid}\n`);
+    }),
+  );
 });
 const socket = channel.connect(Number(process.env.CHAOS_TIMEOUT || 10000));
 // Reports are stamped at once but sent in one batch once things are quiet, so that talking to the
@@ -22,12 +41,18 @@ const report = (msg) => {
   clearTimeout(flushTimer);
   flushTimer = setTimeout(flush, REPORT_DELAY_MS);
 };
+let seq = 0;
+const request = () => socket.write(`req ${++seq}\n`);
 // CPU time this process spent from noticing the loss until connected again (user + system, us).
 let cpuAtLoss;
+// The pid whose listener answered last: a reply from another one is reported (a new host).
+let lastReplier;
 socket.on("connect", () => {
   const cpu = cpuAtLoss && process.cpuUsage(cpuAtLoss);
   cpuAtLoss = undefined;
   report({ type: "connect", hostPid: channel.hostPid, isHost: channel.isHost, cpuUs: cpu && cpu.user + cpu.system });
+  // What an application does on connect (the README's "resync on connect"): ask the host at once.
+  request();
 });
 channel.on("state", (state, previous) => {
   if (previous === "connected" && state === "connecting") {
@@ -35,6 +60,20 @@ channel.on("state", (state, previous) => {
     report({ type: "lost" });
   }
 });
+// The moment this process holds the channel's address (the new host's part of a failover).
+channel.on("hosting", (isHost) => isHost && report({ type: "hosting" }));
 socket.on("error", (err) => report({ type: "error", code: err.code, message: err.message }));
-socket.on("data", () => undefined);
-setInterval(() => socket.write(`${process.pid} tick\n`), 20);
+socket.on(
+  "data",
+  lines((line) => {
+    const reply = /^res \d+ (\d+)$/.exec(line);
+    if (reply === null) return report({ type: "error", code: "BAD_REPLY", message: line });
+    const hostPid = Number(reply[1]);
+    if (hostPid === lastReplier) return;
+    lastReplier = hostPid;
+    report({ type: "reply", hostPid });
+  }),
+);
+// Requests keep the host busy with traffic; those written while the channel is between hosts are
+// queued and go to the new host first.
+setInterval(request, 20);

@@ -2,9 +2,12 @@
 "use strict";
 /**
  * Chaos run: N members on one channel, the host SIGKILLed again and again, a newcomer joining
- * after each failover. Measures the time from each kill to the moment every survivor is
- * reconnected to one and the same new host, and counts split brain, user-visible errors and
- * members that never came back. Prints one JSON summary.
+ * after each failover. Measures two times from each kill: until every survivor is reconnected to
+ * one and the same new host (failover_ms: the socket's `connect`, when the `failover` event
+ * fires), and until every survivor has had a reply from the new host's listener through its own
+ * socket (app_failover_ms: when the application is served again; each member sends a request line
+ * at every connect and every 20 ms). Counts split brain, user-visible errors and members that
+ * never came back. Prints one JSON summary on stdout and a line for humans on stderr.
  *
  *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
  *
@@ -12,8 +15,11 @@
  * Where the time goes, in the summary: first_detect_ms_median (kill -> the first survivor sees its
  * connection end: the kernel's part, the dead process's memory is torn down before its sockets
  * close), detect_ms_median (-> the last survivor sees it), elect_ms_median (first loss -> all
- * back), cpu_ms_median (CPU time, user + system, a member / the new host spent from its loss to
- * connected). CHAOS_NODE_ARGS="--cpu-prof ..." passes node options to the members.
+ * back), new_host_detect_ms_median (kill -> the new host sees it), hosting_ms_median (kill -> the
+ * new host holds the channel's address), reply_ms_median (a survivor's connect -> its first reply
+ * from the new host's listener), cpu_ms_median (CPU time, user + system, a member / the new host
+ * spent from its loss to connected). CHAOS_NODE_ARGS="--cpu-prof ..." passes node options to the
+ * members.
  */
 const { fork } = require("node:child_process");
 const path = require("node:path");
@@ -83,6 +89,26 @@ async function agreement(pids, since) {
   return undefined;
 }
 
+/** First reply from `host`'s listener to each pid after `since`: all of them, or those that came in time. */
+async function replies(pids, since, host) {
+  const deadline = now() + GIVE_UP_MS;
+  const first = new Map();
+  for (;;) {
+    for (const r of reports) {
+      if (r.type === "reply" && r.at >= since && r.hostPid === host && pids.includes(r.pid) && !first.has(r.pid)) first.set(r.pid, r);
+    }
+    if (first.size === pids.length || now() >= deadline) return first;
+    await waitForReport(deadline - now());
+  }
+}
+
+/** Median, p90 and max of the times over the kills, and every one of them. */
+function spread(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const pct = (p) => (sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1)) : null);
+  return { median: pct(0.5), p90: pct(0.9), max: pct(1), all: values.map((t) => Number(t.toFixed(1))) };
+}
+
 function median(values) {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
@@ -107,10 +133,17 @@ async function firstConnect(pid) {
   // joined by then): a channel that has just started has not chosen its heir yet.
   await sleep(SETTLE_MS);
   let host = first.host;
+  // Who may answer, from each moment on: the host, and once it is killed, its heir (the dead
+  // host's replies may still be read after the kill).
+  const epochs = [{ from: 0, hosts: [host] }];
   const times = [];
+  const appTimes = [];
+  const replyAfterConnect = [];
   const detect = [];
   const firstDetect = [];
   const elect = [];
+  const heirDetect = [];
+  const hosting = [];
   const cpuMember = [];
   const cpuHost = [];
   let splitBrain = 0;
@@ -127,13 +160,26 @@ async function firstConnect(pid) {
       break;
     }
     times.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - t0);
+    epochs.push({ from: t0, hosts: [host, result.host] });
+    // At the application: every survivor has had a reply from the new host's listener.
+    const served = await replies(survivors, t0, result.host);
+    if (served.size < survivors.length) {
+      neverBack += survivors.length - served.size;
+      break;
+    }
+    appTimes.push(Math.max(...[...served.values()].map((r) => r.at)) - t0);
+    for (const [pid, r] of served) replyAfterConnect.push(r.at - result.latest.get(pid).at);
     // Where the time went: from the kill until the survivors noticed, then their election.
     const lost = reports.filter((r) => r.type === "lost" && r.at >= t0 && survivors.includes(r.pid));
     if (lost.length) {
       detect.push(Math.max(...lost.map((r) => r.at)) - t0);
       firstDetect.push(Math.min(...lost.map((r) => r.at)) - t0);
       elect.push(Math.max(...[...result.latest.values()].map((r) => r.at)) - Math.min(...lost.map((r) => r.at)));
+      const heirLost = lost.find((r) => r.pid === result.host);
+      if (heirLost) heirDetect.push(heirLost.at - t0);
     }
+    const hosted = reports.find((r) => r.type === "hosting" && r.at >= t0 && r.pid === result.host);
+    if (hosted) hosting.push(hosted.at - t0);
     // Split brain: any member that, after the kill, connected to another host than the elected one,
     // or more than one member saying it hosts.
     const after = reports.filter((r) => r.type === "connect" && r.at >= t0);
@@ -148,28 +194,39 @@ async function firstConnect(pid) {
     else if (joined.hostPid !== host) splitBrain++;
     await sleep(PAUSE_MS);
   }
-  const sorted = [...times].sort((a, b) => a - b);
-  const pct = (p) => (sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1)) : null);
+  // The last replies are reported in a batch a moment later.
+  await sleep(100);
+  // Split brain, seen by the application: a reply from a listener that should not be answering.
+  for (let e = 0; e < epochs.length; e++) {
+    const { from, hosts } = epochs[e];
+    const until = epochs[e + 1]?.from ?? Number.POSITIVE_INFINITY;
+    if (reports.some((r) => r.type === "reply" && r.at >= from && r.at < until && !hosts.includes(r.hostPid))) splitBrain++;
+  }
   const summary = {
     transport: TRANSPORT || "auto",
     members: MEMBERS,
     kills: times.length,
     pause_ms: PAUSE_MS,
-    failover_ms: {
-      median: pct(0.5),
-      p90: pct(0.9),
-      max: sorted.length ? Number(sorted[sorted.length - 1].toFixed(1)) : null,
-      all: times.map((t) => Number(t.toFixed(1))),
-    },
+    failover_ms: spread(times),
+    app_failover_ms: spread(appTimes),
     first_detect_ms_median: median(firstDetect),
     detect_ms_median: median(detect),
     elect_ms_median: median(elect),
+    new_host_detect_ms_median: median(heirDetect),
+    hosting_ms_median: median(hosting),
+    reply_ms_median: median(replyAfterConnect),
     cpu_ms_median: { member: median(cpuMember), new_host: median(cpuHost) },
     split_brain: splitBrain,
     user_errors: reports.filter((r) => r.type === "error").length,
     never_back: neverBack,
   };
   console.log(JSON.stringify(summary));
+  const figures = (f) => `median ${f.median} / p90 ${f.p90} / max ${f.max} ms`;
+  console.error(
+    `chaos ${summary.transport}, ${MEMBERS} members, ${summary.kills} kills: failover event ${figures(summary.failover_ms)}; ` +
+      `at the application ${figures(summary.app_failover_ms)}; split brain ${splitBrain}, errors ${summary.user_errors}, ` +
+      `never back ${neverBack}`,
+  );
   for (const child of children.values()) child.kill("SIGKILL");
   process.exit(summary.split_brain || summary.user_errors || summary.never_back ? 1 : 0);
 })().catch((err) => {
