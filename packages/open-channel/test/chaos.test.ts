@@ -4,8 +4,8 @@ import * as path from "node:path";
 /**
  * `npm run chaos` in small: the host SIGKILLed a few times among 4 members. Failover at the
  * application (kill -> every survivor has a reply from the new host's listener through its own
- * socket) stays far below a write held back by Nagle against a delayed ACK (~40 ms more per
- * failover); the bound has a wide margin for a busy 2-core machine.
+ * socket) follows the reconnection at once: no write held back by Nagle against a delayed ACK
+ * (~40 ms more per failover).
  */
 const ROOT = path.join(__dirname, "..", "..", "..");
 const TRANSPORTS = process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"];
@@ -50,6 +50,9 @@ test.each(TRANSPORTS)("chaos over %s: every survivor is served by the new host s
   expect(summary.app_failover_ms.all).toHaveLength(7);
   // The reply comes after the reconnection, over the same socket.
   expect(summary.app_failover_ms.median).toBeGreaterThanOrEqual(summary.failover_ms.median);
-  expect(summary.app_failover_ms.median).toBeLessThan(35);
+  // The application's first reply follows the reconnection at once: a write held back by Nagle
+  // until a delayed ACK adds ~40 ms here. The gap, not the whole time, is bounded: a busy machine
+  // slows both alike.
+  expect(summary.app_failover_ms.median - summary.failover_ms.median).toBeLessThan(20);
   expect(err).toMatch(/at the application median [\d.]+ \/ p90 [\d.]+ \/ max [\d.]+ ms; split brain 0, errors 0, never back 0/);
 });
