@@ -204,7 +204,7 @@ function systemsTable(result, systems) {
       `(xN) is the median of the round-by-round ratios to the limit: raw net over the same kind of socket (a Unix socket; ` +
       `TCP loopback with Nagle off for open-channel over its tcp transport). ` +
       `Scaling: per sender count, median of ${m.pair_rounds} rounds, the systems measured against one raw system (and it) ` +
-      `taking turns round by round in a rotating order, the added senders not pinned; a round during which the hypervisor ` +
+      `taking turns round by round in a rotating order, ${m.pinned === "no" ? "not pinned" : "every sender on one core, the host on the other"}; a round during which the hypervisor ` +
       `took over 10% of the cores is run again${scalingRedone(result.rows)}. Election and failover: welcome line from the host's listener.`,
     "",
     `| scenario | ${systems.map((s) => s.label).join(" | ")} |`,
