@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader, type WriteCallback } from "./channel-socket";
-import { debug } from "./debug";
+import { debug, debugEnabled } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
 import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import { HostServer } from "./host";
@@ -493,13 +493,16 @@ export class ProcessChannel extends EventEmitter {
       this.standbyServer = undefined;
       this.emitSoon("heir", false);
     }
-    debug(
-      "channel %j: hosting (%s, server %s%s)",
-      this.name,
-      this.describeAddress(),
-      host.id.toString("hex"),
-      standby ? ", was the heir" : "",
-    );
+    // (The address is read, from the port file over TCP, only when the line is written.)
+    if (debugEnabled()) {
+      debug(
+        "channel %j: hosting (%s, server %s%s)",
+        this.name,
+        this.describeAddress(),
+        host.id.toString("hex"),
+        standby ? ", was the heir" : "",
+      );
+    }
     return "listening";
   }
 
@@ -582,7 +585,8 @@ export class ProcessChannel extends EventEmitter {
     this.standby = standby;
     this.standbyServer = server;
     this.emitSoon("heir", true);
-    debug("channel %j: heir, standing by at %s", this.name, this.transport.address?.(this.standbyName) ?? "the standby address");
+    if (debugEnabled())
+      debug("channel %j: heir, standing by at %s", this.name, this.transport.address?.(this.standbyName) ?? "the standby address");
   }
 
   /**
