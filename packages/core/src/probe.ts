@@ -27,18 +27,19 @@ export type ProbeVerdict = "live" | "refused" | "stranger" | "unknown";
  * if ((await probeChannel(transport, "jobs")) === "refused") fs.rmSync(leftoverFile, { force: true });
  */
 export async function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
-  // A connection reset before any answer is a listener that is dying right now (the kernel closes
-  // a killed host's sockets one by one): ask again a few ms later rather than call it unknown.
+  const secret = transport.secret?.(channel);
+  // A connection reset before any answer is a listener that was closing as we connected (the
+  // kernel closes a killed host's sockets one by one; the reset comes as its listener closes):
+  // ask again at once rather than call it unknown. One that resets every time is alive.
   for (let attempt = 1; ; attempt++) {
-    const verdict = await probeOnce(transport, channel, timeoutMs);
+    const verdict = await probeOnce(transport, channel, secret, timeoutMs);
     if (verdict !== "reset") return verdict;
     if (attempt >= 3) return "unknown";
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
-function probeOnce(transport: Transport, channel: string, timeoutMs: number): Promise<ProbeVerdict | "reset"> {
-  const secret = transport.secret?.(channel);
+function probeOnce(transport: Transport, channel: string, secret: Buffer | undefined, timeoutMs: number): Promise<ProbeVerdict | "reset"> {
   return new Promise((resolve) => {
     const socket = new net.Socket().setNoDelay(true);
     const parser = new ReplyParser();

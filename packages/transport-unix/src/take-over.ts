@@ -18,16 +18,16 @@ const PROBE_TIMEOUT_MS = 1000;
 /** How long a process waits for another one's bind before it simply connects again. */
 const WAIT_FOR_LOCK_MS = 250;
 
-/** Tries again after a connection that a dying listener reset before answering. */
+/** Tries again (at once: the reset came as the listener closed) after a dying listener's reset. */
 const PROBE_RETRIES = 3;
-const PROBE_RETRY_MS = 2;
 
 /**
  * Is a process listening on `socketPath`? `refused` means nobody listens on that file. A full
  * backlog (`EAGAIN`) or a slow answer counts as live. With `channel`, the probe asks the way
  * open-channel hosts answer at once (a probe hello): any answer at all is a live listener, and a
  * connection reset before any answer is a listener that is dying right now (the kernel closes a
- * killed host's sockets one by one): it asks again, a few ms later, instead of taking it for alive.
+ * killed host's sockets one by one; the reset comes as its listener closes): it asks again at once
+ * instead of taking it for alive.
  * Without `channel`, a connection is enough to count as live.
  *
  * @example
@@ -39,7 +39,7 @@ export async function probe(socketPath: string, channel?: string): Promise<Probe
     if (result !== "reset") return result;
     debug("probe of %s: reset before any answer (attempt %d)", socketPath, attempt);
     if (attempt >= PROBE_RETRIES) return "live";
-    await new Promise((resolve) => setTimeout(resolve, PROBE_RETRY_MS));
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
