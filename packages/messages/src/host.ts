@@ -208,6 +208,9 @@ export class MessageHost {
     /** One frame at `buf[start, end)` (made once per connection, not per chunk). */
     const onRange = (buf: Buffer, start: number, end: number): void => {
       if (buf[start + 4] === FRAME.hello) {
+        // One session per connection: a member says hello once per connection. A second one
+        // would leave the first session attached to this socket for good (never expired).
+        if (session !== undefined) throw new Error("a second hello on one connection");
         session = this.hello(buf.subarray(start, end), socket);
         this.current = session;
       } else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);

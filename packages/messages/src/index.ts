@@ -16,7 +16,7 @@
  *
  * @packageDocumentation
  */
-import { OpenChannelRangeError, OpenChannelTypeError, ProcessChannel, type Transport } from "@open-channel/core";
+import { OpenChannelRangeError, OpenChannelTypeError, openChannel, type ProcessChannel, type Transport } from "@open-channel/core";
 import { type Codec, structuredCodec } from "./codec";
 import { type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
@@ -136,7 +136,9 @@ export class MessageChannel {
       maxUnacked: this.limits.maxUnacked,
       channel: name,
     });
-    this.channel = new ProcessChannel(name, host.listener, { transport: options.transport });
+    // openChannel checks the name and the transport: a name the handshake cannot carry (a number,
+    // over 1024 bytes) threw later, uncaught, from a connect event or a timer.
+    this.channel = openChannel(name, host.listener, { transport: options.transport });
   }
 
   /**

@@ -371,7 +371,7 @@ test("a producer faster than the host: what is in flight stays within the window
 async function withRawHost(
   handlers: import("../src/host").MessageHandlers,
   limits: { maxFrameBytes: number; maxUnacked: number },
-  body: (file: string) => Promise<void>,
+  body: (file: string, host: import("../src/host").MessageHost) => Promise<void>,
 ): Promise<void> {
   const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
   const host = new MessageHost(handlers, { codec: v8Codec, channel: "raw", ...limits });
@@ -380,7 +380,7 @@ async function withRawHost(
   const server = net.createServer(host.listener).listen(file);
   await new Promise((r) => server.once("listening", r));
   try {
-    await body(file);
+    await body(file, host);
   } finally {
     server.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -444,6 +444,11 @@ test("options are checked: TypeError / RangeError with codes", () => {
   expect(() => openMessageChannel("x", {}, { transport, maxFrameBytes: 1.5 })).toThrow(
     expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }),
   );
+  // The name as openChannel checks it: at once, never later from a connect event or a timer.
+  expect(() => openMessageChannel(42 as never, {}, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }));
+  expect(() => openMessageChannel("", {}, { transport })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE" }));
+  expect(() => openMessageChannel("x".repeat(70000), {}, { transport })).toThrow(expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }));
+  expect(() => openMessageChannel("x", {}, {} as never)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_NO_TRANSPORT" }));
 });
 
 test("a member from before the features byte (a rolling restart) gets its ACK frames; a current one gets replies that stand for them", async () => {
@@ -504,6 +509,26 @@ test("a frame from the host over the member's maxFrameBytes closes the messenger
   } finally {
     hostSocket.destroy();
   }
+});
+
+test("a second hello on one connection closes it, and neither session stays attached to it", async () => {
+  await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file, host) => {
+    const socket = net.connect(file);
+    socket.on("error", () => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const closed = new Promise<boolean>((resolve) => {
+      socket.on("close", () => resolve(true));
+      timer = setTimeout(() => resolve(false), 5000);
+    });
+    socket.write(Buffer.concat([encodeHello(Buffer.alloc(16, 8), 1, 0, []), encodeHello(Buffer.alloc(16, 9), 1, 0, [])]));
+    const wasClosed = await closed;
+    clearTimeout(timer);
+    socket.destroy();
+    expect(wasClosed).toBe(true);
+    // Detached sessions expire; one still attached to a socket would be kept for good.
+    const sessions = [...(host as unknown as { sessions: Map<string, { socket?: net.Socket }> }).sessions.values()];
+    expect(sessions.filter((x) => x.socket !== undefined)).toEqual([]);
+  });
 });
 
 test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
