@@ -151,3 +151,32 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
     expect(hostMessages.filter((m) => m.type === "listener").map((m) => m.seen)).toEqual([1]);
   });
 });
+
+describeAsRoot.each(["unix", "tcp"] as const)("a private folder under another user's folder, over %s", (transport) => {
+  test("is refused: its owner could move it away and put one of theirs in its place", async () => {
+    // The intruder owns a sticky, world-writable folder (as /tmp is root's): the victim may make
+    // its private folder there, and the intruder, as the folder's owner, may still rename it.
+    stage();
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), "oc-shared-"));
+    fs.chownSync(shared, INTRUDER_UID, INTRUDER_UID);
+    fs.chmodSync(shared, 0o1777);
+    const dir = path.join(shared, "victim-private");
+    const hostMessages: Record<string, unknown>[] = [];
+    start(
+      HOST_UID,
+      { OC_ROLE: "host-in", OC_CHANNEL: uniqueChannel(`shared-${transport}`), OC_DIR: dir, OPEN_CHANNEL_TRANSPORT: transport },
+      (m) => hostMessages.push(m),
+    );
+    const result = await next(hostMessages, "host-in");
+    expect(result).toMatchObject({ code: "ERR_OPEN_CHANNEL_UNSAFE_DIR" });
+    expect(String(result.message)).toContain(`belongs to uid ${INTRUDER_UID}`);
+    expect(fs.existsSync(dir)).toBe(false);
+
+    // The threat is real: a folder of the victim's there is the intruder's to move.
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.chownSync(dir, HOST_UID, HOST_UID);
+    const moverMessages: Record<string, unknown>[] = [];
+    start(INTRUDER_UID, { OC_ROLE: "mover", OC_FROM: dir, OC_TO: `${dir}-moved` }, (m) => moverMessages.push(m));
+    expect(await next(moverMessages, "moved")).toMatchObject({ ok: true });
+  });
+});

@@ -56,6 +56,26 @@ describe("the private directory", () => {
     expect(() => ensurePrivateDir(dir, "jobs")).toThrow(/"jobs"/);
   });
 
+  test("a folder above it that others may write to is refused, unless sticky (as /tmp)", () => {
+    for (const [mode, ok] of [
+      [0o777, false],
+      [0o775, false],
+      [0o757, false],
+      [0o1777, true],
+      [0o755, true],
+    ] as const) {
+      const parent = tmp();
+      fs.chmodSync(parent, mode);
+      const dir = path.join(parent, "private");
+      if (ok) expect(() => ensurePrivateDir(dir, "jobs")).not.toThrow();
+      else {
+        expect(() => ensurePrivateDir(dir, "jobs")).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_UNSAFE_DIR" }));
+        // Refused before it made anything there.
+        expect(fs.existsSync(dir)).toBe(false);
+      }
+    }
+  });
+
   test("a symlink in place of the directory is refused", () => {
     const base = tmp();
     const real = path.join(base, "real");
