@@ -147,6 +147,22 @@ export class HostServer {
     }
   }
 
+  /**
+   * Another server owns the channel's address now: stops serving and ends every member's
+   * connection as {@link HostServer.handOver} does, so that they join that server, but leaves the
+   * listening handles open (unreachable, unref'ed): closing a Unix server unlinks its path, which
+   * is the other server's file now.
+   */
+  stepAside(reason: string): void {
+    debug("channel %j: stepping aside (%s): %d member connection(s) end", this.channel, reason, this.members.size);
+    this.orphaned = true;
+    this.refuseParked(reason);
+    for (const socket of this.members) {
+      socket.end();
+      setTimeout(() => socket.destroy(), HAND_OVER_DRAIN_MS).unref();
+    }
+  }
+
   /** Stops listening everywhere, refusing parked members; accepted members stay connected. */
   close(reason: string): void {
     this.closed = true;

@@ -5,7 +5,7 @@ import { debug, debugEnabled } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
 import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
 import { HostServer } from "./host";
-import { queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
+import { answeringServer, queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
 import type { Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
 
@@ -95,6 +95,12 @@ const STANDBY_GRACE_MS = 100;
 const HEIR_DELAY_MS = 150;
 /** An heir that is connected to a live host refuses a parked member after this long. */
 const PARK_WHILE_CONNECTED_MS = 30;
+/**
+ * While hosting, how often this process checks that the channel's address still leads to its
+ * server (a socket or port file removed, the secret replaced): within twice this, it binds the
+ * address again or steps down.
+ */
+const ADDRESS_CHECK_MS = 500;
 
 const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
 const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
@@ -218,6 +224,8 @@ export class ProcessChannel extends EventEmitter {
   private endCallback: (() => void) | undefined;
   /** Set while the channel itself destroys the socket (so it is not taken for the user's close). */
   private internalDestroy = false;
+  /** While hosting: the check that the channel's address still leads to our server. */
+  private addressTimer: NodeJS.Timeout | undefined;
 
   /**
    * Creates the channel without checking the arguments; `openChannel()` checks them, then calls this.
@@ -365,9 +373,58 @@ export class ProcessChannel extends EventEmitter {
     if (handover) this.stopHosting("the host closed its channel with handover");
   }
 
+  /**
+   * While `host` hosts: does the channel's address still lead to it? A socket or port file
+   * removed (a /tmp cleaner, a user) let the next process host too, and a replaced secret left
+   * this host unable to prove itself to the others: two hosts for good. Nobody at the address:
+   * bind it again (or, if another process did meanwhile, step down). Another server there, or
+   * ours without the current secret's proof: step down, so our members join the one host.
+   */
+  private watchAddress(host: HostServer): void {
+    clearInterval(this.addressTimer);
+    let checking = false;
+    const timer = setInterval(() => {
+      if (this.host !== host) {
+        clearInterval(timer);
+        return;
+      }
+      if (checking) return;
+      checking = true;
+      void this.checkAddress(host).finally(() => {
+        checking = false;
+      });
+    }, ADDRESS_CHECK_MS);
+    timer.unref();
+    this.addressTimer = timer;
+  }
+
+  private async checkAddress(host: HostServer): Promise<void> {
+    const found = await answeringServer(this.transport, this.name, ADDRESS_CHECK_MS);
+    if (this.host !== host || found === undefined || found === host.id.toString("hex")) return;
+    if (found === "no-host") {
+      debug("channel %j: our address is gone: binding it again", this.name);
+      const outcome = await this.bindAddress(host);
+      if (this.host !== host || outcome === "listening") return;
+      return this.stepAside(`the channel's address was taken (${outcome instanceof Error ? describeError(outcome) : outcome})`);
+    }
+    // Our own server failing the current secret's proof: stop it (its address is ours to free).
+    if (found === "stranger") return this.stopHosting("our server no longer proves itself with the channel's secret");
+    this.stepAside(`server ${found} answers at the channel's address`);
+  }
+
+  /** Another server holds the channel's address: our members end and join it; its file stays. */
+  private stepAside(reason: string): void {
+    if (this.host === undefined) return;
+    debug("channel %j: no longer hosting: %s", this.name, reason);
+    this.host.stepAside(reason);
+    this.host = undefined;
+    this.emitSoon("hosting", false);
+  }
+
   /** Hands the channel over: our server stops, its members' connections end, they elect at once. */
   private stopHosting(reason: string): void {
     if (this.host === undefined) return;
+    debug("channel %j: no longer hosting: %s", this.name, reason);
     this.host.handOver(reason);
     this.host = undefined;
     this.emitSoon("hosting", false);
@@ -465,7 +522,8 @@ export class ProcessChannel extends EventEmitter {
 
   /** Binds the channel's address. "taken": another process won, connect to it at once. */
   private async tryHost(): Promise<HostOutcome> {
-    if (this.secret === undefined && this.transport.secret !== undefined) {
+    // Read on every attempt: a secret file replaced meanwhile is the one the other processes use.
+    if (this.transport.secret !== undefined) {
       try {
         this.secret = this.transport.secret(this.name);
       } catch (err) {
@@ -479,6 +537,7 @@ export class ProcessChannel extends EventEmitter {
     const outcome = await this.bindAddress(host);
     if (outcome !== "listening") return outcome;
     this.host = host;
+    this.watchAddress(host);
     // The address is looked up only when someone asks (the TCP one reads the port file).
     host.hosting = { transport: this.transport.name, address: () => this.transport.address?.(this.name) ?? "", since: Date.now() };
     this.emitSoon("hosting", true);
@@ -641,7 +700,7 @@ export class ProcessChannel extends EventEmitter {
     );
     const socket = this.socket as ChannelSocket;
     socket.startReading();
-    if (this.secret === undefined && this.transport.secret !== undefined) {
+    if (this.transport.secret !== undefined) {
       try {
         this.secret = this.transport.secret(this.name);
       } catch (err) {

@@ -4,7 +4,8 @@ import * as path from "node:path";
 import { OpenChannelError } from "./errors";
 
 const SECRET_BYTES = 32;
-const cache = new Map<string, Buffer>();
+/** What each secret file held when read, and which file that was (so a replaced file is read again). */
+const cache = new Map<string, { secret: Buffer; dev: number; ino: number; mtimeMs: number }>();
 
 /**
  * The per-user secret in `dir` (file `secret`, mode 0600, 32 random bytes), created on first use.
@@ -19,7 +20,12 @@ const cache = new Map<string, Buffer>();
 export function readOrCreateSecret(dir: string, channel: string): Buffer {
   const file = path.join(dir, "secret");
   const cached = cache.get(file);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined) {
+    // One stat per call: the same file as read gives the same secret; one removed or replaced
+    // (by a cleaner of /tmp, or a user) is read, or made, again, as the other processes do.
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (st !== undefined && st.dev === cached.dev && st.ino === cached.ino && st.mtimeMs === cached.mtimeMs) return cached.secret;
+  }
   let secret = tryRead(file, channel);
   if (secret === undefined) {
     const temp = path.join(dir, `secret.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
@@ -34,7 +40,8 @@ export function readOrCreateSecret(dir: string, channel: string): Buffer {
     secret = tryRead(file, channel);
     if (secret === undefined) throw bad(file, channel, "it vanished while being created");
   }
-  cache.set(file, secret);
+  const st = fs.statSync(file);
+  cache.set(file, { secret, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs });
   return secret;
 }
 

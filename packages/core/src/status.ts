@@ -121,14 +121,16 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);
     };
-    const fail = (reason: string): void =>
-      settle(
-        new OpenChannelError(
-          "ERR_OPEN_CHANNEL_HANDSHAKE",
-          `open-channel "${channel}": status request failed: ${reason}. Is another program or another open-channel version using the address ${transport.address?.(address) ?? address}?`,
-          { channel },
-        ),
+    /** `stranger`: what answered is not our host (no reply, or no or a wrong proof). */
+    const fail = (reason: string, stranger = false): void => {
+      const err = new OpenChannelError(
+        "ERR_OPEN_CHANNEL_HANDSHAKE",
+        `open-channel "${channel}": status request failed: ${reason}. Is another program or another open-channel version using the address ${transport.address?.(address) ?? address}?`,
+        { channel },
       );
+      if (stranger) (err as { stranger?: boolean }).stranger = true;
+      settle(err);
+    };
     const timer = setTimeout(
       () =>
         settle(
@@ -156,15 +158,15 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       if (reply === undefined) {
         const result = replyParser.feed(chunk);
         if (result.state === "more") return;
-        if (result.state === "invalid") return fail(result.reason);
+        if (result.state === "invalid") return fail(result.reason, true);
         reply = result.value;
         if (reply.status === HANDSHAKE.statusNotHost)
           return settle({ state: "no-host", reason: "the process at this address does not host" });
         if (reply.status !== HANDSHAKE.statusOk) return fail(`the host refused the request (status ${reply.status})`);
         if (secret !== undefined && memberNonce !== undefined) {
-          if (reply.hostNonce === undefined || reply.hostProof === undefined) return fail("the host sent no proof");
+          if (reply.hostNonce === undefined || reply.hostProof === undefined) return fail("the host sent no proof", true);
           if (!proofsEqual(reply.hostProof, computeProof(secret, "host", name, memberNonce, reply.hostNonce)))
-            return fail("the host's proof is wrong");
+            return fail("the host's proof is wrong", true);
           if (kind === HANDSHAKE.kindStatus) socket.write(computeProof(secret, "member", channel, memberNonce, reply.hostNonce));
         }
         if (kind === HANDSHAKE.kindProbe) return settle({ state: "answered", reply, body: undefined });
@@ -184,4 +186,19 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       socket.emit("error", err);
     }
   });
+}
+
+/**
+ * @internal Which server answers at `channel`'s address (a probe, with the proof both ways where
+ * the transport has a secret): its id in hex, `"no-host"`, `"stranger"` (no reply, or no or a wrong
+ * proof: not a host of ours, or one with another secret), or `undefined` when unsure (a timeout,
+ * another error: never act on it).
+ */
+export async function answeringServer(transport: Transport, channel: string, timeoutMs: number): Promise<string | undefined> {
+  try {
+    const answer = await exchange(transport, channel, channel, HANDSHAKE.kindProbe, timeoutMs);
+    return answer.state === "no-host" ? "no-host" : answer.reply.serverId.toString("hex");
+  } catch (err) {
+    return (err as { stranger?: boolean }).stranger === true ? "stranger" : undefined;
+  }
 }

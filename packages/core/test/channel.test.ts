@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as net from "node:net";
 import {
   encodeHello,
@@ -402,6 +403,51 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(await serverId()).toBe(before);
     expect(await echoOf(socket, "member;")).toBe("member;");
     expect(member.state).toBe("connected");
+  });
+
+  const serverIdOf = async (channel: ProcessChannel): Promise<string | undefined> => {
+    const result = await channel.status({ heir: false });
+    return result.state === "hosted" ? result.status.serverId : undefined;
+  };
+
+  test("a host whose socket file is removed binds its address again: a newcomer joins it, not a second host", async () => {
+    const { hostChannel, member, socket } = await hostAndMember("address-removed");
+    const before = await serverIdOf(member);
+    const failovers = jest.fn();
+    member.on("failover", failovers);
+    fs.unlinkSync(transport.path(hostChannel.name));
+    await until(() => fs.existsSync(transport.path(hostChannel.name)), "the host to bind its address again", 3000);
+    const newcomer = open(hostChannel.name, () => undefined);
+    await once(newcomer.connect(), "connect");
+    expect(newcomer.isHost).toBe(false);
+    expect(await serverIdOf(newcomer)).toBe(before);
+    expect(hostChannel.isHost).toBe(true);
+    expect(await echoOf(socket, "still;")).toBe("still;");
+    expect(failovers).not.toHaveBeenCalled();
+  });
+
+  test("a host that finds another server at its address steps down within a second: its members move there", async () => {
+    const { hostChannel, member } = await hostAndMember("address-taken");
+    const failedOver: string[] = [];
+    member.on("failover", () => failedOver.push("member"));
+    hostChannel.on("failover", () => failedOver.push("old host"));
+    // The file removed, and another process hosts before the old host notices: two hosts. (Should
+    // the old host bind its address again first, the newcomer joins it: remove the file again.)
+    let second: ProcessChannel | undefined;
+    for (let i = 0; i < 5 && !second?.isHost; i++) {
+      second?.close();
+      fs.unlinkSync(transport.path(hostChannel.name));
+      second = open(hostChannel.name, () => undefined);
+      await once(second.connect(), "connect");
+    }
+    if (second === undefined) throw new Error("unreachable");
+    expect(second.isHost).toBe(true);
+    const secondId = await serverIdOf(second);
+    await until(() => !hostChannel.isHost, "the old host to step down", 3000);
+    // The old host's members, its own membership too, reconnect to the one host.
+    await until(() => failedOver.length === 2 && member.connected && hostChannel.connected, "its members to move", 3000);
+    expect(await serverIdOf(second)).toBe(secondId);
+    expect(second.isHost).toBe(true);
   });
 
   test("close(options) checks its options: ERR_INVALID_ARG_TYPE", () => {

@@ -245,6 +245,55 @@ describe("tcp transport specifics", () => {
     expect(await medianExchange(socket)).toBeLessThan(5);
   });
 
+  test("a removed port file: the host publishes its address again within a second, and a newcomer joins it", async () => {
+    const dir = tmpDir();
+    const name = "port-file-removed";
+    const host = open(dir, name);
+    await new Promise((resolve) => host.connect().once("connect", resolve));
+    const file = path.join(dir, portFileName(name));
+    fs.unlinkSync(file);
+    const end = Date.now() + 3000;
+    while (!fs.existsSync(file) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(JSON.parse(fs.readFileSync(file, "utf8")).pid).toBe(process.pid);
+    const newcomer = open(dir, name);
+    await new Promise((resolve) => newcomer.connect().once("connect", resolve));
+    expect(newcomer.isHost).toBe(false);
+    expect(host.isHost).toBe(true);
+  });
+
+  test("a replaced secret: the host that can no longer prove itself steps down, and all meet under the new one", async () => {
+    const dir = tmpDir();
+    const name = "secret-replaced";
+    const connected = (c: ProcessChannel): Promise<unknown> => new Promise((resolve) => c.connect().once("connect", resolve));
+    // (A host of the old secret fails the status request's proof: no server of ours.)
+    const serverId = async (c: ProcessChannel): Promise<string | undefined> => {
+      const r = await c.status({ heir: false }).catch(() => undefined);
+      return r?.state === "hosted" ? r.status.serverId : undefined;
+    };
+    const until = async (check: () => boolean | Promise<boolean>, what: string): Promise<void> => {
+      const end = Date.now() + 5000;
+      while (!(await check())) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const host = open(dir, name);
+    await connected(host);
+    const member = open(dir, name);
+    await connected(member);
+    const before = await serverId(member);
+    fs.unlinkSync(path.join(dir, "secret"));
+    // A newcomer makes a new secret: the old host cannot prove itself with it.
+    await until(async () => ![before, undefined].includes(await serverId(member)), "a server of the new secret at the address");
+    const newcomer = open(dir, name);
+    await connected(newcomer);
+    await until(() => host.connected && member.connected, "the old host's members back");
+    const ids = await Promise.all([host, member, newcomer].map(serverId));
+    expect(new Set(ids).size).toBe(1);
+    expect(ids[0]).not.toBe(before);
+    expect([host, member, newcomer].filter((c) => c.isHost)).toHaveLength(1);
+  });
+
   test("only loopback hosts are accepted as options", () => {
     expect(() => tcpTransport({ host: "0.0.0.0" as "127.0.0.1" })).toThrow(/loopback only/);
   });
