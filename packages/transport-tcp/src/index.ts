@@ -197,7 +197,17 @@ export class TcpTransport implements Transport {
       lock.release();
     }
     debug("tcp: channel %j published %s:%d in %s", channel, record.host, record.port, file);
-    publishedAtExit(file, JSON.stringify(record));
+    const raw = JSON.stringify(record);
+    publishedAtExit(file, raw);
+    // A closed server's record would name a port anyone may bind next: it goes as the server stops
+    // listening (under the lock, and only while it is still ours: a reclaimer may have replaced
+    // it). Not on 'close', which waits for every connection the server accepted to end: an heir's
+    // standby server keeps its parked members' connections for as long as they are members.
+    const close = server.close;
+    server.close = function (this: net.Server, ...args: Parameters<net.Server["close"]>) {
+      void unpublish(file, raw);
+      return close.apply(this, args);
+    };
   }
 
   private tryPublish(file: string, record: PortRecord): boolean {
@@ -215,15 +225,33 @@ export class TcpTransport implements Transport {
 const WAIT_FOR_LOCK_MS = 250;
 
 const published = new Map<string, string>();
+let exitHook = false;
 
 /** A graceful exit takes this process's records along, so the next host need not reclaim them. */
 function publishedAtExit(file: string, raw: string): void {
-  if (published.size === 0) {
+  if (!exitHook) {
+    exitHook = true;
     process.once("exit", () => {
       for (const [f, r] of published) if (readRaw(f) === r) fs.rmSync(f, { force: true });
     });
   }
   published.set(file, raw);
+}
+
+/** Removes `file` if it still holds `raw`, under its lock; leaves it to the lock's holder otherwise. */
+async function unpublish(file: string, raw: string): Promise<void> {
+  if (published.get(file) === raw) published.delete(file);
+  try {
+    const lock = await tryLock(`${file}.lock`);
+    if (lock === undefined) return;
+    try {
+      if (readRaw(file) === raw) fs.rmSync(file, { force: true });
+    } finally {
+      lock.release();
+    }
+  } catch (err) {
+    debug("tcp: could not remove %s: %s", file, (err as Error).message);
+  }
 }
 
 /** Nobody there, or a stranger: the record is stale. A timeout is never proof of death. */

@@ -245,6 +245,45 @@ describe("tcp transport specifics", () => {
     expect(await medianExchange(socket)).toBeLessThan(5);
   });
 
+  test("a port file goes with its server: on close({ handover: true }), and the heir's standby record after a takeover", async () => {
+    const dir = tmpDir();
+    const name = "port-file-goes";
+    const waitFor = async (check: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 3000;
+      while (!check()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const file = path.join(dir, portFileName(name));
+    const host = open(dir, name);
+    await new Promise((resolve) => host.connect().once("connect", resolve));
+    expect(fs.existsSync(file)).toBe(true);
+    host.close({ handover: true });
+    // A closed port left named in a file is a port anyone may bind next.
+    await waitFor(() => !fs.existsSync(file), "the port file to go");
+
+    // The heir's standby record: gone once the new host frees the standby address.
+    const a = open(dir, name);
+    await new Promise((resolve) => a.connect().once("connect", resolve));
+    const b = open(dir, name);
+    await new Promise((resolve) => b.connect().once("connect", resolve));
+    const c = open(dir, name);
+    await new Promise((resolve) => c.connect().once("connect", resolve));
+    await waitFor(() => b.isHeir || c.isHeir, "a member to stand by as the heir");
+    const [heir, other] = b.isHeir ? [b, c] : [c, b];
+    const standby = path.join(dir, portFileName(name + HANDSHAKE.standbySuffix));
+    expect(fs.existsSync(standby)).toBe(true);
+    const otherMoved = new Promise((resolve) => other.once("failover", resolve));
+    a.close({ handover: true });
+    await waitFor(() => heir.isHost && !heir.isHeir, "the heir to host");
+    // The other member reached the heir at its standby address, and stays connected there.
+    await otherMoved;
+    await waitFor(() => !fs.existsSync(standby), "the standby record to go");
+    expect(other.connected).toBe(true);
+    expect(JSON.parse(fs.readFileSync(file, "utf8")).pid).toBe(process.pid);
+  });
+
   test("a removed port file: the host publishes its address again within a second, and a newcomer joins it", async () => {
     const dir = tmpDir();
     const name = "port-file-removed";
