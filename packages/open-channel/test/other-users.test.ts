@@ -180,3 +180,25 @@ describeAsRoot.each(["unix", "tcp"] as const)("a private folder under another us
     expect(await next(moverMessages, "moved")).toMatchObject({ ok: true });
   });
 });
+
+describeAsRoot("another user on a dead tcp host's port", () => {
+  test("a silent listener there is no host of ours: the next process hosts (it timed out for good)", async () => {
+    const channel = uniqueChannel("silent-port");
+    const env = { OC_ROLE: "host", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: "tcp" };
+    const first: Record<string, unknown>[] = [];
+    const victim = start(HOST_UID, env, (m) => first.push(m));
+    const hosting = await next(first, "hosting");
+    const port = Number(String(hosting.address).match(/:(\d+) via/)?.[1]);
+    // The host dies; its port file stays (SIGKILL), naming a port anyone may bind now.
+    victim.kill("SIGKILL");
+    await new Promise((resolve) => victim.once("exit", resolve));
+    const intruder: Record<string, unknown>[] = [];
+    start(INTRUDER_UID, { OC_ROLE: "silent", OC_PORT: String(port) }, (m) => intruder.push(m));
+    expect(await next(intruder, "silent")).toMatchObject({ ok: true });
+    const second: Record<string, unknown>[] = [];
+    start(HOST_UID, env, (m) => second.push(m));
+    const outcome = await Promise.race([next(second, "hosting"), next(second, "host-error")]);
+    expect(outcome).toMatchObject({ type: "hosting", isHost: true });
+    expect(String(outcome.address)).not.toContain(`:${port} `);
+  });
+});

@@ -145,6 +145,14 @@ export class TcpTransport implements Transport {
     const record = parseRecord(raw);
     // A torn or foreign record points nowhere: as good as a refused connection, reclaimable.
     if (record === undefined) throw noHost(`connect ECONNREFUSED (unreadable port file ${this.portFile(channel)})`, "ECONNREFUSED");
+    // Where the OS tells who listens on a port (Linux): another user's listener on our host's port
+    // is no host of ours (it took a dead host's port), whatever it answers or if it never does.
+    const other = otherUsersListener(record.port);
+    if (other !== undefined) {
+      const err = noHost(`connect ECONNREFUSED ${record.host}:${record.port} (listened on by uid ${other}, not this user)`, "ECONNREFUSED");
+      (err as { stranger?: boolean }).stranger = true;
+      throw err;
+    }
     // No Nagle: an IPC message must not wait for the ACK of the one before it. setNoDelay before
     // connect: Node ignores connect({ noDelay }) on a socket that exists, and applies a flag set
     // before connecting to this connection and every later one of the socket.
@@ -252,6 +260,37 @@ async function unpublish(file: string, raw: string): Promise<void> {
   } catch (err) {
     debug("tcp: could not remove %s: %s", file, (err as Error).message);
   }
+}
+
+/**
+ * Linux: the uid of another user's process listening on TCP `port` (`/proc/net/tcp` and `tcp6`
+ * list every socket with its owner's uid, readable by all), when no process of this user listens
+ * there; `undefined` otherwise, and wherever the OS does not tell.
+ */
+function otherUsersListener(port: number): number | undefined {
+  if (process.platform !== "linux" || typeof process.getuid !== "function") return undefined;
+  const me = process.getuid();
+  let other: number | undefined;
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "latin1");
+    } catch {
+      continue;
+    }
+    // "sl local_address rem_address st ... uid ...": a listening socket has st 0A. Only the lines
+    // that name the port are split (the file has a line per socket of the machine).
+    const needle = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
+    for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) {
+      const line = text.slice(text.lastIndexOf("\n", at) + 1, text.indexOf("\n", at) >>> 0);
+      const f = line.trim().split(/\s+/);
+      if (f.length < 8 || f[3] !== "0A" || !f[1].endsWith(needle.trimEnd())) continue;
+      const uid = Number(f[7]);
+      if (uid === me) return undefined;
+      other = uid;
+    }
+  }
+  return other;
 }
 
 /** Nobody there, or a stranger: the record is stale. A timeout is never proof of death. */
