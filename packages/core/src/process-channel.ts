@@ -472,14 +472,18 @@ export class ProcessChannel extends EventEmitter {
       this.lastError = err;
       if (isFatal(err)) return this.fail(this.wrapFatal(err));
       const stranger = (err as { stranger?: boolean }).stranger === true;
-      if (this.isNoHost(err) || stranger) {
-        if (this.host !== undefined && !stranger) this.dropHost("our server no longer answers at the address");
+      // Something accepted us and never answered: a host too busy to, or a silent squatter on a
+      // dead host's address. The transport's takeover tells them apart (it never takes a timeout
+      // for death; over TCP on Linux, another user's listener is no host of ours).
+      const unanswered = (err as { unanswered?: boolean }).unanswered === true;
+      if (this.isNoHost(err) || stranger || unanswered) {
+        if (this.host !== undefined && !stranger && !unanswered) this.dropHost("our server no longer answers at the address");
         const outcome = await this.tryHost();
         if (!current()) return;
         // Bound, or someone else just bound: connect at once. (After a stranger, "taken" only
         // means the stranger is still there; and "taken" again and again means leftovers that the
         // transport cannot reclaim: wait before asking again, never spin.)
-        if (outcome === "listening" || (outcome === "taken" && !stranger && takenInARow++ === 0)) {
+        if (outcome === "listening" || (outcome === "taken" && !stranger && !unanswered && takenInARow++ === 0)) {
           backoff = 0;
           continue;
         }
@@ -694,10 +698,11 @@ export class ProcessChannel extends EventEmitter {
     if (attempt === undefined) return;
     attempt.parser = new ReplyParser();
     debug("channel %j: connected to the address, sending hello", this.name);
-    attempt.timer = setTimeout(
-      () => this.abortAttempt(this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`)),
-      HANDSHAKE_TIMEOUT_MS,
-    );
+    attempt.timer = setTimeout(() => {
+      const err = this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`);
+      (err as { unanswered?: boolean }).unanswered = true;
+      this.abortAttempt(err);
+    }, HANDSHAKE_TIMEOUT_MS);
     const socket = this.socket as ChannelSocket;
     socket.startReading();
     if (this.transport.secret !== undefined) {

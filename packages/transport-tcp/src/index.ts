@@ -145,14 +145,6 @@ export class TcpTransport implements Transport {
     const record = parseRecord(raw);
     // A torn or foreign record points nowhere: as good as a refused connection, reclaimable.
     if (record === undefined) throw noHost(`connect ECONNREFUSED (unreadable port file ${this.portFile(channel)})`, "ECONNREFUSED");
-    // Where the OS tells who listens on a port (Linux): another user's listener on our host's port
-    // is no host of ours (it took a dead host's port), whatever it answers or if it never does.
-    const other = otherUsersListener(record.port);
-    if (other !== undefined) {
-      const err = noHost(`connect ECONNREFUSED ${record.host}:${record.port} (listened on by uid ${other}, not this user)`, "ECONNREFUSED");
-      (err as { stranger?: boolean }).stranger = true;
-      throw err;
-    }
     // No Nagle: an IPC message must not wait for the ACK of the one before it. setNoDelay before
     // connect: Node ignores connect({ noDelay }) on a socket that exists, and applies a flag set
     // before connecting to this connection and every later one of the socket.
@@ -184,7 +176,14 @@ export class TcpTransport implements Transport {
     try {
       const before = readRaw(file);
       if (before !== undefined) {
-        if (!isDead(await probeChannel(this, channel))) throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
+        // A record whose port answers as our host, or does not answer in time, is kept... unless the
+        // OS says (Linux) that only another user listens there: that is no host of ours, whatever it
+        // answers (a relayed proof) or if it never does. (Read only here, off the connect path:
+        // the file has a line per socket of the machine.)
+        const record = parseRecord(before);
+        if (!isDead(await probeChannel(this, channel)) && (record === undefined || otherUsersListener(record.port) === undefined)) {
+          throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
+        }
         fs.rmSync(file, { force: true });
         debug("tcp: reclaimed the stale port file %s (%s)", file, before);
       }
