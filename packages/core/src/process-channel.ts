@@ -405,27 +405,26 @@ export class ProcessChannel extends EventEmitter {
       debug("channel %j: our address is gone: binding it again", this.name);
       const outcome = await this.bindAddress(host);
       if (this.host !== host || outcome === "listening") return;
-      return this.stepAside(`the channel's address was taken (${outcome instanceof Error ? describeError(outcome) : outcome})`);
+      return this.stopHosting(
+        `the channel's address was taken (${outcome instanceof Error ? describeError(outcome) : outcome})`,
+        "stepAside",
+      );
     }
     // Our own server failing the current secret's proof: stop it (its address is ours to free).
     if (found === "stranger") return this.stopHosting("our server no longer proves itself with the channel's secret");
-    this.stepAside(`server ${found} answers at the channel's address`);
+    this.stopHosting(`server ${found} answers at the channel's address`, "stepAside");
   }
 
-  /** Another server holds the channel's address: our members end and join it; its file stays. */
-  private stepAside(reason: string): void {
+  /**
+   * This process stops hosting. `handOver`: our server stops, its members' connections end and
+   * they elect at once. `stepAside`: another server holds the channel's address; our members end
+   * and join it, and our listening handles stay open (closing would unlink its file).
+   */
+  private stopHosting(reason: string, how: "handOver" | "stepAside" = "handOver"): void {
     if (this.host === undefined) return;
     debug("channel %j: no longer hosting: %s", this.name, reason);
-    this.host.stepAside(reason);
-    this.host = undefined;
-    this.emitSoon("hosting", false);
-  }
-
-  /** Hands the channel over: our server stops, its members' connections end, they elect at once. */
-  private stopHosting(reason: string): void {
-    if (this.host === undefined) return;
-    debug("channel %j: no longer hosting: %s", this.name, reason);
-    this.host.handOver(reason);
+    if (how === "handOver") this.host.handOver(reason);
+    else this.host.stepAside(reason);
     this.host = undefined;
     this.emitSoon("hosting", false);
   }
