@@ -224,8 +224,6 @@ export class ProcessChannel extends EventEmitter {
   private endCallback: (() => void) | undefined;
   /** Set while the channel itself destroys the socket (so it is not taken for the user's close). */
   private internalDestroy = false;
-  /** While hosting: the check that the channel's address still leads to our server. */
-  private addressTimer: NodeJS.Timeout | undefined;
 
   /**
    * Creates the channel without checking the arguments; `openChannel()` checks them, then calls this.
@@ -381,7 +379,7 @@ export class ProcessChannel extends EventEmitter {
    * ours without the current secret's proof: step down, so our members join the one host.
    */
   private watchAddress(host: HostServer): void {
-    clearInterval(this.addressTimer);
+    // One timer per hosting: it stops itself once `host` no longer hosts here.
     let checking = false;
     const timer = setInterval(() => {
       if (this.host !== host) {
@@ -395,7 +393,6 @@ export class ProcessChannel extends EventEmitter {
       });
     }, ADDRESS_CHECK_MS);
     timer.unref();
-    this.addressTimer = timer;
   }
 
   private async checkAddress(host: HostServer): Promise<void> {

@@ -189,8 +189,8 @@ function exchange(transport: Transport, address: string, name: string, kind: num
 }
 
 /**
- * @internal Which server answers at `channel`'s address (a probe, with the proof both ways where
- * the transport has a secret): its id in hex, `"no-host"`, `"stranger"` (no reply, or no or a wrong
+ * @internal Which server answers at `channel`'s address (a probe; where the transport has a secret,
+ * the host's proof is checked with the secret as it is now): its id in hex, `"no-host"`, `"stranger"` (no reply, or no or a wrong
  * proof: not a host of ours, or one with another secret), or `undefined` when unsure (a timeout,
  * another error: never act on it).
  */
