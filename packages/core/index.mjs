@@ -25,6 +25,8 @@ export const {
   debug,
   debugEnabled,
   computeProof,
+  endpointBinding,
+  MemberHandshake,
   proofsEqual,
   newNonce,
   ProofParser,

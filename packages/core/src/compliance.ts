@@ -278,7 +278,17 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
         if (transport.secret !== undefined) {
           attempts.push([encodeHello(channel)]);
           const nonce = Buffer.alloc(HANDSHAKE.nonceLength, 7);
-          attempts.push([encodeHello(channel, nonce), computeProof(Buffer.alloc(32, 1), "member", channel, nonce, nonce)]);
+          const transcript = {
+            kind: HANDSHAKE.kindJoin,
+            name: channel,
+            memberNonce: nonce,
+            hostNonce: nonce,
+            status: 0,
+            hostPid: 0,
+            serverId: Buffer.alloc(8),
+            binding: "",
+          };
+          attempts.push([encodeHello(channel, nonce), computeProof(Buffer.alloc(32, 1), "member", transcript)]);
         }
         for (const chunks of attempts) {
           const { socket, error } = await connectOnce(transport, channel);

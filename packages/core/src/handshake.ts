@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type * as net from "node:net";
 import { STANDBY_SUFFIX } from "./names";
 
 /**
@@ -23,9 +24,13 @@ import { STANDBY_SUFFIX } from "./names";
  * member which process hosts and which server instance it reached.
  *
  * With a per-user secret (transports any local user can reach: TCP, named pipes), both sides prove
- * they know it without ever sending it: the host proves first, with an HMAC over both nonces, so a
- * squatter learns nothing; then the member proves, and only then does the host hand the
- * connection to the user's listener.
+ * they know it without ever sending it: the host proves first, then the member, and only then does
+ * the host hand the connection to the user's listener. Each proof is an HMAC over the whole
+ * exchange ({@link ProofTranscript}): both nonces, the kind of hello, the reply's status, pid and
+ * server id, and, over TCP, the connection's two endpoints as each side sees them. A proof is thus
+ * good for this one connection only: relayed through another user's socket, the endpoints the
+ * member sees are not those the host sees, and both proofs fail. On loopback nobody but the two
+ * endpoints can write into a TCP connection, so what follows a bound handshake is theirs too.
  *
  * @example
  * // A transport's reclaim asking "is our host alive here?" (what probeChannel does):
@@ -46,6 +51,12 @@ export const HANDSHAKE = {
   kindStatus: 3,
   /** Flag: the proof exchange runs (a nonce follows the hello, a nonce and proof the reply). */
   flagProof: 1,
+  /**
+   * Flag, with `flagProof`: the proofs cover the whole exchange and the connection's endpoints
+   * ({@link ProofTranscript}). A host with a secret refuses a hello without it (from an
+   * older open-channel), and a member refuses a reply without it.
+   */
+  flagBound: 2,
   /** Reply status: welcome, this is the channel's host. */
   statusOk: 0,
   /** Reply status: the host serves another channel at this address. */
@@ -93,7 +104,7 @@ export interface HandshakeReply {
   serverId: Buffer;
   /** With PROOF: the host's nonce and its proof. */
   hostNonce?: Buffer;
-  /** With PROOF: the host's HMAC over both nonces ({@link computeProof} with role `"host"`). */
+  /** With PROOF: the host's HMAC over the exchange ({@link computeProof} with role `"host"`). */
   hostProof?: Buffer;
 }
 
@@ -141,7 +152,7 @@ export function encodeHello(name: string, memberNonce?: Buffer, kind: number = H
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
   out[5] = kind;
-  out[6] = memberNonce === undefined ? 0 : HANDSHAKE.flagProof;
+  out[6] = memberNonce === undefined ? 0 : HANDSHAKE.flagProof | HANDSHAKE.flagBound;
   out.writeUInt16BE(nameBytes.length, 8);
   nameBytes.copy(out, HANDSHAKE.helloHeaderLength);
   memberNonce?.copy(out, HANDSHAKE.helloHeaderLength + nameBytes.length);
@@ -160,7 +171,7 @@ export function encodeReply(status: number, hostPid: number, serverId: Buffer, p
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
   out[5] = status;
-  out[6] = proof === undefined ? 0 : HANDSHAKE.flagProof;
+  out[6] = proof === undefined ? 0 : HANDSHAKE.flagProof | HANDSHAKE.flagBound;
   out.writeUInt32BE(hostPid >>> 0, 8);
   serverId.copy(out, 12, 0, 8);
   if (proof !== undefined) {
@@ -186,21 +197,82 @@ export function encodeStatusBody(status: object): Buffer {
 }
 
 /**
- * HMAC-SHA256 proof of knowing `secret`, bound to the role, the channel and both nonces.
+ * What a proof covers: everything the member goes on to trust, and the connection it came over.
  *
  * @example
- * const hostProof = computeProof(secret, "host", "jobs", hello.memberNonce, hostNonce);
+ * const transcript: ProofTranscript = { kind: HANDSHAKE.kindJoin, name: "jobs", memberNonce, hostNonce,
+ *   status: HANDSHAKE.statusOk, hostPid: process.pid, serverId, binding: endpointBinding(socket, "host") };
+ */
+export interface ProofTranscript {
+  /** The hello's kind (`HANDSHAKE.kind*`): a probe's proof is no join's. */
+  kind: number;
+  /** The name in the hello (the channel's, or its heir's standby address). */
+  name: string;
+  /** The member's nonce, from its hello. */
+  memberNonce: Buffer;
+  /** The host's nonce, from its reply. */
+  hostNonce: Buffer;
+  /** The reply's status (`HANDSHAKE.status*`). */
+  status: number;
+  /** The host's pid, as the reply gives it. */
+  hostPid: number;
+  /** The host server's id, as the reply gives it. */
+  serverId: Buffer;
+  /** {@link endpointBinding} of the connection, as this side sees it. */
+  binding: string;
+}
+
+/**
+ * HMAC-SHA256 proof of knowing `secret`, by `role`, over the whole exchange (`transcript`).
+ *
+ * @example
+ * const hostProof = computeProof(secret, "host", { ...transcript, hostNonce });
  * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId, { hostNonce, hostProof }));
  */
-export function computeProof(secret: Buffer, role: "host" | "member", channel: string, memberNonce: Buffer, hostNonce: Buffer): Buffer {
-  return createHmac("sha256", secret).update(`open-channel ${role} proof v1\0${channel}\0`).update(memberNonce).update(hostNonce).digest();
+export function computeProof(secret: Buffer, role: "host" | "member", transcript: ProofTranscript): Buffer {
+  const { kind, name, memberNonce, hostNonce, status, hostPid, serverId, binding } = transcript;
+  const fixed = Buffer.alloc(8);
+  fixed[0] = kind;
+  fixed[1] = status;
+  fixed.writeUInt32BE(hostPid >>> 0, 2);
+  fixed.writeUInt16BE(Buffer.byteLength(name), 6);
+  return createHmac("sha256", secret)
+    .update(`open-channel ${role} proof v2\0`)
+    .update(fixed)
+    .update(name)
+    .update(memberNonce)
+    .update(hostNonce)
+    .update(serverId.subarray(0, 8))
+    .update(binding)
+    .digest();
+}
+
+/**
+ * The connection's two TCP endpoints, member's first, as `side` sees them through `socket`
+ * (`"127.0.0.1:50312>127.0.0.1:41877"`); `""` for connections without ports (Unix sockets, pipes).
+ * Both ends of one direct connection compute the same string; the two legs of a relay do not.
+ *
+ * @example
+ * endpointBinding(memberSocket, "member") === endpointBinding(acceptedSocket, "host") // true
+ */
+export function endpointBinding(socket: net.Socket, side: "member" | "host"): string {
+  const { localAddress, localPort, remoteAddress, remotePort } = socket;
+  if (localPort === undefined || remotePort === undefined) return "";
+  const local = `${plainAddress(localAddress)}:${localPort}`;
+  const remote = `${plainAddress(remoteAddress)}:${remotePort}`;
+  return side === "member" ? `${local}>${remote}` : `${remote}>${local}`;
+}
+
+/** An IPv4 address as a dual-stack socket may show it (`::ffff:127.0.0.1`), as an IPv4 one does. */
+function plainAddress(address: string | undefined): string {
+  return address?.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : (address ?? "");
 }
 
 /**
  * Constant-time comparison of two proofs.
  *
  * @example
- * const expected = computeProof(secret, "member", "jobs", memberNonce, hostNonce);
+ * const expected = computeProof(secret, "member", transcript);
  * if (!proofsEqual(receivedProof, expected)) socket.destroy(); // not one of ours
  */
 export function proofsEqual(a: Buffer, b: Buffer): boolean {
@@ -315,7 +387,7 @@ export class ReplyParser extends Parser<HandshakeReply> {
  *
  * @example
  * const result = new ProofParser().feed(chunk);
- * if (result.state === "done") trusted = proofsEqual(result.value, computeProof(secret, "member", "jobs", memberNonce, hostNonce));
+ * if (result.state === "done") trusted = proofsEqual(result.value, computeProof(secret, "member", transcript));
  */
 export class ProofParser extends Parser<Buffer> {
   protected override readonly checkMagic = false;

@@ -5,6 +5,7 @@ import {
   computeProof,
   encodeReply,
   encodeStatusBody,
+  endpointBinding,
   HANDSHAKE,
   type Hello,
   HelloParser,
@@ -184,11 +185,28 @@ export class HostServer {
     this.members.clear();
   }
 
-  /** The host's half of the proof for a hello that carries a nonce (none without a secret). */
-  private hostProof(hello: Hello): { hostNonce: Buffer; hostProof: Buffer } | undefined {
+  /**
+   * The proofs for a reply of `status` to a hello that carries a nonce (none without a secret):
+   * the host's, to send, and the member's, to expect. `binding`: the connection's endpoints.
+   */
+  private proofs(hello: Hello, status: number, binding: string): { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined {
     if (this.secret === undefined || hello.memberNonce === undefined) return undefined;
     const hostNonce = newNonce();
-    return { hostNonce, hostProof: computeProof(this.secret, "host", hello.name, hello.memberNonce, hostNonce) };
+    const transcript = {
+      kind: hello.kind,
+      name: hello.name,
+      memberNonce: hello.memberNonce,
+      hostNonce,
+      status,
+      hostPid: process.pid,
+      serverId: this.id,
+      binding,
+    };
+    return {
+      hostNonce,
+      hostProof: computeProof(this.secret, "host", transcript),
+      expected: computeProof(this.secret, "member", transcript),
+    };
   }
 
   /** This host's status, as a status request gets it. */
@@ -228,6 +246,8 @@ export class HostServer {
     let expectedProof: Buffer | undefined;
     /** A status request: after the proof (if any) it gets the status, never the listener. */
     let statusAsked = false;
+    // The endpoints as they are now: the proofs are good for this connection only.
+    const binding = endpointBinding(socket, "host");
     const timer = setTimeout(() => reject(`no ${stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
 
@@ -267,11 +287,7 @@ export class HostServer {
     // has time then; once it hosts, it only writes).
     let proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
     const prepareProof = (hello: Hello): void => {
-      if (proof !== undefined) return;
-      const half = this.hostProof(hello);
-      if (half === undefined) return;
-      const expected = computeProof(this.secret as Buffer, "member", this.channel, hello.memberNonce as Buffer, half.hostNonce);
-      proof = { ...half, expected };
+      proof ??= this.proofs(hello, HANDSHAKE.statusOk, binding);
     };
 
     const onHello = (hello: Hello, rest: Buffer): boolean => {
@@ -284,11 +300,13 @@ export class HostServer {
         status = HANDSHAKE.statusUnsupported;
       else if (!nameOk) status = HANDSHAKE.statusWrongChannel;
       else if (this.secret !== undefined && hello.memberNonce === undefined) status = HANDSHAKE.statusProofRequired;
+      // Proofs that do not cover the connection (an older member's) would let a relay through.
+      else if (this.secret !== undefined && (hello.flags & HANDSHAKE.flagBound) === 0) status = HANDSHAKE.statusUnsupported;
       // Only a host tells its status (an heir that does not host yet says so at once, never parks it).
       else if (statusAsked && !this.serving) status = HANDSHAKE.statusNotHost;
       if (status === HANDSHAKE.statusOk && probe) {
         // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
-        socket.end(encodeReply(status, process.pid, this.id, this.hostProof(hello)));
+        socket.end(encodeReply(status, process.pid, this.id, this.proofs(hello, status, binding)));
         finish();
         return false;
       }
@@ -304,7 +322,8 @@ export class HostServer {
           },
           refuse: (why) => {
             parkedEntry = undefined;
-            if (!socket.destroyed) socket.end(encodeReply(HANDSHAKE.statusNotHost, process.pid, this.id, this.hostProof(hello)));
+            if (!socket.destroyed)
+              socket.end(encodeReply(HANDSHAKE.statusNotHost, process.pid, this.id, this.proofs(hello, HANDSHAKE.statusNotHost, binding)));
             reject(`not the host (${why})`);
           },
         };

@@ -26,6 +26,7 @@ export {
   encodeHello,
   encodeReply,
   encodeStatusBody,
+  endpointBinding,
   HANDSHAKE,
   type HandshakeReply,
   type Hello,
@@ -33,11 +34,20 @@ export {
   newNonce,
   type ParseResult,
   ProofParser,
+  type ProofTranscript,
   proofsEqual,
   ReplyParser,
   StatusBodyParser,
 } from "./handshake";
 export { type Lock, tryLock, waitForRelease } from "./lock";
+export {
+  type MemberAccepted,
+  MemberHandshake,
+  type MemberMore,
+  type MemberRefused,
+  type MemberStep,
+  type MemberStranger,
+} from "./member-handshake";
 export { type ChannelEntry, channelsFromNames, escapeName, hashName, unescapeName } from "./names";
 export { DEFAULT_CHANNEL_NAME, type OpenChannelOptions, openChannel, openChannel as default, parseOpenChannelArgs } from "./open-channel";
 // Helpers for transport authors.

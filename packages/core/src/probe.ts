@@ -1,6 +1,7 @@
 import * as net from "node:net";
 import { errorCode } from "./errors";
-import { computeProof, encodeHello, HANDSHAKE, newNonce, proofsEqual, ReplyParser } from "./handshake";
+import { HANDSHAKE } from "./handshake";
+import { MemberHandshake } from "./member-handshake";
 import type { Transport } from "./transport";
 
 /**
@@ -42,8 +43,7 @@ export async function probeChannel(transport: Transport, channel: string, timeou
 function probeOnce(transport: Transport, channel: string, secret: Buffer | undefined, timeoutMs: number): Promise<ProbeVerdict | "reset"> {
   return new Promise((resolve) => {
     const socket = new net.Socket().setNoDelay(true);
-    const parser = new ReplyParser();
-    const memberNonce = secret === undefined ? undefined : newNonce();
+    const handshake = new MemberHandshake(channel, HANDSHAKE.kindProbe, secret);
     let settled = false;
     let answered = false;
     const done = (verdict: ProbeVerdict | "reset"): void => {
@@ -61,18 +61,11 @@ function probeOnce(transport: Transport, channel: string, secret: Buffer | undef
       done(noHost ? "refused" : reset ? "reset" : "unknown");
     });
     socket.on("close", () => done(answered ? "unknown" : "reset"));
-    socket.on("connect", () => socket.write(encodeHello(channel, memberNonce, HANDSHAKE.kindProbe)));
+    socket.on("connect", () => socket.write(handshake.hello(socket)));
     socket.on("data", (chunk: Buffer) => {
       answered = true;
-      const result = parser.feed(chunk);
-      if (result.state === "more") return;
-      if (result.state === "invalid") return done("stranger");
-      const reply = result.value;
-      if (reply.status !== HANDSHAKE.statusOk) return done("stranger");
-      if (secret === undefined || memberNonce === undefined) return done("live");
-      if (reply.hostNonce === undefined || reply.hostProof === undefined) return done("stranger");
-      const expected = computeProof(secret, "host", channel, memberNonce, reply.hostNonce);
-      done(proofsEqual(reply.hostProof, expected) ? "live" : "stranger");
+      const step = handshake.feed(chunk);
+      if (step.state !== "more") done(step.state === "accepted" ? "live" : "stranger");
     });
     try {
       const started = transport.connect(channel, socket);

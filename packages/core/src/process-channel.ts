@@ -3,8 +3,9 @@ import type * as net from "node:net";
 import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader, type WriteCallback } from "./channel-socket";
 import { debug, debugEnabled } from "./debug";
 import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
-import { computeProof, encodeHello, HANDSHAKE, type HandshakeReply, newNonce, proofsEqual, ReplyParser } from "./handshake";
+import { HANDSHAKE, type HandshakeReply } from "./handshake";
 import { HostServer } from "./host";
+import { MemberHandshake } from "./member-handshake";
 import { answeringServer, queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
 import type { Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
@@ -115,10 +116,9 @@ function isFatal(err: unknown): boolean {
 interface Attempt {
   resolve: (err: Error | undefined) => void;
   error: Error | undefined;
-  parser: ReplyParser | undefined;
+  /** Our side of the handshake, once connected to the address. */
+  handshake: MemberHandshake | undefined;
   timer: NodeJS.Timeout | undefined;
-  /** Set when the transport has a secret: the proof exchange runs. */
-  memberNonce: Buffer | undefined;
 }
 
 type HostOutcome = "listening" | "taken" | Error;
@@ -504,7 +504,7 @@ export class ProcessChannel extends EventEmitter {
   private tryConnect(address: string = this.name): Promise<Error | undefined> {
     const socket = this.socket as ChannelSocket;
     return new Promise((resolve) => {
-      this.attempt = { resolve, error: undefined, parser: undefined, timer: undefined, memberNonce: undefined };
+      this.attempt = { resolve, error: undefined, handshake: undefined, timer: undefined };
       this.eofSeen = false;
       this.closeSeen = false;
       let started: void | Promise<void>;
@@ -692,7 +692,6 @@ export class ProcessChannel extends EventEmitter {
   private startHandshake(): void {
     const attempt = this.attempt;
     if (attempt === undefined) return;
-    attempt.parser = new ReplyParser();
     debug("channel %j: connected to the address, sending hello", this.name);
     attempt.timer = setTimeout(() => {
       const err = this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`);
@@ -709,37 +708,29 @@ export class ProcessChannel extends EventEmitter {
         return;
       }
     }
-    attempt.memberNonce = this.secret === undefined ? undefined : newNonce();
-    socket.rawWrite(encodeHello(this.name, attempt.memberNonce));
+    attempt.handshake = new MemberHandshake(this.name, HANDSHAKE.kindJoin, this.secret);
+    socket.rawWrite(attempt.handshake.hello(socket));
   }
 
   private onHandshakeData(chunk: Buffer): boolean {
     const attempt = this.attempt as Attempt;
-    const result = (attempt.parser as ReplyParser).feed(chunk);
-    if (result.state === "more") return true;
-    if (result.state === "invalid") {
-      this.abortAttempt(this.handshakeError(result.reason, true));
+    const step = (attempt.handshake as MemberHandshake).feed(chunk);
+    if (step.state === "more") return true;
+    if (step.state === "stranger") {
+      this.abortAttempt(this.handshakeError(step.reason, true));
       return false;
     }
-    const reply = result.value;
-    if (reply.status !== HANDSHAKE.statusOk) {
+    if (step.state === "refused") {
       // A host of another channel at our address (a reused TCP port) is a stranger to us.
-      const stranger = reply.status === HANDSHAKE.statusWrongChannel;
-      this.abortAttempt(this.handshakeError(REFUSALS[reply.status] ?? `the host refused us (status ${reply.status})`, stranger));
+      const { status } = step.reply;
+      const stranger = status === HANDSHAKE.statusWrongChannel;
+      this.abortAttempt(this.handshakeError(REFUSALS[status] ?? `the host refused us (status ${status})`, stranger));
       return false;
     }
-    if (attempt.memberNonce !== undefined) {
-      // The host proves first; a squatter on our address cannot, and learns nothing from us.
-      const secret = this.secret as Buffer;
-      const expected = computeProof(secret, "host", this.name, attempt.memberNonce, reply.hostNonce ?? Buffer.alloc(0));
-      if (reply.hostProof === undefined || reply.hostNonce === undefined || !proofsEqual(reply.hostProof, expected)) {
-        this.abortAttempt(this.handshakeError("the peer could not prove it is our host (a stranger, or another user)", true));
-        return false;
-      }
-      (this.socket as ChannelSocket).rawWrite(computeProof(secret, "member", this.name, attempt.memberNonce, reply.hostNonce));
-    }
+    const { reply, answer, rest } = step;
+    if (answer !== undefined) (this.socket as ChannelSocket).rawWrite(answer);
     this.goLive(reply);
-    return result.rest.length === 0 || (this.socket as ChannelSocket).rawPush(result.rest);
+    return rest.length === 0 || (this.socket as ChannelSocket).rawPush(rest);
   }
 
   private goLive(reply: HandshakeReply): void {
@@ -793,7 +784,7 @@ export class ProcessChannel extends EventEmitter {
     if (attempt === undefined) return;
     attempt.error ??= err;
     clearTimeout(attempt.timer);
-    attempt.parser = undefined;
+    attempt.handshake = undefined;
     const socket = this.socket as ChannelSocket;
     if (socket.destroyed && this.closeSeen) this.settleAttempt(attempt.error);
     else if (!socket.destroyed) this.destroyInternally(socket);
@@ -895,7 +886,7 @@ export class ProcessChannel extends EventEmitter {
         return channel.isLive;
       },
       get handshaking() {
-        return channel.attempt?.parser !== undefined;
+        return channel.attempt?.handshake !== undefined;
       },
       onSocketEvent: (event, arg) => this.onSocketEvent(event, arg),
       onPush: (chunk, encoding) => this.onPush(chunk, encoding),
@@ -962,7 +953,7 @@ export class ProcessChannel extends EventEmitter {
       }
       return false;
     }
-    if (this.attempt?.parser !== undefined) return this.onHandshakeData(chunk);
+    if (this.attempt?.handshake !== undefined) return this.onHandshakeData(chunk);
     return socket.rawPush(chunk, encoding);
   }
 

@@ -1,16 +1,8 @@
 import * as net from "node:net";
 import { describeError, errorCode, OpenChannelError } from "./errors";
-import {
-  computeProof,
-  encodeHello,
-  HANDSHAKE,
-  type HandshakeReply,
-  newNonce,
-  proofsEqual,
-  ReplyParser,
-  StatusBodyParser,
-} from "./handshake";
+import { HANDSHAKE, type HandshakeReply, StatusBodyParser } from "./handshake";
 import type { ChannelStatus } from "./host";
+import { MemberHandshake } from "./member-handshake";
 import type { Transport } from "./transport";
 
 export type { ChannelStatus } from "./host";
@@ -108,8 +100,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
   const channel = name.endsWith(HANDSHAKE.standbySuffix) ? name.slice(0, -HANDSHAKE.standbySuffix.length) : name;
   return new Promise((resolve, reject) => {
     const socket = new net.Socket().setNoDelay(true);
-    const memberNonce = secret === undefined ? undefined : newNonce();
-    const replyParser = new ReplyParser();
+    const handshake = new MemberHandshake(name, kind, secret);
     let bodyParser: StatusBodyParser | undefined;
     let reply: HandshakeReply | undefined;
     let settled = false;
@@ -153,25 +144,22 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       if (reply !== undefined && kind === HANDSHAKE.kindProbe) settle({ state: "answered", reply, body: undefined });
       else fail("the connection closed before the answer");
     });
-    socket.on("connect", () => socket.write(encodeHello(name, memberNonce, kind)));
+    socket.on("connect", () => socket.write(handshake.hello(socket)));
     socket.on("data", (chunk: Buffer) => {
       if (reply === undefined) {
-        const result = replyParser.feed(chunk);
-        if (result.state === "more") return;
-        if (result.state === "invalid") return fail(result.reason, true);
-        reply = result.value;
-        if (reply.status === HANDSHAKE.statusNotHost)
-          return settle({ state: "no-host", reason: "the process at this address does not host" });
-        if (reply.status !== HANDSHAKE.statusOk) return fail(`the host refused the request (status ${reply.status})`);
-        if (secret !== undefined && memberNonce !== undefined) {
-          if (reply.hostNonce === undefined || reply.hostProof === undefined) return fail("the host sent no proof", true);
-          if (!proofsEqual(reply.hostProof, computeProof(secret, "host", name, memberNonce, reply.hostNonce)))
-            return fail("the host's proof is wrong", true);
-          if (kind === HANDSHAKE.kindStatus) socket.write(computeProof(secret, "member", channel, memberNonce, reply.hostNonce));
+        const step = handshake.feed(chunk);
+        if (step.state === "more") return;
+        if (step.state === "stranger") return fail(step.reason, true);
+        if (step.state === "refused") {
+          if (step.reply.status === HANDSHAKE.statusNotHost)
+            return settle({ state: "no-host", reason: "the process at this address does not host" });
+          return fail(`the host refused the request (status ${step.reply.status})`);
         }
+        reply = step.reply;
+        if (step.answer !== undefined) socket.write(step.answer);
         if (kind === HANDSHAKE.kindProbe) return settle({ state: "answered", reply, body: undefined });
         bodyParser = new StatusBodyParser();
-        chunk = result.rest;
+        chunk = step.rest;
         if (chunk.length === 0) return;
       }
       const body = (bodyParser as StatusBodyParser).feed(chunk);

@@ -1,19 +1,37 @@
 import { randomBytes } from "node:crypto";
+import * as net from "node:net";
 import {
   channelsFromNames,
   computeProof,
   encodeHello,
   encodeReply,
   encodeStatusBody,
+  endpointBinding,
   escapeName,
   HANDSHAKE,
   HelloParser,
+  MemberHandshake,
   newNonce,
+  type ProofTranscript,
   proofsEqual,
   ReplyParser,
   StatusBodyParser,
   unescapeName,
 } from "@open-channel/core";
+
+/** A complete exchange to prove, with `change` applied. */
+const base = { memberNonce: newNonce(), hostNonce: newNonce(), serverId: randomBytes(8) };
+function transcript(change: Partial<ProofTranscript> = {}): ProofTranscript {
+  return {
+    kind: HANDSHAKE.kindJoin,
+    name: "jobs",
+    status: HANDSHAKE.statusOk,
+    hostPid: 4242,
+    binding: "127.0.0.1:50000>127.0.0.1:40000",
+    ...base,
+    ...change,
+  };
+}
 
 describe("handshake", () => {
   test("a hello survives any split into chunks and leaves what follows untouched", () => {
@@ -40,24 +58,116 @@ describe("handshake", () => {
   test("with a secret, a hello carries a nonce and the reply a nonce and the host's proof", () => {
     const memberNonce = newNonce();
     const hello = new HelloParser().feed(encodeHello("jobs", memberNonce));
-    expect(hello).toMatchObject({ state: "done", value: { name: "jobs", flags: HANDSHAKE.flagProof, memberNonce } });
+    expect(hello).toMatchObject({ state: "done", value: { name: "jobs", flags: HANDSHAKE.flagProof | HANDSHAKE.flagBound, memberNonce } });
     const hostNonce = newNonce();
-    const secret = randomBytes(32);
-    const hostProof = computeProof(secret, "host", "jobs", memberNonce, hostNonce);
+    const hostProof = computeProof(randomBytes(32), "host", transcript({ memberNonce, hostNonce }));
     const reply = new ReplyParser().feed(encodeReply(0, 1, randomBytes(8), { hostNonce, hostProof }));
-    expect(reply).toMatchObject({ state: "done", value: { hostNonce, hostProof } });
+    expect(reply).toMatchObject({ state: "done", value: { hostNonce, hostProof, flags: HANDSHAKE.flagProof | HANDSHAKE.flagBound } });
   });
 
-  test("proofs depend on the secret, the role, the channel and both nonces", () => {
-    const [a, b] = [newNonce(), newNonce()];
+  test("proofs depend on the secret, the role and every part of the exchange, the endpoints included", () => {
     const secret = randomBytes(32);
-    const base = computeProof(secret, "host", "jobs", a, b);
-    expect(proofsEqual(base, computeProof(secret, "host", "jobs", a, b))).toBe(true);
-    expect(proofsEqual(base, computeProof(randomBytes(32), "host", "jobs", a, b))).toBe(false);
-    expect(proofsEqual(base, computeProof(secret, "member", "jobs", a, b))).toBe(false);
-    expect(proofsEqual(base, computeProof(secret, "host", "jobs2", a, b))).toBe(false);
-    expect(proofsEqual(base, computeProof(secret, "host", "jobs", b, a))).toBe(false);
-    expect(proofsEqual(base, base.subarray(0, 16))).toBe(false);
+    const base = transcript();
+    const proof = computeProof(secret, "host", base);
+    expect(proofsEqual(proof, computeProof(secret, "host", { ...base }))).toBe(true);
+    expect(proofsEqual(proof, computeProof(randomBytes(32), "host", base))).toBe(false);
+    expect(proofsEqual(proof, computeProof(secret, "member", base))).toBe(false);
+    const changes: Partial<ProofTranscript>[] = [
+      { kind: HANDSHAKE.kindProbe },
+      { name: "jobs2" },
+      { memberNonce: base.hostNonce, hostNonce: base.memberNonce },
+      { status: HANDSHAKE.statusNotHost },
+      { hostPid: base.hostPid + 1 },
+      { serverId: randomBytes(8) },
+      { binding: "127.0.0.1:40001>127.0.0.1:40000" },
+      { binding: "" },
+    ];
+    for (const change of changes) expect(proofsEqual(proof, computeProof(secret, "host", { ...base, ...change }))).toBe(false);
+    expect(proofsEqual(proof, proof.subarray(0, 16))).toBe(false);
+  });
+
+  test("both ends of a TCP connection bind the same endpoints; the two legs of a relay do not", async () => {
+    const accepted: net.Socket[] = [];
+    const server = net.createServer((s) => accepted.push(s));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const connect = (): Promise<net.Socket> =>
+      new Promise((resolve) => {
+        const s = net.connect(port, "127.0.0.1", () => resolve(s));
+      });
+    try {
+      const [a, b] = [await connect(), await connect()];
+      while (accepted.length < 2) await new Promise((r) => setTimeout(r, 1));
+      expect(endpointBinding(a, "member")).toMatch(/^127\.0\.0\.1:\d+>127\.0\.0\.1:\d+$/);
+      expect(endpointBinding(a, "member")).toBe(endpointBinding(accepted[0], "host"));
+      expect(endpointBinding(b, "member")).toBe(endpointBinding(accepted[1], "host"));
+      // A relay is two connections: what the member sees of one is not what the host sees of the other.
+      expect(endpointBinding(a, "member")).not.toBe(endpointBinding(accepted[1], "host"));
+      for (const s of [a, b, ...accepted]) s.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  describe("the member's side", () => {
+    const secret = randomBytes(32);
+    const direct = "127.0.0.1:50000>127.0.0.1:40000";
+    /**
+     * A host's reply to `hello`, with its proof over the exchange and `proved` changed in it, and
+     * `sent` changed in the bytes after the proof (a forger's edits).
+     */
+    function replyTo(hello: Buffer, proved: Partial<ProofTranscript> = {}, sent: { flags?: number; hostPid?: number } = {}): Buffer {
+      const parsed = new HelloParser().feed(hello);
+      if (parsed.state !== "done" || parsed.value.memberNonce === undefined) throw new Error("no hello");
+      const hostNonce = newNonce();
+      const t = transcript({
+        kind: parsed.value.kind,
+        name: parsed.value.name,
+        memberNonce: parsed.value.memberNonce,
+        hostNonce,
+        binding: direct,
+      });
+      const reply = encodeReply(t.status, t.hostPid, t.serverId, {
+        hostNonce,
+        hostProof: computeProof(secret, "host", { ...t, ...proved }),
+      });
+      if (sent.flags !== undefined) reply[6] = sent.flags;
+      if (sent.hostPid !== undefined) reply.writeUInt32BE(sent.hostPid, 8);
+      return reply;
+    }
+    const socketWith = (local: number, remote: number): net.Socket =>
+      ({ localAddress: "127.0.0.1", localPort: local, remoteAddress: "127.0.0.1", remotePort: remote }) as unknown as net.Socket;
+
+    test("accepts its host's reply on this connection and answers with its own proof", () => {
+      const member = new MemberHandshake("jobs", HANDSHAKE.kindJoin, secret);
+      const hello = member.hello(socketWith(50000, 40000));
+      const step = member.feed(Buffer.concat([replyTo(hello), Buffer.from("rest")]));
+      expect(step).toMatchObject({ state: "accepted", rest: Buffer.from("rest"), reply: { hostPid: 4242 } });
+      expect(step.state === "accepted" && step.answer?.length).toBe(HANDSHAKE.proofLength);
+    });
+
+    test("refuses a proof made for another connection (a relay), an unbound one, a probe's, or a forged pid", () => {
+      const cases: [string, Partial<ProofTranscript>, { flags?: number; hostPid?: number }][] = [
+        ["relayed", { binding: "127.0.0.1:50001>127.0.0.1:40000" }, {}],
+        ["unbound", { binding: "" }, { flags: HANDSHAKE.flagProof }],
+        ["probe's", { kind: HANDSHAKE.kindProbe }, {}],
+        ["forged pid", {}, { hostPid: 666 }],
+      ];
+      for (const [why, proved, sent] of cases) {
+        const member = new MemberHandshake("jobs", HANDSHAKE.kindJoin, secret);
+        const step = member.feed(replyTo(member.hello(socketWith(50000, 40000)), proved, sent));
+        expect([why, step.state]).toEqual([why, "stranger"]);
+      }
+    });
+
+    test("a probe never proves itself in turn; a refusal is no acceptance", () => {
+      const probe = new MemberHandshake("jobs", HANDSHAKE.kindProbe, secret);
+      const hello = probe.hello(socketWith(50000, 40000));
+      expect(probe.feed(replyTo(hello))).toMatchObject({ state: "accepted", answer: undefined });
+      const refused = new MemberHandshake("jobs", HANDSHAKE.kindJoin, undefined);
+      refused.hello(socketWith(50000, 40000));
+      expect(refused.feed(encodeReply(HANDSHAKE.statusWrongChannel, 1, randomBytes(8)))).toMatchObject({ state: "refused" });
+    });
   });
 
   test("a stranger's bytes are rejected at the first wrong byte", () => {

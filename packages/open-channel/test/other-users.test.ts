@@ -202,3 +202,28 @@ describeAsRoot("another user on a dead tcp host's port", () => {
     expect(String(outcome.address)).not.toContain(`:${port} `);
   });
 });
+
+describeAsRoot("another user relaying a member's connection to the tcp host", () => {
+  // The proofs cover the connection's endpoints: through a relay, the member's view of them is
+  // not the host's, so neither proof holds. Before, the relay passed the host's proof on, and the
+  // member sent its data through it.
+  test.each([1, 2, 3])("gets none of the member's bytes; the member reaches its host directly (run %i)", async () => {
+    const channel = uniqueChannel("relay");
+    const hostMessages: Record<string, unknown>[] = [];
+    start(HOST_UID, { OC_ROLE: "host", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: "tcp" }, (m) => hostMessages.push(m));
+    const hosting = await next(hostMessages, "hosting");
+    const port = Number(String(hosting.address).match(/:(\d+) via/)?.[1]);
+    const relayMessages: Record<string, unknown>[] = [];
+    start(INTRUDER_UID, { OC_ROLE: "relay", OC_TARGET: String(port) }, (m) => relayMessages.push(m));
+    const relay = await next(relayMessages, "relay");
+    const memberMessages: Record<string, unknown>[] = [];
+    start(HOST_UID, { OC_ROLE: "member-via", OC_CHANNEL: channel, OC_VIA: String(relay.port) }, (m) => memberMessages.push(m));
+    const member = await Promise.race([next(memberMessages, "member"), next(memberMessages, "member-error")]);
+    expect(member).toMatchObject({ type: "member", isHost: false, hostPid: hosting.hostPid });
+    expect(await next(hostMessages, "data")).toMatchObject({ text: "secret-data\n" });
+    // The relay saw the member's hello, and nothing the member sent after it.
+    const relayed = relayMessages.filter((m) => m.type === "relayed").map((m) => String(m.bytes));
+    expect(relayed.join("")).toContain(channel);
+    expect(relayed.join("")).not.toContain("secret-data");
+  });
+});

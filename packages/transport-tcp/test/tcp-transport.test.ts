@@ -2,16 +2,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  computeProof,
-  encodeHello,
-  HANDSHAKE,
-  newNonce,
-  openChannel,
-  type ProcessChannel,
-  ReplyParser,
-  transportComplianceCases,
-} from "@open-channel/core";
+import { HANDSHAKE, MemberHandshake, openChannel, type ProcessChannel, transportComplianceCases } from "@open-channel/core";
 import { portFileName, tcpTransport } from "@open-channel/transport-tcp";
 
 const tmpDir = (): string => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-tcp-")), "private");
@@ -103,7 +94,7 @@ describe("tcp transport specifics", () => {
     dir: string,
     name: string,
     chunks: (reply: Buffer) => Buffer[],
-    first: Buffer,
+    first: Buffer | ((socket: net.Socket) => Buffer),
   ): Promise<{ reply: Buffer; closed: boolean }> {
     const record = JSON.parse(fs.readFileSync(path.join(dir, portFileName(name)), "utf8"));
     const socket = net.connect({ host: record.host, port: record.port });
@@ -118,7 +109,7 @@ describe("tcp transport specifics", () => {
         for (const c of chunks(reply)) socket.write(c);
       }
     });
-    socket.write(first);
+    socket.once("connect", () => socket.write(typeof first === "function" ? first(socket) : first));
     let timer: NodeJS.Timeout | undefined;
     const result = await Promise.race([closed, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
     // Not left pending: it would keep the test run alive for seconds after its last test.
@@ -144,19 +135,19 @@ describe("tcp transport specifics", () => {
 
     // Record a legitimate exchange (we play the member here, knowing the secret)...
     const secret = fs.readFileSync(path.join(dir, "secret"));
-    const memberNonce = newNonce();
-    const hello = encodeHello(name, memberNonce);
+    const member = new MemberHandshake(name, HANDSHAKE.kindJoin, secret);
+    let hello: Buffer = Buffer.alloc(0);
     let recordedProof: Buffer = Buffer.alloc(0);
     const legit = await rawExchange(
       dir,
       name,
       (reply) => {
-        const parsed = new ReplyParser().feed(reply);
-        if (parsed.state !== "done" || parsed.value.hostNonce === undefined) throw new Error("no reply");
-        recordedProof = computeProof(secret, "member", name, memberNonce, parsed.value.hostNonce);
+        const step = member.feed(reply);
+        if (step.state !== "accepted" || step.answer === undefined) throw new Error("no reply");
+        recordedProof = step.answer;
         return [recordedProof, Buffer.from("legit\n")];
       },
-      hello,
+      (socket) => (hello = member.hello(socket)),
     );
     expect(legit.closed).toBe(false);
     expect(seen.length).toBe(2);
@@ -165,6 +156,21 @@ describe("tcp transport specifics", () => {
     const replay = await rawExchange(dir, name, () => [recordedProof, Buffer.from("replayed\n")], hello);
     expect(replay.closed).toBe(true);
     expect(seen.length).toBe(2);
+  });
+
+  test("a hello whose proofs would not cover the connection (an older member's) is refused", async () => {
+    const dir = tmpDir();
+    const name = "unbound";
+    const seen: net.Socket[] = [];
+    const host = open(dir, name, (s) => seen.push(s));
+    await new Promise((resolve) => host.connect().once("connect", resolve));
+    while (seen.length < 1) await new Promise((r) => setTimeout(r, 5));
+    const hello = new MemberHandshake(name, HANDSHAKE.kindJoin, Buffer.alloc(32)).hello(new net.Socket());
+    hello[6] = HANDSHAKE.flagProof;
+    const { reply, closed } = await rawExchange(dir, name, () => [], hello);
+    expect(closed).toBe(true);
+    expect(reply[5]).toBe(HANDSHAKE.statusUnsupported);
+    expect(seen.length).toBe(1);
   });
 
   /** A listener that answers every request (a 4-byte header and a 32-byte body) with one byte. */
@@ -202,16 +208,15 @@ describe("tcp transport specifics", () => {
     const socket = new net.Socket();
     try {
       tcpTransport({ dir }).connect(name, socket);
-      const memberNonce = newNonce();
-      socket.write(encodeHello(name, memberNonce));
-      const parser = new ReplyParser();
+      const member = new MemberHandshake(name, HANDSHAKE.kindJoin, secret);
+      socket.once("connect", () => socket.write(member.hello(socket)));
       await new Promise<void>((resolve, reject) => {
         socket.on("data", function onReply(chunk: Buffer) {
-          const result = parser.feed(chunk);
-          if (result.state === "more") return;
+          const step = member.feed(chunk);
+          if (step.state === "more") return;
           socket.off("data", onReply);
-          if (result.state !== "done" || result.value.hostNonce === undefined) return reject(new Error("no handshake reply"));
-          socket.write(computeProof(secret, "member", name, memberNonce, result.value.hostNonce));
+          if (step.state !== "accepted" || step.answer === undefined) return reject(new Error("no handshake reply"));
+          socket.write(step.answer);
           resolve();
         });
       });
