@@ -11,6 +11,8 @@ const cluster = require("node:cluster");
 const fs = require("node:fs");
 const net = require("node:net");
 const { fork } = require("node:child_process");
+const os = require("node:os");
+const path = require("node:path");
 const openChannel = require("open-channel").default;
 const { selectTransportName } = require("open-channel");
 
@@ -59,6 +61,9 @@ if (isPrimary) {
   });
 }
 
+/** Compliance cases that need an exclusive pipe name, which Wine does not give. */
+const WINE_CANNOT = ["listen is exclusive"];
+
 // ---- the scenarios --------------------------------------------------------------------------
 const resultsFile = process.argv[2] || "windows-results.json";
 const results = [];
@@ -98,7 +103,6 @@ async function scenario(name, fn) {
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("scenario timed out after 60 s")), 60000).unref());
     record(name, true, await Promise.race([fn(), timeout]));
   } catch (err) {
-    results.pop();
     record(name, false, String(err?.stack ? err.stack : err));
   }
 }
@@ -167,5 +171,22 @@ if (!isMember && !isPrimary)
       return `worker ${first.pid} hosts over tcp, worker ${second.pid} joined it`;
     });
 
-    process.exit(results.every((r) => r.ok) ? 0 : 1);
+    // The pipe transport's compliance suite, the cases its Jest suite runs on Windows.
+    const { transportComplianceCases } = require("@open-channel/core");
+    const { pipeTransport } = require("@open-channel/transport-pipe");
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-pipe-")), "private");
+    const options = { dir, user: `test-${process.pid}` };
+    const child = { module: require.resolve("@open-channel/transport-pipe"), factory: "pipeTransport", options };
+    for (const c of transportComplianceCases({ transport: () => pipeTransport(options), child })) {
+      if (process.env.OC_UNDER_WINE === "1" && WINE_CANNOT.some((x) => c.name.startsWith(x))) {
+        record(`pipe compliance: ${c.name}`, "skipped", "Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE");
+        continue;
+      }
+      await scenario(`pipe compliance: ${c.name}`, async () => {
+        await c.run();
+        return "ok";
+      });
+    }
+
+    process.exit(results.every((r) => r.ok !== false) ? 0 : 1);
   })();

@@ -18,8 +18,8 @@ describe("pipe names", () => {
   });
 });
 
-// Named pipes exist on Windows only. There (and under wine, see the README) the pipe transport
-// runs the same compliance suite as every other transport.
+// Named pipes exist on Windows only: there the pipe transport runs the same compliance suite as
+// every other transport. Under Wine, `npm run test:windows` runs these cases in a Windows Node.
 const onWindows = process.platform === "win32" ? describe : describe.skip;
 onWindows("the pipe transport passes the transport compliance suite (Windows)", () => {
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-pipe-")), "private");
