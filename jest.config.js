@@ -14,6 +14,8 @@ module.exports = {
   // Multi-process tests fork real processes; on a 2-core machine two test files at once is plenty.
   maxWorkers: 2,
   testTimeout: 60000,
+  // The default report, plus the tests under way in OC_RUNNING_FILE: what hung, if a run is killed.
+  reporters: ["default", "<rootDir>/scripts/jest-running-reporter.js"],
   modulePathIgnorePatterns: ["<rootDir>/packages/.*/dist/"],
   // One temporary directory per run, removed at the end: no socket files left behind.
   globalSetup: "<rootDir>/scripts/jest-global-setup.js",

@@ -5,7 +5,7 @@
  * `npm run test:node -- 24 --smoke`, `npm run test:matrix` (the smoke set on 22 and 24, as CI;
  * `-- --full` for the full suite). `all` names every supported version.
  *
- *   node scripts/node-matrix.js <20|22|24|all>... [--smoke|--full] [--json-dir DIR] [-- jest args]
+ *   node scripts/node-matrix.js <20|22|24|all>... [--smoke|--full] [--json-dir DIR] [--run-timeout S] [-- jest args]
  *
  * Each supported major is pinned to one exact release of the npm registry's `node` package, fetched
  * with `npx -y -p node@X.Y.Z` and kept in npm's cache after the first time; when the running Node
@@ -14,7 +14,9 @@
  * on the same Node. The tests import the built packages: build first (the npm scripts do). Each run
  * writes Jest's JSON results to DIR/jest-results-node<major>.json (default build/node-matrix) and
  * prints "node vX.Y.Z (set): N passed, M failed, K skipped in S s". Exits 0 only if every run
- * passed; a Node that cannot be fetched is a failed run, never a skipped one.
+ * passed; a Node that cannot be fetched is a failed run, never a skipped one. A run still going
+ * after --run-timeout seconds (default 900) is killed with all it started, and the tests it had
+ * under way are printed (scripts/jest-running-reporter.js).
  */
 const { spawn, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -50,12 +52,12 @@ const FETCH_TIMEOUT_MS = 3 * 60 * 1000;
 
 function usage(message) {
   if (message) console.error(`node-matrix: ${message}`);
-  console.error("usage: node scripts/node-matrix.js <20|22|24|all>... [--smoke|--full] [--json-dir DIR] [-- jest args]");
+  console.error("usage: node scripts/node-matrix.js <20|22|24|all>... [--smoke|--full] [--json-dir DIR] [--run-timeout S] [-- jest args]");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { majors: [], smoke: false, jsonDir: path.join(ROOT, "build", "node-matrix"), jestArgs: [] };
+  const opts = { majors: [], smoke: false, jsonDir: path.join(ROOT, "build", "node-matrix"), jestArgs: [], runTimeoutS: 900 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
@@ -66,6 +68,9 @@ function parseArgs(argv) {
     else if (a === "--json-dir") {
       if (argv[i + 1] === undefined) usage("--json-dir needs a folder");
       opts.jsonDir = path.resolve(argv[++i]);
+    } else if (a === "--run-timeout") {
+      opts.runTimeoutS = Number(argv[++i]);
+      if (!(opts.runTimeoutS > 0)) usage("--run-timeout needs seconds");
     } else if (a === "all") opts.majors.push(...Object.keys(PINNED));
     else if (/^v?\d+$/.test(a)) {
       const major = a.replace(/^v/, "");
@@ -123,9 +128,27 @@ function summarize(file) {
 let child;
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
-    if (child && child.exitCode === null) child.kill(signal);
+    if (child && child.exitCode === null) killTree(child);
     process.exit(1);
   });
+}
+
+/** The tests a killed run left under way (what the running reporter wrote), or a note. */
+function readRunning(file) {
+  try {
+    return fs.readFileSync(file, "utf8").trim() || "(no test under way)";
+  } catch {
+    return "(nothing recorded)";
+  }
+}
+
+function killTree(proc) {
+  try {
+    if (process.platform === "win32") proc.kill("SIGKILL");
+    else process.kill(-proc.pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
 }
 
 function runJest(binary, major, opts, outputFile) {
@@ -138,13 +161,24 @@ function runJest(binary, major, opts, outputFile) {
   ];
   const env = { ...process.env, PATH: `${path.dirname(binary)}${path.delimiter}${process.env.PATH || ""}` };
   if (opts.smoke) env.OC_TEST_ROUNDS = SMOKE_ROUNDS;
+  // What is under way, for the report if the run is killed (scripts/jest-running-reporter.js).
+  env.OC_RUNNING_FILE = path.join(opts.jsonDir, `running-node${major}.txt`);
   return new Promise((resolve) => {
-    child = spawn(binary, args, { cwd: ROOT, env, stdio: "inherit" });
+    // Its own process group, so that a run over its time bound goes with everything it started.
+    child = spawn(binary, args, { cwd: ROOT, env, stdio: "inherit", detached: process.platform !== "win32" });
+    const timer = setTimeout(() => {
+      console.error(`node-matrix: Jest on Node ${major} still running after ${opts.runTimeoutS} s: killed. Under way:`);
+      console.error(readRunning(env.OC_RUNNING_FILE));
+      killTree(child);
+    }, opts.runTimeoutS * 1000);
     child.on("error", (err) => {
       console.error(`node-matrix: could not start Jest on Node ${major}: ${err.message}`);
       resolve(1);
     });
-    child.on("exit", (code, signal) => resolve(signal ? 1 : code));
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve(signal ? 1 : code);
+    });
   });
 }
 
