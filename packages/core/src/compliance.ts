@@ -137,6 +137,9 @@ export async function leaveStaleHost(child: TransportModule, channel: string): P
   await exited;
 }
 
+/** How long a host may take to close a connection that failed the handshake (it takes ms). */
+const CLOSE_BOUND_MS = 5000;
+
 /**
  * The transport compliance suite: what every transport must do for the election and failover to
  * hold, as framework-agnostic cases (the js-libp2p pattern). Each transport package runs them in
@@ -296,7 +299,17 @@ export function transportComplianceCases(options: ComplianceOptions): Compliance
           socket.on("error", () => undefined);
           socket.resume();
           for (const chunk of chunks) socket.write(chunk);
-          await new Promise((resolve) => socket.once("close", resolve));
+          // Bounded: a host that wrongly keeps the connection must fail this case, not hang it.
+          const closed = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), CLOSE_BOUND_MS);
+            socket.once("close", () => resolve(true));
+            socket.once("close", () => clearTimeout(timer));
+          });
+          socket.destroy();
+          assert.ok(
+            closed,
+            `the host kept open, for ${CLOSE_BOUND_MS} ms, a connection that sent ${chunks.length > 1 ? "a wrong proof" : "no valid hello"}`,
+          );
         }
         assert.equal(seen.length, before);
       } finally {
