@@ -184,21 +184,43 @@ describe("handshake", () => {
     expect(new HelloParser().feed(huge)).toMatchObject({ state: "invalid" });
   });
 
-  test("fuzz: random bytes never throw, and never parse as more than they hold", () => {
+  test("fuzz: random bytes never throw, and a parse takes exactly the bytes its header declares", () => {
+    /** The length of the message at the start of `input`, read from its header as the protocol says. */
+    const declared = (hello: boolean, input: Buffer): number | undefined => {
+      const withProof = input.length > 6 && (input[6] & HANDSHAKE.flagProof) !== 0;
+      if (!hello) return HANDSHAKE.replyLength + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0);
+      if (input.length < HANDSHAKE.helloHeaderLength) return undefined;
+      return HANDSHAKE.helloHeaderLength + input.readUInt16BE(8) + (withProof ? HANDSHAKE.nonceLength : 0);
+    };
+    const seen = { more: 0, done: 0, invalid: 0 };
     for (let i = 0; i < 5000; i++) {
-      const parser = i % 2 === 0 ? new HelloParser() : new ReplyParser();
-      // Half the inputs start with the magic so the parser gets past the first check.
-      const body = randomBytes(Math.floor(Math.random() * 64));
-      const input = i % 4 < 2 ? Buffer.concat([HANDSHAKE.magic, body]) : body;
+      const hello = i % 2 === 0;
+      const parser = hello ? new HelloParser() : new ReplyParser();
+      // Half the inputs start with a valid header (magic, version, a short name) to get past it.
+      const body = randomBytes(Math.floor(Math.random() * 96));
+      const header = Buffer.from([...HANDSHAKE.magic, HANDSHAKE.version, 1, body[0] ?? 0, 0, 0, 1 + ((body[1] ?? 0) % 40)]);
+      const input = i % 4 < 2 ? Buffer.concat([header, body]) : body;
       let result: ReturnType<HelloParser["feed"]> | ReturnType<ReplyParser["feed"]> = { state: "more" };
-      for (let at = 0; at < input.length && result.state === "more"; ) {
+      let fed = 0;
+      while (fed < input.length && result.state === "more") {
         const step = 1 + Math.floor(Math.random() * 8);
-        result = parser.feed(input.subarray(at, at + step));
-        at += step;
+        result = parser.feed(input.subarray(fed, fed + step));
+        fed = Math.min(input.length, fed + step);
       }
-      expect(["more", "done", "invalid"]).toContain(result.state);
-      if (result.state === "done") expect(result.rest.length).toBeLessThanOrEqual(input.length);
+      seen[result.state]++;
+      const length = declared(hello, input);
+      if (result.state === "done") {
+        // Exactly the declared bytes taken; everything fed after them handed back untouched.
+        expect(length).toBeDefined();
+        expect(result.rest).toEqual(input.subarray(length as number, fed));
+      } else if (result.state === "more") {
+        expect(length === undefined || input.length < length).toBe(true);
+      } else {
+        expect(result.reason.length).toBeGreaterThan(0);
+      }
     }
+    // The inputs reached every outcome, so each branch above ran.
+    expect(Math.min(seen.more, seen.done, seen.invalid)).toBeGreaterThan(100);
   });
 });
 

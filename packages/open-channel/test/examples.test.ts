@@ -28,6 +28,15 @@ test("npm run demo: three processes chat, the host is SIGKILLed, a survivor take
   const { code, out } = await run("examples/demo.js");
   expect(code).toBe(0);
   expect(out).toMatch(/== done: \w+ took over as host about \d+ ms after the kill; the chat went on ==/);
+  // The chat did go on: after the kill, each survivor got the other's lines, and dave got theirs.
+  const killed = out.match(/== SIGKILL the host: (\w+) /)?.[1] as string;
+  const survivors = ["alice", "bob", "carol"].filter((n) => n !== killed);
+  expect(survivors).toHaveLength(2);
+  const afterKill = out.slice(out.indexOf("== SIGKILL the host"));
+  const got = (to: string, from: string, text: string): boolean => new RegExp(`^  ${to} +got  ${from}: message #\\d+$`, "m").test(text);
+  expect([got(survivors[0], survivors[1], afterKill), got(survivors[1], survivors[0], afterKill)]).toEqual([true, true]);
+  const afterDave = out.slice(out.indexOf("== dave joins late"));
+  expect(survivors.map((n) => got("dave", n, afterDave))).toEqual([true, true]);
 });
 
 test("examples/cluster/app.js: the workers elect a host; after it is SIGKILLed, they and a new worker follow a new one", async () => {
