@@ -87,6 +87,24 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(host.sockets.length).toBe(1);
   });
 
+  test("a connection that never finishes its hello is closed by the host (its 3 s bound, well within 8 s)", async () => {
+    const host = collector();
+    const name = uniqueName("silent-member");
+    const channel = open(name, host.listener);
+    await once(channel.connect(), "connect");
+    const started = performance.now();
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const socket = net.connect(transport.path(name));
+      socket.on("connect", () => socket.write(encodeHello(name).subarray(0, 6)));
+      socket.on("error", reject);
+      socket.on("close", () => resolve(performance.now() - started));
+      setTimeout(() => socket.destroy(), 8000).unref();
+    });
+    expect(closedAfter).toBeGreaterThanOrEqual(2500);
+    expect(closedAfter).toBeLessThan(7900);
+    expect(host.sockets.length).toBe(1);
+  });
+
   test("probeChannel asks again after a reset with no answer: a dying listener is found gone, one that keeps resetting is unknown", async () => {
     const resetting = async (closeAfterFirst: boolean): Promise<{ verdict: string; connections: number }> => {
       const name = uniqueName(closeAfterFirst ? "probe-dying" : "probe-resetting");
@@ -306,6 +324,30 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
         ["member: failover", process.pid, process.pid, "number"],
       ]),
     );
+  });
+
+  test("writes queued while a member elects after its host went reach the new host in the order written", async () => {
+    for (let round = 0; round < 5; round++) {
+      const name = uniqueName("queued-order");
+      const hostChannel = open(name, () => undefined);
+      await once(hostChannel.connect(), "connect");
+      const successor = collector();
+      const member = open(name, successor.listener);
+      const socket = member.connect();
+      await once(socket, "connect");
+      const connecting = new Promise<void>((resolve) => member.once("state", (state) => state === "connecting" && resolve()));
+      hostChannel.close({ handover: true });
+      await connecting;
+      const lines = Array.from({ length: 50 }, (_, i) => `line ${i}\n`);
+      const callbacks: number[] = [];
+      lines.forEach((line, i) => socket.write(line, () => callbacks.push(i)));
+      await until(() => successor.text().length >= lines.join("").length, "the new host's listener to receive every line");
+      expect(successor.text()).toBe(lines.join(""));
+      await until(() => callbacks.length === lines.length, "every write's callback");
+      expect(callbacks).toEqual(lines.map((_, i) => i));
+      hostChannel.close({ handover: true });
+      member.close({ handover: true });
+    }
   });
 
   /** A host channel (echoing, with a count of connections its listener saw) and a connected member. */

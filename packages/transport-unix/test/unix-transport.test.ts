@@ -76,6 +76,16 @@ describe("the private directory", () => {
     }
   });
 
+  // As root the test can give a folder to another uid; elsewhere it cannot make one.
+  const asRoot = typeof process.getuid === "function" && process.getuid() === 0 ? test : test.skip;
+  asRoot("a 0700 directory that belongs to another uid is refused, naming its owner", () => {
+    const dir = tmp();
+    fs.chmodSync(dir, 0o700);
+    fs.chownSync(dir, 40103, 40103);
+    expect(() => ensurePrivateDir(dir, "jobs")).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_UNSAFE_DIR" }));
+    expect(() => ensurePrivateDir(dir, "jobs")).toThrow(/belongs to uid 40103/);
+  });
+
   test("a symlink in place of the directory is refused", () => {
     const base = tmp();
     const real = path.join(base, "real");
