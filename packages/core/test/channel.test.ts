@@ -340,7 +340,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       await connecting;
       const lines = Array.from({ length: 50 }, (_, i) => `line ${i}\n`);
       const callbacks: number[] = [];
-      lines.forEach((line, i) => socket.write(line, () => callbacks.push(i)));
+      for (const [i, line] of lines.entries()) socket.write(line, () => callbacks.push(i));
       await until(() => successor.text().length >= lines.join("").length, "the new host's listener to receive every line");
       expect(successor.text()).toBe(lines.join(""));
       await until(() => callbacks.length === lines.length, "every write's callback");
