@@ -350,6 +350,37 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     }
   });
 
+  test("a hand-over destroys a member's connection that does not read after 1 s (asserted within 0.5-5 s)", async () => {
+    const name = uniqueName("hand-over-stuck");
+    const accepted: { socket: net.Socket; closedAt?: number }[] = [];
+    const hostChannel = open(name, (socket) => {
+      const entry: { socket: net.Socket; closedAt?: number } = { socket };
+      accepted.push(entry);
+      socket.on("close", () => (entry.closedAt = performance.now()));
+      // More than any socket buffer holds: the rest waits for a reader that never comes.
+      socket.write(Buffer.alloc(16 * 1024 * 1024));
+    });
+    await once(hostChannel.connect(), "connect");
+    // A member that says hello and then never reads.
+    const raw = net.connect(transport.path(name));
+    raw.on("error", () => undefined);
+    raw.on("connect", () => {
+      raw.write(encodeHello(name));
+      raw.pause();
+    });
+    await until(() => accepted.length === 2, "the host to accept the member");
+    await new Promise((r) => setTimeout(r, 50));
+    const stuck = accepted[1];
+    expect(stuck.socket.writableLength).toBeGreaterThan(0);
+    const closedAt = performance.now();
+    hostChannel.close({ handover: true });
+    await until(() => stuck.closedAt !== undefined, "the stuck member's connection to be destroyed", 6000);
+    const after = (stuck.closedAt as number) - closedAt;
+    expect(after).toBeGreaterThanOrEqual(500);
+    expect(after).toBeLessThan(5000);
+    raw.destroy();
+  });
+
   /** A host channel (echoing, with a count of connections its listener saw) and a connected member. */
   async function hostAndMember(
     label: string,
