@@ -38,6 +38,7 @@ describe("tcp transport specifics", () => {
     expect(record.pid).toBe(process.pid);
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.statSync(path.join(dir, "secret")).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     // Not reachable on any other interface: the port answers on 127.0.0.1 only.
     const others = Object.values(os.networkInterfaces())
       .flat()
@@ -52,6 +53,28 @@ describe("tcp transport specifics", () => {
         s.once("error", resolve);
       });
       expect(err).toBeDefined();
+    }
+  });
+
+  test("a secret file others can read, or of the wrong size, is refused with the next step", async () => {
+    for (const [mode, bytes, why] of [
+      [0o644, 32, "other users can read it"],
+      [0o640, 32, "other users can read it"],
+      [0o600, 31, "it holds 31 bytes"],
+    ] as const) {
+      const dir = tmpDir();
+      fs.mkdirSync(dir, { mode: 0o700 });
+      fs.writeFileSync(path.join(dir, "secret"), Buffer.alloc(bytes, 1), { mode });
+      fs.chmodSync(path.join(dir, "secret"), mode);
+      const channel = open(dir, "bad-secret");
+      const socket = channel.connect(5000);
+      const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+        socket.once("error", resolve);
+        socket.once("connect", () => resolve(undefined));
+      });
+      expect(err?.code).toBe("ERR_OPEN_CHANNEL_UNSAFE_DIR");
+      expect(err?.message).toContain(why);
+      expect(err?.message).toContain("Delete it");
     }
   });
 
