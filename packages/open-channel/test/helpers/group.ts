@@ -23,6 +23,8 @@ export interface Report {
   channel?: string;
   hostPid?: number;
   previousHostPid?: number;
+  /** A failover's ms, from the connection's loss to the new host's welcome. */
+  ms?: number;
   isHost?: boolean;
   isHeir?: boolean;
   state?: string;
