@@ -381,6 +381,26 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     raw.destroy();
   });
 
+  test("bytes the old host sent that the member has not read stay readable, in order, before the new host's", async () => {
+    const name = uniqueName("unread-bytes");
+    const hostChannel = open(name, (s) => s.write("old host: 1;old host: 2;"));
+    await once(hostChannel.connect(), "connect");
+    const member = open(name, (s) => s.write("new host: 1;"));
+    const socket = member.connect();
+    // The member reads nothing until the new host is there.
+    socket.pause();
+    await once(socket, "connect");
+    await new Promise((r) => setTimeout(r, 20));
+    hostChannel.close({ handover: true });
+    await until(() => member.isHost && member.connected, "the member to host");
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => (text += chunk));
+    socket.resume();
+    await until(() => text.includes("new host: 1;"), "the new host's bytes");
+    expect(text).toBe("old host: 1;old host: 2;new host: 1;");
+  });
+
   /** A host channel (echoing, with a count of connections its listener saw) and a connected member. */
   async function hostAndMember(
     label: string,
