@@ -1,4 +1,5 @@
 import { type ChildProcess, fork, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -225,5 +226,87 @@ describeAsRoot("another user relaying a member's connection to the tcp host", ()
     const relayed = relayMessages.filter((m) => m.type === "relayed").map((m) => String(m.bytes));
     expect(relayed.join("")).toContain(channel);
     expect(relayed.join("")).not.toContain("secret-data");
+  });
+});
+
+/** Waits for a message that `match` accepts. */
+function until(
+  messages: Record<string, unknown>[],
+  what: string,
+  match: (m: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const end = Date.now() + 30000;
+    const tick = (): void => {
+      const m = messages.find(match);
+      if (m) resolve(m);
+      else if (Date.now() > end) reject(new Error(`no ${what}: ${JSON.stringify(messages)}`));
+      else setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+const describeAsRootOnLinux = isRoot && process.platform === "linux" ? describe : describe.skip;
+
+describeAsRootOnLinux.each(["unix", "tcp"] as const)("another user squatting the channel's lock names, over %s", (transport) => {
+  test("the old predictable names and every name seen in /proc/net/unix block nothing: hosts are elected, members connect", async () => {
+    const channel = uniqueChannel(`squat-${transport}`);
+    // What the lock was: an abstract socket named from the victim's uid and the lock file's path,
+    // both known to any local user; for the channel's address and its heir's standby address.
+    const victimDir = path.join(os.tmpdir(), `open-channel-${HOST_UID}`);
+    const address = (name: string): string =>
+      transport === "unix" ? unixTransport({ dir: victimDir }).socketPath(name) : tcpTransport({ dir: victimDir }).portFile(name);
+    const names = [channel, channel + HANDSHAKE.standbySuffix].map(
+      (name) =>
+        `\0open-channel-lock-${HOST_UID}-${createHash("sha256")
+          .update(`${address(name)}.lock`)
+          .digest("hex")
+          .slice(0, 32)}`,
+    );
+    const squatter: Record<string, unknown>[] = [];
+    const intruder = start(INTRUDER_UID, { OC_ROLE: "squatter", OC_NAMES: JSON.stringify(names) }, (m) => squatter.push(m));
+    expect(await next(squatter, "squatting")).toMatchObject({ bound: 2 });
+
+    // Three processes of the victim: one hosts, all connect to it (before: ETIMEDOUT, every one).
+    const env = { OC_ROLE: "member", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport };
+    const messages = new Map<number, Record<string, unknown>[]>();
+    const member = (): ChildProcess => {
+      const log: Record<string, unknown>[] = [];
+      const child = start(HOST_UID, env, (m) => log.push(m));
+      messages.set(child.pid as number, log);
+      return child;
+    };
+    const connectedTo = async (child: ChildProcess, notHost?: number): Promise<number> => {
+      const log = messages.get(child.pid as number) as Record<string, unknown>[];
+      const m = await Promise.race([
+        until(log, "connect", (x) => x.type === "connected" && x.hostPid !== notHost),
+        until(log, "error", (x) => x.type === "member-error").then((e) => Promise.reject(new Error(`${e.code}: ${e.message}`))),
+      ]);
+      return m.hostPid as number;
+    };
+    let group = [member(), member(), member()];
+    let hostPids = await Promise.all(group.map((c) => connectedTo(c)));
+    expect(new Set(hostPids).size).toBe(1);
+    expect(group.map((c) => c.pid)).toContain(hostPids[0]);
+
+    // Two takeovers while the intruder watches /proc/net/unix and binds every name it sees there.
+    for (let round = 0; round < 2; round++) {
+      const host = group.find((c) => c.pid === hostPids[0]) as ChildProcess;
+      host.kill("SIGKILL");
+      group = group.filter((c) => c !== host);
+      hostPids = await Promise.all(group.map((c) => connectedTo(c, host.pid)));
+      expect(new Set(hostPids).size).toBe(1);
+      expect(group.map((c) => c.pid)).toContain(hostPids[0]);
+      for (const log of messages.values()) log.splice(0);
+    }
+    // A newcomer joins the last host.
+    const newcomer = member();
+    expect(await connectedTo(newcomer)).toBe(hostPids[0]);
+
+    intruder.send("report");
+    const { held } = (await next(squatter, "squatter")) as { held: string[] };
+    // It still holds the old names, and whatever else it could learn and bind.
+    expect(held.length).toBeGreaterThanOrEqual(2);
   });
 });
