@@ -79,8 +79,8 @@ function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
 
 /**
  * The election for one socket path: binds `bind` there, exclusively and race-free, taking over a
- * dead host's file. Everything happens under one lock per path (see `tryLock` in core: on Linux
- * the kernel releases it the instant its holder dies):
+ * dead host's file. Everything happens under one lock per path (see `tryLock` in core: a file in
+ * the private folder, broken once its holder is dead; waiters wake as it is released):
  * - if no file is there, bind;
  * - if a file is there, probe it. Because every bind of this path happens under the same lock, no
  *   file can be between its bind() and its listen() while we hold it (a connect would be refused
