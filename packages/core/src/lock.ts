@@ -29,7 +29,8 @@ export interface Lock {
  * - its pid is dead, or belongs to another user (EPERM: not one of ours, the pid was reused);
  * - Linux: the pid's start time (and boot) differs from the recorded one: the pid was reused; or
  *   the pid is a zombie (killed, not yet reaped by its parent: signal 0 still reaches it);
- * - where the start time cannot be read (macOS, Windows, no /proc): the lock is older than
+ * - where the start time cannot be read (macOS, Windows, no /proc), or the holder is in another
+ *   pid namespace (a container sharing the folder: its pid means nothing here): older than
  *   MAX_HOLD_MS, ten times the longest hold (a takeover's 1 s probe), so a reused pid blocks the
  *   channel for at most that long;
  * - empty or unreadable content (an older version's open-then-write) older than UNPARSABLE_STALE_MS.
@@ -277,6 +278,10 @@ function staleReason(file: LockFile, maxHoldMs: number): string | undefined {
   const age = Date.now() - file.mtimeMs;
   const holder = parseHolder(file.raw);
   if (holder === undefined) return age > UNPARSABLE_STALE_MS ? "empty or unreadable" : undefined;
+  const held = age > maxHoldMs ? `held for ${Math.round(age)} ms` : undefined;
+  // A holder in another pid namespace (a container sharing the folder): its pid means nothing here.
+  const theirs = holder.start?.split("@")[2];
+  if (theirs !== undefined && theirs !== pidNamespace()) return held;
   try {
     process.kill(holder.pid, 0);
   } catch (err) {
@@ -290,7 +295,7 @@ function staleReason(file: LockFile, maxHoldMs: number): string | undefined {
     if (start === null) return "holder is dead";
     if (start !== undefined) return start === holder.start ? undefined : "pid reused";
   }
-  return age > maxHoldMs ? `held for ${Math.round(age)} ms` : undefined;
+  return held;
 }
 
 function parseHolder(raw: string): Holder | undefined {
@@ -344,11 +349,24 @@ function ownStart(): string | undefined {
 }
 
 let bootId: string | undefined;
+let pidNs: string | null | undefined;
+
+/** Linux: this process's pid namespace (the inode of /proc/self/ns/pid), read once. */
+function pidNamespace(): string | undefined {
+  if (pidNs === undefined) {
+    try {
+      pidNs = /\[(\d+)\]/.exec(fs.readlinkSync("/proc/self/ns/pid"))?.[1] ?? null;
+    } catch {
+      pidNs = null;
+    }
+  }
+  return pidNs ?? undefined;
+}
 
 /**
- * Linux: when `pid` started, as "<clock ticks since boot>@<boot id>" (field 22 of
+ * Linux: when `pid` started, as "<clock ticks since boot>@<boot id>@<pid namespace>" (field 22 of
  * /proc/<pid>/stat; with the boot id, as a pid started at the same tick after a reboot is another
- * process). `null` when there is no such process, or only its zombie (a killed holder its parent
+ * process; with the namespace, where that pid means that process). `null` when there is no such process, or only its zombie (a killed holder its parent
  * has not reaped yet: signal 0 still reaches it); `undefined` when it cannot be told.
  */
 function startOf(pid: number): string | null | undefined {
@@ -364,5 +382,6 @@ function startOf(pid: number): string | null | undefined {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   if (fields[0] === "Z" || fields[0] === "X") return null;
   const ticks = fields[19];
-  return ticks !== undefined && /^\d+$/.test(ticks) ? `${ticks}@${bootId}` : undefined;
+  const ns = pidNamespace();
+  return ticks !== undefined && /^\d+$/.test(ticks) && ns !== undefined ? `${ticks}@${bootId}@${ns}` : undefined;
 }

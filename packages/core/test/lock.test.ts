@@ -45,12 +45,13 @@ async function livePid(): Promise<number> {
   return child.pid as number;
 }
 
-/** Linux: the start time field of /proc/<pid>/stat and the boot id, as a lock file records them. */
-function recordedStart(pid: number): string {
+/** Linux: how a lock file records a process: start time field of /proc/<pid>/stat, boot id, pid namespace. */
+function recordedStart(pid: number): { ticks: string; boot: string; ns: string; all: string } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
   const ticks = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
   const boot = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().replace(/-/g, "").slice(0, 16);
-  return `${ticks}@${boot}`;
+  const ns = /\[(\d+)\]/.exec(fs.readlinkSync("/proc/self/ns/pid"))?.[1] ?? "";
+  return { ticks, boot, ns, all: `${ticks}@${boot}@${ns}` };
 }
 
 function worker(env: Record<string, string>, onMessage: (m: Record<string, unknown>) => void = () => undefined): ChildProcess {
@@ -222,14 +223,24 @@ describe("the Linux rules", () => {
   linuxOnly("a lock naming a live unrelated process (a reused pid: another start time) is broken", async () => {
     const file = lockPath();
     const pid = await livePid();
-    fs.writeFileSync(file, `${pid} 1@${recordedStart(pid).split("@")[1]} 0123456789abcdef\n`);
+    const { ticks, boot, ns, all } = recordedStart(pid);
+    fs.writeFileSync(file, `${pid} 1@${boot}@${ns} 0123456789abcdef\n`);
     expect(await taken(file)).toBe(true);
     // From another boot: the same pid and tick count after a reboot is another process too.
-    fs.writeFileSync(file, `${pid} ${recordedStart(pid).split("@")[0]}@0000000000000000 0123456789abcdef\n`);
+    fs.writeFileSync(file, `${pid} ${ticks}@0000000000000000@${ns} 0123456789abcdef\n`);
     expect(await taken(file)).toBe(true);
     // Its real start time: that process is the holder, and holds it.
-    fs.writeFileSync(file, `${pid} ${recordedStart(pid)} 0123456789abcdef\n`);
+    fs.writeFileSync(file, `${pid} ${all} 0123456789abcdef\n`);
     expect(await taken(file)).toBe(false);
+  });
+
+  linuxOnly("a holder in another pid namespace (a container sharing the folder) is judged by age only", async () => {
+    const file = lockPath();
+    // Its pid is dead here, which says nothing about a process in another namespace.
+    fs.writeFileSync(file, `${deadPid()} 1@${recordedStart(process.pid).boot}@1 0123456789abcdef\n`);
+    expect(await taken(file)).toBe(false);
+    age(file, 60000);
+    expect(await taken(file)).toBe(true);
   });
 
   linuxOnly("a killed holder its parent has not reaped yet (a zombie) holds nothing", async () => {
