@@ -572,7 +572,7 @@ export class Messenger extends EventEmitter {
       // What the host's handler threw, as an error here (built now: nothing may throw below).
       if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
     } catch (err) {
-      failed = err as Error;
+      failed = this.named(err as Error);
     }
     const { resolve, reject } = out;
     out.resolve = undefined;
@@ -655,6 +655,15 @@ export class Messenger extends EventEmitter {
       this.drainWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  /** A codec's error (it knows no channel) as one that names this channel; others as they are. */
+  private named(err: Error): Error {
+    if (!(err instanceof OpenChannelError) || err.channel !== undefined) return err;
+    return new OpenChannelError(err.code, `open-channel "${this.channel.name}": ${err.message}`, {
+      channel: this.channel.name,
+      cause: err,
+    });
   }
 
   private closedError(): OpenChannelError {

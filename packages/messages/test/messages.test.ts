@@ -287,6 +287,24 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
   });
 
+  test("a body that decodes to an array of length 2^32-1 is refused both ways with a code; the handler never sees it", async () => {
+    const hollow: unknown[] = [];
+    hollow.length = 2 ** 32 - 1;
+    const seen: unknown[] = [];
+    const m = connect("hollow", {
+      onRequest(body) {
+        seen.push(body);
+        return body === "give" ? hollow : "ok";
+      },
+    });
+    // To the host: its decoding fails, and the request rejects with that as the remote error.
+    await expect(m.request(hollow)).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE", remoteCode: "ERR_OPEN_CHANNEL_HUGE_ARRAY" });
+    expect(seen).toEqual([]);
+    // From the host: the reply is refused where it is decoded.
+    await expect(m.request("give")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_HUGE_ARRAY", channel: m.channel.name });
+    expect(await m.request("after")).toBe("ok");
+  });
+
   test("requests with different timeouts expire in deadline order; an answered one never times out", async () => {
     const m = connect("timeouts", { onRequest: (body) => (body === "answer" ? "answered" : new Promise(() => undefined)) });
     const order: string[] = [];
