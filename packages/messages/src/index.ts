@@ -134,6 +134,7 @@ export class MessageChannel {
       codec: this.codec,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxUnacked: this.limits.maxUnacked,
+      maxUnackedBytes: this.limits.maxUnackedBytes,
       channel: name,
     });
     // openChannel checks the name and the transport: a name the handshake cannot carry (a number,
