@@ -202,6 +202,17 @@ export class MessageHost {
     this.encodeInto = slabEncoder(options.codec);
   }
 
+  /** @internal Results kept for replay, over every session (for tests). */
+  keptResults(): { results: number; bytes: number } {
+    let results = 0;
+    let bytes = 0;
+    for (const s of this.sessions.values()) {
+      results += s.results.size;
+      bytes += s.results.bytes;
+    }
+    return { results, bytes };
+  }
+
   /** The channel's connection listener. */
   readonly listener = (socket: net.Socket): void => {
     const reader = new FrameReader(this.options.maxFrameBytes);
@@ -300,7 +311,8 @@ export class MessageHost {
     session.sendsRead = (features & FRAME.features.read) !== 0;
     if (session.sendsRead) socket.write(WELCOME);
     // A member without READ: its results up to its base are let go, as before READ (a request
-    // among them not answered yet is run again if it comes again).
+    // among them answered while it was away is run again if it comes again; one let go for
+    // bytes is not: see Results).
     else session.results.dropUpTo(base);
     // Results the member may not have read (it reconnected to this same host without them).
     session.results.replay((result) => this.resultToMember(session, result));

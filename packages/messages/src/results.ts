@@ -77,10 +77,12 @@ export class Results {
     if (this.lostSeqs.size > 0) for (const [seq, p] of this.lostSeqs) if (p !== 0 && p <= count) this.lostSeqs.delete(seq);
   }
 
-  /** Forgets every result up to `seq` (a member without READ: see FRAME.features.read). */
+  /**
+   * Forgets every result up to `seq` (a member without READ: see FRAME.features.read). The seqs
+   * let go for bytes stay lost: such a request, sent again, is never run a second time.
+   */
   dropUpTo(seq: number): void {
     this.rebuild((s) => s > seq);
-    for (const s of this.lostSeqs.keys()) if (s <= seq) this.lostSeqs.delete(s);
   }
 
   /**

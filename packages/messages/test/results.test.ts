@@ -67,7 +67,6 @@ describe("Results", () => {
           const upTo = Math.max(0, next - 1 - Math.floor(rnd() * 10));
           results.dropUpTo(upTo);
           kept = kept.filter((k) => k.seq > upTo);
-          for (const s of [...lost.keys()]) if (s <= upTo) lost.delete(s);
         } else if (r < 0.82) {
           // A new connection: positions start again, the results go in seq order, one per seq.
           written = 0;
