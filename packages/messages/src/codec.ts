@@ -1,4 +1,5 @@
 import * as v8 from "node:v8";
+import { deserialize } from "./deserialize";
 import type { Slab } from "./slab";
 import { decodeStructured, decodeStructuredRange, encodeStructured, encodeStructuredInto } from "./structured";
 
@@ -66,7 +67,8 @@ function copyOf(buf: Buffer, start: number, end: number): Buffer {
  * and cycles; not functions or class instances' prototypes). Plain data (strings, numbers,
  * booleans, null, undefined, plain objects, arrays, Buffers, Uint8Arrays, Dates) takes a fast path
  * written for this codec; everything else goes through `v8.serialize`. Several times faster than
- * {@link v8Codec} for small messages, the same values out.
+ * {@link v8Codec} for small messages, the same values out (but for a sparse array longer than the
+ * larger of 2^20 and its body's byte count: refused, `ERR_OPEN_CHANNEL_HUGE_ARRAY`; see deserialize.ts).
  *
  * @example
  * openMessageChannel("jobs", handlers, { transport, codec: structuredCodec });
@@ -81,8 +83,8 @@ export const structuredCodec: Codec = {
 
 /**
  * `v8.serialize` and `v8.deserialize` for every body (the structured clone algorithm). Gives the
- * same values as the default {@link structuredCodec}, slower for small messages: `v8.serialize`
- * costs a few microseconds a call.
+ * same values as the default {@link structuredCodec} (the same limit on arrays' length), slower for
+ * small messages: `v8.serialize` costs a few microseconds a call.
  *
  * @example
  * openMessageChannel("jobs", handlers, { transport, codec: v8Codec });
@@ -90,9 +92,9 @@ export const structuredCodec: Codec = {
 export const v8Codec: Codec = {
   name: "v8",
   encode: (value) => v8.serialize(value),
-  decode: (bytes) => v8.deserialize(bytes),
+  decode: (bytes) => deserialize(bytes),
   // A copy first: v8.deserialize makes typed arrays views into what it reads.
-  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => v8.deserialize(copyOf(buf, start, end)),
+  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => deserialize(copyOf(buf, start, end)),
 } as SlabCodec;
 
 /**

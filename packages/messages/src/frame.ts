@@ -9,12 +9,20 @@
  * PUB     m->h  seq u48 | flags u8 | topic (u16 length + UTF-8) | body
  * SUB     m->h  seq u48 | flags u8 | topic
  * UNSUB   m->h  seq u48 | flags u8 | topic
+ * READ    m->h  count u48: the member has read that many RES and FAIL frames on this connection
+ *               (sent only after a WELCOME that takes them)
  * ACK     h->m  seq u48: every frame up to seq has been handled (cumulative)
- * RES     h->m  seq u48 | flags u8 (1: ok; 2: also an ACK of seq) | body (the result, or the error as { name, message, code })
+ * RES     h->m  seq u48 | flags u8 (1: ok; 2: also an ACK of seq; 4: the result was lost) | body (the result, or the error as { name, message, code })
  * FAIL    h->m  seq u48 | error body: the handler of a MSG or PUB threw
  * PUSH    h->m  body
  * EVENT   h->m  topic | publisher pid u32 | body
+ * WELCOME h->m  features u8: what the host takes; sent after the hello of a member announcing
+ *               FRAME.features.read, before anything else (a host before it sends none)
  * ```
+ *
+ * A host keeps the RES and FAIL frames it sent a member until the member has read them (READ), for
+ * a member that reconnects to it without them; a member that sends no READ (before
+ * FRAME.features.read) has them let go as before, up to the base of its next hello.
  */
 export const FRAME = {
   hello: 1,
@@ -23,17 +31,24 @@ export const FRAME = {
   pub: 4,
   sub: 5,
   unsub: 6,
+  read: 7,
   ack: 10,
   res: 11,
   fail: 12,
   push: 13,
   event: 14,
+  welcome: 15,
   /** flags of a sequenced frame */
   redelivered: 1,
   /** flags of a RES: the request succeeded (else the body is the error) */
   ok: 1,
   /** flags of a RES: every frame up to its seq has been handled (it stands for an ACK) */
   acks: 2,
+  /**
+   * flags of a RES: the host handled seq, but let go of its result before the member read it (the
+   * body is an error with code ERR_OPEN_CHANNEL_REPLY_LOST); it answers a MSG or PUB too.
+   */
+  lost: 4,
   headerBytes: 5,
   /** Bytes of a sequenced frame before its own fields: header, seq, flags. */
   seqHeaderBytes: 5 + 6 + 1,
@@ -44,6 +59,8 @@ export const FRAME = {
   features: {
     /** RES frames with the `acks` flag. */
     resAcks: 1,
+    /** In a hello: the member sends READ frames once welcomed. In a WELCOME: the host takes them. */
+    read: 2,
   },
   /** An ACK: header and seq. */
   ackBytes: 5 + 6,
@@ -151,7 +168,19 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
     t.copy(out, at + 2);
     at += 2 + t.length;
   }
-  out[at] = FRAME.features.resAcks;
+  out[at] = FRAME.features.resAcks | FRAME.features.read;
+  return out;
+}
+
+/** The WELCOME a host sends a member that announced FRAME.features.read. */
+export const WELCOME: Buffer = Buffer.from([0, 0, 0, 2, FRAME.welcome, FRAME.features.read]);
+
+/** A READ of `count` results. */
+export function encodeRead(count: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME.ackBytes);
+  write32(out, 0, FRAME.ackBytes - 4);
+  out[4] = FRAME.read;
+  write48(out, 5, count);
   return out;
 }
 

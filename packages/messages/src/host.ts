@@ -1,7 +1,7 @@
 import type * as net from "node:net";
 import { debug, OpenChannelError } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
-import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, writeAck, writeResultHead } from "./frame";
+import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, WELCOME, writeAck, writeResultHead } from "./frame";
 import { Results } from "./results";
 import { Slab } from "./slab";
 import { text } from "./text";
@@ -59,8 +59,12 @@ interface Session {
   received: number;
   /** Handled out of order or still running (async handlers), in seq order. */
   pending: Pending[];
-  /** Recent RES/FAIL frames, for a member that reconnects to this same host without them. */
+  /** RES/FAIL frames the member may not have read, for a member that reconnects to this same host without them. */
   results: Results;
+  /** RES/FAIL frames written on the member's current connection (its READ frames count the same). */
+  resultsWritten: number;
+  /** The member sends READ frames (FRAME.features.read): results go once read, not at its next hello. */
+  sendsRead: boolean;
   /** Requests whose handler is still running. */
   running: Set<number>;
   topics: Set<string>;
@@ -106,6 +110,8 @@ export interface HostOptions {
   maxFrameBytes: number;
   /** Results kept per session for replay; the members' window is never larger. */
   maxUnacked: number;
+  /** Bytes of results kept per session for replay (of memory held: see Results). */
+  maxUnackedBytes: number;
   channel: string;
 }
 
@@ -196,6 +202,17 @@ export class MessageHost {
     this.encodeInto = slabEncoder(options.codec);
   }
 
+  /** @internal Results kept for replay, over every session (for tests). */
+  keptResults(): { results: number; bytes: number } {
+    let results = 0;
+    let bytes = 0;
+    for (const s of this.sessions.values()) {
+      results += s.results.size;
+      bytes += s.results.bytes;
+    }
+    return { results, bytes };
+  }
+
   /** The channel's connection listener. */
   readonly listener = (socket: net.Socket): void => {
     const reader = new FrameReader(this.options.maxFrameBytes);
@@ -214,7 +231,11 @@ export class MessageHost {
         session = this.hello(buf.subarray(start, end), socket);
         this.current = session;
       } else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);
-      else {
+      else if (buf[start + 4] === FRAME.read) {
+        if (end - start !== FRAME.ackBytes) throw new Error("a READ frame of the wrong size");
+        // Counts of this connection only (one replaced by a reconnect may still have bytes in flight).
+        if (session.socket === socket) session.results.release(read48(buf, start + 5));
+      } else {
         this.onFrame(session, buf, start, end);
         // A long chunk: acknowledge as it goes, so the member sends on while this host works
         // through the rest (one ack at the end would have both sides wait for each other).
@@ -267,7 +288,9 @@ export class MessageHost {
         handled: base,
         received: base,
         pending: [],
-        results: new Results(this.options.maxUnacked),
+        results: new Results(this.options.maxUnacked, this.options.maxUnackedBytes),
+        resultsWritten: 0,
+        sendsRead: false,
         running: new Set(),
         topics: new Set(),
         ackDue: false,
@@ -283,10 +306,16 @@ export class MessageHost {
       session.socket = socket;
       if (base > session.handled && session.pending.length === 0) session.handled = base;
       if (base > session.received) session.received = base;
-      session.results.dropUpTo(base);
-      // Results the member is still waiting for (it reconnected to this same host without them).
-      for (const result of session.results.inOrder()) this.toMember(session, result);
     }
+    session.resultsWritten = 0;
+    session.sendsRead = (features & FRAME.features.read) !== 0;
+    if (session.sendsRead) socket.write(WELCOME);
+    // A member without READ: its results up to its base are let go, as before READ (a request
+    // among them answered while it was away is run again if it comes again; one let go for
+    // bytes is not: see Results).
+    else session.results.dropUpTo(base);
+    // Results the member may not have read (it reconnected to this same host without them).
+    session.results.replay((result) => this.resultToMember(session, result));
     for (const t of [...session.topics]) if (!topics.includes(t)) this.unsubscribe(session, t);
     for (const t of topics) this.subscribe(session, t);
     session.resAcks = (features & FRAME.features.resAcks) !== 0;
@@ -335,6 +364,13 @@ export class MessageHost {
     return true;
   }
 
+  /** A RES or FAIL frame to `session`'s member; its position on the member's connection, or 0 if not written. */
+  private resultToMember(session: Session, frame: Buffer): number {
+    if (session !== this.current && (session.socket === undefined || session.socket.destroyed)) return 0;
+    this.toMember(session, frame);
+    return ++session.resultsWritten;
+  }
+
   /** `frame` to `session`'s member: now, or at the end of the chunk of its being handled. */
   private toMember(session: Session, frame: Buffer): void {
     if (session === this.current) this.queued[this.queuedCount++] = frame;
@@ -378,7 +414,9 @@ export class MessageHost {
       // Sent again (a reconnect): handled once already, or still running here.
       const result = session.results.get(seq);
       if (result !== undefined) {
-        this.toMember(session, result);
+        this.resultToMember(session, result);
+      } else if (session.results.lost(seq)) {
+        this.lostResult(session, seq, type);
       } else if (type === FRAME.req && !session.running.has(seq)) {
         // A request this host never answered: its previous host took it and died. Run it.
         this.request(session, seq, buf.subarray(start, end), true);
@@ -542,8 +580,26 @@ export class MessageHost {
       frame[11] |= FRAME.acks;
       if (seq > session.ackSent) session.ackSent = seq;
     }
-    session.results.set(seq, frame);
-    this.toMember(session, frame);
+    session.results.set(seq, frame, this.resultToMember(session, frame), this.onLost);
+  }
+
+  private readonly onLost = (seq: number): void => {
+    debug("messages %j: not keeping the result of seq %d for a replay (over maxUnackedBytes kept)", this.options.channel, seq);
+  };
+
+  /** The member asks again for the result of `seq`, let go before it read it: it gets an error with a code. */
+  private lostResult(session: Session, seq: number, type: number): void {
+    const what = type === FRAME.req ? "request" : "message";
+    const err = new OpenChannelError(
+      "ERR_OPEN_CHANNEL_REPLY_LOST",
+      `open-channel "${this.options.channel}": the host handled ${what} ${seq}, but let go of its result before this member read it: the member reconnected, and a host keeps at most maxUnackedBytes of results per member. Send it again if handling it twice is safe.`,
+      { channel: this.options.channel },
+    );
+    debug("messages %j: %s", this.options.channel, err.message);
+    // A RES whatever the type: a member settles a MSG or PUB with it too, and only a RES has flags.
+    const frame = encodeResult(FRAME.res, seq, false, errorBody(this.options.codec, err));
+    frame[11] |= FRAME.lost;
+    session.results.set(seq, frame, this.resultToMember(session, frame));
   }
 
   /** An async handler finished: acknowledge every seq up to the first one still running. */

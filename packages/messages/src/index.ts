@@ -41,7 +41,7 @@ export interface MessageChannelOptions {
   maxFrameBytes?: number;
   /** Most sends, requests and publishes not yet acknowledged (default 1024); `send()` waits beyond it. */
   maxUnacked?: number;
-  /** Most bytes not yet acknowledged (default 8 MiB); `send()` waits beyond it. */
+  /** Most bytes not yet acknowledged (default 8 MiB); `send()` waits beyond it. Also what a host keeps per member of the replies it has not read. */
   maxUnackedBytes?: number;
   /** Default `request()` timeout, in ms (default 30000). */
   requestTimeout?: number;
@@ -134,6 +134,7 @@ export class MessageChannel {
       codec: this.codec,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxUnacked: this.limits.maxUnacked,
+      maxUnackedBytes: this.limits.maxUnackedBytes,
       channel: name,
     });
     // openChannel checks the name and the transport: a name the handshake cannot carry (a number,

@@ -7,6 +7,7 @@ import { type CloseOptions, debug, OpenChannelError, type ProcessChannel, parseC
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
   encodeHello,
+  encodeRead,
   FRAME,
   FrameReader,
   markRedelivered,
@@ -110,6 +111,14 @@ function rethrow(err: unknown): never {
 const NO_BODY = Buffer.alloc(0);
 /** Topic names' bytes, kept for the next publish. */
 const TOPIC_CACHE_SIZE = 1024;
+/*
+ * When a READ goes (the host keeps results until then): at once past this many bytes or results
+ * read since the last one, else within READ_QUIET_MS (one timer, armed by the first result not
+ * yet told: a READ per request would cost a round trip's wakeup on each side).
+ */
+const READ_AFTER_BYTES = 64 * 1024;
+const READ_AFTER_RESULTS = 256;
+const READ_QUIET_MS = 100;
 
 function remoteError(channel: string, decoded: unknown): OpenChannelError {
   const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: text(decoded) }) as {
@@ -180,6 +189,14 @@ export class Messenger extends EventEmitter {
   private closed: Error | undefined;
   private readonly subscriptions = new Map<string, Set<(body: unknown, meta: EventMeta) => void>>();
   private roomWaiters: Array<() => void> = [];
+  /** The host takes READ frames (its WELCOME said so, on this connection). */
+  private hostTakesRead = false;
+  /** RES and FAIL frames read on this connection, and the count the last READ told. */
+  private resultsRead = 0;
+  private readSent = 0;
+  /** Bytes of the results read since the last READ. */
+  private readBytes = 0;
+  private readTimer: NodeJS.Timeout | undefined;
   private drainWaiters: Array<() => void> = [];
 
   /** Made by `MessageChannel.connect()`; connects `channel` at once. */
@@ -507,6 +524,11 @@ export class Messenger extends EventEmitter {
   private onConnect(): void {
     // A partial frame of a dead host must not run into the new host's bytes.
     this.reader.reset();
+    // READ counts are per connection; a new host says again whether it takes them.
+    this.hostTakesRead = false;
+    this.resultsRead = 0;
+    this.readSent = 0;
+    this.readBytes = 0;
     this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
     this.live = true;
     // Everything not acknowledged goes (again) to this host, in order, after the hello.
@@ -526,7 +548,29 @@ export class Messenger extends EventEmitter {
       // Only a frame header throws here (onRange catches everything else): past a bad one the
       // stream cannot be read in step any more, and guessing would deliver garbage. Give up, loudly.
       this.badStream(err as Error);
+      return;
     }
+    if (this.resultsRead !== this.readSent && this.hostTakesRead) this.readDue();
+  }
+
+  /** Results were read that the host was not told of: a READ now, or within READ_QUIET_MS. */
+  private readDue(): void {
+    if (this.readBytes >= READ_AFTER_BYTES || this.resultsRead - this.readSent >= READ_AFTER_RESULTS) this.sendRead();
+    else if (this.readTimer === undefined) {
+      this.readTimer = setTimeout(this.onReadTimer, READ_QUIET_MS);
+      this.readTimer.unref();
+    }
+  }
+
+  private readonly onReadTimer = (): void => {
+    this.readTimer = undefined;
+    if (this.resultsRead !== this.readSent && this.hostTakesRead && this.live) this.sendRead();
+  };
+
+  private sendRead(): void {
+    this.readSent = this.resultsRead;
+    this.readBytes = 0;
+    this.socket.write(encodeRead(this.resultsRead));
   }
 
   /** The host sent a frame this messenger cannot read: everything waiting is rejected with a code. */
@@ -561,6 +605,8 @@ export class Messenger extends EventEmitter {
   private onResult(type: typeof FRAME.res | typeof FRAME.fail, buf: Buffer, start: number, end: number): void {
     const seq = read48(buf, start + 5);
     const flags = type === FRAME.res ? buf[start + 11] : 0;
+    this.resultsRead++;
+    this.readBytes += end - start;
     // A reply that stands for an ACK too: what came before it is settled first, in order.
     if ((flags & FRAME.acks) !== 0) this.onAck(seq);
     const out = this.outbox.get(seq);
@@ -570,9 +616,10 @@ export class Messenger extends EventEmitter {
     try {
       value = this.decode(buf, start + (type === FRAME.res ? 12 : 11), end);
       // What the host's handler threw, as an error here (built now: nothing may throw below).
-      if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
+      if ((flags & FRAME.lost) !== 0) failed = this.lostError(out, value);
+      else if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
     } catch (err) {
-      failed = err as Error;
+      failed = this.named(err as Error);
     }
     const { resolve, reject } = out;
     out.resolve = undefined;
@@ -587,9 +634,23 @@ export class Messenger extends EventEmitter {
     else resolve?.(value);
   }
 
-  /** A PUSH or EVENT frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */
+  /** The host handled `out` but let go of its result before this messenger read it (a reconnect). */
+  private lostError(out: Outgoing, decoded: unknown): OpenChannelError {
+    const what = out.type === FRAME.req ? "request" : "message";
+    return new OpenChannelError(
+      "ERR_OPEN_CHANNEL_REPLY_LOST",
+      `open-channel "${this.channel.name}": the host handled ${what} ${out.seq}, but its ${out.type === FRAME.req ? "reply" : "outcome"} was lost: this messenger reconnected before reading it, and a host keeps at most maxUnackedBytes of results per member. Send it again if handling it twice is safe.`,
+      { channel: this.channel.name, cause: remoteError(this.channel.name, decoded) },
+    );
+  }
+
+  /** A PUSH, EVENT or WELCOME frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */
   private onFrame(buf: Buffer, start: number, end: number): void {
     const type = buf[start + 4];
+    if (type === FRAME.welcome) {
+      this.hostTakesRead = end > start + 5 && (buf[start + 5] & FRAME.features.read) !== 0;
+      return;
+    }
     if (type !== FRAME.push && type !== FRAME.event) {
       debug("messages %j: ignoring frame type %d from the host", this.channel.name, type);
       return;
@@ -657,6 +718,15 @@ export class Messenger extends EventEmitter {
     }
   }
 
+  /** A codec's error (it knows no channel) as one that names this channel; others as they are. */
+  private named(err: Error): Error {
+    if (!(err instanceof OpenChannelError) || err.channel !== undefined) return err;
+    return new OpenChannelError(err.code, `open-channel "${this.channel.name}": ${err.message}`, {
+      channel: this.channel.name,
+      cause: err,
+    });
+  }
+
   private closedError(): OpenChannelError {
     return new OpenChannelError(
       "ERR_OPEN_CHANNEL_CLOSED",
@@ -680,6 +750,8 @@ export class Messenger extends EventEmitter {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.timed = [];
+    if (this.readTimer !== undefined) clearTimeout(this.readTimer);
+    this.readTimer = undefined;
     this.wake();
     for (const w of this.roomWaiters) w();
     if (err.name !== "OpenChannelError" || (err as OpenChannelError).code !== "ERR_OPEN_CHANNEL_CLOSED") {

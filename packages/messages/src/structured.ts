@@ -1,5 +1,6 @@
 import * as v8 from "node:v8";
 import { OpenChannelError } from "@open-channel/core";
+import { deserialize } from "./deserialize";
 import { Slab } from "./slab";
 
 /*
@@ -492,7 +493,7 @@ export function decodeStructuredRange(buf: Buffer, start: number, end: number): 
     // into again (or be a whole chunk, kept alive by such a view).
     const copy = Buffer.allocUnsafe(end - start);
     buf.copy(copy, 0, start, end);
-    return v8.deserialize(copy);
+    return deserialize(copy);
   }
   const previous = src;
   const previousAt = at;

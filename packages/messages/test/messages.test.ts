@@ -287,6 +287,24 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
   });
 
+  test("a body that decodes to an array of length 2^32-1 is refused both ways with a code; the handler never sees it", async () => {
+    const hollow: unknown[] = [];
+    hollow.length = 2 ** 32 - 1;
+    const seen: unknown[] = [];
+    const m = connect("hollow", {
+      onRequest(body) {
+        seen.push(body);
+        return body === "give" ? hollow : "ok";
+      },
+    });
+    // To the host: its decoding fails, and the request rejects with that as the remote error.
+    await expect(m.request(hollow)).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE", remoteCode: "ERR_OPEN_CHANNEL_HUGE_ARRAY" });
+    expect(seen).toEqual([]);
+    // From the host: the reply is refused where it is decoded.
+    await expect(m.request("give")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_HUGE_ARRAY", channel: m.channel.name });
+    expect(await m.request("after")).toBe("ok");
+  });
+
   test("requests with different timeouts expire in deadline order; an answered one never times out", async () => {
     const m = connect("timeouts", { onRequest: (body) => (body === "answer" ? "answered" : new Promise(() => undefined)) });
     const order: string[] = [];
@@ -370,11 +388,11 @@ test("a producer faster than the host: what is in flight stays within the window
  */
 async function withRawHost(
   handlers: import("../src/host").MessageHandlers,
-  limits: { maxFrameBytes: number; maxUnacked: number },
+  limits: { maxFrameBytes: number; maxUnacked: number; maxUnackedBytes?: number },
   body: (file: string, host: import("../src/host").MessageHost) => Promise<void>,
 ): Promise<void> {
   const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
-  const host = new MessageHost(handlers, { codec: v8Codec, channel: "raw", ...limits });
+  const host = new MessageHost(handlers, { codec: v8Codec, channel: "raw", maxUnackedBytes: 8 << 20, ...limits });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-msg-"));
   const file = path.join(dir, "s.sock");
   const server = net.createServer(host.listener).listen(file);
@@ -451,7 +469,7 @@ test("options are checked: TypeError / RangeError with codes", () => {
   expect(() => openMessageChannel("x", {}, {} as never)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_NO_TRANSPORT" }));
 });
 
-test("a member from before the features byte (a rolling restart) gets its ACK frames; a current one gets replies that stand for them", async () => {
+test("a member from before the features byte (a rolling restart) gets its ACK frames; a later one gets replies that stand for them; a current one a WELCOME first", async () => {
   await withRawHost({ onRequest: (body) => body }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
     /** The frames the host answers a hello and one request with: [type, RES flags or ACK seq]. */
     const answer = async (hello: Buffer): Promise<number[][]> => {
@@ -465,7 +483,9 @@ test("a member from before the features byte (a rolling restart) gets its ACK fr
       await new Promise((r) => setTimeout(r, 100));
       socket.destroy();
       for (let at = 0; at + 4 <= got.length; at += 4 + got.readUInt32BE(at)) {
-        frames.push(got[at + 4] === FRAME.res ? [FRAME.res, got[at + 11]] : [got[at + 4], got.readUIntBE(at + 5, 6)]);
+        if (got[at + 4] === FRAME.res) frames.push([FRAME.res, got[at + 11]]);
+        else if (got[at + 4] === FRAME.welcome) frames.push([FRAME.welcome, got[at + 5]]);
+        else frames.push([got[at + 4], got.readUIntBE(at + 5, 6)]);
       }
       return frames;
     };
@@ -477,7 +497,14 @@ test("a member from before the features byte (a rolling restart) gets its ACK fr
       [FRAME.res, FRAME.ok],
       [FRAME.ack, 1],
     ]);
-    expect(await answer(current)).toEqual([[FRAME.res, FRAME.ok | FRAME.acks]]);
+    // With the features byte, before READ (another member again).
+    const before = encodeHello(Buffer.alloc(16, 5), 5, 0, []);
+    before[before.length - 1] = FRAME.features.resAcks;
+    expect(await answer(before)).toEqual([[FRAME.res, FRAME.ok | FRAME.acks]]);
+    expect(await answer(current)).toEqual([
+      [FRAME.welcome, FRAME.features.read],
+      [FRAME.res, FRAME.ok | FRAME.acks],
+    ]);
   });
 });
 
@@ -515,6 +542,8 @@ test("a second hello on one connection closes it, and neither session stays atta
   await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file, host) => {
     const socket = net.connect(file);
     socket.on("error", () => undefined);
+    // Read what comes (the WELCOME), or the end of the stream would never be seen.
+    socket.resume();
     let timer: NodeJS.Timeout | undefined;
     const closed = new Promise<boolean>((resolve) => {
       socket.on("close", () => resolve(true));
@@ -539,11 +568,18 @@ test("a member connection announcing a frame over the limit is closed; the host 
     bad.write(header);
     await new Promise((resolve) => bad.on("close", resolve));
     const good = net.connect(file);
-    const acks: number[] = [];
-    good.on("data", (d: Buffer) => acks.push(d[4]));
+    const types: number[] = [];
+    let got = Buffer.alloc(0);
+    good.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      while (got.length >= 5 && got.length >= 4 + got.readUInt32BE(0)) {
+        types.push(got[4]);
+        got = got.subarray(4 + got.readUInt32BE(0));
+      }
+    });
     good.write(Buffer.concat([encodeHello(Buffer.alloc(16, 7), 1, 0, []), encodeSequenced(FRAME.msg, 1, v8Codec.encode("ok"))]));
     await new Promise((r) => setTimeout(r, 100));
-    expect(acks).toContain(FRAME.ack);
+    expect(types).toContain(FRAME.ack);
     good.destroy();
   });
 });

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import * as v8 from "node:v8";
-import { structuredCodec } from "@open-channel/messages";
+import { structuredCodec, v8Codec } from "@open-channel/messages";
 import { random } from "./random";
 
 /**
@@ -309,6 +309,33 @@ describe("structuredCodec (the default codec) gives back what v8.deserialize(v8.
       } catch (err) {
         expect((err as { code?: string }).code).toBe("ERR_OPEN_CHANNEL_BAD_BODY");
       }
+    }
+  });
+  test("a body declaring a sparse array of 2^32-1 elements (15 bytes) is refused with a code; ordinary sparse arrays still arrive", () => {
+    const hollow: unknown[] = [];
+    hollow.length = 2 ** 32 - 1;
+    const body = Buffer.from("ff0f61ffffffff0f4000ffffffff0f", "hex");
+    expect(body.length).toBe(15);
+    expect(Buffer.from(v8.serialize(hollow))).toEqual(body);
+    const huge = expect.objectContaining({ code: "ERR_OPEN_CHANNEL_HUGE_ARRAY", message: expect.stringMatching(/length 4294967295/) });
+    for (const codec of [structuredCodec, v8Codec]) {
+      expect(() => codec.decode(body)).toThrow(huge);
+      // Wherever it lies: in an object, a Map, a Set, an array's named property, an error's cause.
+      const named = Object.assign([1, 2], { x: hollow });
+      const holders = [{ a: { b: hollow } }, new Map([[1, hollow]]), new Set([hollow]), named, new Error("e", { cause: hollow })];
+      for (const holder of holders) expect(() => codec.decode(Buffer.from(v8.serialize(holder)))).toThrow(huge);
+      // Not refused: sparse arrays within the limit, and bytes that only look like such a header.
+      const sparse: unknown[] = [1];
+      sparse[2] = 3;
+      sparse[100_000] = "far";
+      expect(codec.decode(Buffer.from(codec.encode(sparse)))).toEqual(sparse);
+      // (a Map: the default codec's v8 path; the string's bytes are 'a' and a varint of 2^32-1)
+      const lookalike = new Map([["text", "a\u00ff\u00ff\u00ff\u00ff\u000f"]]);
+      const lookalikeBody = Buffer.from(codec.encode(lookalike));
+      expect(lookalikeBody.includes(Buffer.from("61ffffffff0f", "hex"))).toBe(true);
+      expect(codec.decode(lookalikeBody)).toEqual(lookalike);
+      const dense = Array.from({ length: 300 }, (_, i) => i);
+      expect(codec.decode(Buffer.from(codec.encode(dense)))).toEqual(dense);
     }
   });
 });
