@@ -100,3 +100,46 @@ test("the check names an export and a class member without an @example, and one 
   expect(out).toContain("pkg.Thing.size (Property): no @example");
   expect(out).toContain("pkg.NO_COMMENT (Variable): no description, no @example");
 });
+
+/** The bullets of the README's guarantee lists: each one's first line, without the "- ". */
+function readmeGuarantees(readme: string): string[] {
+  const sections = [
+    ["What is guaranteed and what is not:", "\nMeasured on"],
+    ["**The guarantees**", "\n**Codecs**"],
+    ["## Security and bad input", "\n## PM2"],
+  ];
+  const bullets: string[] = [];
+  for (const [from, to] of sections) {
+    const start = readme.indexOf(from);
+    const end = readme.indexOf(to, start);
+    expect([from, start >= 0 && end > start]).toEqual([from, true]);
+    for (const line of readme.slice(start, end).split("\n")) if (line.startsWith("- ")) bullets.push(line.slice(2));
+  }
+  return bullets;
+}
+
+test("docs/guarantees.md has a row for each guarantee the README lists, and every test it names exists", () => {
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const table = fs.readFileSync(path.join(ROOT, "docs", "guarantees.md"), "utf8");
+  const rows = table.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| guarantee"));
+  const bullets = readmeGuarantees(readme);
+  expect(bullets.length).toBeGreaterThanOrEqual(10);
+  // A row starts with the bullet's opening words (up to its first period, or its first 8 words).
+  const opening = (bullet: string): string => {
+    const words = bullet.split(/\s+/).slice(0, 8).join(" ");
+    const sentence = bullet.split(/(?<=[.:])\s/)[0];
+    return sentence.length < words.length ? sentence : words;
+  };
+  const missing = bullets.filter((b) => !rows.some((r) => r.slice(2).startsWith(opening(b).replace(/[:.,;]$/, ""))));
+  expect(missing).toEqual([]);
+  // Every `file › name` names a test (or test.each) of that file, with that exact name.
+  const refs = [...table.matchAll(/`([^`]+\.test\.ts) › ([^`]+)`/g)].map((m) => [m[1], m[2]] as const);
+  expect(refs.length).toBeGreaterThanOrEqual(bullets.length);
+  const absent = refs.filter(([file, name]) => {
+    const full = path.join(ROOT, file);
+    if (!fs.existsSync(full)) return true;
+    const source = fs.readFileSync(full, "utf8");
+    return ![`"${name}"`, `'${name}'`, `\`${name}\``].some((quoted) => source.includes(quoted));
+  });
+  expect(absent).toEqual([]);
+});
