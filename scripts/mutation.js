@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+"use strict";
+/**
+ * Mutation testing with Stryker: `npm run mutation` (every group below, hours on 2 cores), or
+ * `npm run mutation -- handshake lock` (some groups). Not part of CI.
+ *
+ * Stryker changes the sources in place (with mutant switching: every mutant compiled in at once,
+ * one active per run), builds them, and runs each group's tests once per mutant. It uses its
+ * command runner, not its Jest runner: our tests start real processes (fork, cluster, other uids),
+ * and only the command runner activates the mutant through an environment variable, which those
+ * processes inherit. So each mutant runs its group's test files, stopping at the first failure.
+ * Do not edit or build this checkout while it runs: Stryker puts the files back at the end (and on
+ * Ctrl-C).
+ *
+ * Writes build/mutation/<group>.json (Stryker's report) and docs/mutation.md: the score per file,
+ * with the groups not run this time kept from the previous runs.
+ */
+const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const path = require("node:path");
+
+const ROOT = path.join(__dirname, "..");
+const OUT = path.join(ROOT, "build", "mutation");
+
+/** Each group: the sources to mutate, and the tests that should catch what changes in them. */
+const GROUPS = {
+  handshake: {
+    mutate: ["packages/core/src/handshake.ts", "packages/core/src/member-handshake.ts"],
+    tests: ["packages/core/test/handshake.test.ts", "packages/transport-tcp/test/tcp-transport.test.ts"],
+  },
+  host: {
+    mutate: ["packages/core/src/host.ts"],
+    tests: [
+      "packages/core/test/channel.test.ts",
+      "packages/transport-unix/test/compliance.test.ts",
+      "packages/transport-tcp/test/tcp-transport.test.ts",
+    ],
+  },
+  election: {
+    mutate: ["packages/core/src/process-channel.ts", "packages/core/src/write-queue.ts", "packages/core/src/probe.ts"],
+    tests: [
+      "packages/core/test/channel.test.ts",
+      "packages/core/test/write-queue.test.ts",
+      "packages/transport-unix/test/unix-transport.test.ts",
+    ],
+  },
+  lock: {
+    mutate: ["packages/core/src/lock.ts", "packages/transport-unix/src/take-over.ts"],
+    tests: ["packages/transport-unix/test/unix-transport.test.ts", "packages/transport-unix/test/compliance.test.ts", "packages/core/test"],
+  },
+  messages: {
+    mutate: [
+      "packages/messages/src/outbox.ts",
+      "packages/messages/src/frame.ts",
+      "packages/messages/src/host.ts",
+      "packages/messages/src/results.ts",
+    ],
+    tests: ["packages/messages/test"],
+  },
+};
+
+const asked = process.argv.slice(2);
+const unknown = asked.filter((g) => !(g in GROUPS));
+if (unknown.length > 0) {
+  console.error(`mutation: no group ${unknown.join(", ")}; groups: ${Object.keys(GROUPS).join(", ")}`);
+  process.exit(2);
+}
+const groups = asked.length > 0 ? asked : Object.keys(GROUPS);
+fs.mkdirSync(OUT, { recursive: true });
+
+for (const group of groups) {
+  const { mutate, tests } = GROUPS[group];
+  const config = {
+    packageManager: "npm",
+    testRunner: "command",
+    commandRunner: { command: `npx jest --ci --bail ${tests.join(" ")}` },
+    coverageAnalysis: "off",
+    inPlace: true,
+    buildCommand: "npm run build",
+    mutate,
+    reporters: ["clear-text", "json", "progress"],
+    jsonReporter: { fileName: path.join("build", "mutation", `${group}.json`) },
+    // Only the sources get "// @ts-nocheck" (mutants need not type-check); in place, so not the rest.
+    disableTypeChecks: "packages/*/src/**/*.ts",
+    incremental: true,
+    incrementalFile: path.join("build", "mutation", `${group}.incremental.json`),
+    concurrency: 1,
+    timeoutMS: 20000,
+    tempDirName: path.join("build", "stryker-tmp"),
+    cleanTempDir: "always",
+  };
+  const file = path.join(OUT, `${group}.config.json`);
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  console.log(`mutation: group ${group}: ${mutate.join(", ")}`);
+  const run = spawnSync(path.join(ROOT, "node_modules", ".bin", "stryker"), ["run", path.relative(ROOT, file)], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+  if (run.status !== 0) console.error(`mutation: stryker exited ${run.status} for group ${group}`);
+  // Stryker's restore of the files it changed in place loses their modes: the command's bin.
+  fs.chmodSync(path.join(ROOT, "packages", "open-channel", "bin", "open-channel.js"), 0o755);
+}
+
+// docs/mutation.md from every group's latest report.
+const rows = [];
+for (const group of Object.keys(GROUPS)) {
+  let report;
+  try {
+    report = JSON.parse(fs.readFileSync(path.join(OUT, `${group}.json`), "utf8"));
+  } catch {
+    continue;
+  }
+  for (const [file, { mutants }] of Object.entries(report.files)) {
+    const count = (status) => mutants.filter((m) => m.status === status).length;
+    const killed = count("Killed") + count("Timeout");
+    const survived = count("Survived") + count("NoCoverage");
+    const total = killed + survived;
+    const when = fs
+      .statSync(path.join(OUT, `${group}.json`))
+      .mtime.toISOString()
+      .slice(0, 10);
+    rows.push(`| ${file} | ${group} | ${total === 0 ? "-" : ((100 * killed) / total).toFixed(1)} % | ${killed} | ${survived} | ${when} |`);
+  }
+}
+const doc = `# Mutation scores
+
+Made by \`npm run mutation\` (scripts/mutation.js: which tests run against which files). A mutant
+is killed when a test fails with it (a timeout counts as killed); the score is killed / (killed +
+survived). The surviving mutants, with the change each makes, are in Stryker's report
+(build/mutation/<group>.json, or the clear-text output of the run).
+
+| file | group | score | killed | survived | run on |
+|---|---|---|---|---|---|
+${rows.join("\n")}
+`;
+fs.writeFileSync(path.join(ROOT, "docs", "mutation.md"), doc);
+console.log(doc);
