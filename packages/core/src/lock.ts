@@ -97,15 +97,20 @@ interface Holder {
  * if (lock) try { removeIfStillStale(); } finally { lock.release(); }
  */
 export async function tryLock(lockPath: string): Promise<Lock | undefined> {
-  let mine = acquire(lockPath);
+  const nonce = randomBytes(16).toString("hex");
+  // The wake-up socket listens before the file names it: a waiter that reads the file finds it.
+  const hint = lockInternals.portable ? undefined : listenForWaiters(nonce);
+  let mine = acquire(lockPath, nonce);
   if (mine === undefined) {
     const seen = readLock(lockPath);
     // Gone meanwhile (released), or stale and broken by us: one more try.
-    if (seen === undefined || breakIfStale(lockPath, seen, MAX_HOLD_MS)) mine = acquire(lockPath);
+    if (seen === undefined || breakIfStale(lockPath, seen, MAX_HOLD_MS)) mine = acquire(lockPath, nonce);
   }
-  if (mine === undefined) return undefined;
-  const { raw, nonce } = mine;
-  const hint = lockInternals.portable ? undefined : listenForWaiters(nonce);
+  if (mine === undefined) {
+    hint?.();
+    return undefined;
+  }
+  const { raw } = mine;
   let released = false;
   return {
     release: () => {
@@ -206,8 +211,7 @@ function listenForWaiters(nonce: string): () => void {
  * Creates `file` holding this process's identity, if absent: write a temporary file, then link()
  * it into place (atomic, fails with EEXIST when the file exists). `undefined` when it exists.
  */
-function acquire(file: string): { raw: string; nonce: string } | undefined {
-  const nonce = randomBytes(16).toString("hex");
+function acquire(file: string, nonce = randomBytes(16).toString("hex")): { raw: string; nonce: string } | undefined {
   const raw = `${process.pid} ${ownStart() ?? "-"} ${nonce}\n`;
   const temp = `${file}.${nonce}.tmp`;
   fs.writeFileSync(temp, raw, { flag: "wx", mode: 0o600 });
