@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { openMessageChannel, v8Codec } from "@open-channel/messages";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
+import { withRawHost } from "./raw-host";
 
 // What a host keeps of its replies (issue 16, item 4): results go once the member has read them
 // (READ), are bounded in bytes for every member, and a member that reconnects without one still
@@ -13,7 +14,6 @@ import { unixTransport } from "@open-channel/transport-unix";
 // replay they had.
 
 const { encodeHello, encodeSequenced, FRAME } = require("../dist/frame.js") as typeof import("../src/frame");
-const { MessageHost } = require("../dist/host.js") as typeof import("../src/host");
 
 const unique = (label: string): string =>
   `msg-${label}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
@@ -113,24 +113,12 @@ const read = (count: number): Buffer => {
   return f;
 };
 
-/** A MessageHost on a plain Unix socket in this process (what a member connection reaches after the channel's handshake). */
-async function withHost(
+/** {@link withRawHost} with this file's limits: a window of 64, frames up to 16 MiB. */
+const withHost = (
   handlers: import("../src/host").MessageHandlers,
   maxUnackedBytes: number,
   body: (file: string, host: import("../src/host").MessageHost) => Promise<void>,
-): Promise<void> {
-  const host = new MessageHost(handlers, { codec: v8Codec, channel: "raw", maxFrameBytes: 16 * MiB, maxUnacked: 64, maxUnackedBytes });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-replies-"));
-  const file = path.join(dir, "s.sock");
-  const server = net.createServer(host.listener).listen(file);
-  await new Promise((r) => server.once("listening", r));
-  try {
-    await body(file, host);
-  } finally {
-    server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+): Promise<void> => withRawHost(handlers, { maxFrameBytes: 16 * MiB, maxUnacked: 64, maxUnackedBytes }, body);
 
 /** A gate a handler waits at. */
 function gate(): { wait: Promise<void>; open: () => void } {
