@@ -140,8 +140,9 @@ describe.each(["unix", "tcp"])("messages across failovers over %s", (transport) 
           unflagged,
         }),
       );
+    // Duplicates are allowed (at-least-once across a host's death), never unflagged ones. Whether
+    // a kill lands between a delivery and its acknowledgement is chance here (it rarely does): the
+    // redelivered flag itself is tested where it is sure to be sent (messages.test.ts).
     expect({ lost, unflagged }).toEqual({ lost: 0, unflagged: 0 });
-    // Duplicates are allowed (at-least-once across a host's death), never unflagged ones.
-    expect(duplicated).toBeGreaterThanOrEqual(0);
   }, 120000);
 });

@@ -221,6 +221,34 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(failovers).toHaveBeenCalledTimes(1);
   });
 
+  test("a message its host never acknowledged goes again to the new host, flagged redelivered; its first delivery is not", async () => {
+    const channel = unique(`redeliver-${name}`);
+    const seen: Array<[string, unknown, boolean]> = [];
+    const at = (who: string): Messenger => {
+      const handlers: MessageHandlers = {
+        onMessage(body, from) {
+          seen.push([who, body, from.redelivered]);
+          // The first host never finishes with it, so it never acknowledges it.
+          if (who === "first host") return new Promise(() => undefined);
+        },
+      };
+      const m = openMessageChannel(channel, handlers, { transport: transports[name](), codec: jsonCodec }).connect();
+      open.push(m);
+      return m;
+    };
+    const host = at("first host");
+    await new Promise((resolve) => host.once("connect", resolve));
+    const member = at("next host");
+    const sent = member.send("job");
+    for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await host.close({ handover: true });
+    await sent;
+    expect(seen).toEqual([
+      ["first host", "job", false],
+      ["next host", "job", true],
+    ]);
+  });
+
   test("subscriptions are restored on the new host by themselves after a hand-over", async () => {
     const channel = unique(`resubscribe-${name}`);
     const at = (): Messenger => {
