@@ -29,7 +29,17 @@ export function arrayLimit(bytes: number): number {
 
 /** `v8.deserialize(bytes)`, refusing a value with an array longer than arrayLimit(bytes.length). */
 export function deserialize(bytes: Buffer): unknown {
-  const value = v8.deserialize(bytes);
+  let value: unknown;
+  try {
+    value = v8.deserialize(bytes);
+  } catch (err) {
+    // V8's own errors ("Unable to deserialize cloned data ...") carry no code.
+    throw new OpenChannelError(
+      "ERR_OPEN_CHANNEL_BAD_BODY",
+      `A message body cannot be decoded (${(err as Error).message}): it is corrupt, or another codec wrote it. Every process of a channel must use the same codec (the default is structuredCodec).`,
+      { cause: err },
+    );
+  }
   if (typeof value !== "object" || value === null) return value;
   const limit = arrayLimit(bytes.length);
   if (!mayDeclare(bytes, limit)) return value;
