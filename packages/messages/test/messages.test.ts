@@ -593,11 +593,21 @@ test("a second hello on one connection closes it, and neither session stays atta
 
 test("a member connection announcing a frame over the limit is closed; the host keeps serving the others", async () => {
   await withRawHost({ onMessage: () => undefined }, { maxFrameBytes: 1024, maxUnacked: 16 }, async (file) => {
+    // One byte over the limit is enough: closed at once (not left waiting for the bytes).
     const bad = net.connect(file);
+    bad.on("error", () => undefined);
     const header = Buffer.alloc(5);
-    header.writeUInt32BE(1 << 30, 0);
+    header.writeUInt32BE(1024 + 1, 0);
     bad.write(header);
-    await new Promise((resolve) => bad.on("close", resolve));
+    const closed = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      bad.on("close", () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    bad.destroy();
+    expect(closed).toBe(true);
     const good = net.connect(file);
     const types: number[] = [];
     let got = Buffer.alloc(0);
