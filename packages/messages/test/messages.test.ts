@@ -454,8 +454,14 @@ test("a subscriber that does not read: publishes wait for it (no acknowledgement
     const frames = [encodeHello(Buffer.alloc(16, 2), 2, 0, [])];
     for (let seq = 1; seq <= 1000; seq++) frames.push(encodeSequenced(FRAME.pub, seq, body, "t"));
     publisher.write(Buffer.concat(frames)); // 16 MiB of publishes
-    await new Promise((r) => setTimeout(r, 500));
-    // The kernel's buffers and the host's 1 MiB allowance take some; the rest waits, unacknowledged.
+    // The kernel's buffers and the host's 1 MiB allowance take some; the rest waits, unacknowledged:
+    // the count stops rising (unchanged for 300 ms; without backpressure it reaches 1000 first).
+    let last = -1;
+    for (let i = 0; i < 100 && acked !== last; i++) {
+      last = acked;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(acked).toBe(last);
     expect(acked).toBeLessThan(1000);
     slow.resume();
     for (let i = 0; i < 200 && acked < 1000; i++) await new Promise((r) => setTimeout(r, 25));
@@ -511,7 +517,12 @@ test("a member from before the features byte (a rolling restart) gets its ACK fr
         got = Buffer.concat([got, d]);
       });
       socket.write(Buffer.concat([hello, encodeSequenced(FRAME.req, 1, v8Codec.encode("ping"))]));
-      await new Promise((r) => setTimeout(r, 100));
+      // Until the reply (a RES frame) is in, whatever came before it too.
+      const hasRes = (): boolean => {
+        for (let at = 0; at + 5 <= got.length; at += 4 + got.readUInt32BE(at)) if (got[at + 4] === FRAME.res) return true;
+        return false;
+      };
+      for (let i = 0; i < 500 && !hasRes(); i++) await new Promise((r) => setTimeout(r, 10));
       socket.destroy();
       for (let at = 0; at + 4 <= got.length; at += 4 + got.readUInt32BE(at)) {
         if (got[at + 4] === FRAME.res) frames.push([FRAME.res, got[at + 11]]);
@@ -619,7 +630,7 @@ test("a member connection announcing a frame over the limit is closed; the host 
       }
     });
     good.write(Buffer.concat([encodeHello(Buffer.alloc(16, 7), 1, 0, []), encodeSequenced(FRAME.msg, 1, v8Codec.encode("ok"))]));
-    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 500 && !types.includes(FRAME.ack); i++) await new Promise((r) => setTimeout(r, 10));
     expect(types).toContain(FRAME.ack);
     good.destroy();
   });
