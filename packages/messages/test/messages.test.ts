@@ -442,32 +442,36 @@ test("a subscriber that does not read: publishes wait for it (no acknowledgement
   await withRawHost({}, { maxFrameBytes: 1 << 20, maxUnacked: 1024 }, async (file) => {
     // The subscriber says hello with its topic, then never reads.
     const slow = net.connect(file);
-    slow.write(encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]));
-    slow.pause();
-    await new Promise((r) => setTimeout(r, 50));
     const publisher = net.connect(file);
-    let acked = 0;
-    publisher.on("data", (d: Buffer) => {
-      for (let at = 0; at + 11 <= d.length; at += 4 + d.readUInt32BE(at)) if (d[at + 4] === FRAME.ack) acked = d.readUIntBE(at + 5, 6);
-    });
-    const body = Buffer.alloc(16 * 1024, 1);
-    const frames = [encodeHello(Buffer.alloc(16, 2), 2, 0, [])];
-    for (let seq = 1; seq <= 1000; seq++) frames.push(encodeSequenced(FRAME.pub, seq, body, "t"));
-    publisher.write(Buffer.concat(frames)); // 16 MiB of publishes
-    // The kernel's buffers and the host's 1 MiB allowance take some; the rest waits, unacknowledged:
-    // the count stops rising (unchanged for 300 ms; without backpressure it reaches 1000 first).
-    let last = -1;
-    for (let i = 0; i < 100 && acked !== last; i++) {
-      last = acked;
-      await new Promise((r) => setTimeout(r, 300));
+    try {
+      slow.write(encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]));
+      slow.pause();
+      await new Promise((r) => setTimeout(r, 50));
+      let acked = 0;
+      publisher.on("data", (d: Buffer) => {
+        for (let at = 0; at + 11 <= d.length; at += 4 + d.readUInt32BE(at)) if (d[at + 4] === FRAME.ack) acked = d.readUIntBE(at + 5, 6);
+      });
+      const body = Buffer.alloc(16 * 1024, 1);
+      const frames = [encodeHello(Buffer.alloc(16, 2), 2, 0, [])];
+      for (let seq = 1; seq <= 1000; seq++) frames.push(encodeSequenced(FRAME.pub, seq, body, "t"));
+      publisher.write(Buffer.concat(frames)); // 16 MiB of publishes
+      // The kernel's buffers and the host's 1 MiB allowance take some; the rest waits, unacknowledged:
+      // the count stops rising (unchanged for 300 ms; without backpressure it reaches 1000 first).
+      let last = -1;
+      for (let i = 0; i < 100 && acked !== last; i++) {
+        last = acked;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      expect(acked).toBe(last);
+      expect(acked).toBeLessThan(1000);
+      slow.resume();
+      for (let i = 0; i < 200 && acked < 1000; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(acked).toBe(1000);
+    } finally {
+      // Also when an assertion fails: open sockets would keep Jest from exiting.
+      slow.destroy();
+      publisher.destroy();
     }
-    expect(acked).toBe(last);
-    expect(acked).toBeLessThan(1000);
-    slow.resume();
-    for (let i = 0; i < 200 && acked < 1000; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(acked).toBe(1000);
-    slow.destroy();
-    publisher.destroy();
   });
 });
 
