@@ -245,11 +245,13 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     const events: string[] = [];
     socket.on("close", () => events.push("close"));
     socket.on("connect", () => events.push("connect"));
+    // A reconnection would start as the connection closes: the state would go to "connecting".
+    channel.on("state", (state) => events.push(`state ${state}`));
     socket.destroy();
     expect(channel.state).toBe("closed");
     await once(socket, "close");
-    await new Promise((r) => setTimeout(r, 50));
-    expect(events).toEqual(["close"]);
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual(["state closed", "close"]);
     expect(channel.state).toBe("closed");
   });
 
@@ -274,11 +276,15 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await once(socket, "connect");
     const connects = jest.fn();
     socket.on("connect", connects);
+    const states: string[] = [];
+    channel.on("state", (state) => states.push(state));
     socket.end("bye;");
     await once(socket, "close");
     await until(() => host.text() === "bye;", "the host to receive the last write");
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setImmediate(r));
     expect(channel.state).toBe("closed");
+    // Never "connecting": no reconnection started.
+    expect(states).toEqual(["closed"]);
     expect(connects).not.toHaveBeenCalled();
   });
 
