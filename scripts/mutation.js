@@ -26,7 +26,11 @@ const OUT = path.join(ROOT, "build", "mutation");
 const GROUPS = {
   handshake: {
     mutate: ["packages/core/src/handshake.ts", "packages/core/src/member-handshake.ts"],
-    tests: ["packages/core/test/handshake.test.ts", "packages/transport-tcp/test/tcp-transport.test.ts"],
+    tests: [
+      "packages/core/test/handshake.test.ts",
+      "packages/core/test/channel.test.ts",
+      "packages/transport-tcp/test/tcp-transport.test.ts",
+    ],
   },
   host: {
     mutate: ["packages/core/src/host.ts"],

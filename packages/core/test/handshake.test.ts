@@ -12,6 +12,7 @@ import {
   HelloParser,
   MemberHandshake,
   newNonce,
+  ProofParser,
   type ProofTranscript,
   proofsEqual,
   ReplyParser,
@@ -160,6 +161,16 @@ describe("handshake", () => {
       }
     });
 
+    test("without a secret a plain ok is accepted; with one, an ok without a proof is a stranger", () => {
+      const plain = new MemberHandshake("jobs", HANDSHAKE.kindJoin, undefined);
+      expect(new HelloParser().feed(plain.hello(socketWith(50000, 40000)))).toMatchObject({ state: "done", value: { flags: 0 } });
+      const ok = encodeReply(HANDSHAKE.statusOk, 9, randomBytes(8));
+      expect(plain.feed(ok)).toMatchObject({ state: "accepted", answer: undefined, reply: { hostPid: 9 } });
+      const withSecret = new MemberHandshake("jobs", HANDSHAKE.kindJoin, secret);
+      withSecret.hello(socketWith(50000, 40000));
+      expect(withSecret.feed(ok)).toEqual({ state: "stranger", reason: "the peer sent no proof that it is our host" });
+    });
+
     test("a probe never proves itself in turn; a refusal is no acceptance", () => {
       const probe = new MemberHandshake("jobs", HANDSHAKE.kindProbe, secret);
       const hello = probe.hello(socketWith(50000, 40000));
@@ -182,6 +193,71 @@ describe("handshake", () => {
     const huge = encodeHello("x");
     huge.writeUInt16BE(HANDSHAKE.maxNameBytes + 1, 8);
     expect(new HelloParser().feed(huge)).toMatchObject({ state: "invalid" });
+    // The limit itself is a valid name.
+    const longest = "n".repeat(HANDSHAKE.maxNameBytes);
+    expect(new HelloParser().feed(encodeHello(longest))).toMatchObject({ state: "done", value: { name: longest } });
+  });
+
+  test("a reply with its proof, a member's proof and a status body survive any split, and leave what follows untouched", () => {
+    const reply = encodeReply(HANDSHAKE.statusOk, 77, randomBytes(8), { hostNonce: newNonce(), hostProof: randomBytes(32) });
+    const proof = randomBytes(HANDSHAKE.proofLength);
+    const body = encodeStatusBody({ pid: 77, members: 3 });
+    const cases: [string, () => ReplyParser | ProofParser | StatusBodyParser, Buffer][] = [
+      ["reply", () => new ReplyParser(), reply],
+      ["proof", () => new ProofParser(), proof],
+      ["status body", () => new StatusBodyParser(), body],
+    ];
+    for (const [what, make, message] of cases) {
+      const wire = Buffer.concat([message, Buffer.from("next")]);
+      for (let cut = 0; cut < wire.length; cut++) {
+        const parser = make();
+        let result = parser.feed(wire.subarray(0, cut));
+        let rest = wire.subarray(cut);
+        if (result.state === "more") {
+          // Fewer bytes than the message: never done, never invalid.
+          expect([what, cut < message.length]).toEqual([what, true]);
+          result = parser.feed(rest);
+          rest = Buffer.alloc(0);
+        }
+        expect([what, result.state]).toEqual([what, "done"]);
+        if (result.state === "done") expect(Buffer.concat([result.rest, rest]).toString()).toBe("next");
+      }
+    }
+  });
+
+  test("a reply of another protocol version is invalid, naming both versions", () => {
+    const reply = encodeReply(HANDSHAKE.statusOk, 1, randomBytes(8));
+    reply[4] = HANDSHAKE.version + 1;
+    expect(new ReplyParser().feed(reply)).toEqual({
+      state: "invalid",
+      reason: `host speaks protocol version ${HANDSHAKE.version + 1}, this process ${HANDSHAKE.version}`,
+    });
+  });
+
+  test("a status body up to its limit is read; one byte over, or not JSON, is invalid", () => {
+    const at = (length: number): Buffer => {
+      const json = Buffer.alloc(length, " ");
+      json[0] = 0x30; // "0": JSON with trailing spaces
+      const out = Buffer.alloc(4 + length);
+      out.writeUInt32BE(length, 0);
+      json.copy(out, 4);
+      return out;
+    };
+    expect(new StatusBodyParser().feed(at(HANDSHAKE.maxStatusBytes))).toMatchObject({ state: "done", value: 0 });
+    expect(new StatusBodyParser().feed(at(HANDSHAKE.maxStatusBytes + 1))).toMatchObject({ state: "invalid" });
+    const notJson = at(3);
+    notJson.write("{x}", 4);
+    expect(new StatusBodyParser().feed(notJson)).toEqual({ state: "invalid", reason: "status body is not JSON" });
+  });
+
+  test("endpoints bind as IPv4 whether a socket shows them mapped (::ffff:) or not; no ports, no binding", () => {
+    const view = (local: string, localPort: number | undefined, remote: string, remotePort: number | undefined): net.Socket =>
+      ({ localAddress: local, localPort, remoteAddress: remote, remotePort }) as unknown as net.Socket;
+    expect(endpointBinding(view("::ffff:127.0.0.1", 5000, "::ffff:127.0.0.1", 4000), "member")).toBe("127.0.0.1:5000>127.0.0.1:4000");
+    expect(endpointBinding(view("127.0.0.1", 4000, "::ffff:127.0.0.1", 5000), "host")).toBe("127.0.0.1:5000>127.0.0.1:4000");
+    expect(endpointBinding(view("::1", 5000, "::1", 4000), "member")).toBe("::1:5000>::1:4000");
+    expect(endpointBinding(view("", undefined, "", undefined), "member")).toBe("");
+    expect(endpointBinding(view("127.0.0.1", 5000, "", undefined), "member")).toBe("");
   });
 
   test("fuzz: random bytes never throw, and a parse takes exactly the bytes its header declares", () => {
