@@ -341,7 +341,15 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       const member = open(name, successor.listener);
       const socket = member.connect();
       await once(socket, "connect");
-      const connecting = new Promise<void>((resolve) => member.once("state", (state) => state === "connecting" && resolve()));
+      // Not once("state"): a "connected" event may still be on its way from the connection.
+      const connecting = new Promise<void>((resolve) => {
+        const onState = (state: string): void => {
+          if (state !== "connecting") return;
+          member.off("state", onState);
+          resolve();
+        };
+        member.on("state", onState);
+      });
       hostChannel.close({ handover: true });
       await connecting;
       const lines = Array.from({ length: 50 }, (_, i) => `line ${i}\n`);
