@@ -144,7 +144,14 @@ describe.each([
     dying.kill("SIGKILL");
     await waiting;
     expect(Date.now() - killedAt).toBeLessThan(10000);
-    expect(await taken(file)).toBe(true);
+    // The wake-up socket closes while the kernel is still tearing the holder down (not yet dead nor
+    // a zombie to /proc): a waiter may have to ask again, as the transports' loops do.
+    let broken = false;
+    for (let i = 0; i < 100 && !broken; i++) {
+      broken = await taken(file);
+      if (!broken) await waitForRelease(file, 50);
+    }
+    expect(broken).toBe(true);
   });
 
   test("waiting is bounded by its timeout while the holder keeps the lock", async () => {
