@@ -11,6 +11,7 @@ import {
   HelloParser,
   newNonce,
   ProofParser,
+  type ProofTranscript,
   proofsEqual,
 } from "./handshake";
 
@@ -186,10 +187,15 @@ export class HostServer {
   }
 
   /**
-   * The proofs for a reply of `status` to a hello that carries a nonce (none without a secret):
-   * the host's, to send, and the member's, to expect. `binding`: the connection's endpoints.
+   * The host's proof for a reply of `status` to a hello that carries a nonce (none without a
+   * secret), and the exchange it covers (the member proves the same). `binding`: the connection's
+   * endpoints.
    */
-  private proofs(hello: Hello, status: number, binding: string): { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined {
+  private proofs(
+    hello: Hello,
+    status: number,
+    binding: string,
+  ): { hostNonce: Buffer; hostProof: Buffer; transcript: ProofTranscript } | undefined {
     if (this.secret === undefined || hello.memberNonce === undefined) return undefined;
     const hostNonce = newNonce();
     const transcript = {
@@ -202,11 +208,7 @@ export class HostServer {
       serverId: this.id,
       binding,
     };
-    return {
-      hostNonce,
-      hostProof: computeProof(this.secret, "host", transcript),
-      expected: computeProof(this.secret, "member", transcript),
-    };
+    return { hostNonce, hostProof: computeProof(this.secret, "host", transcript), transcript };
   }
 
   /** This host's status, as a status request gets it. */
@@ -287,7 +289,9 @@ export class HostServer {
     // has time then; once it hosts, it only writes).
     let proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
     const prepareProof = (hello: Hello): void => {
-      proof ??= this.proofs(hello, HANDSHAKE.statusOk, binding);
+      if (proof !== undefined) return;
+      const host = this.proofs(hello, HANDSHAKE.statusOk, binding);
+      if (host !== undefined) proof = { ...host, expected: computeProof(this.secret as Buffer, "member", host.transcript) };
     };
 
     const onHello = (hello: Hello, rest: Buffer): boolean => {
