@@ -2,7 +2,7 @@ import * as net from "node:net";
 import { errorCode } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { MemberHandshake } from "./member-handshake";
-import type { Transport } from "./transport";
+import { isNoHostCode, startConnect, type Transport } from "./transport";
 
 /**
  * What {@link probeChannel} found at a channel's address: `live` (our host), `refused` (nobody
@@ -56,7 +56,7 @@ function probeOnce(transport: Transport, channel: string, secret: Buffer | undef
     const timer = setTimeout(() => done("unknown"), timeoutMs);
     socket.on("error", (err) => {
       const code = errorCode(err);
-      const noHost = code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && transport.noHostCodes?.includes(code));
+      const noHost = isNoHostCode(transport, code);
       const reset = !answered && (code === "ECONNRESET" || code === "EPIPE");
       done(noHost ? "refused" : reset ? "reset" : "unknown");
     });
@@ -67,11 +67,6 @@ function probeOnce(transport: Transport, channel: string, secret: Buffer | undef
       const step = handshake.feed(chunk);
       if (step.state !== "more") done(step.state === "accepted" ? "live" : "stranger");
     });
-    try {
-      const started = transport.connect(channel, socket);
-      if (started !== undefined) started.then(undefined, (err: unknown) => socket.emit("error", err));
-    } catch (err) {
-      socket.emit("error", err);
-    }
+    startConnect(transport, channel, socket);
   });
 }

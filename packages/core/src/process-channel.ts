@@ -7,7 +7,7 @@ import { HANDSHAKE, type HandshakeReply } from "./handshake";
 import { HostServer } from "./host";
 import { MemberHandshake } from "./member-handshake";
 import { answeringServer, queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
-import type { Transport } from "./transport";
+import { isNoHostCode, type Transport } from "./transport";
 import { WriteQueue } from "./write-queue";
 
 /**
@@ -103,7 +103,6 @@ const PARK_WHILE_CONNECTED_MS = 30;
  */
 const ADDRESS_CHECK_MS = 500;
 
-const NO_HOST_CODES = new Set(["ENOENT", "ECONNREFUSED"]);
 const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
 
 /** Errors that retrying cannot fix: the channel closes with them at once. */
@@ -496,8 +495,7 @@ export class ProcessChannel extends EventEmitter {
   }
 
   private isNoHost(err: Error): boolean {
-    const code = errorCode(err);
-    return code !== undefined && (NO_HOST_CODES.has(code) || (this.transport.noHostCodes?.includes(code) ?? false));
+    return isNoHostCode(this.transport, errorCode(err));
   }
 
   /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */

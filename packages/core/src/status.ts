@@ -3,7 +3,7 @@ import { describeError, errorCode, OpenChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply, StatusBodyParser } from "./handshake";
 import type { ChannelStatus } from "./host";
 import { MemberHandshake } from "./member-handshake";
-import type { Transport } from "./transport";
+import { isNoHostCode, startConnect, type Transport } from "./transport";
 
 export type { ChannelStatus } from "./host";
 
@@ -134,9 +134,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       timeoutMs,
     );
     socket.on("error", (err) => {
-      const code = errorCode(err);
-      const noHost = code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && transport.noHostCodes?.includes(code));
-      if (noHost) settle({ state: "no-host", reason: describeError(err) });
+      if (isNoHostCode(transport, errorCode(err))) settle({ state: "no-host", reason: describeError(err) });
       else if (reply !== undefined && kind === HANDSHAKE.kindProbe) settle({ state: "answered", reply, body: undefined });
       else fail(describeError(err));
     });
@@ -167,12 +165,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       if (body.state === "invalid") return fail(body.reason);
       settle({ state: "answered", reply, body: body.value });
     });
-    try {
-      const started = transport.connect(address, socket);
-      if (started !== undefined) started.then(undefined, (err: unknown) => socket.emit("error", err));
-    } catch (err) {
-      socket.emit("error", err);
-    }
+    startConnect(transport, address, socket);
   });
 }
 

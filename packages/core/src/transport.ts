@@ -121,3 +121,24 @@ export function isTransport(value: unknown): value is Transport {
     (t.address === undefined || typeof t.address === "function")
   );
 }
+
+/**
+ * @internal Whether `code` says nobody listens at the address: `ENOENT`, `ECONNREFUSED`, or one of
+ * the transport's `noHostCodes`.
+ */
+export function isNoHostCode(transport: Transport, code: string | undefined): boolean {
+  return code === "ENOENT" || code === "ECONNREFUSED" || (code !== undefined && (transport.noHostCodes?.includes(code) ?? false));
+}
+
+/**
+ * @internal Starts `transport.connect(address, socket)`; a throw or a rejected promise becomes the
+ * socket's `error` event, as a failed connect would be.
+ */
+export function startConnect(transport: Transport, address: string, socket: net.Socket): void {
+  try {
+    const started = transport.connect(address, socket);
+    if (started !== undefined) started.then(undefined, (err: unknown) => socket.emit("error", err));
+  } catch (err) {
+    socket.emit("error", err);
+  }
+}
