@@ -121,12 +121,28 @@ const withHost = (
 ): Promise<void> => withRawHost(handlers, { maxFrameBytes: 16 * MiB, maxUnacked: 64, maxUnackedBytes }, body);
 
 /** A gate a handler waits at. */
-function gate(): { wait: Promise<void>; open: () => void } {
+/**
+ * Handlers whose requests wait at a gate until `open()`, then answer `reply(body)`; `runs()` counts
+ * the handler's runs (a request run twice would count two).
+ */
+function gatedRequests(reply: (body: unknown) => unknown): {
+  handlers: import("../src/host").MessageHandlers;
+  open: () => void;
+  runs: () => number;
+} {
   let open: () => void = () => undefined;
   const wait = new Promise<void>((r) => {
     open = r;
   });
-  return { wait, open };
+  let runs = 0;
+  const handlers = {
+    async onRequest(body: unknown) {
+      runs++;
+      await wait;
+      return reply(body);
+    },
+  };
+  return { handlers, open, runs: () => runs };
 }
 
 describe.each(["unix", "tcp"])("a host process over %s", (transportName) => {
@@ -208,110 +224,79 @@ describe.each(["unix", "tcp"])("a host process over %s", (transportName) => {
 describe("replies and reconnects to the same host", () => {
   // Race-prone (a reply written while the member is away, a READ crossing a reply): repeated.
   test.each([1, 2, 3, 4, 5])("a current member that reconnects gets the reply it had not read, the request run once (run %i)", async () => {
-    const g = gate();
-    let runs = 0;
-    await withHost(
-      {
-        async onRequest(body) {
-          runs++;
-          await g.wait;
-          return { echo: body };
-        },
-      },
-      8 * MiB,
-      async (file, host) => {
-        const first = new RawMember(file);
-        first.write(hello(1, 0, CURRENT), request(1, "slow"));
-        // The host started it (ACK) before answering: the member's next hello has base 1.
-        await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
-        await first.close();
-        g.open();
-        // Answered while the member was away: kept for it.
-        for (let i = 0; i < 100 && host.keptResults?.().results !== 1; i++) await sleep(10);
-        const second = new RawMember(file);
-        second.write(hello(1, 1, CURRENT), request(1, "slow", true));
-        await second.until(() => second.results(1).length > 0, "the reply, replayed");
-        const reply = second.results(1)[0];
-        expect(runs).toBe(1);
-        expect(reply.flags & FRAME.ok).toBe(FRAME.ok);
-        expect(v8Codec.decode(reply.body)).toEqual({ echo: "slow" });
-        expect(second.frames[0].type).toBe(FRAME.welcome);
-        // Read (every result written on this connection): let go.
-        second.write(read(second.frames.filter((f) => f.type === FRAME.res || f.type === FRAME.fail).length));
-        for (let i = 0; i < 100 && host.keptResults().results > 0; i++) await sleep(10);
-        expect(host.keptResults()).toEqual({ results: 0, bytes: 0 });
-        await second.close();
-      },
-    );
+    const g = gatedRequests((body) => ({ echo: body }));
+    await withHost(g.handlers, 8 * MiB, async (file, host) => {
+      const first = new RawMember(file);
+      first.write(hello(1, 0, CURRENT), request(1, "slow"));
+      // The host started it (ACK) before answering: the member's next hello has base 1.
+      await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
+      await first.close();
+      g.open();
+      // Answered while the member was away: kept for it.
+      for (let i = 0; i < 100 && host.keptResults?.().results !== 1; i++) await sleep(10);
+      const second = new RawMember(file);
+      second.write(hello(1, 1, CURRENT), request(1, "slow", true));
+      await second.until(() => second.results(1).length > 0, "the reply, replayed");
+      const reply = second.results(1)[0];
+      expect(g.runs()).toBe(1);
+      expect(reply.flags & FRAME.ok).toBe(FRAME.ok);
+      expect(v8Codec.decode(reply.body)).toEqual({ echo: "slow" });
+      expect(second.frames[0].type).toBe(FRAME.welcome);
+      // Read (every result written on this connection): let go.
+      second.write(read(second.frames.filter((f) => f.type === FRAME.res || f.type === FRAME.fail).length));
+      for (let i = 0; i < 100 && host.keptResults().results > 0; i++) await sleep(10);
+      expect(host.keptResults()).toEqual({ results: 0, bytes: 0 });
+      await second.close();
+    });
   });
 
   test.each([
     ["a current member", CURRENT],
     ["a member without READ", BEFORE_READ],
   ])("%s asking again for a reply let go for bytes gets ERR_OPEN_CHANNEL_REPLY_LOST, the request not run again", async (_, features) => {
-    const g = gate();
-    let runs = 0;
-    await withHost(
-      {
-        async onRequest(body) {
-          runs++;
-          await g.wait;
-          return Buffer.alloc(64 * 1024, body === "big" ? 1 : 2);
-        },
-      },
-      16 * 1024,
-      async (file, host) => {
-        const first = new RawMember(file);
-        first.write(hello(2, 0, features), request(1, "big"));
-        await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
-        await first.close();
-        g.open();
-        await sleep(50);
-        const second = new RawMember(file);
-        second.write(hello(2, 1, features), request(1, "big", true));
-        await second.until(() => second.results(1).length > 0, "an answer to the request sent again");
-        const answer = second.results(1)[0];
-        expect(runs).toBe(1);
-        expect(answer.type).toBe(FRAME.res);
-        expect(answer.flags & (FRAME.ok | FRAME.lost)).toBe(FRAME.lost);
-        expect(v8Codec.decode(answer.body)).toMatchObject({ code: "ERR_OPEN_CHANNEL_REPLY_LOST" });
-        // Over the host's 16 KiB for this member: never kept (the lost answer is, until read).
-        expect(host.keptResults()).toEqual({ results: 1, bytes: expect.any(Number) });
-        expect(host.keptResults().bytes).toBeLessThan(1024);
-        await second.close();
-      },
-    );
+    const g = gatedRequests((body) => Buffer.alloc(64 * 1024, body === "big" ? 1 : 2));
+    await withHost(g.handlers, 16 * 1024, async (file, host) => {
+      const first = new RawMember(file);
+      first.write(hello(2, 0, features), request(1, "big"));
+      await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
+      await first.close();
+      g.open();
+      await sleep(50);
+      const second = new RawMember(file);
+      second.write(hello(2, 1, features), request(1, "big", true));
+      await second.until(() => second.results(1).length > 0, "an answer to the request sent again");
+      const answer = second.results(1)[0];
+      expect(g.runs()).toBe(1);
+      expect(answer.type).toBe(FRAME.res);
+      expect(answer.flags & (FRAME.ok | FRAME.lost)).toBe(FRAME.lost);
+      expect(v8Codec.decode(answer.body)).toMatchObject({ code: "ERR_OPEN_CHANNEL_REPLY_LOST" });
+      // Over the host's 16 KiB for this member: never kept (the lost answer is, until read).
+      expect(host.keptResults()).toEqual({ results: 1, bytes: expect.any(Number) });
+      expect(host.keptResults().bytes).toBeLessThan(1024);
+      await second.close();
+    });
   });
 
   test("a member without READ keeps today's replay: no WELCOME, and a reply it had not read comes on its next hello", async () => {
-    const g = gate();
-    await withHost(
-      {
-        async onRequest(body) {
-          await g.wait;
-          return body;
-        },
-      },
-      8 * MiB,
-      async (file, host) => {
-        const first = new RawMember(file);
-        // A request not acknowledged yet when the member goes (the handler runs): base 0.
-        first.write(hello(3, 0, BEFORE_READ), request(1, "kept"));
-        await first.until(() => first.frames.some((f) => f.type === FRAME.ack), "the ACK");
-        await first.close();
-        g.open();
-        await sleep(20);
-        const second = new RawMember(file);
-        second.write(hello(3, 0, BEFORE_READ));
-        await second.until(() => second.results(1).length > 0, "the reply, replayed");
-        expect(v8Codec.decode(second.results(1)[0].body)).toBe("kept");
-        expect(second.frames.filter((f) => f.type === FRAME.welcome)).toEqual([]);
-        // Without READ nothing is let go while connected (as before): it stays until the next hello's base.
-        await sleep(50);
-        expect(host.keptResults().results).toBe(1);
-        await second.close();
-      },
-    );
+    const g = gatedRequests((body) => body);
+    await withHost(g.handlers, 8 * MiB, async (file, host) => {
+      const first = new RawMember(file);
+      // A request not acknowledged yet when the member goes (the handler runs): base 0.
+      first.write(hello(3, 0, BEFORE_READ), request(1, "kept"));
+      await first.until(() => first.frames.some((f) => f.type === FRAME.ack), "the ACK");
+      await first.close();
+      g.open();
+      await sleep(20);
+      const second = new RawMember(file);
+      second.write(hello(3, 0, BEFORE_READ));
+      await second.until(() => second.results(1).length > 0, "the reply, replayed");
+      expect(v8Codec.decode(second.results(1)[0].body)).toBe("kept");
+      expect(second.frames.filter((f) => f.type === FRAME.welcome)).toEqual([]);
+      // Without READ nothing is let go while connected (as before): it stays until the next hello's base.
+      await sleep(50);
+      expect(host.keptResults().results).toBe(1);
+      await second.close();
+    });
   });
 });
 
@@ -343,16 +328,18 @@ describe("a current messenger", () => {
     await new Promise((resolve) => own.once("connect", resolve));
     return { types, reads, close: () => fake.close() };
   }
-  const okReply = (seq: number): Buffer => {
-    const body = v8Codec.encode(Buffer.alloc(40 * 1024, 1));
+  /** A RES frame for `seq` with `flags`, its body `value` (v8Codec). */
+  const resFrame = (seq: number, flags: number, value: unknown): Buffer => {
+    const body = v8Codec.encode(value);
     const f = Buffer.alloc(12 + body.length);
     f.writeUInt32BE(f.length - 4, 0);
     f[4] = FRAME.res;
     f.writeUIntBE(seq, 5, 6);
-    f[11] = FRAME.ok | FRAME.acks;
+    f[11] = flags;
     Buffer.from(body).copy(f, 12);
     return f;
   };
+  const okReply = (seq: number): Buffer => resFrame(seq, FRAME.ok | FRAME.acks, Buffer.alloc(40 * 1024, 1));
 
   test("sends READ frames (the count of results read) to a host that welcomed it, and none to a host that did not", async () => {
     for (const welcome of [true, false]) {
@@ -377,16 +364,9 @@ describe("a current messenger", () => {
 
   test("a RES flagged lost rejects the call with ERR_OPEN_CHANNEL_REPLY_LOST, naming the channel", async () => {
     const name = unique("lost");
-    const host = await fakeHost(name, true, (seq) => {
-      const body = v8Codec.encode({ name: "OpenChannelError", message: "lost", code: "ERR_OPEN_CHANNEL_REPLY_LOST" });
-      const f = Buffer.alloc(12 + body.length);
-      f.writeUInt32BE(f.length - 4, 0);
-      f[4] = FRAME.res;
-      f.writeUIntBE(seq, 5, 6);
-      f[11] = FRAME.lost | FRAME.acks;
-      Buffer.from(body).copy(f, 12);
-      return f;
-    });
+    const host = await fakeHost(name, true, (seq) =>
+      resFrame(seq, FRAME.lost | FRAME.acks, { name: "OpenChannelError", message: "lost", code: "ERR_OPEN_CHANNEL_REPLY_LOST" }),
+    );
     const m = openMessageChannel(name, {}, { transport: unixTransport(), codec: v8Codec }).connect();
     try {
       await expect(m.request("x")).rejects.toMatchObject({
