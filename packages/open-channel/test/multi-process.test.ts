@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { leaveStaleHost } from "@open-channel/core";
 import { unixTransport } from "@open-channel/transport-unix";
-import { Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
+import { type DieStep, Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
 
 let group: Group;
 beforeEach(() => {
@@ -331,25 +332,31 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
     }
   });
 
-  test(`the heir SIGKILLed while it takes over: the others elect one host, ${rounds(10)} rounds out of ${rounds(10)}`, async () => {
-    for (let round = 0; round < rounds(10); round++) {
-      const channel = uniqueChannel(`heir-mid${round}`);
-      const pids = await group.fork(5, env({ OC_CHANNEL: channel }));
-      const { hostPid } = await group.agreement(pids, channel);
-      const heir = await theHeir(pids, channel, hostPid);
-      const since = group.reports.length;
-      group.kill(hostPid);
-      // Somewhere in its takeover (the kernel needs a few ms to tell anyone of the host's death).
-      await new Promise((resolve) => setTimeout(resolve, 2 + round));
-      group.kill(heir);
-      // The heir may have hosted for a moment before it died: its members then moved on.
-      await oneHostAfter(
-        pids.filter((p) => p !== hostPid && p !== heir),
-        channel,
-        since,
-        [heir],
-      );
-      group.stop();
+  test(`the heir SIGKILLed at each step of its take-over: the others elect one host, ${rounds(9)} rounds out of ${rounds(9)}`, async () => {
+    const marks = fs.mkdtempSync(path.join(os.tmpdir(), "oc-die-"));
+    const steps: DieStep[] = ["listen", "listening", "listen-done"];
+    try {
+      for (let round = 0; round < rounds(9); round++) {
+        const channel = uniqueChannel(`heir-mid${round}`);
+        const pids = await group.fork(5, env({ OC_CHANNEL: channel }));
+        const { hostPid } = await group.agreement(pids, channel);
+        const heir = await theHeir(pids, channel, hostPid);
+        const mark = path.join(marks, `${round}`);
+        await group.dieAt(heir, channel, steps[round % steps.length], mark);
+        const since = group.reports.length;
+        group.kill(hostPid);
+        // The heir dies in its take-over, at the step it was given: not before, not after.
+        expect(await group.diedAt(mark)).toEqual({ pid: heir, step: steps[round % steps.length] });
+        expect(group.reports.slice(since).filter((r) => r.pid === heir && r.type === "connect")).toEqual([]);
+        await oneHostAfter(
+          pids.filter((p) => p !== hostPid && p !== heir),
+          channel,
+          since,
+        );
+        group.stop();
+      }
+    } finally {
+      fs.rmSync(marks, { recursive: true, force: true });
     }
   });
 
@@ -398,15 +405,18 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
 
   test(`the host killed, then a second member killed while the survivors elect: one host, ${rounds(20)} rounds out of ${rounds(20)}`, async () => {
     const channel = uniqueChannel("double-kill");
+    const marks = fs.mkdtempSync(path.join(os.tmpdir(), "oc-die-"));
+    const steps: DieStep[] = ["listen", "listening", "listen-done"];
     await group.fork(6, env({ OC_CHANNEL: channel }));
     let { hostPid } = await group.agreement(group.alive(), channel);
     for (let round = 0; round < rounds(20); round++) {
+      // Every member but the host is armed: the first to reach the step in its election dies there.
+      const mark = path.join(marks, `${round}`);
+      const step = steps[round % steps.length];
+      for (const pid of group.alive()) if (pid !== hostPid) await group.dieAt(pid, channel, step, mark);
       const since = group.reports.length;
       group.kill(hostPid);
-      // Within a few ms: most likely mid-election, perhaps the very process holding the reclaim lock.
-      await new Promise((r) => setTimeout(r, round % 5));
-      const others = group.alive();
-      group.kill(others[round % others.length]);
+      expect((await group.diedAt(mark)).step).toBe(step);
       const survivors = group.alive();
       ({ hostPid } = await group.agreement(survivors, channel, since));
       const connects = survivors.map((pid) => group.lastConnect(pid, channel, since));
@@ -417,6 +427,7 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
       expect(joined.hostPid).toBe(hostPid);
     }
     expect(group.reports.filter((r) => r.type === "error")).toEqual([]);
+    fs.rmSync(marks, { recursive: true, force: true });
   });
 
   test(`members killed mid-handshake never disturb the host or the others, ${rounds(20)} rounds`, async () => {

@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 
 /** What a member process reports over IPC (see fixtures/member.js). */
@@ -19,7 +20,8 @@ export interface Report {
     | "dropped"
     | "hosting"
     | "heir"
-    | "failover";
+    | "failover"
+    | "armed";
   channel?: string;
   hostPid?: number;
   previousHostPid?: number;
@@ -40,6 +42,9 @@ export interface Report {
 const FIXTURES = path.join(__dirname, "..", "fixtures");
 /** Generous: these tests fork real processes on a busy 2-core machine. */
 export const WAIT_MS = 30000;
+
+/** Where an armed member kills itself in its take-over (see `stepReached` in fixtures/member.js). */
+export type DieStep = "listen" | "listening" | "listen-done";
 
 export const now = (): number => performance.timeOrigin + performance.now();
 
@@ -118,14 +123,43 @@ export class Group {
     }
   }
 
+  /** Arms `pid` to SIGKILL itself when its take-over of `channel` reaches `step` (fixtures/member.js). */
+  async dieAt(pid: number, channel: string, step: DieStep, mark: string): Promise<void> {
+    const since = this.reports.length;
+    this.send(pid, { cmd: "die-at", channel, step, mark });
+    await this.waitFor(() => this.reports.slice(since).some((r) => r.pid === pid && r.type === "armed"), "armed");
+  }
+
+  /**
+   * Waits for the first armed member to die where it was told: `mark` names it and its step. It is
+   * counted as killed.
+   */
+  async diedAt(mark: string): Promise<{ pid: number; step: string }> {
+    const text = await this.waitFor(
+      () => {
+        try {
+          return fs.readFileSync(mark, "utf8");
+        } catch {
+          return undefined;
+        }
+      },
+      "an armed member to die at its step",
+      WAIT_MS,
+      20,
+    );
+    const [pid, step] = text.split(" ");
+    this.kill(Number(pid));
+    return { pid: Number(pid), step };
+  }
+
   /** Members started and not killed. */
   alive(): number[] {
     const all = [...this.direct.keys(), ...this.viaPrimary.keys()];
     return all.filter((pid) => !this.killed.has(pid));
   }
 
-  /** Resolves with `check()`'s first truthy value, re-checking on every report. */
-  waitFor<T>(check: () => T | undefined | false, what: string, timeoutMs = WAIT_MS): Promise<T> {
+  /** Resolves with `check()`'s first truthy value, re-checking on every report (and every `pollMs`). */
+  waitFor<T>(check: () => T | undefined | false, what: string, timeoutMs = WAIT_MS, pollMs = 0): Promise<T> {
     return new Promise((resolve, reject) => {
       const tryNow = (): boolean => {
         const value = check();
@@ -139,8 +173,10 @@ export class Group {
         cleanup();
         reject(new Error(`timed out waiting for ${what}; last reports: ${JSON.stringify(this.reports.slice(-8))}`));
       }, timeoutMs);
+      const poll = pollMs > 0 ? setInterval(wake, pollMs) : undefined;
       const cleanup = (): void => {
         clearTimeout(timer);
+        clearInterval(poll);
         this.wakeups.delete(wake);
       };
       this.wakeups.add(wake);
