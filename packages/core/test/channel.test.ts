@@ -383,9 +383,8 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       raw.pause();
     });
     await until(() => accepted.length === 2, "the host to accept the member");
-    await new Promise((r) => setTimeout(r, 50));
     const stuck = accepted[1];
-    expect(stuck.socket.writableLength).toBeGreaterThan(0);
+    await until(() => stuck.socket.writableLength > 0, "the host's bytes to back up");
     const closedAt = performance.now();
     hostChannel.close({ handover: true });
     await until(() => stuck.closedAt !== undefined, "the stuck member's connection to be destroyed", 6000);
@@ -404,7 +403,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     // The member reads nothing until the new host is there.
     socket.pause();
     await once(socket, "connect");
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => socket.readableLength >= "old host: 1;old host: 2;".length, "the old host's bytes, unread");
     hostChannel.close({ handover: true });
     await until(() => member.isHost && member.connected, "the member to host");
     let text = "";

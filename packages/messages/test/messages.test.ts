@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import * as net from "node:net";
 import * as path from "node:path";
 import {
@@ -380,11 +381,13 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     const gate = new Promise<void>((r) => {
       release = r;
     });
+    let started = 0;
     let handled = 0;
     const m = connect(
       "window",
       {
         async onMessage() {
+          started++;
           await gate;
           handled++;
         },
@@ -399,8 +402,9 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
     let settled = 0;
     const sends = Array.from({ length: 10 }, (_, i) => m.send(i).then(() => settled++));
-    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 500 && started < 4; i++) await new Promise((r) => setTimeout(r, 10));
     // Four in flight (the window), held by the handler; six waiting their turn.
+    expect(started).toBe(4);
     expect(settled).toBe(0);
     expect(m.unacknowledged).toBe(4);
     release();
@@ -444,9 +448,10 @@ test("a subscriber that does not read: publishes wait for it (no acknowledgement
     const slow = net.connect(file);
     const publisher = net.connect(file);
     try {
-      slow.write(encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]));
+      // Its first frame acknowledged: the host has taken its hello, with the topic.
+      slow.write(Buffer.concat([encodeHello(Buffer.alloc(16, 1), 1, 0, ["t"]), encodeSequenced(FRAME.sub, 1, undefined, "u")]));
+      await once(slow, "data");
       slow.pause();
-      await new Promise((r) => setTimeout(r, 50));
       let acked = 0;
       publisher.on("data", (d: Buffer) => {
         for (let at = 0; at + 11 <= d.length; at += 4 + d.readUInt32BE(at)) if (d[at + 4] === FRAME.ack) acked = d.readUIntBE(at + 5, 6);

@@ -107,7 +107,7 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
   test("every way in fails, and the listener sees only the host's own connection", async () => {
     const channel = uniqueChannel(`users-${transport}`);
     const hostMessages: Record<string, unknown>[] = [];
-    start(HOST_UID, { OC_ROLE: "host", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport }, (m) => hostMessages.push(m));
+    const host = start(HOST_UID, { OC_ROLE: "host", OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport }, (m) => hostMessages.push(m));
     const hosting = await next(hostMessages, "hosting");
     expect(hosting.isHost).toBe(true);
 
@@ -147,8 +147,10 @@ describeAsRoot.each(["unix", "tcp"] as const)("another OS user cannot reach the 
     const own = results.ownChannel as { isHost: boolean; hostPid: number };
     expect(own.isHost).toBe(true);
     expect(own.hostPid).not.toBe(hosting.pid);
-    // The victim's listener saw exactly one connection: its own.
-    await new Promise((r) => setTimeout(r, 200));
+    // The victim's listener saw exactly one connection: its own. The host answers "seen" after
+    // it reported every connection its listener saw before: the intruder's were all closed by now.
+    host.send({ cmd: "seen" });
+    expect((await next(hostMessages, "seen")).seen).toBe(1);
     expect(hostMessages.filter((m) => m.type === "listener").map((m) => m.seen)).toEqual([1]);
   });
 });
