@@ -157,8 +157,17 @@ describe("handshake", () => {
       for (const [why, proved, sent] of cases) {
         const member = new MemberHandshake("jobs", HANDSHAKE.kindJoin, secret);
         const step = member.feed(replyTo(member.hello(socketWith(50000, 40000)), proved, sent));
-        expect([why, step.state]).toEqual([why, "stranger"]);
+        expect([why, step]).toMatchObject([
+          why,
+          { state: "stranger", reason: expect.stringMatching(/could not prove it is our host|does not cover the connection/) },
+        ]);
       }
+    });
+
+    test("refuses a reply that says it is unbound even when its proof holds (no downgrade)", () => {
+      const member = new MemberHandshake("jobs", HANDSHAKE.kindJoin, secret);
+      const step = member.feed(replyTo(member.hello(socketWith(50000, 40000)), {}, { flags: HANDSHAKE.flagProof }));
+      expect(step).toMatchObject({ state: "stranger", reason: expect.stringMatching(/does not cover the connection/) });
     });
 
     test("without a secret a plain ok is accepted; with one, an ok without a proof is a stranger", () => {
@@ -186,13 +195,13 @@ describe("handshake", () => {
     expect(new ReplyParser().feed(Buffer.from("S"))).toMatchObject({ state: "invalid" });
   });
 
-  test("a name length of zero or above the limit is invalid", () => {
-    const zero = encodeHello("x");
+  test("a name length of zero or above the limit is invalid, from the header alone", () => {
+    const zero = encodeHello("x").subarray(0, HANDSHAKE.helloHeaderLength);
     zero.writeUInt16BE(0, 8);
-    expect(new HelloParser().feed(zero)).toMatchObject({ state: "invalid" });
-    const huge = encodeHello("x");
+    expect(new HelloParser().feed(zero)).toEqual({ state: "invalid", reason: "name length 0 out of range" });
+    const huge = encodeHello("x").subarray(0, HANDSHAKE.helloHeaderLength);
     huge.writeUInt16BE(HANDSHAKE.maxNameBytes + 1, 8);
-    expect(new HelloParser().feed(huge)).toMatchObject({ state: "invalid" });
+    expect(new HelloParser().feed(huge)).toEqual({ state: "invalid", reason: `name length ${HANDSHAKE.maxNameBytes + 1} out of range` });
     // The limit itself is a valid name.
     const longest = "n".repeat(HANDSHAKE.maxNameBytes);
     expect(new HelloParser().feed(encodeHello(longest))).toMatchObject({ state: "done", value: { name: longest } });
@@ -244,7 +253,10 @@ describe("handshake", () => {
       return out;
     };
     expect(new StatusBodyParser().feed(at(HANDSHAKE.maxStatusBytes))).toMatchObject({ state: "done", value: 0 });
-    expect(new StatusBodyParser().feed(at(HANDSHAKE.maxStatusBytes + 1))).toMatchObject({ state: "invalid" });
+    expect(new StatusBodyParser().feed(at(HANDSHAKE.maxStatusBytes + 1))).toEqual({
+      state: "invalid",
+      reason: `status body of ${HANDSHAKE.maxStatusBytes + 1} bytes is too large`,
+    });
     const notJson = at(3);
     notJson.write("{x}", 4);
     expect(new StatusBodyParser().feed(notJson)).toEqual({ state: "invalid", reason: "status body is not JSON" });
@@ -258,6 +270,7 @@ describe("handshake", () => {
     expect(endpointBinding(view("::1", 5000, "::1", 4000), "member")).toBe("::1:5000>::1:4000");
     expect(endpointBinding(view("", undefined, "", undefined), "member")).toBe("");
     expect(endpointBinding(view("127.0.0.1", 5000, "", undefined), "member")).toBe("");
+    expect(endpointBinding(view("", undefined, "127.0.0.1", 4000), "member")).toBe("");
   });
 
   test("fuzz: random bytes never throw, and a parse takes exactly the bytes its header declares", () => {
