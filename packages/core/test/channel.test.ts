@@ -622,7 +622,9 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
   test("a stranger at the address is never taken for the host", async () => {
     const t = testTransport();
     const name = uniqueName("stranger");
+    const accepted = new Set<net.Socket>();
     const stranger = net.createServer((s) => {
+      accepted.add(s.on("close", () => accepted.delete(s)));
       s.on("error", () => undefined);
       s.end("HTTP/1.1 400 Bad Request\r\n\r\n");
     });
@@ -637,7 +639,9 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       expect(err.message).toContain("handshake");
       expect(connected).not.toHaveBeenCalled();
     } finally {
-      stranger.close();
+      // Its connections too: one still open would keep Jest from exiting.
+      for (const s of accepted) s.destroy();
+      await new Promise((r) => stranger.close(r));
     }
   });
 });

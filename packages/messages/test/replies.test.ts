@@ -120,7 +120,6 @@ const withHost = (
   body: (file: string, host: import("../src/host").MessageHost) => Promise<void>,
 ): Promise<void> => withRawHost(handlers, { maxFrameBytes: 16 * MiB, maxUnacked: 64, maxUnackedBytes }, body);
 
-/** A gate a handler waits at. */
 /**
  * Handlers whose requests wait at a gate until `open()`, then answer `reply(body)`; `runs()` counts
  * the handler's runs (a request run twice would count two).
@@ -377,6 +376,23 @@ describe("a current messenger", () => {
     } finally {
       m.channel.close();
       host.close();
+    }
+  });
+});
+
+test.each([
+  ["handlers that return at once", () => undefined],
+  ["async handlers", async () => undefined],
+])("acknowledgements are cumulative and batched: 50 MSG frames in one read get one ACK (%s)", async (_, onMessage) => {
+  await withHost({ onMessage }, 8 * MiB, async (file) => {
+    const member = new RawMember(file);
+    try {
+      const messages = Array.from({ length: 50 }, (_, i) => encodeSequenced(FRAME.msg, i + 1, v8Codec.encode(i)));
+      member.write(hello(1, 0, CURRENT), ...messages);
+      await member.until(() => member.frames.some((f) => f.type === FRAME.ack && f.n === 50), "the ACK of seq 50");
+      expect(member.frames.filter((f) => f.type === FRAME.ack).map((f) => f.n)).toEqual([50]);
+    } finally {
+      await member.close();
     }
   });
 });
