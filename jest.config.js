@@ -5,7 +5,8 @@
  */
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: "node",
+  // Node's, plus a check that each test file closes what it opened (scripts/jest-environment.js).
+  testEnvironment: "<rootDir>/scripts/jest-environment.js",
   roots: ["<rootDir>/packages"],
   testMatch: ["**/test/**/*.test.ts"],
   transform: {

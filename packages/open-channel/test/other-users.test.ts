@@ -85,17 +85,9 @@ function start(uid: number, env: Record<string, string>, onMessage: (m: Record<s
   return child;
 }
 
+/** The first message of `type` (waiting up to 30 s for it). */
 function next(messages: Record<string, unknown>[], type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const end = Date.now() + 30000;
-    const tick = (): void => {
-      const m = messages.find((x) => x.type === type);
-      if (m) resolve(m);
-      else if (Date.now() > end) reject(new Error(`no ${type} message: ${JSON.stringify(messages)}`));
-      else setTimeout(tick, 20);
-    };
-    tick();
-  });
+  return until(messages, `${type} message`, (m) => m.type === type);
 }
 
 const describeAsRoot = isRoot ? describe : describe.skip;
@@ -200,7 +192,7 @@ describeAsRoot("another user on a dead tcp host's port", () => {
     expect(await next(intruder, "silent")).toMatchObject({ ok: true });
     const second: Record<string, unknown>[] = [];
     start(HOST_UID, env, (m) => second.push(m));
-    const outcome = await Promise.race([next(second, "hosting"), next(second, "host-error")]);
+    const outcome = await until(second, "hosting", (m) => m.type === "hosting" || m.type === "host-error");
     expect(outcome).toMatchObject({ type: "hosting", isHost: true });
     expect(String(outcome.address)).not.toContain(`:${port} `);
   });
@@ -221,7 +213,7 @@ describeAsRoot("another user relaying a member's connection to the tcp host", ()
     const relay = await next(relayMessages, "relay");
     const memberMessages: Record<string, unknown>[] = [];
     start(HOST_UID, { OC_ROLE: "member-via", OC_CHANNEL: channel, OC_VIA: String(relay.port) }, (m) => memberMessages.push(m));
-    const member = await Promise.race([next(memberMessages, "member"), next(memberMessages, "member-error")]);
+    const member = await until(memberMessages, "member", (m) => m.type === "member" || m.type === "member-error");
     expect(member).toMatchObject({ type: "member", isHost: false, hostPid: hosting.hostPid });
     expect(await next(hostMessages, "data")).toMatchObject({ text: "secret-data\n" });
     // The relay saw the member's hello, and nothing the member sent after it.
@@ -281,10 +273,9 @@ describeAsRootOnLinux.each(["unix", "tcp"] as const)("another user squatting the
     };
     const connectedTo = async (child: ChildProcess, notHost?: number): Promise<number> => {
       const log = messages.get(child.pid as number) as Record<string, unknown>[];
-      const m = await Promise.race([
-        until(log, "connect", (x) => x.type === "connected" && x.hostPid !== notHost),
-        until(log, "error", (x) => x.type === "member-error").then((e) => Promise.reject(new Error(`${e.code}: ${e.message}`))),
-      ]);
+      // One wait for either: a losing wait of a race would poll on after the test.
+      const m = await until(log, "connect", (x) => (x.type === "connected" && x.hostPid !== notHost) || x.type === "member-error");
+      if (m.type === "member-error") throw new Error(`${m.code}: ${m.message}`);
       return m.hostPid as number;
     };
     let group = [member(), member(), member()];

@@ -201,13 +201,15 @@ describe("bind or take over (the election for one socket path)", () => {
 describe("unixTransport()", () => {
   test("listen is exclusive: a second bind gets EADDRINUSE", async () => {
     const transport = unixTransport({ dir: path.join(tmp(), "s") });
-    const a = net.createServer();
+    // `a` hangs up on what it accepts (b's transport probes it before giving up): open, that
+    // connection would outlive the test.
+    const a = net.createServer((s) => s.destroy());
     const b = net.createServer();
     await transport.listen("excl", a);
     try {
       await expect(transport.listen("excl", b)).rejects.toMatchObject({ code: "EADDRINUSE" });
     } finally {
-      a.close();
+      await new Promise((r) => a.close(r));
     }
   });
 
