@@ -8,7 +8,8 @@
  * one active per run), builds them, and runs each group's tests once per mutant. It uses its
  * command runner, not its Jest runner: our tests start real processes (fork, cluster, other uids),
  * and only the command runner activates the mutant through an environment variable, which those
- * processes inherit. So each mutant runs its group's test files, stopping at the first failure.
+ * processes inherit. So each mutant runs its group's test files, quickest first, stopping at the
+ * first failure, through scripts/mutation-tests.js (which ends every process a timed-out run left).
  * Do not edit or build this checkout while it runs: Stryker puts the files back at the end (and on
  * Ctrl-C). Not incremental: with the command runner Stryker sees one test ("All tests"), so it
  * would reuse every result of unchanged sources even after the tests changed.
@@ -91,7 +92,7 @@ for (const group of groups) {
     packageManager: "npm",
     testRunner: "command",
     commandRunner: {
-      command: `OC_TEST_ORDER=${tests.join(",")} node node_modules/jest/bin/jest.js --ci --bail --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`,
+      command: `OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`,
     },
     coverageAnalysis: "off",
     inPlace: true,
@@ -139,19 +140,20 @@ for (const group of Object.keys(GROUPS)) {
       .statSync(path.join(OUT, `${group}.json`))
       .mtime.toISOString()
       .slice(0, 10);
-    rows.push(`| ${file} | ${group} | ${total === 0 ? "-" : ((100 * killed) / total).toFixed(1)} % | ${killed} | ${survived} | ${when} |`);
+    const score = total === 0 ? "-" : `${((100 * killed) / total).toFixed(1)} %`;
+    rows.push(
+      `| ${file} | ${group} | ${score} | ${killed} (${count("Timeout")} by time-out) | ${survived} | ${count("CompileError")} | ${when} |`,
+    );
   }
 }
-const doc = `# Mutation scores
-
-Made by \`npm run mutation\` (scripts/mutation.js: which tests run against which files). A mutant
-is killed when a test fails with it (a timeout counts as killed); the score is killed / (killed +
-survived). The surviving mutants, with the change each makes, are in Stryker's report
-(build/mutation/<group>.json, or the clear-text output of the run).
-
-| file | group | score | killed | survived | run on |
-|---|---|---|---|---|---|
+// The table goes between the markers; the rest of docs/mutation.md (the survivors explained) is kept.
+const docPath = path.join(ROOT, "docs", "mutation.md");
+const table = `<!-- scores: made by scripts/mutation.js -->
+| file | group | score | killed | survived | do not compile | run on |
+|---|---|---|---|---|---|---|
 ${rows.join("\n")}
-`;
-fs.writeFileSync(path.join(ROOT, "docs", "mutation.md"), doc);
-console.log(doc);
+<!-- /scores -->`;
+const old = fs.existsSync(docPath) ? fs.readFileSync(docPath, "utf8") : "# Mutation scores\n\n<!-- scores -->\n";
+const doc = old.replace(/<!-- scores[\s\S]*?(<!-- \/scores -->|$)/, table);
+fs.writeFileSync(docPath, doc);
+console.log(table);
