@@ -42,6 +42,8 @@ const GROUPS = {
     tests: [
       "packages/core/test/compliance.test.ts",
       "packages/transport-unix/test/compliance.test.ts",
+      "packages/open-channel/test/status.test.ts",
+      "packages/open-channel/test/bad-input.test.ts",
       "packages/transport-tcp/test/tcp-transport.test.ts",
       "packages/core/test/channel.test.ts",
     ],
