@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 "use strict";
 /**
- * Mutation testing with Stryker: `npm run mutation` (every group below, hours on 2 cores), or
- * `npm run mutation -- handshake lock` (some groups). Not part of CI.
+ * Mutation testing with Stryker: `npm run mutation` (every group below: about two hours on 2
+ * cores), `npm run mutation -- handshake lock` (some groups), or `node scripts/mutation.js
+ * --report` (docs/mutation.md again from the reports in build/mutation). Not part of CI.
  *
  * Stryker changes the sources in place (with mutant switching: every mutant compiled in at once,
  * one active per run), builds them, and runs each group's tests once per mutant. It uses its
@@ -79,13 +80,15 @@ const GROUPS = {
   },
 };
 
-const asked = process.argv.slice(2);
+// --report: only remake docs/mutation.md from the reports in build/mutation.
+const reportOnly = process.argv.includes("--report");
+const asked = process.argv.slice(2).filter((a) => a !== "--report");
 const unknown = asked.filter((g) => !(g in GROUPS));
 if (unknown.length > 0) {
   console.error(`mutation: no group ${unknown.join(", ")}; groups: ${Object.keys(GROUPS).join(", ")}`);
   process.exit(2);
 }
-const groups = asked.length > 0 ? asked : Object.keys(GROUPS);
+const groups = reportOnly ? [] : asked.length > 0 ? asked : Object.keys(GROUPS);
 fs.mkdirSync(OUT, { recursive: true });
 
 for (const group of groups) {

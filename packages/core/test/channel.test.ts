@@ -556,6 +556,99 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(second.isHost).toBe(true);
   });
 
+  /**
+   * A host and two members, each channel object with its own view of the transport (what it
+   * bound and connected to), the events each emitted, and which member became the heir.
+   */
+  async function hostAndHeir(label: string): Promise<{
+    name: string;
+    host: ProcessChannel;
+    heir: ProcessChannel;
+    other: ProcessChannel;
+    calls: Map<ProcessChannel, string[]>;
+    events: Map<ProcessChannel, string[]>;
+    dropAll: () => void;
+  }> {
+    const name = uniqueName(label);
+    const accepted: net.Socket[] = [];
+    const listener = (socket: net.Socket): void => {
+      accepted.push(socket);
+      socket.on("data", (chunk) => socket.write(chunk));
+    };
+    const calls = new Map<ProcessChannel, string[]>();
+    const events = new Map<ProcessChannel, string[]>();
+    const member = (): ProcessChannel => {
+      const log: string[] = [];
+      const watched: Transport = {
+        ...transport,
+        listen: (channel, server) => {
+          log.push(`listen ${channel}`);
+          return transport.listen(channel, server);
+        },
+        connect: (channel, socket) => {
+          log.push(`connect ${channel}`);
+          return transport.connect(channel, socket);
+        },
+      };
+      const channel = open(name, listener, watched);
+      const seen: string[] = [];
+      for (const event of ["heir", "hosting"]) channel.on(event, (value: boolean) => seen.push(`${event} ${value}`));
+      calls.set(channel, log);
+      events.set(channel, seen);
+      return channel;
+    };
+    const host = member();
+    await once(host.connect(), "connect");
+    const b = member();
+    const c = member();
+    await Promise.all([once(b.connect(), "connect"), once(c.connect(), "connect")]);
+    // The heir offers itself 150-300 ms after connecting.
+    await until(() => b.isHeir || c.isHeir, "a member to become the heir");
+    const [heir, other] = b.isHeir ? [b, c] : [c, b];
+    for (const log of calls.values()) log.splice(0);
+    const dropAll = (): void => {
+      for (const socket of accepted.splice(0)) socket.destroy();
+    };
+    return { name, host, heir, other, calls, events, dropAll };
+  }
+
+  test("one member is the heir; on a hand-over it hosts, and the others join it without an election", async () => {
+    const { name, host, heir, other, calls, events } = await hostAndHeir("heir-hosts");
+    expect([host.isHeir, other.isHeir]).toEqual([false, false]);
+    expect(events.get(heir)).toEqual(["heir true"]);
+    host.close({ handover: true });
+    await until(() => heir.isHost && other.connected && !other.isHost, "the heir to host and the other to join it");
+    expect(await serverIdOf(other)).toBe(await serverIdOf(heir));
+    // The heir hosted with its standby server (no heir any more until a new one offers itself)...
+    expect(calls.get(heir)).toEqual(expect.arrayContaining([`listen ${name}`]));
+    await until(() => events.get(heir)?.includes("heir false") === true, "the heir to stop being the heir");
+    expect(events.get(heir)?.slice(0, 3).sort()).toEqual(["heir false", "heir true", "hosting true"]);
+    // ...and the other member asked the heir first, and never tried to host.
+    expect(calls.get(other)?.[0]).toBe(`connect ${name}${HANDSHAKE.standbySuffix}`);
+    expect(calls.get(other)?.filter((c) => c.startsWith("listen "))).toEqual([]);
+    expect(events.get(other)?.filter((e) => e.startsWith("hosting"))).toEqual([]);
+  });
+
+  test("members a live host dropped are sent back to it by the heir, which stays the heir", async () => {
+    const { host, heir, other, events, dropAll } = await hostAndHeir("heir-sends-back");
+    const hostId = await serverIdOf(host);
+    const lost = new Set<ProcessChannel>();
+    const failovers = jest.fn();
+    for (const channel of [host, heir, other]) {
+      channel.on("state", (state: string) => state === "connecting" && lost.add(channel));
+      channel.on("failover", failovers);
+    }
+    dropAll();
+    await until(() => lost.size === 3 && [host, heir, other].every((c) => c.connected), "everyone to reconnect");
+    // Back on the same host: no failover.
+    expect(failovers).not.toHaveBeenCalled();
+    expect(host.isHost).toBe(true);
+    for (const channel of [heir, other]) expect(await serverIdOf(channel)).toBe(hostId);
+    expect(heir.isHeir).toBe(true);
+    expect(events.get(heir)).toEqual(["heir true"]);
+    expect(events.get(other)).toEqual([]);
+  });
+
   test("close(options) checks its options: ERR_INVALID_ARG_TYPE", () => {
     const channel = open(uniqueName("close-options"), () => undefined);
     for (const options of [null, "handover", 1, { handover: "yes" }, { handover: 1 }]) {
