@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
-import { encodeHello } from "@open-channel/core";
+import { encodeHello, HANDSHAKE } from "@open-channel/core";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
 import { type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
@@ -75,6 +75,28 @@ describe.each(["unix", "tcp"] as const)("bad input at the host over %s", (transp
     ["a truncated hello, then end of stream", () => encodeHello(channel).subarray(0, 7), true, /closed during the hello/],
     ["a hello for another channel", () => encodeHello(`${channel}-other`), false, /refused hello/],
     ["random bytes", () => Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + 11) % 256)), false, /bad magic/],
+    [
+      "a hello of another protocol version",
+      () => {
+        const hello = encodeHello(channel, undefined, HANDSHAKE.kindJoin);
+        hello[4] = HANDSHAKE.version + 1;
+        return hello;
+      },
+      false,
+      /refused hello \(status 2,/,
+    ],
+    ["a hello of a kind no version knows", () => encodeHello(channel, undefined, 9), false, /refused hello \(status 2,/],
+    // Over TCP every member must prove itself: a join without the nonce for it is refused.
+    ...(transport === "tcp"
+      ? [
+          ["a join with no nonce for the proofs", () => encodeHello(channel), false, /refused hello \(status 3,/] as [
+            string,
+            () => Buffer,
+            boolean,
+            RegExp,
+          ],
+        ]
+      : []),
   ];
 
   test.each(cases)("%s: the connection is closed with a reason in the debug log", async (_label, bytes, end, reason) => {
