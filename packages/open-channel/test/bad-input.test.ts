@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
-import { encodeHello, HANDSHAKE } from "@open-channel/core";
+import { encodeHello, HANDSHAKE, newNonce } from "@open-channel/core";
 import { tcpTransport } from "@open-channel/transport-tcp";
 import { unixTransport } from "@open-channel/transport-unix";
 import { type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
@@ -88,14 +88,16 @@ describe.each(["unix", "tcp"] as const)("bad input at the host over %s", (transp
     ["a hello of a kind no version knows", () => encodeHello(channel, undefined, 9), false, /refused hello \(status 2,/],
     // Over TCP every member must prove itself: a join without the nonce for it is refused.
     ...(transport === "tcp"
-      ? [
-          ["a join with no nonce for the proofs", () => encodeHello(channel), false, /refused hello \(status 3,/] as [
-            string,
-            () => Buffer,
-            boolean,
-            RegExp,
+      ? ([
+          ["a join with no nonce for the proofs", () => encodeHello(channel), false, /refused hello \(status 3,/],
+          // A proof needs the host's nonce, in its reply: one sent with the hello is wrong at once.
+          [
+            "a proof sent with the hello, before the reply",
+            () => Buffer.concat([encodeHello(channel, newNonce()), Buffer.alloc(HANDSHAKE.proofLength, 7)]),
+            false,
+            /wrong proof/,
           ],
-        ]
+        ] as [string, () => Buffer, boolean, RegExp][])
       : []),
   ];
 
