@@ -20,7 +20,16 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 interface StatusJson {
   channel: string;
   state: string;
-  host: { pid: number; members: number; transport: string; heirPid?: number; uptimeMs: number; serverId: string } | null;
+  host: {
+    pid: number;
+    members: number;
+    transport: string;
+    heirPid?: number;
+    uptimeMs: number;
+    since: number;
+    script: string;
+    serverId: string;
+  } | null;
 }
 
 /** Asks until `check` accepts the answer (the heir is chosen 150-300 ms after members connect). */
@@ -43,6 +52,7 @@ describe.each(TRANSPORTS)("open-channel status and list over %s", (transport) =>
   afterEach(() => group.stop());
 
   test("status shows the right host, its members and heir, before and after a failover; list shows the channel", async () => {
+    const testStart = Date.now();
     const channel = uniqueChannel(`status-${transport}`);
     const pids = await group.fork(3, { OC_CHANNEL: channel, OPEN_CHANNEL_TRANSPORT: transport });
     const { hostPid } = await group.agreement(pids, channel);
@@ -52,6 +62,10 @@ describe.each(TRANSPORTS)("open-channel status and list over %s", (transport) =>
     expect(before.state).toBe("hosted");
     expect(before.host?.pid).toBe(hostPid);
     expect(before.host?.transport).toBe(transport);
+    // Hosting since the test began, and running the member fixture.
+    expect(before.host?.uptimeMs).toBeGreaterThanOrEqual(0);
+    expect(before.host?.uptimeMs).toBeLessThan(Date.now() - testStart + 1000);
+    expect(before.host?.script).toMatch(/member\.js$/);
     expect(pids.filter((p) => p !== hostPid)).toContain(before.host?.heirPid);
 
     const text = await cli("status", channel);
