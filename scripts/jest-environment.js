@@ -8,8 +8,12 @@
  */
 const { TestEnvironment } = require("jest-environment-node");
 
-/** How long a file's handles may take to close after its last hook (a destroyed socket closes on the next turn). */
-const GRACE_MS = 5000;
+/**
+ * How long a file's handles may take to close after its last hook: a destroyed socket closes on
+ * the next turn, but a SIGKILLed child's IPC pipe only once the worker reads its end, which on a
+ * machine busy with other runs took more than 5 s.
+ */
+const GRACE_MS = 10000;
 
 const counts = () => {
   const byType = new Map();
