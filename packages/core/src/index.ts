@@ -16,10 +16,17 @@ export {
 export { debug, debugEnabled } from "./debug";
 export {
   errorCode,
+  isOpenChannelError,
+  OPEN_CHANNEL_ERRORS,
   OpenChannelError,
+  type OpenChannelErrorArgs,
   type OpenChannelErrorCode,
+  type OpenChannelErrorOf,
+  type OpenChannelErrorSpec,
   OpenChannelRangeError,
   OpenChannelTypeError,
+  openChannelError,
+  withChannel,
 } from "./errors";
 export {
   computeProof,

@@ -1,4 +1,4 @@
-import { invalidArgType, OpenChannelError, OpenChannelTypeError, outOfRange } from "./errors";
+import { openChannelError } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { type ConnectionListener, ProcessChannel } from "./process-channel";
 import { isTransport, type Transport } from "./transport";
@@ -47,17 +47,27 @@ export function parseOpenChannelArgs(
     listener = nameOrListener;
     options = maybeListener;
   }
-  if (typeof name !== "string") throw invalidArgType("name", "of type string", name);
-  if (name.length === 0)
-    throw new OpenChannelTypeError("ERR_INVALID_ARG_VALUE", "The \"name\" argument must be a non-empty string. Received ''");
+  if (typeof name !== "string") throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "name", expected: "of type string", value: name });
+  if (name.length === 0) throw openChannelError("ERR_INVALID_ARG_VALUE", { name: "name", expected: "a non-empty string", value: name });
   const bytes = Buffer.byteLength(name, "utf8");
-  if (bytes > HANDSHAKE.maxNameBytes) throw outOfRange("name", `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`, `${bytes} bytes`);
-  if (typeof listener !== "function") throw invalidArgType("listener", "of type function", listener);
+  if (bytes > HANDSHAKE.maxNameBytes)
+    throw openChannelError("ERR_OUT_OF_RANGE", {
+      name: "name",
+      expected: `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`,
+      value: `${bytes} bytes`,
+    });
+  if (typeof listener !== "function")
+    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "listener", expected: "of type function", value: listener });
   if (options === undefined || options === null) options = {};
-  if (typeof options !== "object") throw invalidArgType("options", "of type object", options);
+  if (typeof options !== "object")
+    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options", expected: "of type object", value: options });
   const transport = (options as OpenChannelOptions).transport;
   if (transport !== undefined && !isTransport(transport)) {
-    throw invalidArgType("options.transport", "a Transport (an object with name, listen() and connect())", transport);
+    throw openChannelError("ERR_INVALID_ARG_TYPE", {
+      name: "options.transport",
+      expected: "a Transport (an object with name, listen() and connect())",
+      value: transport,
+    });
   }
   return { name, listener: listener as ConnectionListener, options: options as OpenChannelOptions };
 }
@@ -84,13 +94,7 @@ export function openChannel(
   const args = parseOpenChannelArgs(nameOrListener, listener, options);
   const transport = args.options.transport;
   if (transport === undefined) {
-    throw new OpenChannelError(
-      "ERR_OPEN_CHANNEL_NO_TRANSPORT",
-      `open-channel "${args.name}": @open-channel/core has no default transport. Pass one, e.g. ` +
-        "openChannel(name, listener, { transport: unixTransport() }) from @open-channel/transport-unix, " +
-        'or use the "open-channel" package, which picks one for your platform.',
-      { channel: args.name },
-    );
+    throw openChannelError("ERR_OPEN_CHANNEL_NO_TRANSPORT", { channel: args.name });
   }
   return new ProcessChannel(args.name, args.listener, { transport });
 }

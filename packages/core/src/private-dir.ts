@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { OpenChannelError } from "./errors";
+import { type OpenChannelError, openChannelError } from "./errors";
 
 /**
  * The per-user private directory where transports keep their files (Unix socket files, TCP port
@@ -98,10 +98,5 @@ function checkParents(dir: string, channel: string, uid: number): void {
 }
 
 function unsafe(dir: string, channel: string, why: string, cause?: unknown): OpenChannelError {
-  return new OpenChannelError(
-    "ERR_OPEN_CHANNEL_UNSAFE_DIR",
-    `open-channel "${channel}": cannot use the directory ${dir}: ${why}. ` +
-      "Remove or fix it (mode 700, owned by you), or point the transport's `dir` option or XDG_RUNTIME_DIR elsewhere.",
-    { channel, cause },
-  );
+  return openChannelError("ERR_OPEN_CHANNEL_UNSAFE_DIR", { channel, dir, why, cause });
 }

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader, type WriteCallback } from "./channel-socket";
 import { debug, debugEnabled } from "./debug";
-import { describeError, errorCode, invalidArgType, OpenChannelError, outOfRange } from "./errors";
+import { describeError, errorCode, isFatal, isOpenChannelError, OpenChannelError, openChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply } from "./handshake";
 import { HostServer } from "./host";
 import { MemberHandshake } from "./member-handshake";
@@ -68,9 +68,11 @@ export interface CloseOptions {
  */
 export function parseCloseOptions(options: unknown): boolean {
   if (options === undefined) return false;
-  if (typeof options !== "object" || options === null) throw invalidArgType("options", "of type object", options);
+  if (typeof options !== "object" || options === null)
+    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options", expected: "of type object", value: options });
   const handover = (options as CloseOptions).handover;
-  if (handover !== undefined && typeof handover !== "boolean") throw invalidArgType("options.handover", "of type boolean", handover);
+  if (handover !== undefined && typeof handover !== "boolean")
+    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options.handover", expected: "of type boolean", value: handover });
   return handover === true;
 }
 
@@ -102,15 +104,6 @@ const PARK_WHILE_CONNECTED_MS = 30;
  * address again or steps down.
  */
 const ADDRESS_CHECK_MS = 500;
-
-const FATAL_CODES = new Set(["EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
-
-/** Errors that retrying cannot fix: the channel closes with them at once. */
-function isFatal(err: unknown): boolean {
-  const code = errorCode(err);
-  if (code === undefined || code === "ERR_OPEN_CHANNEL_HANDSHAKE") return false;
-  return FATAL_CODES.has(code) || code.startsWith("ERR_OPEN_CHANNEL_") || code === "ERR_INVALID_ARG_TYPE";
-}
 
 interface Attempt {
   resolve: (err: Error | undefined) => void;
@@ -325,14 +318,24 @@ export class ProcessChannel extends EventEmitter {
    * socket.write("hello\n");
    */
   connect(timeout: number = DEFAULT_CONNECT_TIMEOUT_MS, options?: ConnectOptions): net.Socket {
-    if (typeof timeout !== "number") throw invalidArgType("timeout", "of type number", timeout);
-    if (!Number.isFinite(timeout) || timeout < 0) throw outOfRange("timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout);
+    if (typeof timeout !== "number")
+      throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "timeout", expected: "of type number", value: timeout });
+    if (!Number.isFinite(timeout) || timeout < 0)
+      throw openChannelError("ERR_OUT_OF_RANGE", {
+        name: "timeout",
+        expected: "a finite number >= 0 (ms; 0 waits forever)",
+        value: timeout,
+      });
     const reader = options?.onread;
     if (
       reader !== undefined &&
       (!(reader.buffer instanceof Uint8Array) || reader.buffer.length === 0 || typeof reader.callback !== "function")
     ) {
-      throw invalidArgType("options.onread", "an object with a non-empty Uint8Array `buffer` and a `callback` function", reader);
+      throw openChannelError("ERR_INVALID_ARG_TYPE", {
+        name: "options.onread",
+        expected: "an object with a non-empty Uint8Array `buffer` and a `callback` function",
+        value: reader,
+      });
     }
     if (this.socket !== undefined && this.currentState !== "closed") return this.socket;
     this.timeoutMs = timeout;
@@ -466,11 +469,12 @@ export class ProcessChannel extends EventEmitter {
       if (!current() || err === undefined) return;
       this.lastError = err;
       if (isFatal(err)) return this.fail(this.wrapFatal(err));
-      const stranger = (err as { stranger?: boolean }).stranger === true;
+      const handshake = isOpenChannelError(err, "ERR_OPEN_CHANNEL_HANDSHAKE");
+      const stranger = handshake && err.stranger === true;
       // Something accepted us and never answered: a host too busy to, or a silent squatter on a
       // dead host's address. The transport's takeover tells them apart (it never takes a timeout
       // for death; over TCP on Linux, another user's listener is no host of ours).
-      const unanswered = (err as { unanswered?: boolean }).unanswered === true;
+      const unanswered = handshake && err.unanswered === true;
       if (this.isNoHost(err) || stranger || unanswered) {
         if (this.host !== undefined && !stranger && !unanswered) this.dropHost("our server no longer answers at the address");
         const outcome = await this.tryHost();
@@ -692,9 +696,7 @@ export class ProcessChannel extends EventEmitter {
     if (attempt === undefined) return;
     debug("channel %j: connected to the address, sending hello", this.name);
     attempt.timer = setTimeout(() => {
-      const err = this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`);
-      (err as { unanswered?: boolean }).unanswered = true;
-      this.abortAttempt(err);
+      this.abortAttempt(this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`, false, true));
     }, HANDSHAKE_TIMEOUT_MS);
     const socket = this.socket as ChannelSocket;
     socket.startReading();
@@ -962,7 +964,11 @@ export class ProcessChannel extends EventEmitter {
       return false;
     }
     if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
-      throw invalidArgType("chunk", "of type string or an instance of Buffer or Uint8Array", chunk);
+      throw openChannelError("ERR_INVALID_ARG_TYPE", {
+        name: "chunk",
+        expected: "of type string or an instance of Buffer or Uint8Array",
+        value: chunk,
+      });
     }
     this.queue.push(chunk, encoding, cb);
     const socket = this.socket as ChannelSocket;
@@ -978,43 +984,46 @@ export class ProcessChannel extends EventEmitter {
   }
 
   private timeoutError(): OpenChannelError {
-    const last = this.lastError === undefined ? "none" : describeError(this.lastError);
-    return new OpenChannelError(
-      "ETIMEDOUT",
-      `open-channel "${this.name}": no connection within ${this.timeoutMs} ms over ${this.describeAddress()} (last error: ${last}). ` +
-        "Check that the processes share the same transport and user, or pass a larger timeout to channel.connect(timeout).",
-      { channel: this.name, cause: this.lastError },
-    );
+    return openChannelError("ETIMEDOUT", {
+      channel: this.name,
+      waiting: "connection",
+      ms: this.timeoutMs,
+      transport: this.transport.name,
+      address: this.transport.address?.(this.name),
+      lastError: this.lastError === undefined ? "none" : describeError(this.lastError),
+      cause: this.lastError,
+    });
   }
 
-  private handshakeError(reason: string, stranger = false): OpenChannelError {
-    const err = new OpenChannelError(
-      "ERR_OPEN_CHANNEL_HANDSHAKE",
-      `open-channel "${this.name}": handshake with the host failed: ${reason}. Is another program or another open-channel version using the address ${this.describeAddress()}?`,
-      { channel: this.name },
-    );
-    // A stranger at the address means there is no host of ours there: the election may reclaim it.
-    if (stranger) (err as { stranger?: boolean }).stranger = true;
-    return err;
+  /**
+   * `stranger`: no host of ours at the address, so the election may reclaim it; `unanswered`: it
+   * accepted the connection and never answered.
+   */
+  private handshakeError(reason: string, stranger = false, unanswered = false): OpenChannelError {
+    return openChannelError("ERR_OPEN_CHANNEL_HANDSHAKE", {
+      channel: this.name,
+      reason,
+      transport: this.transport.name,
+      address: this.transport.address?.(this.name),
+      stranger,
+      unanswered,
+    });
   }
 
   private closedError(): OpenChannelError {
-    return new OpenChannelError(
-      "ERR_OPEN_CHANNEL_CLOSED",
-      `open-channel "${this.name}": the channel was closed before this write could be sent. Call channel.connect() again to reopen it.`,
-      { channel: this.name },
-    );
+    return openChannelError("ERR_OPEN_CHANNEL_CLOSED", { channel: this.name, closed: "channel" });
   }
 
   private wrapFatal(err: Error): Error {
     if (err instanceof OpenChannelError) return err;
-    const wrapped = new OpenChannelError(
-      "ERR_OPEN_CHANNEL_ADDRESS",
-      `open-channel "${this.name}": cannot use the address ${this.describeAddress()}: ${err.message}. Check the permissions of the channel's directory, or choose another transport.`,
-      { channel: this.name, cause: err },
-    );
-    (wrapped as { errno?: string }).errno = errorCode(err);
-    return wrapped;
+    return openChannelError("ERR_OPEN_CHANNEL_ADDRESS", {
+      channel: this.name,
+      transport: this.transport.name,
+      address: this.transport.address?.(this.name),
+      reason: err.message,
+      errno: errorCode(err),
+      cause: err,
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { OpenChannelError } from "./errors";
+import { type OpenChannelError, openChannelError } from "./errors";
 
 const SECRET_BYTES = 32;
 /** What each secret file held when read, and which file that was (so a replaced file is read again). */
@@ -61,9 +61,5 @@ function tryRead(file: string, channel: string): Buffer | undefined {
 }
 
 function bad(file: string, channel: string, why: string): OpenChannelError {
-  return new OpenChannelError(
-    "ERR_OPEN_CHANNEL_UNSAFE_DIR",
-    `open-channel "${channel}": cannot use the secret file ${file}: ${why}. Delete it; a new one is made on the next start.`,
-    { channel },
-  );
+  return openChannelError("ERR_OPEN_CHANNEL_UNSAFE_DIR", { channel, secretFile: file, why });
 }

@@ -1,5 +1,5 @@
 import * as net from "node:net";
-import { describeError, errorCode, OpenChannelError } from "./errors";
+import { describeError, errorCode, isOpenChannelError, openChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply, StatusBodyParser } from "./handshake";
 import type { ChannelStatus } from "./host";
 import { MemberHandshake } from "./member-handshake";
@@ -113,24 +113,18 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       else resolve(outcome);
     };
     /** `stranger`: what answered is not our host (no reply, or no or a wrong proof). */
-    const fail = (reason: string, stranger = false): void => {
-      const err = new OpenChannelError(
-        "ERR_OPEN_CHANNEL_HANDSHAKE",
-        `open-channel "${channel}": status request failed: ${reason}. Is another program or another open-channel version using the address ${transport.address?.(address) ?? address}?`,
-        { channel },
+    const fail = (reason: string, stranger = false): void =>
+      settle(
+        openChannelError("ERR_OPEN_CHANNEL_HANDSHAKE", {
+          channel,
+          reason,
+          transport: transport.name,
+          address: transport.address?.(address),
+          stranger,
+        }),
       );
-      if (stranger) (err as { stranger?: boolean }).stranger = true;
-      settle(err);
-    };
     const timer = setTimeout(
-      () =>
-        settle(
-          new OpenChannelError(
-            "ETIMEDOUT",
-            `open-channel "${channel}": no status answer within ${timeoutMs} ms over ${transport.name}. The host may be busy: try again, or with a larger timeout.`,
-            { channel },
-          ),
-        ),
+      () => settle(openChannelError("ETIMEDOUT", { channel, waiting: "status", ms: timeoutMs, transport: transport.name })),
       timeoutMs,
     );
     socket.on("error", (err) => {
@@ -180,6 +174,6 @@ export async function answeringServer(transport: Transport, channel: string, tim
     const answer = await exchange(transport, channel, channel, HANDSHAKE.kindProbe, timeoutMs);
     return answer.state === "no-host" ? "no-host" : answer.reply.serverId.toString("hex");
   } catch (err) {
-    return (err as { stranger?: boolean }).stranger === true ? "stranger" : undefined;
+    return isOpenChannelError(err, "ERR_OPEN_CHANNEL_HANDSHAKE") && err.stranger === true ? "stranger" : undefined;
   }
 }

@@ -26,8 +26,10 @@ import type { ChannelEntry } from "./names";
  *   `false` when the caller should connect again: a live host is there, or another process
  *   reclaimed (wait for that process to finish, so the connect that follows finds it).
  *
- * Errors with codes `EACCES`, `EPERM` or starting with `ERR_` from `listen`/`connect` are fatal:
- * the channel closes with that error instead of retrying until its timeout.
+ * Errors from `listen`/`connect` with codes `EACCES`, `EPERM`, `ENOTDIR`, `ENAMETOOLONG`, `ELOOP`,
+ * `EROFS`, or one marked `fatal` in `OPEN_CHANNEL_ERRORS` (`ERR_INVALID_ARG_TYPE` and every
+ * `ERR_OPEN_CHANNEL_*` but `ERR_OPEN_CHANNEL_HANDSHAKE`) are fatal: the channel closes with that
+ * error instead of retrying until its timeout. Any other error is retried.
  *
  * @example
  * // A transport over Unix sockets at a fixed folder (what @open-channel/transport-unix does, minus

@@ -1,6 +1,6 @@
 import * as util from "node:util";
 import * as v8 from "node:v8";
-import { OpenChannelError } from "@open-channel/core";
+import { openChannelError } from "@open-channel/core";
 
 /*
  * `v8.deserialize` trusts the length a sparse array declares: 15 bytes (tag 'a', a varint of
@@ -34,21 +34,14 @@ export function deserialize(bytes: Buffer): unknown {
     value = v8.deserialize(bytes);
   } catch (err) {
     // V8's own errors ("Unable to deserialize cloned data ...") carry no code.
-    throw new OpenChannelError(
-      "ERR_OPEN_CHANNEL_BAD_BODY",
-      `A message body cannot be decoded (${(err as Error).message}): it is corrupt, or another codec wrote it. Every process of a channel must use the same codec (the default is structuredCodec).`,
-      { cause: err },
-    );
+    throw openChannelError("ERR_OPEN_CHANNEL_BAD_BODY", { detail: (err as Error).message, cause: err });
   }
   if (typeof value !== "object" || value === null) return value;
   const limit = arrayLimit(bytes.length);
   if (!mayDeclare(bytes, limit)) return value;
   const length = longestArray(value, limit);
   if (length !== undefined) {
-    throw new OpenChannelError(
-      "ERR_OPEN_CHANNEL_HUGE_ARRAY",
-      `A message body of ${bytes.length} bytes decodes to an array of length ${length}, over the limit of ${limit} (the larger of ${MIN_ARRAY_LIMIT} and the body's size), so it is refused: a receiver walking it would hang. Send a sparse array that long as its entries instead (a Map, or [index, value] pairs).`,
-    );
+    throw openChannelError("ERR_OPEN_CHANNEL_HUGE_ARRAY", { bytes: bytes.length, length, limit, minLimit: MIN_ARRAY_LIMIT });
   }
   return value;
 }

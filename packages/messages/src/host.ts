@@ -1,5 +1,5 @@
 import type * as net from "node:net";
-import { debug, OpenChannelError } from "@open-channel/core";
+import { debug, type OpenChannelError, openChannelError } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, WELCOME, writeAck, writeResultHead } from "./frame";
 import { Results } from "./results";
@@ -494,7 +494,7 @@ export class MessageHost {
     let value: unknown;
     try {
       if (this.handlers.onRequest === undefined) {
-        throw Object.assign(new Error("the host has no onRequest handler"), { code: "ERR_OPEN_CHANNEL_NO_HANDLER" });
+        throw openChannelError("ERR_OPEN_CHANNEL_NO_HANDLER", {});
       }
       value = this.handlers.onRequest(this.decode(frame, FRAME.seqHeaderBytes, frame.length), new Context(this, session, seq, redelivered));
     } catch (err) {
@@ -557,12 +557,13 @@ export class MessageHost {
     else this.result(session, seq, FRAME.fail, false, body);
   }
 
-  private tooLarge(bytes: number, what: string): OpenChannelError {
-    return new OpenChannelError(
-      "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
-      `open-channel "${this.options.channel}": ${what} of ${bytes} bytes is over the limit of ${this.options.maxFrameBytes}. Send less, or raise maxFrameBytes on every process.`,
-      { channel: this.options.channel },
-    );
+  private tooLarge(bytes: number, what: "a push" | "a reply"): OpenChannelError {
+    return openChannelError("ERR_OPEN_CHANNEL_FRAME_TOO_LARGE", {
+      channel: this.options.channel,
+      what,
+      bytes,
+      limit: this.options.maxFrameBytes,
+    });
   }
 
   private result(session: Session, seq: number, type: typeof FRAME.res | typeof FRAME.fail, ok: boolean, body: Uint8Array): void {
@@ -589,12 +590,7 @@ export class MessageHost {
 
   /** The member asks again for the result of `seq`, let go before it read it: it gets an error with a code. */
   private lostResult(session: Session, seq: number, type: number): void {
-    const what = type === FRAME.req ? "request" : "message";
-    const err = new OpenChannelError(
-      "ERR_OPEN_CHANNEL_REPLY_LOST",
-      `open-channel "${this.options.channel}": the host handled ${what} ${seq}, but let go of its result before this member read it: the member reconnected, and a host keeps at most maxUnackedBytes of results per member. Send it again if handling it twice is safe.`,
-      { channel: this.options.channel },
-    );
+    const err = openChannelError("ERR_OPEN_CHANNEL_REPLY_LOST", { channel: this.options.channel, seq, request: type === FRAME.req });
     debug("messages %j: %s", this.options.channel, err.message);
     // A RES whatever the type: a member settles a MSG or PUB with it too, and only a RES has flags.
     const frame = encodeResult(FRAME.res, seq, false, errorBody(this.options.codec, err));

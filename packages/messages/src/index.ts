@@ -16,7 +16,7 @@
  *
  * @packageDocumentation
  */
-import { OpenChannelRangeError, OpenChannelTypeError, openChannel, type ProcessChannel, type Transport } from "@open-channel/core";
+import { openChannel, openChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
 import { type Codec, structuredCodec } from "./codec";
 import { type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
@@ -67,12 +67,9 @@ export const MESSAGE_DEFAULTS = {
 function positiveInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number")
-    throw new OpenChannelTypeError(
-      "ERR_INVALID_ARG_TYPE",
-      `The "options.${name}" property must be of type number. Received ${typeof value}`,
-    );
+    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: `options.${name}`, expected: "of type number", value });
   if (!Number.isInteger(value) || value <= 0)
-    throw new OpenChannelRangeError(`The value of "options.${name}" is out of range. It must be a positive integer. Received ${value}`);
+    throw openChannelError("ERR_OUT_OF_RANGE", { name: `options.${name}`, expected: "a positive integer", value });
   return value;
 }
 
@@ -108,21 +105,23 @@ export class MessageChannel {
     options: MessageChannelOptions,
   ) {
     if (typeof handlers !== "object" || handlers === null)
-      throw new OpenChannelTypeError("ERR_INVALID_ARG_TYPE", 'The "handlers" argument must be an object ({ onMessage, onRequest }).');
+      throw openChannelError("ERR_INVALID_ARG_TYPE", {
+        name: "handlers",
+        expected: "an object ({ onMessage, onRequest })",
+        value: handlers,
+      });
     for (const key of ["onMessage", "onRequest"] as const) {
       if (handlers[key] !== undefined && typeof handlers[key] !== "function") {
-        throw new OpenChannelTypeError(
-          "ERR_INVALID_ARG_TYPE",
-          `The "handlers.${key}" property must be a function. Received ${typeof handlers[key]}`,
-        );
+        throw openChannelError("ERR_INVALID_ARG_TYPE", { name: `handlers.${key}`, expected: "of type function", value: handlers[key] });
       }
     }
     this.codec = options.codec ?? structuredCodec;
     if (typeof this.codec.encode !== "function" || typeof this.codec.decode !== "function") {
-      throw new OpenChannelTypeError(
-        "ERR_INVALID_ARG_TYPE",
-        'The "options.codec" property must have encode(value) and decode(bytes) functions.',
-      );
+      throw openChannelError("ERR_INVALID_ARG_TYPE", {
+        name: "options.codec",
+        expected: "an object with encode(value) and decode(bytes) functions",
+        value: this.codec,
+      });
     }
     this.limits = {
       maxFrameBytes: positiveInteger("maxFrameBytes", options.maxFrameBytes, MESSAGE_DEFAULTS.maxFrameBytes),

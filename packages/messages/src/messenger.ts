@@ -3,7 +3,16 @@ import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 // Not the global `performance`: that one is a lazy getter on globalThis, slow to reach per request.
 import { performance } from "node:perf_hooks";
-import { type CloseOptions, debug, OpenChannelError, type ProcessChannel, parseCloseOptions } from "@open-channel/core";
+import {
+  type CloseOptions,
+  debug,
+  isOpenChannelError,
+  type OpenChannelError,
+  openChannelError,
+  type ProcessChannel,
+  parseCloseOptions,
+  withChannel,
+} from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
   encodeHello,
@@ -126,14 +135,12 @@ function remoteError(channel: string, decoded: unknown): OpenChannelError {
     message?: unknown;
     code?: string;
   };
-  const err = new OpenChannelError(
-    "ERR_OPEN_CHANNEL_REMOTE",
-    `open-channel "${channel}": the host's handler threw: ${e.message === undefined ? "(no message)" : text(e.message)}. See the host's code; the remote error's code is in err.remoteCode.`,
-    { channel },
-  );
-  (err as { remoteCode?: string }).remoteCode = e.code;
-  (err as { remoteName?: string }).remoteName = e.name;
-  return err;
+  return openChannelError("ERR_OPEN_CHANNEL_REMOTE", {
+    channel,
+    remoteMessage: e.message === undefined ? "(no message)" : text(e.message),
+    remoteCode: e.code,
+    remoteName: e.name,
+  });
 }
 
 /**
@@ -374,11 +381,12 @@ export class Messenger extends EventEmitter {
     if (end - start - 4 > this.limits.maxFrameBytes) {
       if (buf === this.slab.buf && end === this.slab.at) this.slab.at = start;
       return Promise.reject(
-        new OpenChannelError(
-          "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
-          `open-channel "${this.channel.name}": a message of ${end - start - 4} bytes is over the limit of ${this.limits.maxFrameBytes}. Send it in parts, or raise maxFrameBytes on every process.`,
-          { channel: this.channel.name },
-        ),
+        openChannelError("ERR_OPEN_CHANNEL_FRAME_TOO_LARGE", {
+          channel: this.channel.name,
+          what: "a message",
+          bytes: end - start - 4,
+          limit: this.limits.maxFrameBytes,
+        }),
       );
     }
     const out = new Outgoing(this.nextSeq++, type, buf, start, end);
@@ -451,13 +459,7 @@ export class Messenger extends EventEmitter {
       this.outbox.remove(out);
       this.wake();
     }
-    reject?.(
-      new OpenChannelError(
-        "ETIMEDOUT",
-        `open-channel "${this.channel.name}": no reply to request ${out.seq} within ${out.timeoutMs} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`,
-        { channel: this.channel.name },
-      ),
-    );
+    reject?.(openChannelError("ETIMEDOUT", { channel: this.channel.name, waiting: "reply", ms: out.timeoutMs, seq: out.seq }));
   }
 
   /** The bytes of `topic`, kept for the next time. */
@@ -575,11 +577,7 @@ export class Messenger extends EventEmitter {
 
   /** The host sent a frame this messenger cannot read: everything waiting is rejected with a code. */
   private badStream(cause: Error): void {
-    const err = new OpenChannelError(
-      "ERR_OPEN_CHANNEL_BAD_FRAME",
-      `open-channel "${this.channel.name}": the host sent a frame this messenger cannot read (${cause.message}), so the messenger is closed. Every process of a channel must use the same maxFrameBytes and a compatible version of @open-channel/messages.`,
-      { channel: this.channel.name, cause },
-    );
+    const err = openChannelError("ERR_OPEN_CHANNEL_BAD_FRAME", { channel: this.channel.name, reason: cause.message, cause });
     debug("messages %j: %s", this.channel.name, err.message);
     // The socket first: shutdown() ends by emitting "error", whose listener may throw.
     this.socket.destroy();
@@ -619,7 +617,8 @@ export class Messenger extends EventEmitter {
       if ((flags & FRAME.lost) !== 0) failed = this.lostError(out, value);
       else if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
     } catch (err) {
-      failed = this.named(err as Error);
+      // A codec knows no channel: its error is made to name this one.
+      failed = withChannel(err as Error, this.channel.name);
     }
     const { resolve, reject } = out;
     out.resolve = undefined;
@@ -636,12 +635,12 @@ export class Messenger extends EventEmitter {
 
   /** The host handled `out` but let go of its result before this messenger read it (a reconnect). */
   private lostError(out: Outgoing, decoded: unknown): OpenChannelError {
-    const what = out.type === FRAME.req ? "request" : "message";
-    return new OpenChannelError(
-      "ERR_OPEN_CHANNEL_REPLY_LOST",
-      `open-channel "${this.channel.name}": the host handled ${what} ${out.seq}, but its ${out.type === FRAME.req ? "reply" : "outcome"} was lost: this messenger reconnected before reading it, and a host keeps at most maxUnackedBytes of results per member. Send it again if handling it twice is safe.`,
-      { channel: this.channel.name, cause: remoteError(this.channel.name, decoded) },
-    );
+    return openChannelError("ERR_OPEN_CHANNEL_REPLY_LOST", {
+      channel: this.channel.name,
+      seq: out.seq,
+      request: out.type === FRAME.req,
+      cause: remoteError(this.channel.name, decoded),
+    });
   }
 
   /** A PUSH, EVENT or WELCOME frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */
@@ -718,21 +717,8 @@ export class Messenger extends EventEmitter {
     }
   }
 
-  /** A codec's error (it knows no channel) as one that names this channel; others as they are. */
-  private named(err: Error): Error {
-    if (!(err instanceof OpenChannelError) || err.channel !== undefined) return err;
-    return new OpenChannelError(err.code, `open-channel "${this.channel.name}": ${err.message}`, {
-      channel: this.channel.name,
-      cause: err,
-    });
-  }
-
   private closedError(): OpenChannelError {
-    return new OpenChannelError(
-      "ERR_OPEN_CHANNEL_CLOSED",
-      `open-channel "${this.channel.name}": the messenger is closed. Call channel.connect() for a new one.`,
-      { channel: this.channel.name },
-    );
+    return openChannelError("ERR_OPEN_CHANNEL_CLOSED", { channel: this.channel.name, closed: "messenger" });
   }
 
   /** The channel gave up or was closed: everything still waiting is rejected with `err`. */
@@ -754,7 +740,7 @@ export class Messenger extends EventEmitter {
     this.readTimer = undefined;
     this.wake();
     for (const w of this.roomWaiters) w();
-    if (err.name !== "OpenChannelError" || (err as OpenChannelError).code !== "ERR_OPEN_CHANNEL_CLOSED") {
+    if (!isOpenChannelError(err, "ERR_OPEN_CHANNEL_CLOSED")) {
       if (this.listenerCount("error") > 0) this.emit("error", err);
     }
   }

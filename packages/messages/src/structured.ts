@@ -1,5 +1,5 @@
 import * as v8 from "node:v8";
-import { OpenChannelError } from "@open-channel/core";
+import { openChannelError } from "@open-channel/core";
 import { deserialize } from "./deserialize";
 import { Slab } from "./slab";
 
@@ -325,10 +325,7 @@ let at = 0;
 let srcEnd = 0;
 
 function corrupt(): never {
-  throw new OpenChannelError(
-    "ERR_OPEN_CHANNEL_BAD_BODY",
-    "A message body cannot be decoded: it is corrupt, or another codec wrote it. Every process of a channel must use the same codec (the default is structuredCodec).",
-  );
+  throw openChannelError("ERR_OPEN_CHANNEL_BAD_BODY", {});
 }
 
 function readLength(): number {

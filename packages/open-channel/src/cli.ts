@@ -1,4 +1,4 @@
-import { type ChannelStatus, errorCode, queryChannelStatus, type Transport } from "@open-channel/core";
+import { type ChannelStatus, errorCode, openChannelError, queryChannelStatus, type Transport } from "@open-channel/core";
 import { loadTransport } from "./select-transport";
 
 /**
@@ -138,10 +138,16 @@ async function ask(transport: Transport, channel: string, timeoutMs: number, add
       if (result.status.address) report.address = result.status.address;
     } else report.reason = result.reason;
   } catch (err) {
-    report.state = "error";
-    report.reason = (err as Error).message;
-    report.code = errorCode(err);
+    failed(report, err);
   }
+  return report;
+}
+
+/** `report` as an error: `err`'s message is the reason, its code the code. */
+function failed(report: ChannelReport, err: unknown): ChannelReport {
+  report.state = "error";
+  report.reason = (err as Error).message;
+  report.code = errorCode(err);
   return report;
 }
 
@@ -251,14 +257,12 @@ export async function runCli(
     const asked = await Promise.all(
       entries.map((entry) =>
         entry.name === undefined
-          ? Promise.resolve<ChannelReport>({
-              channel: "(name too long to show)",
-              transport: transport.name,
-              state: "error",
-              address: entry.address,
-              reason: "only a hash of the name is in the address: ask with open-channel status NAME",
-              code: "ERR_OPEN_CHANNEL_HASHED_NAME",
-            })
+          ? Promise.resolve(
+              failed(
+                { channel: "(name too long to show)", transport: transport.name, state: "error", address: entry.address },
+                openChannelError("ERR_OPEN_CHANNEL_HASHED_NAME", {}),
+              ),
+            )
           : ask(transport, entry.name, options.timeoutMs, entry.address),
       ),
     );

@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import { OpenChannelError, type Transport } from "@open-channel/core";
+import { openChannelError, type Transport } from "@open-channel/core";
 
 /**
  * The transports the umbrella knows, by name, with the package that provides each (`pkg`) and
@@ -82,11 +82,7 @@ export function loadTransport(name: string, channel: string): Transport {
   const cached = cache.get(name);
   if (cached !== undefined) return cached;
   if (!Object.hasOwn(TRANSPORT_PACKAGES, name)) {
-    throw new OpenChannelError(
-      "ERR_OPEN_CHANNEL_NO_TRANSPORT",
-      `open-channel "${channel}": unknown transport "${name}" (from OPEN_CHANNEL_TRANSPORT). Use one of: ${Object.keys(TRANSPORT_PACKAGES).join(", ")}.`,
-      { channel },
-    );
+    throw openChannelError("ERR_OPEN_CHANNEL_NO_TRANSPORT", { channel, transport: name, known: Object.keys(TRANSPORT_PACKAGES) });
   }
   const entry = TRANSPORT_PACKAGES[name as TransportName];
   let mod: Record<string, unknown>;
@@ -94,11 +90,7 @@ export function loadTransport(name: string, channel: string): Transport {
     mod = require(entry.pkg) as Record<string, unknown>;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw err;
-    throw new OpenChannelError(
-      "ERR_OPEN_CHANNEL_TRANSPORT_MISSING",
-      `open-channel "${channel}": the ${name} transport is not installed (it installs only on the platforms it supports). Run: npm install ${entry.pkg}`,
-      { channel, cause: err },
-    );
+    throw openChannelError("ERR_OPEN_CHANNEL_TRANSPORT_MISSING", { channel, transport: name, pkg: entry.pkg, cause: err });
   }
   const transport = (mod[entry.factory] as () => Transport)();
   cache.set(name, transport);

@@ -13,7 +13,7 @@ import {
   debug,
   defaultPrivateDir,
   ensurePrivateDir,
-  OpenChannelError,
+  openChannelError,
   probeChannel,
   readOrCreateSecret,
   type Transport,
@@ -82,16 +82,17 @@ export class TcpTransport implements Transport {
    * Creates the transport; {@link tcpTransport} does the same.
    *
    * @param options - the private directory and the loopback address
-   * @throws OpenChannelError `ERR_INVALID_ARG_VALUE` when `host` is not a loopback address
+   * @throws OpenChannelTypeError `ERR_INVALID_ARG_VALUE` when `host` is not a loopback address
    */
   constructor(options: TcpTransportOptions = {}) {
     this.dir = path.resolve(options.dir ?? defaultPrivateDir());
     this.host = options.host ?? "127.0.0.1";
     if (this.host !== "127.0.0.1" && this.host !== "::1") {
-      throw new OpenChannelError(
-        "ERR_INVALID_ARG_VALUE",
-        `tcpTransport: host must be "127.0.0.1" or "::1" (loopback only), not ${JSON.stringify(options.host)}`,
-      );
+      throw openChannelError("ERR_INVALID_ARG_VALUE", {
+        name: "options.host",
+        expected: '"127.0.0.1" or "::1" (tcpTransport listens on loopback only)',
+        value: options.host,
+      });
     }
   }
 
