@@ -51,6 +51,21 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
     expect(m.unacknowledged).toBe(0);
   });
 
+  test("a request to a host with no onRequest rejects with the remote ERR_OPEN_CHANNEL_NO_HANDLER, naming the fix", async () => {
+    const m = connect("no-handler", { onMessage() {} });
+    const err = await m.request("hi").then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toMatchObject({
+      code: "ERR_OPEN_CHANNEL_REMOTE",
+      remoteCode: "ERR_OPEN_CHANNEL_NO_HANDLER",
+      remoteName: "OpenChannelError",
+    });
+    expect(err?.message).toContain("Pass onRequest to openMessageChannel()");
+    await m.send("still fine");
+  });
+
   test("handlers that throw values that cannot be shown as text: the calls reject with the remote error, the messenger goes on", async () => {
     const m = connect("odd-throws", {
       onRequest(body) {
