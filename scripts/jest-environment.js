@@ -29,6 +29,10 @@ class CheckedEnvironment extends TestEnvironment {
 
   async setup() {
     await super.setup();
+    // The worker's stdout and stderr are made on first use (a pipe each, open for good): make
+    // them now, or the first file to write to them would be taken for their owner.
+    void process.stdout;
+    void process.stderr;
     this.before = counts();
   }
 
