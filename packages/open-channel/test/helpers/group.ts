@@ -115,6 +115,8 @@ export class Group {
 
   /** SIGKILLs a member. */
   kill(pid: number): void {
+    // 0 or a negative number would signal a whole process group: Jest's own.
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`not a member's pid: ${pid}`);
     this.killed.add(pid);
     try {
       process.kill(pid, "SIGKILL");
@@ -135,10 +137,11 @@ export class Group {
    * counted as killed.
    */
   async diedAt(mark: string): Promise<{ pid: number; step: string }> {
-    const text = await this.waitFor(
+    // The mark is made, then written: read it only once it names a pid and a step.
+    const [, pid, step] = await this.waitFor(
       () => {
         try {
-          return fs.readFileSync(mark, "utf8");
+          return /^(\d+) (\S+)$/.exec(fs.readFileSync(mark, "utf8")) ?? undefined;
         } catch {
           return undefined;
         }
@@ -147,7 +150,6 @@ export class Group {
       WAIT_MS,
       20,
     );
-    const [pid, step] = text.split(" ");
     this.kill(Number(pid));
     return { pid: Number(pid), step };
   }
