@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { leaveStaleHost } from "@open-channel/core";
 import { unixTransport } from "@open-channel/transport-unix";
-import { type DieStep, Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
+import { DIE_STEPS, Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
 
 let group: Group;
 beforeEach(() => {
@@ -334,7 +334,7 @@ describe.each(TRANSPORTS)("the heir over %s", (transport) => {
 
   test(`the heir SIGKILLed at each step of its take-over: the others elect one host, ${rounds(9)} rounds out of ${rounds(9)}`, async () => {
     const marks = fs.mkdtempSync(path.join(os.tmpdir(), "oc-die-"));
-    const steps: DieStep[] = ["listen", "listening", "listen-done"];
+    const steps = DIE_STEPS;
     try {
       for (let round = 0; round < rounds(9); round++) {
         const channel = uniqueChannel(`heir-mid${round}`);
@@ -406,7 +406,7 @@ describe.each(TRANSPORTS)("races over %s, repeated", (transport) => {
   test(`the host killed, then a second member killed while the survivors elect: one host, ${rounds(20)} rounds out of ${rounds(20)}`, async () => {
     const channel = uniqueChannel("double-kill");
     const marks = fs.mkdtempSync(path.join(os.tmpdir(), "oc-die-"));
-    const steps: DieStep[] = ["listen", "listening", "listen-done"];
+    const steps = DIE_STEPS;
     await group.fork(6, env({ OC_CHANNEL: channel }));
     let { hostPid } = await group.agreement(group.alive(), channel);
     for (let round = 0; round < rounds(20); round++) {

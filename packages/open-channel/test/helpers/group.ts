@@ -45,6 +45,8 @@ export const WAIT_MS = 30000;
 
 /** Where an armed member kills itself in its take-over (see `stepReached` in fixtures/member.js). */
 export type DieStep = "listen" | "listening" | "listen-done";
+/** Every step, in the order a take-over reaches them. */
+export const DIE_STEPS: readonly DieStep[] = ["listen", "listening", "listen-done"];
 
 export const now = (): number => performance.timeOrigin + performance.now();
 
