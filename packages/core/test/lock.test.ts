@@ -180,9 +180,17 @@ describe.each([
   test.each([1, 2, 3])("the break race, run %d: never two holders, six processes, holders dying", async () => {
     const file = lockPath();
     const log = path.join(path.dirname(file), "..", `${path.basename(path.dirname(file))}.log`);
+    const stop = `${log}.stop`;
     fs.writeFileSync(log, "");
-    const until = Date.now() + 2500;
-    const env = { OC_ROLE: "race", OC_LOCK: file, OC_LOG: log, OC_UNTIL: String(until), OC_PORTABLE: portable ? "1" : "0" };
+    // The race runs until holders have died and stale locks were broken often enough (however
+    // slow the machine), within a bound that fails the test rather than hang it.
+    const bound = Date.now() + 20000;
+    const env = { OC_ROLE: "race", OC_LOCK: file, OC_LOG: log, OC_STOP: stop, OC_UNTIL: String(bound), OC_PORTABLE: portable ? "1" : "0" };
+    const count = (mark: string): number =>
+      fs
+        .readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith(mark)).length;
     let running = 0;
     const finished: Promise<void>[] = [];
     const start = (more: Record<string, string> = {}): void => {
@@ -192,8 +200,8 @@ describe.each([
         new Promise((resolve) =>
           child.once("exit", () => {
             running--;
-            // A holder that killed itself: another process takes its place while time remains.
-            if (Date.now() < until - 200) start();
+            // A holder that killed itself: another process takes its place while the race runs.
+            if (!fs.existsSync(stop)) start();
             resolve();
           }),
         ),
@@ -202,6 +210,8 @@ describe.each([
     // The first one surely dies holding the lock, at its third hold; the rest by chance.
     start({ OC_DIE_AT: "3" });
     for (let i = 1; i < 6; i++) start();
+    while (Date.now() < bound && (count("D") < 1 || count("A") < 10)) await new Promise((r) => setTimeout(r, 20));
+    fs.writeFileSync(stop, "");
     while (running > 0) await Promise.all(finished.slice());
     const lines = fs.readFileSync(log, "utf8").trim().split("\n");
     // Strictly: enter, then the same process's exit (or death), then the next enter.
