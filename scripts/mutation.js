@@ -50,6 +50,7 @@ const GROUPS = {
   host: {
     mutate: ["packages/core/src/host.ts"],
     tests: [
+      "packages/core/test/host.test.ts",
       "packages/core/test/compliance.test.ts",
       "packages/transport-unix/test/compliance.test.ts",
       "packages/open-channel/test/status.test.ts",
