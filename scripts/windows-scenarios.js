@@ -172,7 +172,7 @@ if (!isMember && !isPrimary)
     });
 
     // The pipe transport's compliance suite, the cases its Jest suite runs on Windows.
-    const { transportComplianceCases } = require("@open-channel/core");
+    const { transportComplianceCases } = require("@open-channel/core/compliance");
     const { pipeTransport } = require("@open-channel/transport-pipe");
     const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-pipe-")), "private");
     const options = { dir, user: `test-${process.pid}` };

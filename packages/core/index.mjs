@@ -42,7 +42,5 @@ export const {
   tryLock,
   waitForRelease,
   probeChannel,
-  transportComplianceCases,
-  leaveStaleHost,
 } = core;
 export default core.openChannel;

@@ -146,7 +146,7 @@ const CLOSE_BOUND_MS = 5000;
  * its own tests:
  *
  * @example
- * import { transportComplianceCases } from "@open-channel/core";
+ * import { transportComplianceCases } from "@open-channel/core/compliance";
  * describe("tcp transport compliance", () => {
  *   for (const c of transportComplianceCases({ transport: () => tcpTransport({ dir }) })) test(c.name, c.run);
  * });

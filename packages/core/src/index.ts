@@ -1,18 +1,13 @@
 /**
  * `@open-channel/core`: the transport-agnostic heart of open-channel. Most users want the
- * `open-channel` package instead, which picks a transport for the platform.
+ * `open-channel` package instead, which picks a transport for the platform. The transport
+ * compliance suite is its own entry, `@open-channel/core/compliance` (it loads `node:assert` and
+ * `child_process`, which users of the channel never need).
  *
  * @packageDocumentation
  */
 
 export type { SocketReader } from "./channel-socket";
-export {
-  type ComplianceCase,
-  type ComplianceOptions,
-  leaveStaleHost,
-  type TransportModule,
-  transportComplianceCases,
-} from "./compliance";
 export { debug, debugEnabled } from "./debug";
 export {
   errorCode,

@@ -1,4 +1,4 @@
-import { transportComplianceCases } from "@open-channel/core";
+import { transportComplianceCases } from "@open-channel/core/compliance";
 import { testTransport } from "./test-transport";
 
 // A transport that exists only in these tests runs the same suite as the shipped ones: injection is real.

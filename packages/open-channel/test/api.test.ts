@@ -51,6 +51,29 @@ describe("the open-channel package (umbrella)", () => {
     expect(JSON.parse(out.stdout)).toEqual({ same: true, isChannel: true, name: "esm-check", state: "initiated" });
   });
 
+  test("the compliance suite is @open-channel/core/compliance (CommonJS and ESM), never loaded by the channel's entries", () => {
+    const code = [
+      "const before = new Set(Object.keys(require.cache));",
+      'require("open-channel"); require("@open-channel/core");',
+      "const loaded = Object.keys(require.cache).filter((f) => !before.has(f) && /compliance/.test(f));",
+      'const { transportComplianceCases } = require("@open-channel/core/compliance");',
+      'console.log(JSON.stringify({ loaded, main: "transportComplianceCases" in require("@open-channel/core"), cases: transportComplianceCases({ transport: () => ({}) }).length > 5 }));',
+    ].join("\n");
+    const cjs = spawnSync(process.execPath, ["-e", code], { cwd: ROOT, encoding: "utf8" });
+    expect(cjs.stderr).toBe("");
+    expect(JSON.parse(cjs.stdout)).toEqual({ loaded: [], main: false, cases: true });
+    const esm = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        'import { transportComplianceCases, leaveStaleHost } from "@open-channel/core/compliance"; console.log(typeof transportComplianceCases, typeof leaveStaleHost);',
+      ],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    expect([esm.stderr, esm.stdout.trim()]).toEqual(["", "function function"]);
+  });
+
   test("connect() returns a real net.Socket at once, connects over Unix sockets, and delivers queued writes in order", async () => {
     let received = "";
     const channel = openChannel(uniqueChannel("api"), (socket) => {

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { leaveStaleHost } from "@open-channel/core";
+import { leaveStaleHost } from "@open-channel/core/compliance";
 import { unixTransport } from "@open-channel/transport-unix";
 import { DIE_STEPS, Group, type Report, uniqueChannel, WAIT_MS } from "./helpers/group";
 

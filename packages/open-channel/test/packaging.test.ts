@@ -139,7 +139,8 @@ ${ECHO_CHECK("openChannel", "esm").replace("const openChannel = openChannel;", "
         path.join(dir, "check.mts"),
         `import type { Socket } from "node:net";
 import openChannel, { openChannel as named, ProcessChannel, OpenChannelError, selectTransportName, type ChannelState, type ConnectionListener, type OpenChannelOptions, type Transport } from "open-channel";
-import { HANDSHAKE, probeChannel, transportComplianceCases, type ProbeVerdict } from "@open-channel/core";
+import { HANDSHAKE, probeChannel, type ProbeVerdict } from "@open-channel/core";
+import { transportComplianceCases } from "@open-channel/core/compliance";
 import { unixTransport, UnixTransport } from "@open-channel/transport-unix";
 import { tcpTransport } from "@open-channel/transport-tcp";
 

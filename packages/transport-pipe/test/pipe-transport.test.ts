@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { transportComplianceCases } from "@open-channel/core";
+import { transportComplianceCases } from "@open-channel/core/compliance";
 import { pipeName, pipeTransport } from "@open-channel/transport-pipe";
 
 describe("pipe names", () => {

@@ -2,7 +2,8 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { HANDSHAKE, MemberHandshake, openChannel, type ProcessChannel, transportComplianceCases } from "@open-channel/core";
+import { HANDSHAKE, MemberHandshake, openChannel, type ProcessChannel } from "@open-channel/core";
+import { transportComplianceCases } from "@open-channel/core/compliance";
 import { portFileName, tcpTransport } from "@open-channel/transport-tcp";
 
 const tmpDir = (): string => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-tcp-")), "private");

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { transportComplianceCases } from "@open-channel/core";
+import { transportComplianceCases } from "@open-channel/core/compliance";
 import { unixTransport } from "@open-channel/transport-unix";
 
 describe("the unix transport passes the transport compliance suite", () => {
