@@ -65,6 +65,12 @@ export const FRAME = {
   /** An ACK: header and seq. */
   ackBytes: 5 + 6,
   sessionBytes: 16,
+  /** Where a frame's type lies, from its start. */
+  typeAt: 4,
+  /** Where the seq of a sequenced, ACK, READ (its count), RES or FAIL frame lies. */
+  seqAt: 5,
+  /** Where the flags of a sequenced or RES frame lie. */
+  flagsAt: 11,
 } as const;
 
 /** The kinds of sequenced frames a member sends. */
@@ -125,9 +131,9 @@ export function writeSequencedHead(
 ): void {
   // Byte by byte: no range checks (the caller made the room), called for every message.
   write32(buf, start, end - start - 4);
-  buf[start + 4] = type;
-  write48(buf, start + 5, seq);
-  buf[start + 11] = 0;
+  buf[start + FRAME.typeAt] = type;
+  write48(buf, start + FRAME.seqAt, seq);
+  buf[start + FRAME.flagsAt] = 0;
   if (topic !== undefined) {
     buf.writeUInt16BE(topic.length, start + FRAME.seqHeaderBytes);
     topic.copy(buf, start + FRAME.seqHeaderBytes + 2);
@@ -146,7 +152,32 @@ export function encodeSequenced(type: SequencedType, seq: number, body: Uint8Arr
 
 /** Marks the sequenced frame at `buf[start]` as sent before (it goes again after a reconnect). */
 export function markRedelivered(buf: Buffer, start: number): void {
-  buf[start + 11] |= FRAME.redelivered;
+  buf[start + FRAME.flagsAt] |= FRAME.redelivered;
+}
+
+/** The type of the frame at `buf[start]`. */
+export function frameType(buf: Buffer, start: number): number {
+  return buf[start + FRAME.typeAt];
+}
+
+/** The seq of the frame at `buf[start]` (sequenced, ACK, RES, FAIL; a READ's count). */
+export function frameSeq(buf: Buffer, start: number): number {
+  return read48(buf, start + FRAME.seqAt);
+}
+
+/** The flags of the sequenced or RES frame at `buf[start]`. */
+export function frameFlags(buf: Buffer, start: number): number {
+  return buf[start + FRAME.flagsAt];
+}
+
+/** Sets `flag` on the RES frame `frame` (made by encodeResult). */
+export function setResultFlag(frame: Buffer, flag: typeof FRAME.acks | typeof FRAME.lost): void {
+  frame[FRAME.flagsAt] |= flag;
+}
+
+/** Where the body of the RES or FAIL frame at `start` begins (a FAIL has no flags). */
+export function resultBodyAt(type: typeof FRAME.res | typeof FRAME.fail, start: number): number {
+  return start + FRAME.seqAt + 6 + (type === FRAME.res ? 1 : 0);
 }
 
 /** The HELLO a member sends first on every connection. */
@@ -170,6 +201,56 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
   }
   out[at] = FRAME.features.resAcks | FRAME.features.read;
   return out;
+}
+
+/** What a member's HELLO says. */
+export interface HelloFields {
+  /** The session id, hex. */
+  session: string;
+  pid: number;
+  /** Every seq up to this one the member has seen acknowledged. */
+  base: number;
+  topics: string[];
+  /** FRAME.features bits (0 from a member before the features byte). */
+  features: number;
+}
+
+/** Reads a HELLO frame (the whole frame, from its length). Throws RangeError on a short one. */
+export function decodeHello(frame: Buffer): HelloFields {
+  const session = frame.toString("hex", 5, 5 + FRAME.sessionBytes);
+  let at = 5 + FRAME.sessionBytes;
+  const pid = frame.readUInt32BE(at);
+  const base = frame.readUIntBE(at + 4, 6);
+  at += 10;
+  const count = frame.readUInt16BE(at);
+  at += 2;
+  const topics: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = readTopic(frame, at);
+    topics.push(t.topic);
+    at = t.next;
+  }
+  // A member from before the features byte sends none.
+  const features = at < frame.length ? frame[at] : 0;
+  return { session, pid, base, topics, features };
+}
+
+/** The features of the WELCOME frame at `buf[start, end)` (0 if it carries none). */
+export function welcomeFeatures(buf: Buffer, start: number, end: number): number {
+  return end > start + FRAME.headerBytes ? buf[start + FRAME.headerBytes] : 0;
+}
+
+/** The count of the READ frame at `buf[start, end)`. Throws on a frame of the wrong size. */
+export function decodeRead(buf: Buffer, start: number, end: number): number {
+  if (end - start !== FRAME.ackBytes) throw new Error("a READ frame of the wrong size");
+  return read48(buf, start + FRAME.seqAt);
+}
+
+/** The head of the EVENT frame at `buf[start, end)`: its topic, the publisher's pid and where the body starts; undefined if cut short. */
+export function decodeEventHead(buf: Buffer, start: number, end: number): { topic: string; pid: number; bodyAt: number } | undefined {
+  const { topic, next } = readTopic(buf, start + FRAME.headerBytes, end);
+  if (next + 4 > end) return undefined;
+  return { topic, pid: read32(buf, next), bodyAt: next + 4 };
 }
 
 /** The WELCOME a host sends a member that announced FRAME.features.read. */
@@ -203,9 +284,9 @@ export function encodeResult(type: typeof FRAME.res | typeof FRAME.fail, seq: nu
 /** Fills in the head of a RES or FAIL frame whose body is in place. */
 export function writeResultHead(frame: Buffer, type: typeof FRAME.res | typeof FRAME.fail, seq: number, ok: boolean): void {
   write32(frame, 0, frame.length - 4);
-  frame[4] = type;
-  write48(frame, 5, seq);
-  if (type === FRAME.res) frame[11] = ok ? FRAME.ok : 0;
+  frame[FRAME.typeAt] = type;
+  write48(frame, FRAME.seqAt, seq);
+  if (type === FRAME.res) frame[FRAME.flagsAt] = ok ? FRAME.ok : 0;
 }
 
 /** PUSH of `body` to one member. */

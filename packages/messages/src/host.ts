@@ -1,7 +1,23 @@
 import type * as net from "node:net";
 import { debug, type OpenChannelError, openChannelError } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
-import { encodeEvent, encodePush, encodeResult, FRAME, FrameReader, read48, readTopic, WELCOME, writeAck, writeResultHead } from "./frame";
+import {
+  decodeHello,
+  decodeRead,
+  encodeEvent,
+  encodePush,
+  encodeResult,
+  FRAME,
+  FrameReader,
+  frameFlags,
+  frameSeq,
+  frameType,
+  readTopic,
+  setResultFlag,
+  WELCOME,
+  writeAck,
+  writeResultHead,
+} from "./frame";
 import { Results } from "./results";
 import { Slab } from "./slab";
 import { text } from "./text";
@@ -224,17 +240,18 @@ export class MessageHost {
     });
     /** One frame at `buf[start, end)` (made once per connection, not per chunk). */
     const onRange = (buf: Buffer, start: number, end: number): void => {
-      if (buf[start + 4] === FRAME.hello) {
+      const type = frameType(buf, start);
+      if (type === FRAME.hello) {
         // One session per connection: a member says hello once per connection. A second one
         // would leave the first session attached to this socket for good (never expired).
         if (session !== undefined) throw new Error("a second hello on one connection");
         session = this.hello(buf.subarray(start, end), socket);
         this.current = session;
-      } else if (session === undefined) throw new Error(`frame type ${buf[start + 4]} before the hello`);
-      else if (buf[start + 4] === FRAME.read) {
-        if (end - start !== FRAME.ackBytes) throw new Error("a READ frame of the wrong size");
+      } else if (session === undefined) throw new Error(`frame type ${type} before the hello`);
+      else if (type === FRAME.read) {
+        const count = decodeRead(buf, start, end);
         // Counts of this connection only (one replaced by a reconnect may still have bytes in flight).
-        if (session.socket === socket) session.results.release(read48(buf, start + 5));
+        if (session.socket === socket) session.results.release(count);
       } else {
         this.onFrame(session, buf, start, end);
         // A long chunk: acknowledge as it goes, so the member sends on while this host works
@@ -264,21 +281,8 @@ export class MessageHost {
   };
 
   private hello(frame: Buffer, socket: net.Socket): Session {
-    const id = frame.toString("hex", 5, 5 + FRAME.sessionBytes);
-    let at = 5 + FRAME.sessionBytes;
-    const pid = frame.readUInt32BE(at);
-    const base = frame.readUIntBE(at + 4, 6);
-    at += 10;
-    const count = frame.readUInt16BE(at);
-    at += 2;
-    const topics: string[] = [];
-    for (let i = 0; i < count; i++) {
-      const t = readTopic(frame, at);
-      topics.push(t.topic);
-      at = t.next;
-    }
-    // A member from before the features byte sends none: it gets ACK frames, never the flag.
-    const features = at < frame.length ? frame[at] : 0;
+    // A member from before the features byte (features 0) gets ACK frames, never the flag.
+    const { session: id, pid, base, topics, features } = decodeHello(frame);
     let session = this.sessions.get(id);
     if (session === undefined) {
       session = {
@@ -406,10 +410,10 @@ export class MessageHost {
 
   /** A sequenced frame at `buf[start, end)`; only what needs a Buffer of the frame gets one. */
   private onFrame(session: Session, buf: Buffer, start: number, end: number): void {
-    const type = buf[start + 4];
+    const type = frameType(buf, start);
     if (type < FRAME.msg || type > FRAME.unsub) throw new Error(`unknown frame type ${type}`);
-    const seq = read48(buf, start + 5);
-    const redelivered = (buf[start + 11] & FRAME.redelivered) !== 0;
+    const seq = frameSeq(buf, start);
+    const redelivered = (frameFlags(buf, start) & FRAME.redelivered) !== 0;
     if (seq <= session.received) {
       // Sent again (a reconnect): handled once already, or still running here.
       const result = session.results.get(seq);
@@ -578,7 +582,7 @@ export class MessageHost {
       frame = encodeResult(type, seq, false, errorBody(this.options.codec, this.tooLarge(frame.length - 4, "a reply")));
     if (acks) {
       // Set on the frame that goes, whichever it is.
-      frame[11] |= FRAME.acks;
+      setResultFlag(frame, FRAME.acks);
       if (seq > session.ackSent) session.ackSent = seq;
     }
     session.results.set(seq, frame, this.resultToMember(session, frame), this.onLost);
@@ -594,7 +598,7 @@ export class MessageHost {
     debug("messages %j: %s", this.options.channel, err.message);
     // A RES whatever the type: a member settles a MSG or PUB with it too, and only a RES has flags.
     const frame = encodeResult(FRAME.res, seq, false, errorBody(this.options.codec, err));
-    frame[11] |= FRAME.lost;
+    setResultFlag(frame, FRAME.lost);
     session.results.set(seq, frame, this.resultToMember(session, frame));
   }
 

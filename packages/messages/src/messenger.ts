@@ -15,16 +15,20 @@ import {
 } from "@open-channel/core";
 import { type Codec, rangeDecoder, slabEncoder } from "./codec";
 import {
+  decodeEventHead,
   encodeHello,
   encodeRead,
   FRAME,
   FrameReader,
+  frameFlags,
+  frameSeq,
+  frameType,
   markRedelivered,
-  read48,
-  readTopic,
+  resultBodyAt,
   type SequencedType,
   sequencedHeadBytes,
   topicBytes,
+  welcomeFeatures,
   writeSequencedHead,
 } from "./frame";
 import { Outbox, type OutboxEntry } from "./outbox";
@@ -586,9 +590,9 @@ export class Messenger extends EventEmitter {
 
   private readonly onRange = (buf: Buffer, start: number, end: number): void => {
     // Acknowledgements and results, the most frequent, without a Buffer made for them.
-    const type = buf[start + 4];
+    const type = frameType(buf, start);
     try {
-      if (type === FRAME.ack) this.onAck(read48(buf, start + 5));
+      if (type === FRAME.ack) this.onAck(frameSeq(buf, start));
       else if (type === FRAME.res || type === FRAME.fail) this.onResult(type, buf, start, end);
       else this.onFrame(buf, start, end);
     } catch (err) {
@@ -601,8 +605,8 @@ export class Messenger extends EventEmitter {
 
   /** The RES or FAIL frame at `buf[start, end)`: settles its request or message. */
   private onResult(type: typeof FRAME.res | typeof FRAME.fail, buf: Buffer, start: number, end: number): void {
-    const seq = read48(buf, start + 5);
-    const flags = type === FRAME.res ? buf[start + 11] : 0;
+    const seq = frameSeq(buf, start);
+    const flags = type === FRAME.res ? frameFlags(buf, start) : 0;
     this.resultsRead++;
     this.readBytes += end - start;
     // A reply that stands for an ACK too: what came before it is settled first, in order.
@@ -612,7 +616,7 @@ export class Messenger extends EventEmitter {
     let value: unknown;
     let failed: Error | undefined;
     try {
-      value = this.decode(buf, start + (type === FRAME.res ? 12 : 11), end);
+      value = this.decode(buf, resultBodyAt(type, start), end);
       // What the host's handler threw, as an error here (built now: nothing may throw below).
       if ((flags & FRAME.lost) !== 0) failed = this.lostError(out, value);
       else if ((flags & FRAME.ok) === 0) failed = remoteError(this.channel.name, value);
@@ -645,9 +649,9 @@ export class Messenger extends EventEmitter {
 
   /** A PUSH, EVENT or WELCOME frame at `buf[start, end)` (`buf` is read into again: nothing kept of it). */
   private onFrame(buf: Buffer, start: number, end: number): void {
-    const type = buf[start + 4];
+    const type = frameType(buf, start);
     if (type === FRAME.welcome) {
-      this.hostTakesRead = end > start + 5 && (buf[start + 5] & FRAME.features.read) !== 0;
+      this.hostTakesRead = (welcomeFeatures(buf, start, end) & FRAME.features.read) !== 0;
       return;
     }
     if (type !== FRAME.push && type !== FRAME.event) {
@@ -660,11 +664,11 @@ export class Messenger extends EventEmitter {
     try {
       if (type === FRAME.push) body = this.decode(buf, start + FRAME.headerBytes, end);
       else {
-        const { topic, next } = readTopic(buf, start + FRAME.headerBytes, end);
-        handlers = this.subscriptions.get(topic);
-        if (handlers === undefined || next + 4 > end) return;
-        meta = { topic, pid: buf.readUInt32BE(next) };
-        body = this.decode(buf, next + 4, end);
+        const head = decodeEventHead(buf, start, end);
+        handlers = head === undefined ? undefined : this.subscriptions.get(head.topic);
+        if (head === undefined || handlers === undefined) return;
+        meta = { topic: head.topic, pid: head.pid };
+        body = this.decode(buf, head.bodyAt, end);
       }
     } catch (err) {
       debug(

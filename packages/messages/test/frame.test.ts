@@ -115,3 +115,59 @@ describe("FrameReader", () => {
     expect(() => split.feed(header.subarray(2), () => undefined)).toThrow(/claims 5000 bytes/);
   });
 });
+
+describe("the wire format's readers read what its writers wrote", () => {
+  const f = require("../dist/frame.js") as typeof import("../src/frame");
+
+  test("a HELLO: session, pid, base, topics and features; a member's from before the features byte has none", () => {
+    const session = Buffer.from("00112233445566778899aabbccddeeff", "hex");
+    const hello = f.encodeHello(session, 4242, 2 ** 40 + 7, ["jobs", "ünïcode", ""]);
+    expect(f.frameType(hello, 0)).toBe(f.FRAME.hello);
+    expect(f.decodeHello(hello)).toEqual({
+      session: session.toString("hex"),
+      pid: 4242,
+      base: 2 ** 40 + 7,
+      topics: ["jobs", "ünïcode", ""],
+      features: f.FRAME.features.resAcks | f.FRAME.features.read,
+    });
+    expect(f.decodeHello(hello.subarray(0, hello.length - 1)).features).toBe(0);
+    expect(() => f.decodeHello(hello.subarray(0, 30))).toThrow(/out of range/);
+  });
+
+  test("a sequenced frame's type, seq and flags, where it lies in a larger buffer; redelivered set in place", () => {
+    const frame = f.encodeSequenced(f.FRAME.req, 2 ** 33 + 5, Buffer.from("body"));
+    const buf = Buffer.concat([Buffer.alloc(3, 0xff), frame]);
+    expect([f.frameType(buf, 3), f.frameSeq(buf, 3), f.frameFlags(buf, 3)]).toEqual([f.FRAME.req, 2 ** 33 + 5, 0]);
+    f.markRedelivered(buf, 3);
+    expect(f.frameFlags(buf, 3)).toBe(f.FRAME.redelivered);
+    expect(buf.subarray(0, 3)).toEqual(Buffer.alloc(3, 0xff));
+  });
+
+  test("RES and FAIL: seq, flags (ok, acks, lost) and where the body starts", () => {
+    const res = f.encodeResult(f.FRAME.res, 9, true, Buffer.from("yes"));
+    f.setResultFlag(res, f.FRAME.acks);
+    expect([f.frameType(res, 0), f.frameSeq(res, 0), f.frameFlags(res, 0)]).toEqual([f.FRAME.res, 9, f.FRAME.ok | f.FRAME.acks]);
+    expect(res.toString("utf8", f.resultBodyAt(f.FRAME.res, 0))).toBe("yes");
+    const lost = f.encodeResult(f.FRAME.res, 10, false, Buffer.from("no"));
+    f.setResultFlag(lost, f.FRAME.lost);
+    expect(f.frameFlags(lost, 0)).toBe(f.FRAME.lost);
+    const fail = f.encodeResult(f.FRAME.fail, 11, false, Buffer.from("threw"));
+    expect([f.frameType(fail, 0), f.frameSeq(fail, 0)]).toEqual([f.FRAME.fail, 11]);
+    expect(fail.toString("utf8", f.resultBodyAt(f.FRAME.fail, 0))).toBe("threw");
+  });
+
+  test("READ, ACK, WELCOME and EVENT heads; a READ of the wrong size and an EVENT cut short are refused", () => {
+    const read = f.encodeRead(2 ** 41 + 3);
+    expect([f.frameType(read, 0), f.decodeRead(read, 0, read.length)]).toEqual([f.FRAME.read, 2 ** 41 + 3]);
+    expect(() => f.decodeRead(Buffer.concat([read, Buffer.alloc(1)]), 0, read.length + 1)).toThrow("wrong size");
+    const ack = Buffer.alloc(f.FRAME.ackBytes);
+    f.writeAck(ack, 0, 77);
+    expect([f.frameType(ack, 0), f.frameSeq(ack, 0)]).toEqual([f.FRAME.ack, 77]);
+    expect(f.welcomeFeatures(f.WELCOME, 0, f.WELCOME.length)).toBe(f.FRAME.features.read);
+    expect(f.welcomeFeatures(f.WELCOME, 0, f.FRAME.headerBytes)).toBe(0);
+    const event = f.encodeEvent("news", 31337, Buffer.from("body"));
+    const head = f.decodeEventHead(event, 0, event.length);
+    expect(head).toEqual({ topic: "news", pid: 31337, bodyAt: event.length - 4 });
+    expect(f.decodeEventHead(event, 0, head ? head.bodyAt - 1 : 0)).toBeUndefined();
+  });
+});
