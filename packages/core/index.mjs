@@ -42,5 +42,9 @@ export const {
   tryLock,
   waitForRelease,
   probeChannel,
+  addressInUse,
+  listenExclusive,
+  withAddressLock,
+  WAIT_FOR_ADDRESS_LOCK_MS,
 } = core;
 export default core.openChannel;

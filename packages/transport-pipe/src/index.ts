@@ -14,6 +14,7 @@ import {
   ensurePrivateDir,
   escapeName,
   hashName,
+  listenExclusive,
   readOrCreateSecret,
   type Transport,
 } from "@open-channel/core";
@@ -140,13 +141,7 @@ export class PipeTransport implements Transport {
   }
 
   listen(channel: string, server: net.Server): Promise<void> {
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ path: this.pipePath(channel), exclusive: true }, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    return listenExclusive(server, { path: this.pipePath(channel) });
   }
 }
 

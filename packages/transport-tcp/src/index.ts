@@ -8,17 +8,19 @@ import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as path from "node:path";
 import {
+  addressInUse,
   type ChannelEntry,
   channelsFromNames,
   debug,
   defaultPrivateDir,
   ensurePrivateDir,
+  listenExclusive,
   openChannelError,
   probeChannel,
   readOrCreateSecret,
   type Transport,
   tryLock,
-  waitForRelease,
+  withAddressLock,
 } from "@open-channel/core";
 import { type PortRecord, parseRecord, portFileName, publishExclusive, readRaw } from "./port-file";
 
@@ -167,14 +169,7 @@ export class TcpTransport implements Transport {
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
     const file = this.portFile(channel);
-    const lockPath = `${file}.lock`;
-    const lock = await tryLock(lockPath);
-    if (lock === undefined) {
-      await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
-      throw noHost(`listen EADDRINUSE: ${file} is being published by another process`, "EADDRINUSE");
-    }
-    let record: PortRecord;
-    try {
+    const record = await withAddressLock(`${file}.lock`, file, async (): Promise<PortRecord> => {
       const before = readRaw(file);
       if (before !== undefined) {
         // A record whose port answers as our host, or does not answer in time, is kept... unless the
@@ -183,27 +178,24 @@ export class TcpTransport implements Transport {
         // the file has a line per socket of the machine.)
         const record = parseRecord(before);
         if (!isDead(await probeChannel(this, channel)) && (record === undefined || otherUsersListener(record.port) === undefined)) {
-          throw noHost(`listen EADDRINUSE: ${file} names a live host`, "EADDRINUSE");
+          throw addressInUse(`${file} names a live host`);
         }
         fs.rmSync(file, { force: true });
         debug("tcp: reclaimed the stale port file %s (%s)", file, before);
       }
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        // exclusive: a cluster worker must own its port, not share the primary's.
-        server.listen({ host: this.host, port: 0, exclusive: true }, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-      record = { host: this.host, port: (server.address() as net.AddressInfo).port, pid: process.pid, id: randomBytes(8).toString("hex") };
-      if (!this.tryPublish(file, record)) {
+      await listenExclusive(server, { host: this.host, port: 0 });
+      const mine = {
+        host: this.host,
+        port: (server.address() as net.AddressInfo).port,
+        pid: process.pid,
+        id: randomBytes(8).toString("hex"),
+      };
+      if (!this.tryPublish(file, mine)) {
         server.close();
-        throw noHost(`listen EADDRINUSE: ${file} is taken`, "EADDRINUSE");
+        throw addressInUse(`${file} is taken`);
       }
-    } finally {
-      lock.release();
-    }
+      return mine;
+    });
     debug("tcp: channel %j published %s:%d in %s", channel, record.host, record.port, file);
     const raw = JSON.stringify(record);
     publishedAtExit(file, raw);
@@ -228,9 +220,6 @@ export class TcpTransport implements Transport {
     }
   }
 }
-
-/** How long a process waits for another one's publish before it simply connects again. */
-const WAIT_FOR_LOCK_MS = 250;
 
 const published = new Map<string, string>();
 let exitHook = false;

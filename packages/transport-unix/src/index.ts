@@ -6,25 +6,13 @@
 import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as path from "node:path";
-import { type ChannelEntry, channelsFromNames, ensurePrivateDir, type Transport } from "@open-channel/core";
+import { type ChannelEntry, channelsFromNames, ensurePrivateDir, listenExclusive, type Transport } from "@open-channel/core";
 import { defaultSocketDir, socketFileName } from "./socket-path";
 import { bindOrTakeOver } from "./take-over";
 
 export { ensurePrivateDir } from "@open-channel/core";
 export { defaultSocketDir, maxSocketPathBytes, socketFileName } from "./socket-path";
 export { bindOrTakeOver, type ProbeResult, probe } from "./take-over";
-
-/** listen() on a Unix socket path; `exclusive` so that a cluster worker binds it itself. */
-function bindExclusive(server: net.Server, socketPath: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once("error", onError);
-    server.listen({ path: socketPath, exclusive: true }, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-}
 
 function readdirOrEmpty(dir: string): string[] {
   try {
@@ -122,7 +110,7 @@ export class UnixTransport implements Transport {
   async listen(channel: string, server: net.Server): Promise<void> {
     ensurePrivateDir(this.dir, channel);
     const socketPath = this.socketPath(channel);
-    await bindOrTakeOver(socketPath, () => bindExclusive(server, socketPath), channel);
+    await bindOrTakeOver(socketPath, () => listenExclusive(server, { path: socketPath }), channel);
   }
 }
 

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { debug, encodeHello, HANDSHAKE, tryLock, waitForRelease } from "@open-channel/core";
+import { addressInUse, debug, encodeHello, HANDSHAKE, withAddressLock } from "@open-channel/core";
 
 /**
  * What a probe connect found at a socket path: `live` (a listener answered, or might: a full
@@ -15,9 +15,6 @@ export type ProbeResult = "live" | "refused" | "gone";
 
 /** How long a probe waits before it counts a silent listener as alive (never unlink on a guess). */
 const PROBE_TIMEOUT_MS = 1000;
-/** How long a process waits for another one's bind before it simply connects again. */
-const WAIT_FOR_LOCK_MS = 250;
-
 /** Tries again (at once: the reset came as the listener closed) after a dying listener's reset. */
 const PROBE_RETRIES = 3;
 
@@ -71,12 +68,6 @@ function probeOnce(socketPath: string, channel: string | undefined): Promise<Pro
   });
 }
 
-function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
-  const err = new Error(`listen EADDRINUSE: ${socketPath} ${why}`) as NodeJS.ErrnoException;
-  err.code = "EADDRINUSE";
-  return err;
-}
-
 /**
  * The election for one socket path: binds `bind` there, exclusively and race-free, taking over a
  * dead host's file. Everything happens under one lock per path (see `tryLock` in core: a file in
@@ -98,13 +89,7 @@ function addressInUse(socketPath: string, why: string): NodeJS.ErrnoException {
  * }), "jobs");
  */
 export async function bindOrTakeOver(socketPath: string, bind: () => Promise<void>, channel?: string): Promise<void> {
-  const lockPath = `${socketPath}.lock`;
-  const lock = await tryLock(lockPath);
-  if (lock === undefined) {
-    await waitForRelease(lockPath, WAIT_FOR_LOCK_MS);
-    throw addressInUse(socketPath, "is being bound by another process");
-  }
-  try {
+  await withAddressLock(`${socketPath}.lock`, socketPath, async () => {
     // Look before binding: after a host's death its file is there, and a bind that must fail
     // would only cost a turn of the event loop.
     let st: fs.Stats | undefined;
@@ -119,12 +104,10 @@ export async function bindOrTakeOver(socketPath: string, bind: () => Promise<voi
         err.code = "EACCES";
         throw err;
       }
-      if ((await probe(socketPath, channel)) !== "refused") throw addressInUse(socketPath, "has a live host");
+      if ((await probe(socketPath, channel)) !== "refused") throw addressInUse(`${socketPath} has a live host`);
       fs.unlinkSync(socketPath);
       debug("reclaimed the stale socket file %s", socketPath);
     }
     await bind();
-  } finally {
-    lock.release();
-  }
+  });
 }
