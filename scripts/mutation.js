@@ -70,8 +70,9 @@ const GROUPS = {
     ],
   },
   lock: {
-    mutate: ["packages/core/src/lock.ts", "packages/transport-unix/src/take-over.ts"],
+    mutate: ["packages/core/src/lock.ts", "packages/core/src/transport-kit.ts", "packages/transport-unix/src/take-over.ts"],
     tests: [
+      "packages/core/test/transport-kit.test.ts",
       "packages/transport-unix/test/unix-transport.test.ts",
       "packages/transport-unix/test/compliance.test.ts",
       "packages/core/test/lock.test.ts",
