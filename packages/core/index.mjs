@@ -45,6 +45,5 @@ export const {
   addressInUse,
   listenExclusive,
   withAddressLock,
-  WAIT_FOR_ADDRESS_LOCK_MS,
 } = core;
 export default core.openChannel;

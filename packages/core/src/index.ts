@@ -74,4 +74,4 @@ export {
   type StatusQueryResult,
 } from "./status";
 export { isTransport, type Transport } from "./transport";
-export { addressInUse, listenExclusive, WAIT_FOR_ADDRESS_LOCK_MS, withAddressLock } from "./transport-kit";
+export { addressInUse, listenExclusive, withAddressLock } from "./transport-kit";

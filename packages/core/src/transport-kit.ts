@@ -38,7 +38,7 @@ export function addressInUse(message: string, code = "EADDRINUSE"): NodeJS.Errno
 }
 
 /** How long a process waits for another one's bind before it simply connects again. */
-export const WAIT_FOR_ADDRESS_LOCK_MS = 250;
+const WAIT_FOR_ADDRESS_LOCK_MS = 250;
 
 /**
  * Runs `bind` holding the lock of one address (`lockPath`, a file in the private folder: see

@@ -143,3 +143,14 @@ test("docs/guarantees.md has a row for each guarantee the README lists, and ever
   });
   expect(absent).toEqual([]);
 });
+
+test("docs/architecture.md names every source file of core and the message layer, and only files that exist", () => {
+  const doc = fs.readFileSync(path.join(ROOT, "docs", "architecture.md"), "utf8");
+  const named = new Set([...doc.matchAll(/`([a-z-]+\.ts)`/g)].map((m) => m[1]));
+  const sources = (pkg: string): string[] =>
+    fs.readdirSync(path.join(ROOT, "packages", pkg, "src")).filter((f) => f.endsWith(".ts") && f !== "index.ts");
+  const all = [...sources("core"), ...sources("messages")];
+  expect(all.filter((f) => !named.has(f))).toEqual([]);
+  const elsewhere = new Set(sources("transport-unix"));
+  expect([...named].filter((f) => !all.includes(f) && !elsewhere.has(f))).toEqual([]);
+});
