@@ -10,7 +10,8 @@
  * command runner, not its Jest runner: our tests start real processes (fork, cluster, other uids),
  * and only the command runner activates the mutant through an environment variable, which those
  * processes inherit. So each mutant runs its group's test files, quickest first, stopping at the
- * first failure, through scripts/mutation-tests.js (which ends every process a timed-out run left).
+ * first failure (tests repeated to catch a rare race run once: OC_MUTATION_RUN=1), through
+ * scripts/mutation-tests.js (which ends every process a timed-out run left).
  * Do not edit or build this checkout while it runs: Stryker puts the files back at the end (and on
  * Ctrl-C). Not incremental: with the command runner Stryker sees one test ("All tests"), so it
  * would reuse every result of unchanged sources even after the tests changed.
@@ -116,7 +117,7 @@ for (const group of groups) {
     packageManager: "npm",
     testRunner: "command",
     commandRunner: {
-      command: `OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --maxWorkers=1 --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`,
+      command: `OC_MUTATION_RUN=1 OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --maxWorkers=1 --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`,
     },
     coverageAnalysis: "off",
     inPlace: true,

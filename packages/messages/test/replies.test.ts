@@ -222,32 +222,35 @@ describe.each(["unix", "tcp"])("a host process over %s", (transportName) => {
 
 describe("replies and reconnects to the same host", () => {
   // Race-prone (a reply written while the member is away, a READ crossing a reply): repeated.
-  test.each([1, 2, 3, 4, 5])("a current member that reconnects gets the reply it had not read, the request run once (run %i)", async () => {
-    const g = gatedRequests((body) => ({ echo: body }));
-    await withHost(g.handlers, 8 * MiB, async (file, host) => {
-      const first = new RawMember(file);
-      first.write(hello(1, 0, CURRENT), request(1, "slow"));
-      // The host started it (ACK) before answering: the member's next hello has base 1.
-      await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
-      await first.close();
-      g.open();
-      // Answered while the member was away: kept for it.
-      for (let i = 0; i < 100 && host.keptResults?.().results !== 1; i++) await sleep(10);
-      const second = new RawMember(file);
-      second.write(hello(1, 1, CURRENT), request(1, "slow", true));
-      await second.until(() => second.results(1).length > 0, "the reply, replayed");
-      const reply = second.results(1)[0];
-      expect(g.runs()).toBe(1);
-      expect(reply.flags & FRAME.ok).toBe(FRAME.ok);
-      expect(v8Codec.decode(reply.body)).toEqual({ echo: "slow" });
-      expect(second.frames[0].type).toBe(FRAME.welcome);
-      // Read (every result written on this connection): let go.
-      second.write(read(second.frames.filter((f) => f.type === FRAME.res || f.type === FRAME.fail).length));
-      for (let i = 0; i < 100 && host.keptResults().results > 0; i++) await sleep(10);
-      expect(host.keptResults()).toEqual({ results: 0, bytes: 0 });
-      await second.close();
-    });
-  });
+  test.each(process.env.OC_MUTATION_RUN === "1" ? [1] : [1, 2, 3, 4, 5])(
+    "a current member that reconnects gets the reply it had not read, the request run once (run %i)",
+    async () => {
+      const g = gatedRequests((body) => ({ echo: body }));
+      await withHost(g.handlers, 8 * MiB, async (file, host) => {
+        const first = new RawMember(file);
+        first.write(hello(1, 0, CURRENT), request(1, "slow"));
+        // The host started it (ACK) before answering: the member's next hello has base 1.
+        await first.until(() => first.frames.some((f) => f.type === FRAME.ack && f.n === 1), "the ACK of the request");
+        await first.close();
+        g.open();
+        // Answered while the member was away: kept for it.
+        for (let i = 0; i < 100 && host.keptResults?.().results !== 1; i++) await sleep(10);
+        const second = new RawMember(file);
+        second.write(hello(1, 1, CURRENT), request(1, "slow", true));
+        await second.until(() => second.results(1).length > 0, "the reply, replayed");
+        const reply = second.results(1)[0];
+        expect(g.runs()).toBe(1);
+        expect(reply.flags & FRAME.ok).toBe(FRAME.ok);
+        expect(v8Codec.decode(reply.body)).toEqual({ echo: "slow" });
+        expect(second.frames[0].type).toBe(FRAME.welcome);
+        // Read (every result written on this connection): let go.
+        second.write(read(second.frames.filter((f) => f.type === FRAME.res || f.type === FRAME.fail).length));
+        for (let i = 0; i < 100 && host.keptResults().results > 0; i++) await sleep(10);
+        expect(host.keptResults()).toEqual({ results: 0, bytes: 0 });
+        await second.close();
+      });
+    },
+  );
 
   test.each([
     ["a current member", CURRENT],
