@@ -54,8 +54,11 @@ function run(seed: number, steps: number): void {
     } else if (r < 0.7) {
       // A cumulative ack, up to somewhere in what was sent.
       if (nextSeq - 1 <= acked) continue;
+      const from = acked;
       acked += 1 + Math.floor(rnd() * (nextSeq - 1 - acked));
       outbox.acknowledge(acked, (e) => {
+        // Each live entry once, when an ack first passes it (never again after the ring grew).
+        if (e.done || e.seq <= from || e.seq > acked) throw new Error(`seed ${seed}: ack ${acked} (after ${from}) handed out ${e.seq}`);
         if (e.waiting) return;
         outbox.remove(e);
       });
@@ -100,7 +103,63 @@ function run(seed: number, steps: number): void {
   }
 }
 
+/** The ring's inside, for the tests of its memory. */
+function ring(outbox: object): { items: unknown[]; head: number; tail: number } {
+  return outbox as unknown as { items: unknown[]; head: number; tail: number };
+}
+
 describe("the messenger's outbox", () => {
+  test("entries removed as they come (before and after a walk) keep the first ring of 64 slots", () => {
+    const outbox = new Outbox<Entry>();
+    for (let seq = 1; seq <= 1000; seq++) {
+      const e: Entry = { seq, start: 0, end: 10, done: false, waiting: false };
+      outbox.add(e);
+      expect(outbox.remove(e)).toBe(true);
+      if (seq === 500) outbox.forEach(() => undefined);
+    }
+    expect([outbox.size, outbox.bytes, ring(outbox).items.length]).toEqual([0, 0, 64]);
+  });
+
+  test("forEach lets its callback remove what it is given; the ring is empty and starts over after it", () => {
+    const outbox = new Outbox<Entry>();
+    for (let seq = 1; seq <= 100; seq++) outbox.add({ seq, start: 0, end: 10, done: false, waiting: false });
+    const seen: number[] = [];
+    outbox.forEach((e) => {
+      seen.push(e.seq);
+      outbox.remove(e);
+    });
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect([outbox.size, ring(outbox).head, ring(outbox).tail]).toEqual([0, 0, 0]);
+  });
+
+  test("an ack passing requests that stay (waiting for replies) hands each out once, across the ring growing", () => {
+    const outbox = new Outbox<Entry>();
+    const passed: number[] = [];
+    const ack = (seq: number): void => outbox.acknowledge(seq, (e) => void passed.push(e.seq));
+    for (let seq = 1; seq <= 64; seq++) outbox.add({ seq, start: 0, end: 10, done: false, waiting: true });
+    ack(10);
+    outbox.add({ seq: 65, start: 0, end: 10, done: false, waiting: true });
+    ack(20);
+    ack(65);
+    for (let seq = 66; seq <= 128; seq++) outbox.add({ seq, start: 0, end: 10, done: false, waiting: true });
+    // Every entry passed, and the ring full: it grows with nothing left to pass.
+    ack(128);
+    outbox.add({ seq: 129, start: 0, end: 10, done: false, waiting: true });
+    ack(129);
+    expect(passed).toEqual(Array.from({ length: 129 }, (_, i) => i + 1));
+  });
+
+  test("clear() drops every entry; the ring then works as a new one", () => {
+    const outbox = new Outbox<Entry>();
+    for (let seq = 1; seq <= 100; seq++) outbox.add({ seq, start: 0, end: 10, done: false, waiting: false });
+    outbox.nextUnsent();
+    outbox.clear();
+    expect([outbox.size, outbox.bytes, outbox.get(50), outbox.nextUnsent()]).toEqual([0, 0, undefined, undefined]);
+    for (let seq = 1; seq <= 100; seq++) outbox.add({ seq, start: 0, end: 10, done: false, waiting: false });
+    for (let seq = 1; seq <= 100; seq++) expect(outbox.get(seq)?.seq).toBe(seq);
+    expect(outbox.nextUnsent()?.seq).toBe(1);
+  });
+
   test("a ring that wraps and grows: 100,000 adds acknowledged in bursts, never more slots than needed", () => {
     const outbox = new Outbox<Entry>();
     let acked = 0;
