@@ -10,7 +10,7 @@ import {
   probeChannel,
   type Transport,
 } from "@open-channel/core";
-import { deadEndTransport, once, testTransport, uniqueName } from "./test-transport";
+import { deadEndTransport, once, testTransport, uniqueName, until } from "./test-transport";
 
 const transport = testTransport();
 const opened: ProcessChannel[] = [];
@@ -37,14 +37,6 @@ function open(name: string, listener: (socket: net.Socket) => void, t: Transport
   const channel = openChannel(name, listener, { transport: t });
   opened.push(channel);
   return channel;
-}
-
-async function until(check: () => boolean, what: string, ms = 10000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("ProcessChannel state machine (in one process, custom test transport)", () => {

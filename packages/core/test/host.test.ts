@@ -3,6 +3,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { encodeHello, HANDSHAKE, ReplyParser } from "@open-channel/core";
+import { until } from "./test-transport";
 
 // The host's server on its own, driven by hand: what it does to its members and to hellos when it
 // stops serving (close, step aside, orphaned) and while an heir's server parks them.
@@ -89,14 +90,6 @@ function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<T> {
     timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
-
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("HostServer", () => {

@@ -51,3 +51,12 @@ let counter = 0;
 export function uniqueName(label: string): string {
   return `core-${label}-${process.pid}-${++counter}`;
 }
+
+/** Resolves once `check()` holds (polled every 5 ms); fails naming `what` after `ms`. */
+export async function until(check: () => boolean, what: string, ms = 10000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
