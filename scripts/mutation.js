@@ -61,9 +61,12 @@ const GROUPS = {
     ],
   },
   // The election, the take-over of the address and the heir: ProcessChannel from watchAddress()
-  // to dropHost(); the rest of the class is the socket bridge and the API.
+  // to dropHost() (the rest of the class is the socket bridge and the API), and heir.ts.
   election: {
-    mutate: [linesOf("packages/core/src/process-channel.ts", /^ {2}private watchAddress\(/, /^ {2}private emitSoon\(/)],
+    mutate: [
+      linesOf("packages/core/src/process-channel.ts", /^ {2}private watchAddress\(/, /^ {2}private emitSoon\(/),
+      "packages/core/src/heir.ts",
+    ],
     tests: [
       "packages/transport-unix/test/unix-transport.test.ts",
       "packages/transport-tcp/test/tcp-transport.test.ts",

@@ -4,6 +4,7 @@ import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader
 import { debug, debugEnabled } from "./debug";
 import { describeError, errorCode, isFatal, isOpenChannelError, OpenChannelError, openChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply } from "./handshake";
+import { Heir } from "./heir";
 import { HostServer } from "./host";
 import { MemberHandshake } from "./member-handshake";
 import { answeringServer, queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
@@ -90,15 +91,6 @@ const MIN_BACKOFF_MS = 1;
 const MAX_BACKOFF_MS = 100;
 
 /**
- * A new host keeps answering at the standby address this long after taking over (members still
- * in its backlog would be reset by a close), then frees it for the next heir.
- */
-const STANDBY_GRACE_MS = 100;
-/** After going live, a member waits this long (plus as much jitter) before offering to be the heir. */
-const HEIR_DELAY_MS = 150;
-/** An heir that is connected to a live host refuses a parked member after this long. */
-const PARK_WHILE_CONNECTED_MS = 30;
-/**
  * While hosting, how often this process checks that the channel's address still leads to its
  * server (a socket or port file removed, the secret replaced): within twice this, it binds the
  * address again or steps down.
@@ -171,18 +163,13 @@ export class ProcessChannel extends EventEmitter {
    */
   readonly transport: Transport;
   private readonly listener: ConnectionListener;
-  /** Where the heir listens: the channel's name with a suffix, through the same transport. */
-  private readonly standbyName: string;
+  /** This member's standing by as the heir (see heir.ts). */
+  private readonly heir: Heir;
   private currentState: ChannelState = "initiated";
   private socket: ChannelSocket | undefined;
   private queue = new WriteQueue();
   private owner: SocketOwner | undefined;
   private host: HostServer | undefined;
-  /** Set while this member is the heir: a server at the standby address, parking hellos. */
-  private standby: HostServer | undefined;
-  private standbyServer: net.Server | undefined;
-  private heirTimer: NodeJS.Timeout | undefined;
-  private parkTimer: NodeJS.Timeout | undefined;
   /** Set from the loss of a host until the next connection: what the `failover` event reports. */
   private lost: { at: number; hostPid: number | undefined; serverId: Buffer | undefined } | undefined;
   /** The server (host instance) the socket is connected to. */
@@ -229,9 +216,17 @@ export class ProcessChannel extends EventEmitter {
     this.name = name;
     this.listener = listener;
     this.transport = options.transport;
-    // (Channel names may contain NUL, but a user's name ending in exactly this suffix is not a
-    // risk worth a rule.)
-    this.standbyName = name + HANDSHAKE.standbySuffix;
+    // (The heir's address is the name plus a suffix: channel names may contain NUL, but a user's
+    // name ending in exactly that suffix is not a risk worth a rule.)
+    this.heir = new Heir({
+      name,
+      transport: this.transport,
+      listener,
+      secret: () => this.secret,
+      isPlainMember: (generation) => generation === this.generation && this.currentState === "connected" && this.host === undefined,
+      isConnected: () => this.currentState === "connected",
+      emitHeir: (isHeir) => this.emitSoon("heir", isHeir),
+    });
   }
 
   /**
@@ -289,7 +284,7 @@ export class ProcessChannel extends EventEmitter {
    * channel.on("heir", () => console.log(`heir: ${channel.isHeir}`));
    */
   get isHeir(): boolean {
-    return this.standby !== undefined;
+    return this.heir.standing;
   }
 
   /**
@@ -451,10 +446,10 @@ export class ProcessChannel extends EventEmitter {
     let takenInARow = 0;
     const current = (): boolean => generation === this.generation && this.currentState === "connecting";
     if (hostFirst && this.host === undefined) {
-      if (this.standby === undefined) {
+      if (!this.heir.standing) {
         // The heir (another member) is already listening at the standby address and is taking the
         // channel's address over right now: ask it first, and leave the election to it.
-        const err = await this.tryConnect(this.standbyName);
+        const err = await this.tryConnect(this.heir.address);
         if (!current() || err === undefined) return;
         debug("channel %j: no heir took us (%s): electing", this.name, describeError(err));
       }
@@ -534,7 +529,7 @@ export class ProcessChannel extends EventEmitter {
     }
     // The heir hosts with the server its members are already parked on. If it loses, it stays
     // the heir until it is connected to whoever won (see goLive).
-    const standby = this.standby;
+    const standby = this.heir.server;
     const host = standby ?? new HostServer(this.name, this.listener, this.secret);
     const outcome = await this.bindAddress(host);
     if (outcome !== "listening") return outcome;
@@ -543,17 +538,9 @@ export class ProcessChannel extends EventEmitter {
     // The address is looked up only when someone asks (the TCP one reads the port file).
     host.hosting = { transport: this.transport.name, address: () => this.transport.address?.(this.name) ?? "", since: Date.now() };
     this.emitSoon("hosting", true);
-    if (standby !== undefined && this.standby === standby) {
-      // Answer the members parked on the standby address, then free it for the next heir.
-      clearTimeout(this.parkTimer);
-      this.parkTimer = undefined;
-      host.serve();
-      const server = this.standbyServer as net.Server;
-      setTimeout(() => host.closeServer(server), STANDBY_GRACE_MS).unref();
-      this.standby = undefined;
-      this.standbyServer = undefined;
-      this.emitSoon("heir", false);
-    }
+    // Hosting with the standby server: it answers the members parked on it, and the standby
+    // address is freed for the next heir.
+    if (standby !== undefined) this.heir.takeOver(host);
     // (The address is read, from the port file over TCP, only when the line is written.)
     if (debugEnabled()) {
       debug(
@@ -601,79 +588,6 @@ export class ProcessChannel extends EventEmitter {
    */
   status(options?: StatusQueryOptions): Promise<StatusQueryResult> {
     return queryChannelStatus(this.transport, this.name, options);
-  }
-
-  // ---- the heir ------------------------------------------------------------------------------
-
-  /**
-   * A member offers, at leisure, to be the heir: it listens at the standby address (exactly one
-   * process can), parking every hello there. When the host dies, the other members connect to it
-   * at once instead of running an election: it takes the channel's address over and answers them.
-   * A member that reaches the standby address while the host lives is told to ask the main one.
-   */
-  private scheduleHeir(): void {
-    if (this.standby !== undefined || this.host !== undefined) return;
-    clearTimeout(this.heirTimer);
-    const generation = this.generation;
-    this.heirTimer = setTimeout(
-      () => {
-        this.heirTimer = undefined;
-        void this.becomeHeir(generation);
-      },
-      HEIR_DELAY_MS * (1 + Math.random()),
-    );
-    this.heirTimer.unref();
-  }
-
-  private async becomeHeir(generation: number): Promise<void> {
-    const stillMember = (): boolean =>
-      generation === this.generation && this.currentState === "connected" && this.host === undefined && this.standby === undefined;
-    if (!stillMember()) return;
-    const standby = new HostServer(this.name, this.listener, this.secret, { serving: false });
-    const server = standby.createServer();
-    try {
-      await this.transport.listen(this.standbyName, server);
-    } catch (err) {
-      standby.close("not the heir");
-      debug("channel %j: not the heir: %s", this.name, describeError(err));
-      return;
-    }
-    if (!stillMember()) {
-      standby.close("no longer a member");
-      return;
-    }
-    standby.onPark = () => this.onStandbyPark();
-    this.standby = standby;
-    this.standbyServer = server;
-    this.emitSoon("heir", true);
-    if (debugEnabled())
-      debug("channel %j: heir, standing by at %s", this.name, this.transport.address?.(this.standbyName) ?? "the standby address");
-  }
-
-  /**
-   * A member reached us, the heir, while we are still connected to the host. Either we have not
-   * noticed its death yet (the kernel closes a dead host's connections one by one), or it is alive
-   * and only dropped that member: if it still answers us after a moment, send the member back.
-   */
-  private onStandbyPark(): void {
-    if (this.currentState !== "connected" || this.parkTimer !== undefined) return;
-    this.parkTimer = setTimeout(() => {
-      this.parkTimer = undefined;
-      if (this.currentState === "connected") this.standby?.refuseParked("the host is alive");
-    }, PARK_WHILE_CONNECTED_MS);
-    this.parkTimer.unref();
-  }
-
-  private dropStandby(reason: string): void {
-    clearTimeout(this.heirTimer);
-    this.heirTimer = undefined;
-    clearTimeout(this.parkTimer);
-    this.parkTimer = undefined;
-    if (this.standby === undefined) return;
-    this.standby.close(reason);
-    this.standby = undefined;
-    this.standbyServer = undefined;
-    this.emitSoon("heir", false);
   }
 
   private dropHost(reason: string): void {
@@ -758,8 +672,8 @@ export class ProcessChannel extends EventEmitter {
     if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
     attempt.resolve(undefined);
     // Members parked on us as the heir: another process hosts, send them there. We stay the heir.
-    this.standby?.refuseParked("another process hosts");
-    if (this.host === undefined) this.scheduleHeir();
+    this.heir.sendBack();
+    if (this.host === undefined) this.heir.schedule(this.generation);
     socket.emitToUser("connect");
     socket.emitToUser("ready");
   }
@@ -860,7 +774,7 @@ export class ProcessChannel extends EventEmitter {
 
   private markClosed(): void {
     this.generation++;
-    this.dropStandby("the channel is closed");
+    this.heir.drop("the channel is closed");
     this.lost = undefined;
     this.isLive = false;
     this.currentHostPid = undefined;
