@@ -171,3 +171,70 @@ describe("the wire format's readers read what its writers wrote", () => {
     expect(f.decodeEventHead(event, 0, head ? head.bodyAt - 1 : 0)).toBeUndefined();
   });
 });
+
+describe("FrameReader, edges", () => {
+  const f = require("../dist/frame.js") as typeof import("../src/frame");
+  const collect = (out: Buffer[]) => (buf: Buffer, start: number, end: number) => void out.push(Buffer.from(buf.subarray(start, end)));
+
+  test("a stream fed 1, 2 or 3 bytes at a time: headers put together over several feeds", () => {
+    const sent = frames(20, (i) => i * 5);
+    const stream = Buffer.concat(sent);
+    for (const step of [1, 2, 3]) {
+      const reader = new f.FrameReader(1 << 20);
+      const got: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += step) reader.feed(stream.subarray(at, at + step), collect(got));
+      expect([step, got]).toEqual([step, sent]);
+    }
+  });
+
+  test("feedRange reads only its range: bytes before and after it are never taken for frames", () => {
+    const sent = frames(3, (i) => 40 + i);
+    const stream = Buffer.concat(sent);
+    const reader = new f.FrameReader(1 << 20);
+    const got: Buffer[] = [];
+    // The stream cut inside a header, then inside a body, each piece among bytes of another read.
+    const cuts = [0, 2, 10, 20, 30, 60, stream.length];
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const piece = stream.subarray(cuts[i], cuts[i + 1]);
+      const buf = Buffer.concat([Buffer.alloc(7, 0xee), piece, Buffer.alloc(300, 0xee)]);
+      reader.feedRange(buf, 7, 7 + piece.length, collect(got));
+    }
+    expect(got).toEqual(sent);
+  });
+
+  test("reset() drops a frame put together so far: the next bytes start a new frame", () => {
+    const [first, second] = frames(2, () => 50);
+    const reader = new f.FrameReader(1 << 20);
+    const got: Buffer[] = [];
+    reader.feed(first.subarray(0, 20), collect(got));
+    reader.reset();
+    reader.feed(second, collect(got));
+    expect(got).toEqual([second]);
+  });
+
+  test("a header claiming 0 bytes or more than the limit is refused; exactly the limit is read", () => {
+    const header = (n: number): Buffer => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    expect(() => new f.FrameReader(100).feed(header(0), () => undefined)).toThrow("a frame header claims 0 bytes (the limit is 100)");
+    expect(() => new f.FrameReader(100).feed(header(101), () => undefined)).toThrow("claims 101 bytes");
+    const got: Buffer[] = [];
+    const reader = new f.FrameReader(100);
+    const whole = Buffer.concat([header(100), Buffer.alloc(100, 1)]);
+    reader.feed(whole, collect(got));
+    expect(got).toEqual([whole]);
+  });
+
+  test("topics: at most 65535 bytes; a topic that runs past its frame is refused, one that ends with it is read", () => {
+    expect(f.topicBytes("t".repeat(65535)).length).toBe(65535);
+    expect(() => f.topicBytes("t".repeat(65536))).toThrow("topic is 65536 bytes long (at most 65535)");
+    const frame = Buffer.from([9, 9, 0, 3, 0x61, 0x62, 0x63]);
+    expect(f.readTopic(frame, 2)).toEqual({ topic: "abc", next: 7 });
+    expect(f.readTopic(Buffer.from([9, 0, 0]), 1)).toEqual({ topic: "", next: 3 });
+    expect(() => f.readTopic(frame, 2, 6)).toThrow("topic runs past the frame");
+    expect(() => f.readTopic(frame, 5)).toThrow("topic runs past the frame");
+    expect(() => f.readTopic(Buffer.from([9, 0]), 1)).toThrow("topic runs past the frame");
+  });
+});
