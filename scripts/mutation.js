@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 "use strict";
 /**
- * Mutation testing with Stryker: `npm run mutation` (every group below: about two hours on 2
+ * Mutation testing with Stryker: `npm run mutation` (every group below: about six hours on 2
  * cores), `npm run mutation -- handshake lock` (some groups), or `node scripts/mutation.js
  * --report` (docs/mutation.md again from the reports in build/mutation). Not part of CI.
  *
