@@ -112,6 +112,27 @@ describe.each([
     expect(await taken(file)).toBe(true);
   });
 
+  test("a lock file that does not parse is judged as unreadable (taken once a second old), whatever pid it seems to name", async () => {
+    const file = lockPath();
+    // Our own pid is alive: a parse that took it from these would keep the lock for 10 s.
+    const me = process.pid;
+    for (const raw of [`x${me} - 0123456789abcdef\n`, `${me} - 0123456789abcdef junk\n`, "0 - 0123456789abcdef\n", `-${me}\n`]) {
+      fs.writeFileSync(file, raw);
+      expect([raw, await taken(file)]).toEqual([raw, false]);
+      age(file, 5000);
+      expect([raw, await taken(file)]).toEqual([raw, true]);
+    }
+  });
+
+  test('a live holder\'s lock with no start time ("-", as macOS writes it) is judged by its age only', async () => {
+    const file = lockPath();
+    fs.writeFileSync(file, `${process.pid} - 0123456789abcdef\n`);
+    age(file, 5000);
+    expect(await taken(file)).toBe(false);
+    age(file, 11000);
+    expect(await taken(file)).toBe(true);
+  });
+
   test("a lock file naming a dead pid is broken at once (an older version's too)", async () => {
     const file = lockPath();
     fs.writeFileSync(file, `${deadPid()} - 0123456789abcdef\n`);
