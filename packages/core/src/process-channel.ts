@@ -539,8 +539,8 @@ export class ProcessChannel extends EventEmitter {
     host.hosting = { transport: this.transport.name, address: () => this.transport.address?.(this.name) ?? "", since: Date.now() };
     this.emitSoon("hosting", true);
     // Hosting with the standby server: it answers the members parked on it, and the standby
-    // address is freed for the next heir.
-    if (standby !== undefined) this.heir.takeOver(host);
+    // address is freed for the next heir (a no-op for a server of our own).
+    this.heir.takeOver(host);
     // (The address is read, from the port file over TCP, only when the line is written.)
     if (debugEnabled()) {
       debug(

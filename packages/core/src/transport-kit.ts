@@ -25,15 +25,15 @@ export function listenExclusive(server: net.Server, options: net.ListenOptions):
 }
 
 /**
- * An error as `listen()` makes it when the address is taken: the channel connects to whoever holds
- * it. `code` is `EADDRINUSE` unless given.
+ * An error as `listen()` makes it when the address is taken (`EADDRINUSE`): the channel connects to
+ * whoever holds it. `what` says which address and why.
  *
  * @example
  * throw addressInUse("/run/my-app/c.jobs.port names a live host");
  */
-export function addressInUse(message: string, code = "EADDRINUSE"): NodeJS.ErrnoException {
-  const err = new Error(message.startsWith("listen ") ? message : `listen EADDRINUSE: ${message}`) as NodeJS.ErrnoException;
-  err.code = code;
+export function addressInUse(what: string): NodeJS.ErrnoException {
+  const err = new Error(`listen EADDRINUSE: ${what}`) as NodeJS.ErrnoException;
+  err.code = "EADDRINUSE";
   return err;
 }
 

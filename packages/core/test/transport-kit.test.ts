@@ -69,8 +69,7 @@ describe("the transport kit", () => {
     lock?.release();
   });
 
-  test("addressInUse: listen's wording and code (or another code)", () => {
+  test("addressInUse: listen's wording and code", () => {
     expect(addressInUse("x names a live host")).toMatchObject({ code: "EADDRINUSE", message: "listen EADDRINUSE: x names a live host" });
-    expect(addressInUse("listen EACCES: y", "EACCES")).toMatchObject({ code: "EACCES", message: "listen EACCES: y" });
   });
 });

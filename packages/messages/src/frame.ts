@@ -217,8 +217,8 @@ export interface HelloFields {
 
 /** Reads a HELLO frame (the whole frame, from its length). Throws RangeError on a short one. */
 export function decodeHello(frame: Buffer): HelloFields {
-  const session = frame.toString("hex", 5, 5 + FRAME.sessionBytes);
-  let at = 5 + FRAME.sessionBytes;
+  const session = frame.toString("hex", FRAME.headerBytes, FRAME.headerBytes + FRAME.sessionBytes);
+  let at = FRAME.headerBytes + FRAME.sessionBytes;
   const pid = frame.readUInt32BE(at);
   const base = frame.readUIntBE(at + 4, 6);
   at += 10;
