@@ -194,6 +194,91 @@ describe.each([
     expect(fs.readFileSync(file, "utf8")).toBe(other);
   });
 
+  test("the lock file names its holder (pid, start time where known, nonce), readable by this user only", async () => {
+    const file = lockPath();
+    const mine = await tryLock(file);
+    const start = portable || !isLinux ? "-" : recordedStart(process.pid).all;
+    expect(fs.readFileSync(file, "utf8")).toMatch(new RegExp(`^${process.pid} ${start} [0-9a-f]{32}\\n$`));
+    if (process.platform !== "win32") expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    mine?.release();
+  });
+
+  (process.platform === "win32" ? test.skip : test)(
+    "a lock that cannot be read (a symlink loop) is an error, not a lock held forever",
+    async () => {
+      const file = lockPath();
+      fs.symlinkSync(path.basename(file), file);
+      await expect(tryLock(file)).rejects.toThrow(/ELOOP/);
+      // A waiter treats it as released: the caller's next tryLock reports the error.
+      await waitForRelease(file, 20000);
+    },
+  );
+
+  test("waiting for a lock that is not there, or stale, ends at once", async () => {
+    const file = lockPath();
+    const started = Date.now();
+    await waitForRelease(file, 20000);
+    fs.writeFileSync(file, `${deadPid()} - 0123456789abcdef\n`);
+    await waitForRelease(file, 20000);
+    expect(Date.now() - started).toBeLessThan(10000);
+  });
+
+  test("a waiter wakes when the lock is released and taken anew before it looks (another lock now)", async () => {
+    const file = lockPath();
+    const first = await tryLock(file);
+    const started = Date.now();
+    const waiting = waitForRelease(file, 20000);
+    // In one go: no timer of the waiter's runs between the release and the new lock.
+    first?.release();
+    const second = await tryLock(file);
+    expect(second).toBeDefined();
+    await waiting;
+    expect(Date.now() - started).toBeLessThan(10000);
+    second?.release();
+  });
+
+  test("a breaker's leftover break lock: removed when its holder is dead, and the lock broken in one try", async () => {
+    const file = lockPath();
+    fs.writeFileSync(`${file}.break`, `${deadPid()} - 0123456789abcdef\n`);
+    fs.writeFileSync(file, `${deadPid()} - 0123456789abcdef\n`);
+    const mine = await tryLock(file);
+    expect(mine).toBeDefined();
+    mine?.release();
+    expect(fs.readdirSync(path.dirname(file))).toEqual([]);
+  });
+
+  test("a live breaker's break lock keeps others from breaking; by the rules without start times only for a second", async () => {
+    const file = lockPath();
+    const start = portable || !isLinux ? "-" : recordedStart(process.pid).all;
+    fs.writeFileSync(`${file}.break`, `${process.pid} ${start} 0123456789abcdef\n`);
+    fs.writeFileSync(file, `${deadPid()} - 0123456789abcdef\n`);
+    expect(await taken(file)).toBe(false);
+    expect(fs.existsSync(file)).toBe(true);
+    // Five seconds: past the break lock's bound, far from the lock's (ten).
+    age(`${file}.break`, 5000);
+    expect(await taken(file)).toBe(!(isLinux && !portable));
+  });
+
+  test("a lock naming a live pid with a start time that is not its own", async () => {
+    // The Linux rules break it (the pid was reused); the others cannot read start times, so it is held.
+    const file = lockPath();
+    const { boot, ns } = isLinux ? recordedStart(process.pid) : { boot: "0000000000000000", ns: "1" };
+    fs.writeFileSync(file, `${process.pid} 1@${boot}@${ns} 0123456789abcdef\n`);
+    expect(await taken(file)).toBe(isLinux && !portable);
+  });
+
+  (isLinux ? test : test.skip)("trying a held lock again and again leaves no file descriptor open", async () => {
+    const file = lockPath();
+    const mine = await tryLock(file);
+    const open = (): number => fs.readdirSync("/proc/self/fd").length;
+    const before = open();
+    for (let i = 0; i < 50; i++) expect(await tryLock(file)).toBeUndefined();
+    // The tries' wake-up sockets close on the next turns of the loop.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open() - before).toBeLessThan(10);
+    mine?.release();
+  });
+
   // Six processes take the lock in turn; holders die holding it (SIGKILL), or leave it naming a
   // dead pid, so stale locks are broken again and again while the others try to take it: never
   // two holders at once. (The old lock file's breaker deleted whatever lock was there after it
@@ -316,6 +401,50 @@ describe("the Linux rules", () => {
     expect(await taken(file)).toBe(true);
   });
 
+  /** A lock file naming this (live) process, whose wake-up hint is `nonce`'s socket. */
+  function heldByUs(file: string, nonce: string): void {
+    fs.writeFileSync(file, `${process.pid} ${recordedStart(process.pid).all} ${nonce}\n`);
+  }
+
+  linuxOnly("the holder's wake-up hint alone wakes a waiter: its close, though the file is unchanged", async () => {
+    const file = lockPath();
+    const nonce = "0123456789abcdef0123456789abcdef";
+    heldByUs(file, nonce);
+    const hint = net.createServer((s) => {
+      // Connected: the waiter now sleeps on the hint; the close below is the holder letting go.
+      hint.close();
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => hint.listen({ path: `\0open-channel-wake-${nonce}` }, resolve));
+    const started = Date.now();
+    await waitForRelease(file, 20000);
+    expect(Date.now() - started).toBeLessThan(10000);
+    expect(fs.existsSync(file)).toBe(true);
+  });
+
+  linuxOnly("a hint that refuses (its holder not listening yet) wakes nobody: the file tells", async () => {
+    const file = lockPath();
+    heldByUs(file, "fedcba9876543210fedcba9876543210");
+    const started = Date.now();
+    await waitForRelease(file, 400);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+  });
+
+  linuxOnly("a holder's release closes every waiter's connection to its hint", async () => {
+    const file = lockPath();
+    const mine = await tryLock(file);
+    const nonce = fs.readFileSync(file, "utf8").trim().split(" ")[2];
+    const waiter = net.connect({ path: `\0open-channel-wake-${nonce}` });
+    await new Promise((resolve, reject) => waiter.once("connect", resolve).once("error", reject));
+    const closed = new Promise<string>((resolve) => waiter.once("close", () => resolve("closed")));
+    waiter.resume();
+    mine?.release();
+    const bound = new Promise<string>((resolve) => setTimeout(() => resolve("still open after 10 s"), 10000).unref());
+    const outcome = await Promise.race([closed, bound]);
+    waiter.destroy();
+    expect(outcome).toBe("closed");
+  });
+
   linuxOnly("the old predictable abstract name, bound by someone else, blocks nothing", async () => {
     const file = lockPath();
     // What the Linux lock was: any user could bind this name first and no process would ever host.
@@ -327,5 +456,44 @@ describe("the Linux rules", () => {
     } finally {
       squatter.close();
     }
+  });
+});
+
+// Only our own processes hold our locks: a live pid we may not signal (EPERM) belongs to another
+// user now (the holder died and its pid was reused), so its lock is stale. Run as a real other
+// uid: as root, the test forks the lock's taker under an unprivileged uid.
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+(isRoot ? describe : describe.skip)("a lock naming another user's live process", () => {
+  const UID = 40103;
+
+  /** Tries `file` as uid UID, by the given rules; resolves whether it took the lock. */
+  function takenAsOtherUser(file: string, portable: boolean): boolean {
+    // The uid may not read this checkout: it runs a copy of the lock's code, readable by all.
+    const code = fs.mkdtempSync(path.join(os.tmpdir(), "oc-lock-code-"));
+    for (const f of ["lock.js", "debug.js"]) fs.copyFileSync(path.join(__dirname, "..", "dist", f), path.join(code, f));
+    for (const p of [code, ...fs.readdirSync(code).map((f) => path.join(code, f))]) fs.chmodSync(p, 0o755);
+    const script = `const lock = require(${JSON.stringify(path.join(code, "lock.js"))});
+      lock.lockInternals.portable = ${portable};
+      lock.tryLock(${JSON.stringify(file)}).then((l) => process.stdout.write(l ? "taken" : "busy"), (e) => process.stdout.write(String(e)));`;
+    const run = spawnSync(process.execPath, ["-e", script], { uid: UID, gid: UID, encoding: "utf8", timeout: 20000 });
+    fs.rmSync(code, { recursive: true, force: true });
+    expect(run.stderr).toBe("");
+    return run.stdout === "taken";
+  }
+
+  test.each([
+    ["Linux", false],
+    ["macOS and Windows", true],
+  ] as const)("is stale by the %s rules, however fresh", async (_rules, portable) => {
+    const file = lockPath();
+    fs.chownSync(path.dirname(file), UID, UID);
+    // This test process (root's), alive, with its real start time where the rules read one.
+    const start = portable || !isLinux ? "-" : recordedStart(process.pid).all;
+    fs.writeFileSync(file, `${process.pid} ${start} 0123456789abcdef\n`);
+    expect(takenAsOtherUser(file, portable)).toBe(true);
+    // The same lock tried by its holder's own user (who may signal it): held.
+    fs.writeFileSync(file, `${process.pid} ${start} 0123456789abcdef\n`);
+    lockInternals.portable = portable || !isLinux;
+    expect(await taken(file)).toBe(false);
   });
 });

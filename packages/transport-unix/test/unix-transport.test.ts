@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { encodeHello, HANDSHAKE } from "@open-channel/core";
 import { bindOrTakeOver, ensurePrivateDir, maxSocketPathBytes, probe, socketFileName, unixTransport } from "@open-channel/transport-unix";
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), "oc-unix-"));
@@ -157,6 +158,63 @@ describe("bind or take over (the election for one socket path)", () => {
     }
   });
 
+  /** A listener at a fresh path; `onSocket` gets every connection. */
+  async function listener(name: string, onSocket: (s: net.Socket) => void): Promise<{ file: string; server: net.Server }> {
+    const file = path.join(tmp(), name);
+    const server = net.createServer(onSocket);
+    await new Promise<void>((resolve) => server.listen(file, resolve));
+    return { file, server };
+  }
+
+  test("a probe asks the way a host answers (a probe hello), and one answer is enough", async () => {
+    const received: Buffer[] = [];
+    // It answers and keeps the connection: the answer itself ends the probe.
+    const { file, server } = await listener("answers.sock", (s) =>
+      s.on("data", (d) => {
+        received.push(d);
+        s.write("any answer");
+      }),
+    );
+    try {
+      const started = Date.now();
+      expect(await probe(file, "some-channel")).toBe("live");
+      // Far within the second after which a silent listener counts as live.
+      expect(Date.now() - started).toBeLessThan(900);
+      expect(received).toEqual([encodeHello("some-channel", undefined, HANDSHAKE.kindProbe)]);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("a listener that reads the probe and closes without a word is asked three times, then counted live", async () => {
+    let connections = 0;
+    const { file, server } = await listener("mute.sock", (s) => {
+      connections++;
+      // It reads what came (no unread bytes: a clean close, not a reset).
+      s.once("data", () => s.end());
+    });
+    try {
+      expect(await probe(file, "some-channel")).toBe("live");
+      expect(connections).toBe(3);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("a listener that never answers is counted live once the probe's second has passed", async () => {
+    const held: net.Socket[] = [];
+    const { file, server } = await listener("silent.sock", (s) => held.push(s));
+    try {
+      const started = Date.now();
+      expect(await probe(file, "some-channel")).toBe("live");
+      expect(held).toHaveLength(1);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    } finally {
+      for (const s of held) s.destroy();
+      server.close();
+    }
+  });
+
   test("a live host's file is never removed", async () => {
     const file = path.join(tmp(), "live.sock");
     const server = net.createServer((s) => s.destroy());
@@ -164,7 +222,10 @@ describe("bind or take over (the election for one socket path)", () => {
     try {
       expect(await probe(file)).toBe("live");
       const servers: net.Server[] = [];
-      await expect(bindOrTakeOver(file, bindTo(file, servers))).rejects.toMatchObject({ code: "EADDRINUSE" });
+      await expect(bindOrTakeOver(file, bindTo(file, servers))).rejects.toMatchObject({
+        code: "EADDRINUSE",
+        message: expect.stringContaining(`${file} has a live host`),
+      });
       expect(servers.filter((s) => s.listening)).toHaveLength(0);
       expect(await probe(file)).toBe("live");
     } finally {
@@ -175,7 +236,10 @@ describe("bind or take over (the election for one socket path)", () => {
   test("a file that is not a socket is never removed", async () => {
     const file = path.join(tmp(), "plain.sock");
     fs.writeFileSync(file, "data");
-    await expect(bindOrTakeOver(file, bindTo(file, []))).rejects.toThrow(/not a socket/);
+    await expect(bindOrTakeOver(file, bindTo(file, []))).rejects.toMatchObject({
+      code: "EACCES",
+      message: expect.stringMatching(/not a socket/),
+    });
     expect(fs.readFileSync(file, "utf8")).toBe("data");
   });
 
