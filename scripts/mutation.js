@@ -2,8 +2,10 @@
 "use strict";
 /**
  * Mutation testing with Stryker: `npm run mutation` (every group below: about six hours on 2
- * cores), `npm run mutation -- handshake lock` (some groups), or `node scripts/mutation.js
- * --report` (docs/mutation.md again from the reports in build/mutation). Not part of CI.
+ * cores), `npm run mutation -- handshake lock` (some groups), `npm run mutation -- --recheck lock`
+ * (the survivors of the last run again, against today's tests: scripts/mutation-recheck.js), or
+ * `node scripts/mutation.js --report` (docs/mutation.md again from the reports in build/mutation).
+ * Not part of CI.
  *
  * Stryker changes the sources in place (with mutant switching: every mutant compiled in at once,
  * one active per run), builds them, and runs each group's tests once per mutant. It uses its
@@ -103,16 +105,26 @@ const GROUPS = {
   },
 };
 
-// --report: only remake docs/mutation.md from the reports in build/mutation.
+/** The tests of a run, quickest first, stopping at the first failure (as Stryker runs them). */
+const testCommand = (tests) =>
+  `OC_MUTATION_RUN=1 OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --maxWorkers=1 --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`;
+
+// --report: only remake docs/mutation.md from the reports in build/mutation. --recheck: run the
+// survivors of the groups' last reports again against today's tests (scripts/mutation-recheck.js).
 const reportOnly = process.argv.includes("--report");
-const asked = process.argv.slice(2).filter((a) => a !== "--report");
+const recheckOnly = process.argv.includes("--recheck");
+const asked = process.argv.slice(2).filter((a) => a !== "--report" && a !== "--recheck");
 const unknown = asked.filter((g) => !(g in GROUPS));
 if (unknown.length > 0) {
   console.error(`mutation: no group ${unknown.join(", ")}; groups: ${Object.keys(GROUPS).join(", ")}`);
   process.exit(2);
 }
-const groups = reportOnly ? [] : asked.length > 0 ? asked : Object.keys(GROUPS);
+const groups = reportOnly || recheckOnly ? [] : asked.length > 0 ? asked : Object.keys(GROUPS);
 fs.mkdirSync(OUT, { recursive: true });
+if (recheckOnly) {
+  const recheck = require("./mutation-recheck");
+  for (const group of asked.length > 0 ? asked : Object.keys(GROUPS)) recheck(group, testCommand(GROUPS[group].tests));
+}
 
 for (const group of groups) {
   const { mutate, tests } = GROUPS[group];
@@ -120,7 +132,7 @@ for (const group of groups) {
     packageManager: "npm",
     testRunner: "command",
     commandRunner: {
-      command: `OC_MUTATION_RUN=1 OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --maxWorkers=1 --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`,
+      command: testCommand(tests),
     },
     coverageAnalysis: "off",
     inPlace: true,
