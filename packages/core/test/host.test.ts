@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { encodeHello, HANDSHAKE, ReplyParser } from "@open-channel/core";
+import { encodeHello, HANDSHAKE, newNonce, ReplyParser, StatusBodyParser } from "@open-channel/core";
 import { until } from "./test-transport";
 
 // The host's server on its own, driven by hand: what it does to its members and to hellos when it
@@ -213,5 +213,68 @@ describe("HostServer", () => {
     expect(await within(parked.closed, "parked to close")).toEqual({ ended: true });
     expect(parked.status()).toBe(HANDSHAKE.statusNotHost);
     expect(server.listening).toBe(true);
+  });
+
+  test("a status request gets the status; one to an heir's server is told at once that it does not host", async () => {
+    const { name, file, members } = await hostServer();
+    const asked = member(file, members, encodeHello(name, undefined, HANDSHAKE.kindStatus));
+    expect(await within(asked.closed, "the status to come")).toEqual({ ended: true });
+    const reply = new ReplyParser().feed(asked.received());
+    if (reply.state !== "done") throw new Error(`no reply: ${reply.state}`);
+    expect(reply.value.status).toBe(HANDSHAKE.statusOk);
+    const body = new StatusBodyParser().feed(reply.rest);
+    if (body.state !== "done") throw new Error(`no status body: ${body.state}`);
+    // A HostServer the channel has not told where it hosts says so.
+    expect(body.value).toMatchObject({ channel: name, pid: process.pid, transport: "unknown", address: "", members: 0 });
+
+    const heir = await hostServer({ serving: false });
+    let parks = 0;
+    heir.host.onPark = () => parks++;
+    const toHeir = member(heir.file, heir.members, encodeHello(heir.name, undefined, HANDSHAKE.kindStatus));
+    expect(await within(toHeir.closed, "the heir's answer", 2000)).toEqual({ ended: true });
+    expect(toHeir.status()).toBe(HANDSHAKE.statusNotHost);
+    expect(parks).toBe(0);
+  });
+
+  test("hellos for another channel are refused at once, a probe's too, and by an heir's server without parking them", async () => {
+    for (const serving of [true, false]) {
+      const { host, file, members, admitted } = await hostServer({ serving });
+      let parks = 0;
+      host.onPark = () => parks++;
+      for (const kind of [HANDSHAKE.kindJoin, HANDSHAKE.kindProbe]) {
+        const m = member(file, members, encodeHello("another-channel", undefined, kind));
+        expect([serving, kind, await within(m.closed, "the refusal", 2000)]).toEqual([serving, kind, { ended: true }]);
+        expect([serving, kind, m.status()]).toEqual([serving, kind, HANDSHAKE.statusWrongChannel]);
+      }
+      expect(parks).toBe(0);
+      expect(admitted.length).toBe(0);
+    }
+  });
+
+  test("a host without a secret admits a member whose hello carries a nonce (no proofs exchanged)", async () => {
+    const { name, file, members, admitted } = await hostServer();
+    const m = member(file, members, encodeHello(name, newNonce()));
+    await until(() => admitted.length === 1 && m.status() !== undefined, "the member to be admitted");
+    expect(m.status()).toBe(HANDSHAKE.statusOk);
+    // A reply without the host's proof: nothing more than the reply came.
+    expect(m.received().length).toBe(HANDSHAKE.replyLength);
+  });
+
+  test("a member connection that fails (the member gone while the host writes) never crashes the host", async () => {
+    const writers: NodeJS.Timeout[] = [];
+    // The listener adds no error listener of its own, as many do not.
+    const { name, file, members, admitted } = await hostServer({
+      listener: (socket) => writers.push(setInterval(() => socket.write(Buffer.alloc(64 * 1024)), 2)),
+    });
+    try {
+      const m = member(file, members, encodeHello(name));
+      await until(() => admitted.length === 1 && m.received().length > HANDSHAKE.replyLength, "the host to write");
+      // Cut with bytes unread: the host's next writes fail (EPIPE or ECONNRESET).
+      m.socket.destroy();
+      await until(() => admitted[0].destroyed, "the host's side to fail");
+      expect(admitted[0].errored).toBeTruthy();
+    } finally {
+      for (const w of writers) clearInterval(w);
+    }
   });
 });
