@@ -43,8 +43,11 @@ function applied(source, oldSource, m) {
     .split("\n")
     .slice(start.line - 1, end.line)
     .join("\n");
+  const matches = (i) => lines.slice(i, i + span).join("\n") === oldText;
+  // At the same line if it is unchanged there; else wherever those lines are, if only once.
   const at = [];
-  for (let i = 0; i + span <= lines.length; i++) if (lines.slice(i, i + span).join("\n") === oldText) at.push(i);
+  if (matches(start.line - 1)) at.push(start.line - 1);
+  else for (let i = 0; i + span <= lines.length; i++) if (matches(i)) at.push(i);
   if (at.length !== 1) return undefined;
   const first = at[0];
   const last = first + span - 1;
