@@ -67,11 +67,12 @@ module.exports = function recheck(group, command) {
   const restore = () => {
     for (const [file, text] of originals) fs.writeFileSync(file, text);
   };
-  const onSigint = () => {
+  const onSignal = () => {
     restore();
     process.exit(130);
   };
-  process.on("SIGINT", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const today = new Date().toISOString().slice(0, 10);
   let killed = 0;
   try {
@@ -113,7 +114,8 @@ module.exports = function recheck(group, command) {
     }
   } finally {
     restore();
-    process.off("SIGINT", onSigint);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
   fs.writeFileSync(reportPath, JSON.stringify(report));
   console.log(`mutation: group ${group}: ${killed} survivors killed now; build/mutation/${group}.json updated`);

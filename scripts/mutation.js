@@ -3,7 +3,8 @@
 /**
  * Mutation testing with Stryker: `npm run mutation` (every group below: about six hours on 2
  * cores), `npm run mutation -- handshake lock` (some groups), `npm run mutation -- --recheck lock`
- * (the survivors of the last run again, against today's tests: scripts/mutation-recheck.js), or
+ * (the survivors of the last run again, against today's tests: scripts/mutation-recheck.js; with
+ * `--tests=a.test.ts,b.test.ts`, only those of the group's tests), or
  * `node scripts/mutation.js --report` (docs/mutation.md again from the reports in build/mutation).
  * Not part of CI.
  *
@@ -113,7 +114,9 @@ const testCommand = (tests) =>
 // survivors of the groups' last reports again against today's tests (scripts/mutation-recheck.js).
 const reportOnly = process.argv.includes("--report");
 const recheckOnly = process.argv.includes("--recheck");
-const asked = process.argv.slice(2).filter((a) => a !== "--report" && a !== "--recheck");
+// --tests=a,b: a re-check runs only these of the group's tests (quicker; it can only kill fewer).
+const testsArg = process.argv.find((a) => a.startsWith("--tests="));
+const asked = process.argv.slice(2).filter((a) => a !== "--report" && a !== "--recheck" && a !== testsArg);
 const unknown = asked.filter((g) => !(g in GROUPS));
 if (unknown.length > 0) {
   console.error(`mutation: no group ${unknown.join(", ")}; groups: ${Object.keys(GROUPS).join(", ")}`);
@@ -123,7 +126,10 @@ const groups = reportOnly || recheckOnly ? [] : asked.length > 0 ? asked : Objec
 fs.mkdirSync(OUT, { recursive: true });
 if (recheckOnly) {
   const recheck = require("./mutation-recheck");
-  for (const group of asked.length > 0 ? asked : Object.keys(GROUPS)) recheck(group, testCommand(GROUPS[group].tests));
+  for (const group of asked.length > 0 ? asked : Object.keys(GROUPS)) {
+    const tests = testsArg === undefined ? GROUPS[group].tests : testsArg.slice("--tests=".length).split(",");
+    recheck(group, testCommand(tests));
+  }
 }
 
 for (const group of groups) {
