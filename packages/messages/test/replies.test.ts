@@ -671,6 +671,39 @@ describe("the host, frame by frame", () => {
     });
   });
 
+  test("a handler's error whose message cannot be read: the member gets a plain Error saying so (a throw or a rejection), and its connection stays", async () => {
+    const unreadable = (): Error => {
+      const e = new Error();
+      Object.defineProperty(e, "message", {
+        get() {
+          throw new Error("the message getter threw");
+        },
+      });
+      return e;
+    };
+    const handlers = {
+      onMessage(): void {
+        throw unreadable();
+      },
+      onRequest(body: unknown): unknown {
+        if (body === "rejects") return Promise.reject(unreadable());
+        throw unreadable();
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(29, 0, CURRENT), msg(1, "x"), request(2, "throws"), request(3, "rejects"));
+      await m.until(() => [1, 2, 3].every((seq) => answered(m).includes(seq)), "the answers to 1, 2 and 3");
+      const plain = { name: "Error", message: "(a message that cannot be read)" };
+      expect([1, 2, 3].map((seq) => [m.results(seq)[0].type, v8Codec.decode(m.results(seq)[0].body)])).toEqual([
+        [FRAME.fail, plain],
+        [FRAME.res, plain],
+        [FRAME.res, plain],
+      ]);
+      expect(m.socket.destroyed).toBe(false);
+    });
+  });
+
   test("a push or a reply of exactly maxFrameBytes goes; one byte more is refused with ERR_OPEN_CHANNEL_FRAME_TOO_LARGE, naming its size", async () => {
     const max = 4096;
     /** A Buffer whose v8 encoding after `head` bytes of frame makes a frame of `payload` bytes (after its length). */
