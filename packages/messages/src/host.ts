@@ -148,6 +148,15 @@ function errorBody(codec: Codec, err: unknown): Uint8Array {
   }
 }
 
+/** `err`'s message as text for the debug output; never throws (a `message` getter may). */
+function messageOf(err: unknown): string {
+  try {
+    return text((err as Error)?.message);
+  } catch {
+    return "(a message that cannot be read)";
+  }
+}
+
 /** What a handler gets as `from`: made per message, so fields and a method, no closure. */
 class Context implements MessageContext {
   declare readonly pid: number;
@@ -555,7 +564,7 @@ export class MessageHost {
   }
 
   private failed(session: Session, seq: number, type: number, err: unknown): void {
-    debug("messages %j: the handler of seq %d (session %s) threw: %s", this.options.channel, seq, session.id, (err as Error)?.message);
+    debug("messages %j: the handler of seq %d (session %s) threw: %s", this.options.channel, seq, session.id, messageOf(err));
     const body = errorBody(this.options.codec, err);
     if (type === FRAME.req) this.result(session, seq, FRAME.res, false, body);
     else this.result(session, seq, FRAME.fail, false, body);

@@ -38,6 +38,9 @@ class RawMember {
   constructor(file: string) {
     this.socket = net.connect(file);
     this.socket.on("error", () => undefined);
+    this.socket.on("close", () => {
+      for (const w of [...this.waiters]) w();
+    });
     this.socket.on("data", (d: Buffer) => {
       this.got = Buffer.concat([this.got, d]);
       while (this.got.length >= 4 && this.got.length >= 4 + this.got.readUInt32BE(0)) {
@@ -91,8 +94,8 @@ class RawMember {
 }
 
 /** A hello of `session` (16 bytes of one value) with `base`; `features` as a member of that version announces them. */
-function hello(session: number, base: number, features: number): Buffer {
-  const h = encodeHello(Buffer.alloc(16, session), 1000 + session, base, []);
+function hello(session: number, base: number, features: number, topics: string[] = []): Buffer {
+  const h = encodeHello(Buffer.alloc(16, session), 1000 + session, base, topics);
   h[h.length - 1] = features;
   return h;
 }
@@ -265,17 +268,25 @@ describe("replies and reconnects to the same host", () => {
       g.open();
       await sleep(50);
       const second = new RawMember(file);
-      second.write(hello(2, 1, features), request(1, "big", true));
-      await second.until(() => second.results(1).length > 0, "an answer to the request sent again");
-      const answer = second.results(1)[0];
-      expect(g.runs()).toBe(1);
-      expect(answer.type).toBe(FRAME.res);
-      expect(answer.flags & (FRAME.ok | FRAME.lost)).toBe(FRAME.lost);
-      expect(v8Codec.decode(answer.body)).toMatchObject({ code: "ERR_OPEN_CHANNEL_REPLY_LOST" });
-      // Over the host's 16 KiB for this member: never kept (the lost answer is, until read).
-      expect(host.keptResults()).toEqual({ results: 1, bytes: expect.any(Number) });
-      expect(host.keptResults().bytes).toBeLessThan(1024);
-      await second.close();
+      // Closed also when an assertion fails (a socket left open fails the whole file).
+      try {
+        second.write(hello(2, 1, features), request(1, "big", true));
+        await second.until(() => second.results(1).length > 0, "an answer to the request sent again");
+        const answer = second.results(1)[0];
+        expect(g.runs()).toBe(1);
+        expect(answer.type).toBe(FRAME.res);
+        expect(answer.flags & (FRAME.ok | FRAME.lost)).toBe(FRAME.lost);
+        expect(v8Codec.decode(answer.body)).toMatchObject({
+          code: "ERR_OPEN_CHANNEL_REPLY_LOST",
+          message: expect.stringContaining("the host handled request 1, but its reply was lost"),
+        });
+        // Over the host's 16 KiB for this member: never kept (the lost answer is, until read).
+        expect(host.keptResults()).toEqual({ results: 1, bytes: expect.any(Number) });
+        expect(host.keptResults().bytes).toBeGreaterThan(0);
+        expect(host.keptResults().bytes).toBeLessThan(1024);
+      } finally {
+        await second.close();
+      }
     });
   });
 
@@ -397,5 +408,467 @@ test.each([
     } finally {
       await member.close();
     }
+  });
+});
+
+describe("the host, frame by frame", () => {
+  // Closed after each test, also when an assertion fails first.
+  const opened: RawMember[] = [];
+  const connect = (file: string): RawMember => {
+    const m = new RawMember(file);
+    opened.push(m);
+    return m;
+  };
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((m) => m.close()));
+  });
+  const msg = (seq: number, body: unknown, redelivered = false): Buffer => {
+    const f = encodeSequenced(FRAME.msg, seq, v8Codec.encode(body));
+    if (redelivered) f[FRAME.flagsAt] |= FRAME.redelivered;
+    return f;
+  };
+  const publish = (seq: number, topic: string, body: unknown): Buffer => encodeSequenced(FRAME.pub, seq, v8Codec.encode(body), topic);
+  const subscribe = (seq: number, topic: string): Buffer => encodeSequenced(FRAME.sub, seq, undefined, topic);
+  const unsubscribe = (seq: number, topic: string): Buffer => encodeSequenced(FRAME.unsub, seq, undefined, topic);
+  const acks = (m: RawMember): number[] => m.frames.filter((f) => f.type === FRAME.ack).map((f) => f.n);
+  /** The topics of the EVENT frames `m` got, in order. */
+  const events = (m: RawMember): string[] =>
+    m.frames.filter((f) => f.type === FRAME.event).map((f) => f.body.toString("utf8", 2, 2 + f.body.readUInt16BE(0)));
+  const answered = (m: RawMember): number[] => m.frames.filter((f) => f.type === FRAME.res || f.type === FRAME.fail).map((f) => f.n);
+  const closed = (m: RawMember, what: string, ms?: number): Promise<void> => m.until(() => m.socket.destroyed, what, ms);
+  /** A promise that waits until `open()`. */
+  function gate(): { wait: Promise<void>; open: () => void } {
+    let open: () => void = () => undefined;
+    const wait = new Promise<void>((r) => {
+      open = r;
+    });
+    return { wait, open };
+  }
+
+  test("a member back with its base below what was handled is acknowledged again at once; what it sends again is neither run again nor answered", async () => {
+    const seen: unknown[] = [];
+    await withHost({ onMessage: (body) => void seen.push(body), onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const first = connect(file);
+      first.write(hello(11, 0, CURRENT), msg(1, "a"), msg(2, "b"), msg(3, "c"));
+      await first.until(() => acks(first).includes(3), "the ACK of 3");
+      await first.close();
+      // It did not read that ACK: its base is still 0.
+      const second = connect(file);
+      second.write(hello(11, 0, CURRENT));
+      await second.until(() => acks(second).includes(3), "the ACK of 3 again, after the hello");
+      second.write(msg(1, "a", true), msg(2, "b", true), msg(3, "c", true), request(4, "after"));
+      await second.until(() => answered(second).includes(4), "the reply to 4");
+      expect(seen).toEqual(["a", "b", "c"]);
+      expect(answered(second)).toEqual([4]);
+    });
+  });
+
+  test("a member back with a higher base (another host acknowledged more meanwhile): its next reply stands for the ACK", async () => {
+    await withHost({ onMessage: () => undefined, onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const first = connect(file);
+      first.write(hello(12, 0, CURRENT), msg(1, "a"));
+      await first.until(() => acks(first).includes(1), "the ACK of 1");
+      await first.close();
+      const second = connect(file);
+      second.write(hello(12, 10, CURRENT), request(11, "x"));
+      await second.until(() => answered(second).includes(11), "the reply to 11");
+      second.write(request(12, "y"));
+      await second.until(() => answered(second).includes(12), "the reply to 12");
+      expect(second.results(11)[0].flags).toBe(FRAME.ok | FRAME.acks);
+      expect(acks(second)).toEqual([]);
+    });
+  });
+
+  test("a request sent again that this host never answered (its previous host took it, then died) is run, flagged redelivered", async () => {
+    const handlers = {
+      onRequest: (body: unknown, from: import("../src/host").MessageContext) => ({ body, redelivered: from.redelivered }),
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(13, 10, CURRENT), request(8, "taken", true));
+      await m.until(() => answered(m).includes(8), "the reply to 8");
+      expect(m.results(8)[0].flags & FRAME.ok).toBe(FRAME.ok);
+      expect(v8Codec.decode(m.results(8)[0].body)).toEqual({ body: "taken", redelivered: true });
+    });
+  });
+
+  test("a request sent again while its handler still runs is not run twice: one reply once it is done", async () => {
+    const g = gate();
+    let runs = 0;
+    const handlers = {
+      onRequest(body: unknown) {
+        if (body !== "slow") return body;
+        runs++;
+        return g.wait.then(() => "slow, done");
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const first = connect(file);
+      first.write(hello(14, 0, CURRENT), request(1, "slow"));
+      await first.until(() => acks(first).includes(1), "the ACK of 1");
+      await first.close();
+      const second = connect(file);
+      second.write(hello(14, 1, CURRENT), request(1, "slow", true), request(2, "quick"));
+      await second.until(() => answered(second).includes(2), "the reply to 2");
+      expect(runs).toBe(1);
+      g.open();
+      await second.until(() => answered(second).includes(1), "the reply to 1");
+      expect(runs).toBe(1);
+      expect(second.results(1).map((f) => v8Codec.decode(f.body))).toEqual(["slow, done"]);
+    });
+  });
+
+  test("a READ lets go of the results read, and only those: the one after it is replayed on the next connection", async () => {
+    await withHost({ onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const first = connect(file);
+      first.write(hello(15, 0, CURRENT), request(1, "a"), request(2, "b"));
+      await first.until(() => answered(first).includes(2), "the replies to 1 and 2");
+      // Read one of the two; the reply to 3 comes after that READ was taken.
+      first.write(read(1), request(3, "c"));
+      await first.until(() => answered(first).includes(3), "the reply to 3");
+      await first.close();
+      const second = connect(file);
+      second.write(hello(15, 3, CURRENT));
+      await second.until(() => answered(second).includes(3), "the replies replayed");
+      expect(answered(second)).toEqual([2, 3]);
+    });
+  });
+
+  test("UNSUB stops a topic's events to that member; another subscriber of the topic still gets them", async () => {
+    await withHost({ onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const a = connect(file);
+      const b = connect(file);
+      const publisher = connect(file);
+      b.write(hello(17, 0, CURRENT), subscribe(1, "t"));
+      await b.until(() => acks(b).includes(1), "the ACK of B's SUB");
+      a.write(hello(16, 0, CURRENT, ["t"]), unsubscribe(1, "t"));
+      await a.until(() => acks(a).includes(1), "the ACK of A's UNSUB");
+      publisher.write(hello(18, 0, CURRENT), publish(1, "t", "news"));
+      await publisher.until(() => acks(publisher).includes(1), "the ACK of the publish");
+      await b.until(() => events(b).length > 0, "the event at B");
+      // An event to A would come before this reply (one connection, in order).
+      a.write(request(2, "sync"));
+      await a.until(() => answered(a).includes(2), "A's reply");
+      expect(events(a)).toEqual([]);
+      expect(events(b)).toEqual(["t"]);
+    });
+  });
+
+  test("a member back on a new connection while its old one is open: the old one is closed, the new one gets the topics of its hello only", async () => {
+    await withHost({ onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const old = connect(file);
+      const again = connect(file);
+      const publisher = connect(file);
+      old.write(hello(19, 0, CURRENT, ["u"]), request(1, "x"));
+      await old.until(() => answered(old).includes(1), "the reply on the old connection");
+      again.write(hello(19, 1, CURRENT, ["v"]), request(2, "y"));
+      await closed(old, "the old connection closed by the host");
+      await again.until(() => answered(again).includes(2), "the reply on the new connection");
+      publisher.write(hello(20, 0, CURRENT), publish(1, "u", "to u"), publish(2, "v", "to v"));
+      await publisher.until(() => acks(publisher).includes(2), "the ACK of the publishes");
+      again.write(request(3, "sync"));
+      await again.until(() => answered(again).includes(3), "the reply after the publishes");
+      expect(events(again)).toEqual(["v"]);
+    });
+  });
+
+  test.each([0, 8, FRAME.ack])("a frame of type %i (no frame a member sends) closes the member's connection", async (type) => {
+    await withHost({ onMessage: () => undefined }, 8 * MiB, async (file) => {
+      const m = connect(file);
+      const frame = msg(1, "x");
+      frame[FRAME.typeAt] = type;
+      m.write(hello(21, 0, CURRENT), frame);
+      await closed(m, "the connection closed", 5000);
+      expect(acks(m)).toEqual([]);
+    });
+  });
+
+  test("a member subscribed to what it publishes gets the event in order among its replies; a publish nobody lags behind is acknowledged at once", async () => {
+    await withHost({ onRequest: (body) => body }, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(22, 0, CURRENT, ["self"]), request(1, "a"), publish(2, "self", "ev"), request(3, "b"));
+      await m.until(() => answered(m).includes(3), "the reply to 3");
+      m.write(request(4, "c"));
+      await m.until(() => answered(m).includes(4), "the reply to 4");
+      // Every reply stands for the ACK (nothing before it still open): no ACK frame at all.
+      expect(m.frames.map((f) => [f.type, f.n, f.flags])).toEqual([
+        [FRAME.welcome, FRAME.features.read, 0],
+        [FRAME.res, 1, FRAME.ok | FRAME.acks],
+        [FRAME.event, 0, 0],
+        [FRAME.res, 3, FRAME.ok | FRAME.acks],
+        [FRAME.res, 4, FRAME.ok | FRAME.acks],
+      ]);
+    });
+  });
+
+  test("an async onMessage still running holds back the ACK of everything after it, and no reply meanwhile stands for one", async () => {
+    const g = gate();
+    const handlers = {
+      onMessage: (body: unknown) => (body === "slow" ? g.wait : Promise.resolve()),
+      onRequest: (body: unknown) => body,
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(23, 0, CURRENT), msg(1, "slow"), msg(2, "quick"), request(3, "a"));
+      await m.until(() => answered(m).includes(3), "the reply to 3");
+      // A second round trip: an ACK the host had due after the first chunk has come by then.
+      m.write(request(4, "b"));
+      await m.until(() => answered(m).includes(4), "the reply to 4");
+      expect(acks(m)).toEqual([]);
+      expect([m.results(3)[0].flags, m.results(4)[0].flags]).toEqual([FRAME.ok, FRAME.ok]);
+      g.open();
+      await m.until(() => acks(m).includes(4), "the ACK of 4 once 1 is done");
+    });
+  });
+
+  test("a handler that throws or rejects: a MSG gets a FAIL, a REQ a RES without ok, each with the error, and all are acknowledged", async () => {
+    const handlers = {
+      onMessage(body: unknown) {
+        if (body === "later") return Promise.reject(Object.assign(new Error("later"), { code: "ELATER" }));
+        throw Object.assign(new Error("now"), { code: "ENOW" });
+      },
+      onRequest(): unknown {
+        throw Object.assign(new Error("asked"), { code: "EASKED" });
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(24, 0, CURRENT), msg(1, "later"), msg(2, "now"), request(3, "x"));
+      await m.until(() => answered(m).includes(1) && acks(m).includes(3), "the FAIL of 1 and the ACK of 3");
+      const outcome = (seq: number) =>
+        m.results(seq).map((f) => [f.type, f.flags & FRAME.ok, (v8Codec.decode(f.body) as { code: string }).code]);
+      expect([outcome(1), outcome(2), outcome(3)]).toEqual([
+        [[FRAME.fail, 0, "ELATER"]],
+        [[FRAME.fail, 0, "ENOW"]],
+        [[FRAME.res, 0, "EASKED"]],
+      ]);
+    });
+  });
+
+  test("what a request's handler throws reaches the member as { name, message, code }: a code only as a string, anything the codec cannot carry as a plain Error", async () => {
+    const handlers = {
+      onRequest(body: unknown): unknown {
+        if (body === "numeric code") throw Object.assign(new Error("numeric"), { code: 42 });
+        if (body === "symbol name") throw Object.assign(new Error("named"), { name: Symbol("odd") });
+        if (body === "null") throw null;
+        if (body === "function") return () => undefined;
+        return "ok";
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(25, 0, CURRENT), request(1, "numeric code"), request(2, "symbol name"), request(3, "null"), request(4, "function"));
+      m.write(request(5, "end"));
+      await m.until(() => answered(m).includes(5), "the reply to 5");
+      const body = (seq: number): unknown => v8Codec.decode(m.results(seq)[0].body);
+      expect(m.results(1)[0].flags & FRAME.ok).toBe(0);
+      expect(body(1)).toStrictEqual({ name: "Error", message: "numeric", code: undefined });
+      expect(body(2)).toStrictEqual({ name: "Error", message: "named" });
+      expect(body(3)).toStrictEqual({ name: "Error", message: "null", code: undefined });
+      expect(body(4)).toMatchObject({ message: expect.stringContaining("could not be cloned") });
+      expect(m.results(4)[0].flags & FRAME.ok).toBe(0);
+      expect(body(5)).toBe("ok");
+    });
+  });
+
+  test("a handler's error whose message cannot be read: the member gets a plain Error saying so (a throw or a rejection), and its connection stays", async () => {
+    const unreadable = (): Error => {
+      const e = new Error();
+      Object.defineProperty(e, "message", {
+        get() {
+          throw new Error("the message getter threw");
+        },
+      });
+      return e;
+    };
+    const handlers = {
+      onMessage(): void {
+        throw unreadable();
+      },
+      onRequest(body: unknown): unknown {
+        if (body === "rejects") return Promise.reject(unreadable());
+        throw unreadable();
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(29, 0, CURRENT), msg(1, "x"), request(2, "throws"), request(3, "rejects"));
+      await m.until(() => [1, 2, 3].every((seq) => answered(m).includes(seq)), "the answers to 1, 2 and 3");
+      const plain = { name: "Error", message: "(a message that cannot be read)" };
+      expect([1, 2, 3].map((seq) => [m.results(seq)[0].type, v8Codec.decode(m.results(seq)[0].body)])).toEqual([
+        [FRAME.fail, plain],
+        [FRAME.res, plain],
+        [FRAME.res, plain],
+      ]);
+      expect(m.socket.destroyed).toBe(false);
+    });
+  });
+
+  test("a push or a reply of exactly maxFrameBytes goes; one byte more is refused with ERR_OPEN_CHANNEL_FRAME_TOO_LARGE, naming its size", async () => {
+    const max = 4096;
+    /** A Buffer whose v8 encoding after `head` bytes of frame makes a frame of `payload` bytes (after its length). */
+    const sized = (payload: number, head: number): Buffer => {
+      for (let n = payload - head; n > 0; n--) if (v8Codec.encode(Buffer.alloc(n)).length + head === payload) return Buffer.alloc(n, 7);
+      throw new Error(`no body makes ${payload} bytes`);
+    };
+    const handlers = {
+      onRequest(body: unknown, from: import("../src/host").MessageContext): unknown {
+        const { push, reply } = body as { push?: number; reply?: number };
+        if (reply !== undefined) return sized(reply, 1 + 6 + 1);
+        try {
+          return from.send(sized(push as number, 1));
+        } catch (err) {
+          return { code: (err as { code: string }).code, message: (err as Error).message };
+        }
+      },
+    };
+    await withRawHost(handlers, { maxFrameBytes: max, maxUnacked: 16 }, async (file) => {
+      const m = connect(file);
+      m.write(
+        hello(27, 0, CURRENT),
+        request(1, { push: max }),
+        request(2, { push: max + 1 }),
+        request(3, { reply: max }),
+        request(4, { reply: max + 1 }),
+      );
+      await m.until(() => answered(m).includes(4), "the reply to 4");
+      const body = (seq: number): unknown => v8Codec.decode(m.results(seq)[0].body);
+      expect(body(1)).toBe(true);
+      expect(m.frames.filter((f) => f.type === FRAME.push).map((f) => 1 + f.body.length)).toEqual([max]);
+      expect(body(2)).toEqual({ code: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE", message: expect.stringContaining(`a push of ${max + 1} bytes`) });
+      expect([m.results(3)[0].flags & FRAME.ok, 8 + m.results(3)[0].body.length]).toEqual([FRAME.ok, max]);
+      expect(m.results(4)[0].flags & FRAME.ok).toBe(0);
+      expect(body(4)).toMatchObject({
+        code: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE",
+        message: expect.stringContaining(`a reply of ${max + 1} bytes`),
+      });
+    });
+  });
+
+  test("from.send says true while the member is connected, false once it is gone", async () => {
+    let from: import("../src/host").MessageContext | undefined;
+    const handlers = {
+      onRequest(_: unknown, context: import("../src/host").MessageContext) {
+        from = context;
+        return context.send("hi");
+      },
+    };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(28, 0, CURRENT), request(1, "x"));
+      await m.until(() => answered(m).includes(1), "the reply to 1");
+      expect(v8Codec.decode(m.results(1)[0].body)).toBe(true);
+      expect(m.frames.filter((f) => f.type === FRAME.push).map((f) => v8Codec.decode(f.body))).toEqual(["hi"]);
+      await m.close();
+      // The host sees the close a moment later.
+      let sent = true;
+      for (let i = 0; i < 200 && sent; i++) {
+        sent = (from as import("../src/host").MessageContext).send("gone");
+        if (sent) await sleep(10);
+      }
+      expect(sent).toBe(false);
+    });
+  });
+
+  test("a push in a buffer of its own, then an ACK that happens to start where that buffer ends (in the slab): both arrive whole", async () => {
+    const L = 5000;
+    /** A Buffer whose v8 encoding after `head` bytes makes a frame of `length` bytes. */
+    const sized = (length: number, head: number): Buffer => {
+      for (let n = length - head; n > 0; n--) if (v8Codec.encode(Buffer.alloc(n)).length + head === length) return Buffer.alloc(n, 7);
+      throw new Error(`no body makes ${length} bytes`);
+    };
+    const handlers = {
+      onMessage(_: unknown, from: import("../src/host").MessageContext) {
+        from.send(sized(L, FRAME.headerBytes));
+      },
+      onRequest: () => sized(L, 12),
+    };
+    // A host of its own: its slab starts empty, so the reply fills exactly its first L bytes.
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const m = connect(file);
+      m.write(hello(30, 0, CURRENT), request(1, "fill"));
+      await m.until(() => answered(m).includes(1), "the reply to 1");
+      // The push (L bytes, a buffer of its own) and then the ACK, in the slab at offset L.
+      m.write(msg(2, "push"));
+      await m.until(() => acks(m).includes(2), "the ACK of 2");
+      const pushes = m.frames.filter((f) => f.type === FRAME.push);
+      expect(pushes.map((f) => FRAME.headerBytes + f.body.length)).toEqual([L]);
+      expect(v8Codec.decode(pushes[0].body)).toEqual(sized(L, FRAME.headerBytes));
+    });
+  });
+
+  test("a subscriber that falls behind and catches up again, many times over: its publishes wait for it, with one waiter on its connection, none left after", async () => {
+    await withRawHost({ onRequest: (body) => body }, { maxFrameBytes: 1 * MiB, maxUnacked: 1024 }, async (file, _host, server) => {
+      // The host's end of each connection, in the order accepted.
+      const ends: net.Socket[] = [];
+      server.on("connection", (socket: net.Socket) => ends.push(socket));
+      const slow = connect(file);
+      slow.write(hello(31, 0, CURRENT, ["t"]), request(1, "subscribed"));
+      await slow.until(() => answered(slow).includes(1), "the subscriber's reply");
+      const end = ends[0];
+      const closeListeners = end.listenerCount("close");
+      const publisher = connect(file);
+      publisher.write(hello(32, 0, CURRENT));
+      const big = Buffer.alloc(512 * 1024, 1);
+      let seq = 0;
+      for (let round = 0; round < 12; round++) {
+        slow.socket.pause();
+        // 2 MiB: past what the host lets wait for one subscriber; then small ones, each behind it;
+        // then a request, answered once the host has taken them all.
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 4; i++) frames.push(publish(++seq, "t", big));
+        for (let i = 0; i < 20; i++) frames.push(publish(++seq, "t", i));
+        frames.push(request(++seq, "after"));
+        const asked = seq;
+        const before = events(slow).length;
+        publisher.write(...frames);
+        await publisher.until(() => answered(publisher).includes(asked), `round ${round}: the reply after the publishes`);
+        expect(acks(publisher).filter((n) => n >= asked)).toEqual([]);
+        expect([end.listenerCount("drain"), end.listenerCount("close") - closeListeners]).toEqual([1, 1]);
+        slow.socket.resume();
+        await slow.until(() => events(slow).length === before + 24, `round ${round}: the events`);
+        await publisher.until(() => acks(publisher).some((n) => n >= asked), `round ${round}: the ACK of ${asked}`);
+      }
+      expect([end.listenerCount("drain"), end.listenerCount("close") - closeListeners]).toEqual([0, 0]);
+    });
+  });
+
+  test("two replies kept in memory in the reverse of their order, sent again together: each goes whole, and the stream stays readable", async () => {
+    const gates = new Map([
+      ["one", gate()],
+      ["two", gate()],
+    ]);
+    const handlers = { onRequest: (body: unknown) => (gates.get(body as string)?.wait ?? Promise.resolve()).then(() => body) };
+    await withHost(handlers, 8 * MiB, async (file) => {
+      const first = connect(file);
+      first.write(hello(33, 0, CURRENT), request(1, "one"), request(2, "two"));
+      await first.until(() => acks(first).includes(2), "the ACK of both requests");
+      // Answered 2 first: the reply to 1 lies right after it (two replies of one length).
+      gates.get("two")?.open();
+      await first.until(() => answered(first).includes(2), "the reply to 2");
+      gates.get("one")?.open();
+      await first.until(() => answered(first).includes(1), "the reply to 1");
+      await first.close();
+      // Unread: replayed on the hello, and sent again for the requests sent again.
+      const second = connect(file);
+      second.write(hello(33, 2, CURRENT), request(1, "one", true), request(2, "two", true));
+      second.write(request(3, "three"));
+      await second.until(() => answered(second).includes(3), "the reply to 3");
+      expect(second.frames.filter((f) => ![FRAME.welcome, FRAME.res, FRAME.ack].includes(f.type as never))).toEqual([]);
+      const values = second.frames.filter((f) => f.type === FRAME.res).map((f) => [f.n, v8Codec.decode(f.body)]);
+      expect(values).toContainEqual([1, "one"]);
+      expect(values).toContainEqual([2, "two"]);
+      expect(values.every(([n, v]) => v === ["one", "two", "three"][(n as number) - 1])).toBe(true);
+    });
+  });
+
+  test("300 MSG frames in one chunk are acknowledged as they go: an ACK after 256 of them, then one at the end", async () => {
+    await withHost({ onMessage: () => undefined }, 8 * MiB, async (file) => {
+      const m = connect(file);
+      // About 5 KB: one read on the host's side.
+      m.write(hello(26, 0, CURRENT), ...Array.from({ length: 300 }, (_, i) => msg(i + 1, i)));
+      await m.until(() => acks(m).includes(300), "the ACK of 300");
+      expect(acks(m)).toEqual([256, 300]);
+    });
   });
 });
