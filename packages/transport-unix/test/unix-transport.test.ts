@@ -166,6 +166,23 @@ describe("bind or take over (the election for one socket path)", () => {
     return { file, server };
   }
 
+  test("a host killed while a probe waits in its backlog is found dead: the reset is asked again, then refused", async () => {
+    const file = path.join(tmp(), "killed.sock");
+    const child = fork(path.join(__dirname, "..", "..", "open-channel", "test", "fixtures", "stale-socket.js"), [file], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    await new Promise((resolve) => child.once("message", resolve));
+    // Stopped, it accepts nothing: the probe's connection and hello wait in its backlog, and its
+    // death resets them (ECONNRESET), as a host killed mid-probe does.
+    child.kill("SIGSTOP");
+    const result = probe(file, "some-channel");
+    await new Promise((r) => setTimeout(r, 200));
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    expect(await result).toBe("refused");
+  });
+
   test("a probe asks the way a host answers (a probe hello), and one answer is enough", async () => {
     const received: Buffer[] = [];
     // It answers and keeps the connection: the answer itself ends the probe.
