@@ -138,13 +138,7 @@ function errorBody(codec: Codec, err: unknown): Uint8Array {
     return codec.encode({ name: e.name, message: e.message, code: typeof code === "string" ? code : undefined });
   } catch {
     // A message or name the codec cannot carry (or a getter that throws): as text.
-    let message: string;
-    try {
-      message = text(e.message);
-    } catch {
-      message = "(a message that cannot be read)";
-    }
-    return codec.encode({ name: "Error", message });
+    return codec.encode({ name: "Error", message: messageOf(e) });
   }
 }
 
