@@ -269,7 +269,10 @@ describe("HostServer", () => {
     try {
       const m = member(file, members, encodeHello(name));
       await until(() => admitted.length === 1 && m.received().length > HANDSHAKE.replyLength, "the host to write");
-      // Cut with bytes unread: the host's next writes fail (EPIPE or ECONNRESET).
+      // The member stops reading until the host has writes queued: cut then, those writes fail
+      // (EPIPE or ECONNRESET) whatever the host reads first (an EOF alone would close it cleanly).
+      m.socket.pause();
+      await until(() => admitted[0].writableLength > 0, "the host's writes to queue");
       m.socket.destroy();
       await until(() => admitted[0].destroyed, "the host's side to fail");
       expect(admitted[0].errored).toBeTruthy();
