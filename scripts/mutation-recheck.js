@@ -4,8 +4,8 @@
  * against today's tests. A full run takes hours; tests written for its survivors need only these
  * mutants run again. Each surviving mutant is put into the built file (the source with the mutant
  * applied, compiled alone by TypeScript), and the group's tests run against it as Stryker runs them
- * (stopping at the first failure). The report build/mutation/<group>.json is updated: a mutant now
- * killed gets the status Killed (or Timeout) and the reason "re-checked on <date>".
+ * (stopping at the first failure). The results docs/mutation/<group>.json are updated: a mutant now
+ * killed gets the status Killed (or Timeout) and the date it was re-checked.
  *
  * A mutant whose lines changed since the run is left as it is and listed: only a full run says
  * what it does now. The mutants the run killed are not run again: a test weakened since would not
@@ -56,13 +56,12 @@ function applied(source, oldSource, m) {
 }
 
 /** Re-checks group `group`'s survivors with its test command `command`; returns how many are killed now. */
-module.exports = function recheck(group, command) {
-  const reportPath = path.join(ROOT, "build", "mutation", `${group}.json`);
-  if (!fs.existsSync(reportPath)) {
-    console.error(`mutation: no report of group ${group} to re-check (build/mutation/${group}.json)`);
+module.exports = function recheck(group, command, { readResults, writeResults, git }) {
+  const report = readResults(group);
+  if (report === undefined) {
+    console.error(`mutation: no results of group ${group} to re-check (docs/mutation/${group}.json)`);
     return 0;
   }
-  const report = JSON.parse(fs.readFileSync(reportPath, "utf8"));
   const originals = new Map();
   const restore = () => {
     for (const [file, text] of originals) fs.writeFileSync(file, text);
@@ -93,10 +92,12 @@ module.exports = function recheck(group, command) {
       const source = fs.readFileSync(path.join(ROOT, file), "utf8");
       const built = builtOf(file);
       const plain = compile(source);
+      // The source as the run mutated it.
+      const runSource = git("show", `${report.commit}:${file}`);
       for (const m of entry.mutants) {
         if (m.status !== "Survived" && m.status !== "NoCoverage") continue;
         const label = `${file}:${m.location.start.line} ${m.mutatorName} ${JSON.stringify(m.replacement).slice(0, 60)}`;
-        const mutated = applied(source, entry.source, m);
+        const mutated = applied(source, runSource, m);
         if (mutated === undefined) {
           console.log(`  changed  ${label}`);
           continue;
@@ -107,7 +108,7 @@ module.exports = function recheck(group, command) {
         console.log(`  ${status.padEnd(8)} ${label}`);
         if (status !== "Survived") {
           m.status = status;
-          m.statusReason = `re-checked on ${today}`;
+          m.recheckedOn = today;
           killed++;
         }
       }
@@ -117,7 +118,7 @@ module.exports = function recheck(group, command) {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
-  fs.writeFileSync(reportPath, JSON.stringify(report));
-  console.log(`mutation: group ${group}: ${killed} survivors killed now; build/mutation/${group}.json updated`);
+  writeResults(group, report);
+  console.log(`mutation: group ${group}: ${killed} survivors killed now; docs/mutation/${group}.json updated`);
   return killed;
 };

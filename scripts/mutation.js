@@ -5,7 +5,7 @@
  * cores), `npm run mutation -- handshake lock` (some groups), `npm run mutation -- --recheck lock`
  * (the survivors of the last run again, against today's tests: scripts/mutation-recheck.js; with
  * `--tests=a.test.ts,b.test.ts`, only those of the group's tests), or
- * `node scripts/mutation.js --report` (docs/mutation.md again from the reports in build/mutation).
+ * `node scripts/mutation.js --report` (docs/mutation.md again from the results in docs/mutation/).
  * Not part of CI.
  *
  * Stryker changes the sources in place (with mutant switching: every mutant compiled in at once,
@@ -19,7 +19,8 @@
  * Ctrl-C). Not incremental: with the command runner Stryker sees one test ("All tests"), so it
  * would reuse every result of unchanged sources even after the tests changed.
  *
- * Writes build/mutation/<group>.json (Stryker's report) and docs/mutation.md: the score per file,
+ * Writes build/mutation/<group>.json (Stryker's report), docs/mutation/<group>.json (its counts and
+ * the mutants not killed, committed: a later session re-checks them) and docs/mutation.md: the score per file,
  * with the groups not run this time kept from the previous runs.
  */
 const { spawnSync } = require("node:child_process");
@@ -106,11 +107,48 @@ const GROUPS = {
   },
 };
 
+const git = (...args) => {
+  const run = spawnSync("git", args, { cwd: ROOT, encoding: "utf8" });
+  if (run.status !== 0) throw new Error(`mutation: git ${args.join(" ")}: ${run.stderr}`);
+  return run.stdout;
+};
+
+/** The results of a group's last run, kept in the repository: docs/mutation/<group>.json. */
+const resultsPath = (group) => path.join(ROOT, "docs", "mutation", `${group}.json`);
+function readResults(group) {
+  return fs.existsSync(resultsPath(group)) ? JSON.parse(fs.readFileSync(resultsPath(group), "utf8")) : undefined;
+}
+function writeResults(group, results) {
+  fs.mkdirSync(path.dirname(resultsPath(group)), { recursive: true });
+  fs.writeFileSync(resultsPath(group), `${JSON.stringify(results, null, 1)}\n`);
+}
+
+/**
+ * Stryker's report (build/mutation/<group>.json, the sources and every mutant) made small enough to
+ * commit: the counts per status, and the mutants the run did not kill, which a re-check runs again.
+ */
+function saveResults(group, commit) {
+  const report = JSON.parse(fs.readFileSync(path.join(OUT, `${group}.json`), "utf8"));
+  const files = {};
+  for (const [file, { mutants }] of Object.entries(report.files)) {
+    const counts = { Killed: 0, Timeout: 0, Survived: 0, NoCoverage: 0, CompileError: 0, Ignored: 0, RuntimeError: 0 };
+    for (const m of mutants) counts[m.status] = (counts[m.status] ?? 0) + 1;
+    const left = mutants.filter((m) => m.status === "Survived" || m.status === "NoCoverage");
+    counts.Survived = 0;
+    counts.NoCoverage = 0;
+    files[file] = {
+      counts,
+      mutants: left.map(({ id, mutatorName, replacement, location, status }) => ({ id, mutatorName, replacement, location, status })),
+    };
+  }
+  writeResults(group, { group, commit, runOn: new Date().toISOString().slice(0, 10), files });
+}
+
 /** The tests of a run, quickest first, stopping at the first failure (as Stryker runs them). */
 const testCommand = (tests) =>
   `OC_MUTATION_RUN=1 OC_TEST_ORDER=${tests.join(",")} node scripts/mutation-tests.js --ci --bail --maxWorkers=1 --testSequencer ./scripts/jest-order-sequencer.js ${tests.join(" ")}`;
 
-// --report: only remake docs/mutation.md from the reports in build/mutation. --recheck: run the
+// --report: only remake docs/mutation.md from the results in docs/mutation/. --recheck: run the
 // survivors of the groups' last reports again against today's tests (scripts/mutation-recheck.js).
 const reportOnly = process.argv.includes("--report");
 const recheckOnly = process.argv.includes("--recheck");
@@ -128,12 +166,20 @@ if (recheckOnly) {
   const recheck = require("./mutation-recheck");
   for (const group of asked.length > 0 ? asked : Object.keys(GROUPS)) {
     const tests = testsArg === undefined ? GROUPS[group].tests : testsArg.slice("--tests=".length).split(",");
-    recheck(group, testCommand(tests));
+    recheck(group, testCommand(tests), { readResults, writeResults, git });
   }
 }
 
+// The sources a run mutates must be committed: its results name the commit, and a re-check
+// finds each mutant's original lines there.
+const commit = groups.length === 0 ? "" : git("rev-parse", "HEAD").trim();
 for (const group of groups) {
   const { mutate, tests } = GROUPS[group];
+  const dirty = git("status", "--porcelain", "--", ...mutate.map((m) => m.replace(/:.*$/, ""))).trim();
+  if (dirty !== "") {
+    console.error(`mutation: commit the sources of group ${group} first:\n${dirty}`);
+    process.exit(2);
+  }
   const config = {
     packageManager: "npm",
     testRunner: "command",
@@ -148,6 +194,9 @@ for (const group of groups) {
     jsonReporter: { fileName: path.join("build", "mutation", `${group}.json`) },
     // A mutant that does not type-check is not run (and not counted). The tests run the build,
     // whose sources get "// @ts-nocheck" so that the build of every mutant at once succeeds.
+    // No mutants in the debug output (scripts/stryker-ignore-debug.mjs says why).
+    appendPlugins: [path.join(__dirname, "stryker-ignore-debug.mjs")],
+    ignorers: ["debug-output"],
     checkers: ["typescript"],
     tsconfigFile: "tsconfig.build.json",
     disableTypeChecks: "packages/*/src/**/*.ts",
@@ -165,31 +214,25 @@ for (const group of groups) {
     stdio: "inherit",
   });
   if (run.status !== 0) console.error(`mutation: stryker exited ${run.status} for group ${group}`);
+  else saveResults(group, commit);
   // Stryker's restore of the files it changed in place loses their modes: the command's bin.
   fs.chmodSync(path.join(ROOT, "packages", "open-channel", "bin", "open-channel.js"), 0o755);
 }
 
-// docs/mutation.md from every group's latest report.
+// docs/mutation.md from every group's results in docs/mutation/.
 const rows = [];
 for (const group of Object.keys(GROUPS)) {
-  let report;
-  try {
-    report = JSON.parse(fs.readFileSync(path.join(OUT, `${group}.json`), "utf8"));
-  } catch {
-    continue;
-  }
-  for (const [file, { mutants }] of Object.entries(report.files)) {
-    const count = (status) => mutants.filter((m) => m.status === status).length;
-    const killed = count("Killed") + count("Timeout");
-    const survived = count("Survived") + count("NoCoverage");
+  const results = readResults(group);
+  if (results === undefined) continue;
+  for (const [file, { counts, mutants }] of Object.entries(results.files)) {
+    const now = (status) => mutants.filter((m) => m.status === status).length;
+    const timeouts = counts.Timeout + now("Timeout");
+    const killed = counts.Killed + now("Killed") + timeouts;
+    const survived = now("Survived") + now("NoCoverage");
     const total = killed + survived;
-    const when = fs
-      .statSync(path.join(OUT, `${group}.json`))
-      .mtime.toISOString()
-      .slice(0, 10);
     const score = total === 0 ? "-" : `${((100 * killed) / total).toFixed(1)} %`;
     rows.push(
-      `| ${file} | ${group} | ${score} | ${killed} (${count("Timeout")} by time-out) | ${survived} | ${count("CompileError")} | ${when} |`,
+      `| ${file} | ${group} | ${score} | ${killed} (${timeouts} by time-out) | ${survived} | ${counts.CompileError} | ${counts.Ignored} | ${results.runOn} |`,
     );
   }
 }
@@ -199,13 +242,16 @@ const docPath = path.join(ROOT, "docs", "mutation.md");
 const reported = new Set(rows.map((row) => row.split(" | ")[1]));
 const previous = fs.existsSync(docPath) ? fs.readFileSync(docPath, "utf8") : "";
 for (const row of previous.match(/^\| packages\/.*$/gm) ?? []) {
-  if (!reported.has(row.split(" | ")[1])) rows.push(row);
+  if (reported.has(row.split(" | ")[1])) continue;
+  // A row from before the debug-output column: no mutants were ignored then.
+  const cells = row.split(" | ");
+  rows.push(cells.length === 7 ? [...cells.slice(0, 6), "-", cells[6]].join(" | ") : row);
 }
 const order = Object.keys(GROUPS);
 rows.sort((a, b) => order.indexOf(a.split(" | ")[1]) - order.indexOf(b.split(" | ")[1]));
 const table = `<!-- scores: made by scripts/mutation.js -->
-| file | group | score | killed | survived | do not compile | run on |
-|---|---|---|---|---|---|---|
+| file | group | score | killed | survived | do not compile | debug output (not run) | run on |
+|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 <!-- /scores -->`;
 const old = fs.existsSync(docPath) ? fs.readFileSync(docPath, "utf8") : "# Mutation scores\n\n<!-- scores -->\n";
