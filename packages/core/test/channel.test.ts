@@ -641,6 +641,75 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(events.get(other)).toEqual([]);
   });
 
+  test("a member offers to be the heir 150-300 ms after it connects, not before; a host never does", async () => {
+    const name = uniqueName("heir-delay");
+    const host = open(name, () => undefined);
+    await once(host.connect(), "connect");
+    const member = open(name, () => undefined);
+    const hostEvents: string[] = [];
+    host.on("heir", (isHeir: boolean) => hostEvents.push(`heir ${isHeir}`));
+    let connectedAt = 0;
+    let heirAt = 0;
+    member.on("heir", () => (heirAt ||= performance.now()));
+    member.connect().once("connect", () => (connectedAt = performance.now()));
+    await until(() => member.isHeir, "the member to become the heir", 5000);
+    // A timer never fires early: the lower bound is exact; the upper one leaves room for load.
+    expect(heirAt - connectedAt).toBeGreaterThanOrEqual(145);
+    expect(heirAt - connectedAt).toBeLessThan(3000);
+    expect([host.isHeir, hostEvents]).toEqual([false, []]);
+  });
+
+  test("the heir that hosts stands by no more, and frees the standby address: a member left becomes the next heir", async () => {
+    const { host, heir, other, events } = await hostAndHeir("heir-next");
+    host.close({ handover: true });
+    await until(() => heir.isHost && other.connected, "the heir to host and the other to join it");
+    expect(heir.isHeir).toBe(false);
+    // Hosting with the standby server freed the standby address (after a short grace): the
+    // member left offers itself there.
+    await until(() => other.isHeir, "the member left to become the heir", 5000);
+    expect(events.get(other)).toEqual(["heir true"]);
+    // The old host was never the heir.
+    expect(events.get(host)?.filter((e) => e.startsWith("heir"))).toEqual([]);
+  });
+
+  test("an heir whose channel closes stops standing by: 'heir' false, and another member becomes the heir", async () => {
+    const { heir, other, events } = await hostAndHeir("heir-closes");
+    heir.close();
+    await until(() => events.get(heir)?.includes("heir false") === true, "the closed heir's heir false");
+    expect(heir.isHeir).toBe(false);
+    await until(() => other.isHeir, "the other member to become the heir", 5000);
+  });
+
+  test("a member closed while its offer to be the heir is binding never stands by, and frees the address", async () => {
+    const name = uniqueName("heir-offer-closed");
+    const host = open(name, () => undefined);
+    await once(host.connect(), "connect");
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let offering = false;
+    const slowStandby: Transport = {
+      ...transport,
+      listen: async (channel, server) => {
+        if (channel.endsWith(HANDSHAKE.standbySuffix)) {
+          offering = true;
+          await gate;
+        }
+        return transport.listen(channel, server);
+      },
+    };
+    const member = open(name, () => undefined, slowStandby);
+    const heirEvents: boolean[] = [];
+    member.on("heir", (isHeir: boolean) => heirEvents.push(isHeir));
+    await once(member.connect(), "connect");
+    await until(() => offering, "the member's offer to bind the standby address", 5000);
+    member.close();
+    release();
+    const next = open(name, () => undefined);
+    await once(next.connect(), "connect");
+    await until(() => next.isHeir, "a member that joined later to become the heir", 5000);
+    expect([member.isHeir, heirEvents]).toEqual([false, []]);
+  });
+
   test("close(options) checks its options: ERR_INVALID_ARG_TYPE", () => {
     const channel = open(uniqueName("close-options"), () => undefined);
     for (const options of [null, "handover", 1, { handover: "yes" }, { handover: 1 }]) {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as os from "node:os";
@@ -11,7 +12,8 @@ import type { Transport } from "@open-channel/core";
 export function testTransport(
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-core-")),
 ): Transport & { dir: string; path(channel: string): string } {
-  const file = (channel: string): string => path.join(dir, `${Buffer.from(channel).toString("hex").slice(0, 60)}.sock`);
+  // A digest: a name cut short would give a channel and its standby address (name + suffix) one file.
+  const file = (channel: string): string => path.join(dir, `${createHash("sha256").update(channel).digest("hex").slice(0, 40)}.sock`);
   return {
     name: "test-unix",
     dir,
