@@ -7,6 +7,11 @@ import type { Transport } from "./transport";
 
 /** After going live, a member waits this long (plus as much jitter) before offering to be the heir. */
 const HEIR_DELAY_MS = 150;
+/**
+ * A member whose offer failed (another member stands by) offers again after this long (plus as
+ * much jitter) while it is a plain member: when the heir leaves, one of the others takes its place.
+ */
+const HEIR_RETRY_MS = 1000;
 /** An heir that is connected to a live host refuses a parked member after this long. */
 const PARK_WHILE_CONNECTED_MS = 30;
 /**
@@ -62,8 +67,11 @@ export class Heir {
     return this.standby;
   }
 
-  /** Offers to be the heir in 150-300 ms, if the channel is still a plain member of `generation` then. */
-  schedule(generation: number): void {
+  /**
+   * Offers to be the heir in 150-300 ms (`retry`: 1-2 s), if the channel is still a plain member of
+   * `generation` then.
+   */
+  schedule(generation: number, retry = false): void {
     if (this.standby !== undefined) return;
     clearTimeout(this.offerTimer);
     this.offerTimer = setTimeout(
@@ -71,7 +79,7 @@ export class Heir {
         this.offerTimer = undefined;
         void this.offer(generation);
       },
-      HEIR_DELAY_MS * (1 + Math.random()),
+      (retry ? HEIR_RETRY_MS : HEIR_DELAY_MS) * (1 + Math.random()),
     );
     this.offerTimer.unref();
   }
@@ -87,6 +95,7 @@ export class Heir {
     } catch (err) {
       standby.close("not the heir");
       debug("channel %j: not the heir: %s", channel.name, describeError(err));
+      if (stillMember()) this.schedule(generation, true);
       return;
     }
     if (!stillMember()) {

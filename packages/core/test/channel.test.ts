@@ -594,8 +594,10 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     const b = member();
     const c = member();
     await Promise.all([once(b.connect(), "connect"), once(c.connect(), "connect")]);
-    // The heir offers itself 150-300 ms after connecting.
-    await until(() => b.isHeir || c.isHeir, "a member to become the heir");
+    // Each member offers itself 150-300 ms after connecting; one wins. The loser's offer is
+    // awaited too, so that the calls logged from here on are the test's own.
+    const offered = (channel: ProcessChannel): boolean => calls.get(channel)?.includes(`listen ${name}${HANDSHAKE.standbySuffix}`) === true;
+    await until(() => (b.isHeir || c.isHeir) && offered(b) && offered(c), "a member to become the heir");
     const [heir, other] = b.isHeir ? [b, c] : [c, b];
     for (const log of calls.values()) log.splice(0);
     const dropAll = (): void => {
