@@ -637,7 +637,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
   });
 
   test("members a live host dropped are sent back to it by the heir, which stays the heir", async () => {
-    const { host, heir, other, events, dropAll } = await hostAndHeir("heir-sends-back");
+    const { host, heir, other, calls, events, dropAll } = await hostAndHeir("heir-sends-back");
     const hostId = await serverIdOf(host);
     const lost = new Set<ProcessChannel>();
     const failovers = jest.fn();
@@ -647,9 +647,10 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     }
     dropAll();
     await until(() => lost.size === 3 && [host, heir, other].every((c) => c.connected), "everyone to reconnect");
-    // Back on the same host: no failover.
+    // Back on the same host: no failover. The host itself never asked the heir, nor bound again.
     expect(failovers).not.toHaveBeenCalled();
     expect(host.isHost).toBe(true);
+    expect(calls.get(host)?.filter((c) => c.startsWith("listen ") || c.endsWith(HANDSHAKE.standbySuffix))).toEqual([]);
     for (const channel of [heir, other]) expect(await serverIdOf(channel)).toBe(hostId);
     expect(heir.isHeir).toBe(true);
     expect(events.get(heir)).toEqual(["heir true"]);
@@ -937,6 +938,55 @@ describe("the election, case by case (in one process, test transport)", () => {
     // ...and once it no longer hosts, never again.
     await new Promise((resolve) => setTimeout(resolve, 1300));
     expect(connects).toEqual([]);
+  });
+
+  test("a host whose address check gets no answer in time (a busy moment) goes on hosting", async () => {
+    const name = uniqueName("check-silent");
+    // A listener that accepts and never answers: what a probe meets when the host is too busy.
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => held.push(socket));
+    const silentPath = `${transport.path(name)}.silent`;
+    await new Promise<void>((resolve) => silent.listen(silentPath, resolve));
+    let checks = 0;
+    let host: ProcessChannel | undefined;
+    const slow: Transport = {
+      ...transport,
+      connect: (channel, socket) => {
+        if (!host?.connected) return transport.connect(channel, socket);
+        checks++;
+        socket.connect({ path: silentPath });
+      },
+    };
+    host = open(name, () => undefined, slow);
+    const hosting: boolean[] = [];
+    host.on("hosting", (isHost: boolean) => hosting.push(isHost));
+    await once(host.connect(), "connect");
+    await until(() => checks >= 3, "three address checks", 4000);
+    silent.close();
+    for (const socket of held) socket.destroy();
+    expect([host.isHost, hosting]).toEqual([true, [true]]);
+  });
+
+  test("a host whose address is gone and cannot be bound again steps down", async () => {
+    const name = uniqueName("rebind-fails");
+    let refuse = false;
+    const refusing: Transport = {
+      ...transport,
+      listen: (channel, server) =>
+        refuse && channel === name
+          ? Promise.reject(Object.assign(new Error("test: taken"), { code: "EADDRINUSE" }))
+          : transport.listen(channel, server),
+    };
+    const host = open(name, () => undefined, refusing);
+    const hosting: boolean[] = [];
+    host.on("hosting", (isHost: boolean) => hosting.push(isHost));
+    host.connect(0).on("error", () => undefined);
+    await until(() => host.connected, "the host");
+    refuse = true;
+    fs.unlinkSync(transport.path(name));
+    // Within two checks (500 ms each) it finds nobody there, fails to bind, and stops hosting.
+    await until(() => hosting.length === 2, "the host to step down", 3000);
+    expect([hosting, host.isHost]).toEqual([[true, false], false]);
   });
 
   /** A stale file at the channel's address, and a reclaim that replaces it (or not) as told. */
