@@ -989,6 +989,26 @@ describe("the election, case by case (in one process, test transport)", () => {
     expect([hosting, host.isHost]).toEqual([[true, false], false]);
   });
 
+  test("a host that loses its own connection and its address at once lets its old server go: its members join the new one", async () => {
+    const name = uniqueName("own-lost");
+    const accepted: net.Socket[] = [];
+    const host = open(name, (socket) => accepted.push(socket));
+    await once(host.connect(), "connect");
+    const member = open(name, () => undefined);
+    await once(member.connect(), "connect");
+    const memberLost = jest.fn();
+    member.on("state", (state: string) => state === "connecting" && memberLost());
+    // The socket file gone and the host's own connection (the first accepted) cut, together: the
+    // host finds nobody at its address before its address check does.
+    fs.unlinkSync(transport.path(name));
+    accepted[0].destroy();
+    await until(() => memberLost.mock.calls.length > 0 && member.connected && host.connected, "both to reconnect", 5000);
+    // The old server was let go (its members cut); the new one, at the address, has both.
+    const result = await host.status({ heir: false });
+    expect(result.state === "hosted" && result.status.members).toBe(2);
+    expect(host.isHost).toBe(true);
+  });
+
   /** A stale file at the channel's address, and a reclaim that replaces it (or not) as told. */
   function withLeftover(label: string, reclaimAs: Array<"bind" | "taken" | "throw">) {
     const name = uniqueName(label);
