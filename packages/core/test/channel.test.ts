@@ -993,6 +993,8 @@ describe("the election, case by case (in one process, test transport)", () => {
     const name = uniqueName("own-lost");
     const accepted: net.Socket[] = [];
     const host = open(name, (socket) => accepted.push(socket));
+    const hosting: boolean[] = [];
+    host.on("hosting", (isHost: boolean) => hosting.push(isHost));
     await once(host.connect(), "connect");
     const member = open(name, () => undefined);
     await once(member.connect(), "connect");
@@ -1006,7 +1008,7 @@ describe("the election, case by case (in one process, test transport)", () => {
     // The old server was let go (its members cut); the new one, at the address, has both.
     const result = await host.status({ heir: false });
     expect(result.state === "hosted" && result.status.members).toBe(2);
-    expect(host.isHost).toBe(true);
+    expect([host.isHost, hosting]).toEqual([true, [true, false, true]]);
   });
 
   /** A stale file at the channel's address, and a reclaim that replaces it (or not) as told. */
