@@ -30,18 +30,9 @@ const path = require("node:path");
 const ROOT = path.join(__dirname, "..");
 const OUT = path.join(ROOT, "build", "mutation");
 
-/** `file:from-to`: the lines from the first that matches `from` to the one before the first that matches `to`. */
-function linesOf(file, from, to) {
-  const lines = fs.readFileSync(path.join(ROOT, file), "utf8").split("\n");
-  const start = lines.findIndex((l) => from.test(l));
-  const end = lines.findIndex((l, i) => i > start && to.test(l));
-  if (start < 0 || end < 0) throw new Error(`mutation: ${file} no longer has the lines ${from} .. ${to}`);
-  return `${file}:${start + 1}-${end}`;
-}
-
 /**
- * Each group: the sources to mutate (a `file:from-to` names a range of lines), and the tests that
- * should catch what changes in them, quickest first.
+ * Each group: the sources to mutate (Stryker also takes `file:from-to`, a range of lines), and the
+ * tests that should catch what changes in them, quickest first.
  */
 const GROUPS = {
   handshake: {
@@ -64,13 +55,9 @@ const GROUPS = {
       "packages/core/test/channel.test.ts",
     ],
   },
-  // The election, the take-over of the address and the heir: ProcessChannel from watchAddress()
-  // to dropHost() (the rest of the class is the socket bridge and the API), and heir.ts.
+  // The election, this process's hosting (binding, reclaiming, checking the address) and the heir.
   election: {
-    mutate: [
-      linesOf("packages/core/src/process-channel.ts", /^ {2}private watchAddress\(/, /^ {2}private emitSoon\(/),
-      "packages/core/src/heir.ts",
-    ],
+    mutate: ["packages/core/src/election.ts", "packages/core/src/hosting.ts", "packages/core/src/heir.ts"],
     tests: [
       "packages/transport-unix/test/unix-transport.test.ts",
       "packages/transport-tcp/test/tcp-transport.test.ts",

@@ -407,6 +407,23 @@ export function openChannelError<C extends OpenChannelErrorCode>(code: C, args: 
 }
 
 /**
+ * A wrong argument, as Node reports one: `ERR_INVALID_ARG_TYPE` (a wrong type),
+ * `ERR_INVALID_ARG_VALUE` (a wrong value) or `ERR_OUT_OF_RANGE` (a number or size out of range).
+ * `expected` completes "The "<name>" argument must be ...".
+ *
+ * @example
+ * if (typeof timeout !== "number") throw argError("ERR_INVALID_ARG_TYPE", "timeout", "of type number", timeout);
+ */
+export function argError<C extends "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE" | "ERR_OUT_OF_RANGE">(
+  code: C,
+  name: string,
+  expected: string,
+  value: unknown,
+): OpenChannelErrorOf<C> {
+  return openChannelError(code, { name, expected, value } as OpenChannelErrorArgs<C>);
+}
+
+/**
  * Whether `err` is an error with `code`; if so, its extra fields are typed.
  *
  * @example
@@ -476,4 +493,9 @@ export function errorCode(err: unknown): string | undefined {
     return typeof code === "string" ? code : undefined;
   }
   return undefined;
+}
+
+/** `err` if it is an Error, else an Error saying what was thrown. */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

@@ -10,6 +10,7 @@
 export type { SocketReader } from "./channel-socket";
 export { debug, debugEnabled } from "./debug";
 export {
+  argError,
   errorCode,
   isOpenChannelError,
   OPEN_CHANNEL_ERRORS,
@@ -54,7 +55,7 @@ export { type ChannelEntry, channelsFromNames, escapeName, hashName, unescapeNam
 export { DEFAULT_CHANNEL_NAME, type OpenChannelOptions, openChannel, openChannel as default, parseOpenChannelArgs } from "./open-channel";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
-export { type ProbeVerdict, probeChannel } from "./probe";
+export { type ProbeTarget, type ProbeVerdict, probeAddress, probeChannel } from "./probe";
 export {
   type ChannelState,
   type CloseOptions,

@@ -1,4 +1,4 @@
-import { openChannelError } from "./errors";
+import { argError, openChannelError } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { type ConnectionListener, ProcessChannel } from "./process-channel";
 import { isTransport, type Transport } from "./transport";
@@ -47,27 +47,17 @@ export function parseOpenChannelArgs(
     listener = nameOrListener;
     options = maybeListener;
   }
-  if (typeof name !== "string") throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "name", expected: "of type string", value: name });
-  if (name.length === 0) throw openChannelError("ERR_INVALID_ARG_VALUE", { name: "name", expected: "a non-empty string", value: name });
+  if (typeof name !== "string") throw argError("ERR_INVALID_ARG_TYPE", "name", "of type string", name);
+  if (name.length === 0) throw argError("ERR_INVALID_ARG_VALUE", "name", "a non-empty string", name);
   const bytes = Buffer.byteLength(name, "utf8");
   if (bytes > HANDSHAKE.maxNameBytes)
-    throw openChannelError("ERR_OUT_OF_RANGE", {
-      name: "name",
-      expected: `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`,
-      value: `${bytes} bytes`,
-    });
-  if (typeof listener !== "function")
-    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "listener", expected: "of type function", value: listener });
+    throw argError("ERR_OUT_OF_RANGE", "name", `at most ${HANDSHAKE.maxNameBytes} UTF-8 bytes long`, `${bytes} bytes`);
+  if (typeof listener !== "function") throw argError("ERR_INVALID_ARG_TYPE", "listener", "of type function", listener);
   if (options === undefined || options === null) options = {};
-  if (typeof options !== "object")
-    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options", expected: "of type object", value: options });
+  if (typeof options !== "object") throw argError("ERR_INVALID_ARG_TYPE", "options", "of type object", options);
   const transport = (options as OpenChannelOptions).transport;
   if (transport !== undefined && !isTransport(transport)) {
-    throw openChannelError("ERR_INVALID_ARG_TYPE", {
-      name: "options.transport",
-      expected: "a Transport (an object with name, listen() and connect())",
-      value: transport,
-    });
+    throw argError("ERR_INVALID_ARG_TYPE", "options.transport", "a Transport (an object with name, listen() and connect())", transport);
   }
   return { name, listener: listener as ConnectionListener, options: options as OpenChannelOptions };
 }

@@ -1,15 +1,16 @@
 import { EventEmitter } from "node:events";
 import type * as net from "node:net";
-import { ChannelSocket, type LifecycleEvent, type SocketOwner, type SocketReader, type WriteCallback } from "./channel-socket";
-import { debug, debugEnabled } from "./debug";
-import { describeError, errorCode, isFatal, isOpenChannelError, OpenChannelError, openChannelError } from "./errors";
-import { HANDSHAKE, type HandshakeReply } from "./handshake";
+import type { SocketReader } from "./channel-socket";
+import { type AttemptChannel, ConnectionAttempt } from "./connection-attempt";
+import { debug } from "./debug";
+import { type ElectionChannel, elect } from "./election";
+import { argError, describeError, openChannelError } from "./errors";
+import type { HandshakeReply } from "./handshake";
 import { Heir } from "./heir";
-import { HostServer } from "./host";
-import { MemberHandshake } from "./member-handshake";
-import { answeringServer, queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
-import { isNoHostCode, type Transport } from "./transport";
-import { WriteQueue } from "./write-queue";
+import { Hosting } from "./hosting";
+import { type BridgeEvents, SocketBridge } from "./socket-bridge";
+import { queryChannelStatus, type StatusQueryOptions, type StatusQueryResult } from "./status";
+import type { Transport } from "./transport";
 
 /**
  * The states of a channel: `"initiated"` (before `connect()`), `"connecting"` (electing, or
@@ -69,11 +70,10 @@ export interface CloseOptions {
  */
 export function parseCloseOptions(options: unknown): boolean {
   if (options === undefined) return false;
-  if (typeof options !== "object" || options === null)
-    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options", expected: "of type object", value: options });
+  if (typeof options !== "object" || options === null) throw argError("ERR_INVALID_ARG_TYPE", "options", "of type object", options);
   const handover = (options as CloseOptions).handover;
   if (handover !== undefined && typeof handover !== "boolean")
-    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "options.handover", expected: "of type boolean", value: handover });
+    throw argError("ERR_INVALID_ARG_TYPE", "options.handover", "of type boolean", handover);
   return handover === true;
 }
 
@@ -84,37 +84,33 @@ export function parseCloseOptions(options: unknown): boolean {
  * channel.connect(); // the same as channel.connect(DEFAULT_CONNECT_TIMEOUT_MS), 5000 ms
  */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
-/** How long a member waits for the host's handshake reply before trying again. */
-const HANDSHAKE_TIMEOUT_MS = 3000;
-/** Backoff after a failure that needs time (never after one the OS already explained). */
-const MIN_BACKOFF_MS = 1;
-const MAX_BACKOFF_MS = 100;
 
 /**
- * While hosting, how often this process checks that the channel's address still leads to its
- * server (a socket or port file removed, the secret replaced): within twice this, it binds the
- * address again or steps down.
+ * Where the channel stands: its {@link ChannelState} and what belongs to that state alone.
+ * - `connecting`: `generation` names this connecting-and-connected run (a stale async step sees
+ *   it changed and stops); `attempt` is the connection attempt under way; `lost` is set when the
+ *   run began with the loss of a host (what the `failover` event reports).
+ * - `connected`: to the server `serverId` of `hostPid`, in the same `generation`.
+ * - `closed`: `finalError` is what the socket still has to emit (a timeout or a fatal error).
  */
-const ADDRESS_CHECK_MS = 500;
+type Phase =
+  | { readonly state: "initiated" }
+  | {
+      readonly state: "connecting";
+      readonly generation: number;
+      readonly timer: NodeJS.Timeout | undefined;
+      readonly lost: LostHost | undefined;
+      attempt: ConnectionAttempt | undefined;
+    }
+  | { readonly state: "connected"; readonly generation: number; readonly hostPid: number; readonly serverId: Buffer }
+  | { readonly state: "closed"; finalError: Error | undefined };
 
-interface Attempt {
-  resolve: (err: Error | undefined) => void;
-  error: Error | undefined;
-  /** Our side of the handshake, once connected to the address. */
-  handshake: MemberHandshake | undefined;
-  timer: NodeJS.Timeout | undefined;
+/** The host whose loss began a connecting phase, and when. */
+interface LostHost {
+  readonly at: number;
+  readonly hostPid: number;
+  readonly serverId: Buffer;
 }
-
-type HostOutcome = "listening" | "taken" | Error;
-
-const REFUSALS: Record<number, string> = {
-  [HANDSHAKE.statusWrongChannel]: "the host serves another channel at this address",
-  [HANDSHAKE.statusUnsupported]: "the host refused our protocol version",
-  [HANDSHAKE.statusProofRequired]: "the host requires the per-user proof: are all processes using the same transport?",
-  [HANDSHAKE.statusNotHost]: "the heir does not host (the host is alive, or another process took over)",
-};
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * One process's view of a channel. Every process of the app creates one with the same name; the
@@ -165,44 +161,24 @@ export class ProcessChannel extends EventEmitter {
   private readonly listener: ConnectionListener;
   /** This member's standing by as the heir (see heir.ts). */
   private readonly heir: Heir;
-  private currentState: ChannelState = "initiated";
-  private socket: ChannelSocket | undefined;
-  private queue = new WriteQueue();
-  private owner: SocketOwner | undefined;
-  private host: HostServer | undefined;
-  /** Set from the loss of a host until the next connection: what the `failover` event reports. */
-  private lost: { at: number; hostPid: number | undefined; serverId: Buffer | undefined } | undefined;
-  /** The server (host instance) the socket is connected to. */
-  private currentServerId: Buffer | undefined;
-  private attempt: Attempt | undefined;
-  private connectTimer: NodeJS.Timeout | undefined;
+  /** This process's hosting of the channel (see hosting.ts). */
+  private readonly hosting: Hosting;
+  private phase: Phase = { state: "initiated" };
+  /** The socket of the last `connect()` and the channel's side of it; undefined before. */
+  private bridge: SocketBridge | undefined;
+  /** What the bridge reports to (the channel's current phase). */
+  private readonly bridgeEvents: BridgeEvents;
+  /** What a connection attempt needs of the channel. */
+  private readonly attemptChannel: AttemptChannel;
+  /** What the election needs of the channel. */
+  private readonly electionChannel: ElectionChannel;
   private timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS;
-  /** Bumped on every new connecting phase and on close: stale async steps see it and stop. */
-  private generation = 0;
-  private live = false;
-  /** Live: past the handshake, writes go straight to the connection (the socket keeps a copy). */
-  private get isLive(): boolean {
-    return this.live;
-  }
-
-  private set isLive(value: boolean) {
-    this.live = value;
-    if (this.socket !== undefined) this.socket.setLive(value);
-  }
-
-  private eofSeen = false;
-  private closeSeen = false;
-  private userClosing = false;
-  private finalError: Error | undefined;
+  /** Counts connecting phases: each gets its own number. */
+  private generations = 0;
+  /** The last connection error, which a timeout names. */
   private lastError: Error | undefined;
-  private currentHostPid: number | undefined;
+  /** The transport's secret, as last read (a member's hello and our server prove themselves with it). */
   private secret: Buffer | undefined;
-  /** A queued write returned false: emit 'drain' once the queue is flushed. */
-  private needDrain = false;
-  /** The callback of an end() made while not connected. */
-  private endCallback: (() => void) | undefined;
-  /** Set while the channel itself destroys the socket (so it is not taken for the user's close). */
-  private internalDestroy = false;
 
   /**
    * Creates the channel without checking the arguments; `openChannel()` checks them, then calls this.
@@ -216,6 +192,10 @@ export class ProcessChannel extends EventEmitter {
     this.name = name;
     this.listener = listener;
     this.transport = options.transport;
+    const readSecret = (): Buffer | undefined => {
+      if (this.transport.secret !== undefined) this.secret = this.transport.secret(name);
+      return this.secret;
+    };
     // (The heir's address is the name plus a suffix: channel names may contain NUL, but a user's
     // name ending in exactly that suffix is not a risk worth a rule.)
     this.heir = new Heir({
@@ -223,10 +203,74 @@ export class ProcessChannel extends EventEmitter {
       transport: this.transport,
       listener,
       secret: () => this.secret,
-      isPlainMember: (generation) => generation === this.generation && this.currentState === "connected" && this.host === undefined,
-      isConnected: () => this.currentState === "connected",
+      isPlainMember: (generation) => {
+        const { phase } = this;
+        return phase.state === "connected" && phase.generation === generation && this.hosting.server === undefined;
+      },
+      isConnected: () => this.phase.state === "connected",
       emitHeir: (isHeir) => this.emitSoon("heir", isHeir),
     });
+    this.hosting = new Hosting({
+      name,
+      transport: this.transport,
+      listener,
+      heir: this.heir,
+      readSecret,
+      emitHosting: (isHost) => this.emitSoon("hosting", isHost),
+    });
+    const channel = this;
+    this.bridgeEvents = {
+      get closed() {
+        return channel.phase.state === "closed";
+      },
+      get handshaking() {
+        return channel.attempt?.handshaking ?? false;
+      },
+      connected: () => this.attempt?.connected(),
+      connectionError: (err) => {
+        this.lastError = err;
+        this.attempt?.failed(err);
+        debug("channel %j: connection error (handled): %s", this.name, err.message);
+      },
+      connectionClosed: () => {
+        const { attempt, phase } = this;
+        if (attempt !== undefined) attempt.closed();
+        else if (phase.state === "connected") this.onConnectionLost(phase);
+        else this.emitFinal();
+      },
+      endOfStream: () => {
+        const { attempt } = this;
+        if (attempt !== undefined) attempt.ended();
+        // The host is gone. Act now: 'end' would wait until the user has read every byte, and
+        // unread bytes stay in the readable buffer, in order, across the reconnect.
+        else if (this.phase.state === "connected") this.bridge?.destroy();
+      },
+      handshakeBytes: (chunk) => (this.attempt as ConnectionAttempt).bytes(chunk),
+      userClosed: () => this.closeByUser(),
+    };
+    this.attemptChannel = {
+      name,
+      transport: this.transport,
+      get bridge() {
+        return channel.bridge as SocketBridge;
+      },
+      readSecret,
+      accepted: (reply) => this.goLive(reply),
+    };
+    this.electionChannel = {
+      name,
+      transport: this.transport,
+      heir: this.heir,
+      hosting: this.hosting,
+      connect: (address = name) => this.tryConnect(address),
+      fail: (err) => this.fail(err),
+      get lastError() {
+        return channel.lastError;
+      },
+      set lastError(err) {
+        channel.lastError = err;
+      },
+    };
   }
 
   /**
@@ -250,7 +294,7 @@ export class ProcessChannel extends EventEmitter {
    * channel.state // "connecting"
    */
   get state(): ChannelState {
-    return this.currentState;
+    return this.phase.state;
   }
 
   /**
@@ -260,7 +304,7 @@ export class ProcessChannel extends EventEmitter {
    * if (!channel.connected) console.log("writes are queued until the channel connects");
    */
   get connected(): boolean {
-    return this.currentState === "connected";
+    return this.phase.state === "connected";
   }
 
   /**
@@ -271,7 +315,7 @@ export class ProcessChannel extends EventEmitter {
    * channel.connect().on("connect", () => console.log(channel.isHost ? "hosting" : `member of host ${channel.hostPid}`));
    */
   get isHost(): boolean {
-    return this.host !== undefined;
+    return this.hosting.server !== undefined;
   }
 
   /**
@@ -294,7 +338,7 @@ export class ProcessChannel extends EventEmitter {
    * channel.connect().on("connect", () => console.log(`connected to host pid ${channel.hostPid}`));
    */
   get hostPid(): number | undefined {
-    return this.currentHostPid;
+    return this.phase.state === "connected" ? this.phase.hostPid : undefined;
   }
 
   /**
@@ -313,35 +357,27 @@ export class ProcessChannel extends EventEmitter {
    * socket.write("hello\n");
    */
   connect(timeout: number = DEFAULT_CONNECT_TIMEOUT_MS, options?: ConnectOptions): net.Socket {
-    if (typeof timeout !== "number")
-      throw openChannelError("ERR_INVALID_ARG_TYPE", { name: "timeout", expected: "of type number", value: timeout });
+    if (typeof timeout !== "number") throw argError("ERR_INVALID_ARG_TYPE", "timeout", "of type number", timeout);
     if (!Number.isFinite(timeout) || timeout < 0)
-      throw openChannelError("ERR_OUT_OF_RANGE", {
-        name: "timeout",
-        expected: "a finite number >= 0 (ms; 0 waits forever)",
-        value: timeout,
-      });
+      throw argError("ERR_OUT_OF_RANGE", "timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout);
     const reader = options?.onread;
     if (
       reader !== undefined &&
       (!(reader.buffer instanceof Uint8Array) || reader.buffer.length === 0 || typeof reader.callback !== "function")
     ) {
-      throw openChannelError("ERR_INVALID_ARG_TYPE", {
-        name: "options.onread",
-        expected: "an object with a non-empty Uint8Array `buffer` and a `callback` function",
-        value: reader,
-      });
+      throw argError(
+        "ERR_INVALID_ARG_TYPE",
+        "options.onread",
+        "an object with a non-empty Uint8Array `buffer` and a `callback` function",
+        reader,
+      );
     }
-    if (this.socket !== undefined && this.currentState !== "closed") return this.socket;
+    if (this.bridge !== undefined && this.phase.state !== "closed") return this.bridge.socket;
     this.timeoutMs = timeout;
-    this.queue = new WriteQueue();
-    this.userClosing = false;
-    this.finalError = undefined;
     this.lastError = undefined;
-    this.owner = this.makeOwner();
-    this.socket = new ChannelSocket(this.owner, reader);
-    this.enterConnecting();
-    return this.socket;
+    this.bridge = new SocketBridge(this.bridgeEvents, this.name, reader);
+    this.enterConnecting(undefined);
+    return this.bridge.socket;
   }
 
   /**
@@ -363,219 +399,9 @@ export class ProcessChannel extends EventEmitter {
    */
   close(options?: CloseOptions): void {
     const handover = parseCloseOptions(options);
-    if (this.socket !== undefined && this.currentState !== "closed") this.socket.destroy();
-    else this.setState("closed");
-    if (handover) this.stopHosting("the host closed its channel with handover");
-  }
-
-  /**
-   * While `host` hosts: does the channel's address still lead to it? A socket or port file
-   * removed (a /tmp cleaner, a user) let the next process host too, and a replaced secret left
-   * this host unable to prove itself to the others: two hosts for good. Nobody at the address:
-   * bind it again (or, if another process did meanwhile, step down). Another server there, or
-   * ours without the current secret's proof: step down, so our members join the one host.
-   */
-  private watchAddress(host: HostServer): void {
-    // One timer per hosting: it stops itself once `host` no longer hosts here.
-    let checking = false;
-    const timer = setInterval(() => {
-      if (this.host !== host) {
-        clearInterval(timer);
-        return;
-      }
-      if (checking) return;
-      checking = true;
-      void this.checkAddress(host).finally(() => {
-        checking = false;
-      });
-    }, ADDRESS_CHECK_MS);
-    timer.unref();
-  }
-
-  private async checkAddress(host: HostServer): Promise<void> {
-    const found = await answeringServer(this.transport, this.name, ADDRESS_CHECK_MS);
-    if (this.host !== host || found === undefined || found === host.id.toString("hex")) return;
-    if (found === "no-host") {
-      debug("channel %j: our address is gone: binding it again", this.name);
-      const outcome = await this.bindAddress(host);
-      if (this.host !== host || outcome === "listening") return;
-      return this.stopHosting(
-        `the channel's address was taken (${outcome instanceof Error ? describeError(outcome) : outcome})`,
-        "stepAside",
-      );
-    }
-    // Our own server failing the current secret's proof: stop it (its address is ours to free).
-    if (found === "stranger") return this.stopHosting("our server no longer proves itself with the channel's secret");
-    this.stopHosting(`server ${found} answers at the channel's address`, "stepAside");
-  }
-
-  /**
-   * This process stops hosting. `handOver`: our server stops, its members' connections end and
-   * they elect at once. `stepAside`: another server holds the channel's address; our members end
-   * and join it, and our listening handles stay open (closing would unlink its file).
-   */
-  private stopHosting(reason: string, how: "handOver" | "stepAside" = "handOver"): void {
-    if (this.host === undefined) return;
-    debug("channel %j: no longer hosting: %s", this.name, reason);
-    if (how === "handOver") this.host.handOver(reason);
-    else this.host.stepAside(reason);
-    this.host = undefined;
-    this.emitSoon("hosting", false);
-  }
-
-  // ---- the election loop -------------------------------------------------------------------
-
-  private enterConnecting(afterLoss = false): void {
-    this.isLive = false;
-    this.currentHostPid = undefined;
-    const generation = ++this.generation;
-    this.setState("connecting");
-    clearTimeout(this.connectTimer);
-    if (this.timeoutMs > 0) {
-      this.connectTimer = setTimeout(() => this.fail(this.timeoutError()), this.timeoutMs);
-    }
-    process.nextTick(() => void this.elect(generation, afterLoss));
-  }
-
-  /**
-   * Connect; if nobody answers, host (bind exclusively), then connect to ourselves. Retries at once
-   * when the OS already said what happened, backs off only after a failure that needs time.
-   */
-  private async elect(generation: number, hostFirst: boolean): Promise<void> {
-    let backoff = 0;
-    let takenInARow = 0;
-    const current = (): boolean => generation === this.generation && this.currentState === "connecting";
-    if (hostFirst && this.host === undefined) {
-      if (!this.heir.standing) {
-        // The heir (another member) is already listening at the standby address and is taking the
-        // channel's address over right now: ask it first, and leave the election to it.
-        const err = await this.tryConnect(this.heir.address);
-        if (!current() || err === undefined) return;
-        debug("channel %j: no heir took us (%s): electing", this.name, describeError(err));
-      }
-      // The host just vanished: most likely it died, so bind at once instead of first asking a
-      // dead address. If it is alive after all, the bind loses and we connect to it below.
-      const outcome = await this.tryHost();
-      if (!current()) return;
-      if (outcome instanceof Error && isFatal(outcome)) return this.fail(this.wrapFatal(outcome));
-    }
-    while (current()) {
-      const err = await this.tryConnect();
-      if (!current() || err === undefined) return;
-      this.lastError = err;
-      if (isFatal(err)) return this.fail(this.wrapFatal(err));
-      const handshake = isOpenChannelError(err, "ERR_OPEN_CHANNEL_HANDSHAKE");
-      const stranger = handshake && err.stranger === true;
-      // Something accepted us and never answered: a host too busy to, or a silent squatter on a
-      // dead host's address. The transport's takeover tells them apart (it never takes a timeout
-      // for death; over TCP on Linux, another user's listener is no host of ours).
-      const unanswered = handshake && err.unanswered === true;
-      if (this.isNoHost(err) || stranger || unanswered) {
-        if (this.host !== undefined && !stranger && !unanswered) this.dropHost("our server no longer answers at the address");
-        const outcome = await this.tryHost();
-        if (!current()) return;
-        // Bound, or someone else just bound: connect at once. (After a stranger, "taken" only
-        // means the stranger is still there; and "taken" again and again means leftovers that the
-        // transport cannot reclaim: wait before asking again, never spin.)
-        if (outcome === "listening" || (outcome === "taken" && !stranger && !unanswered && takenInARow++ === 0)) {
-          backoff = 0;
-          continue;
-        }
-        if (outcome instanceof Error) {
-          this.lastError = outcome;
-          if (isFatal(outcome)) return this.fail(this.wrapFatal(outcome));
-        }
-      }
-      backoff = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, backoff * 2));
-      const delay = backoff * (0.5 + Math.random() / 2);
-      debug("channel %j: retrying in %s ms after %s", this.name, delay.toFixed(1), describeError(this.lastError));
-      await sleep(delay);
-    }
-  }
-
-  private isNoHost(err: Error): boolean {
-    return isNoHostCode(this.transport, errorCode(err));
-  }
-
-  /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */
-  private tryConnect(address: string = this.name): Promise<Error | undefined> {
-    const socket = this.socket as ChannelSocket;
-    return new Promise((resolve) => {
-      this.attempt = { resolve, error: undefined, handshake: undefined, timer: undefined };
-      this.eofSeen = false;
-      this.closeSeen = false;
-      let started: void | Promise<void>;
-      try {
-        started = this.transport.connect(address, socket);
-      } catch (err) {
-        this.settleAttempt(asError(err));
-        return;
-      }
-      if (started !== undefined && typeof started.then === "function") {
-        started.then(undefined, (err: unknown) => this.abortAttempt(asError(err)));
-      }
-    });
-  }
-
-  /** Binds the channel's address. "taken": another process won, connect to it at once. */
-  private async tryHost(): Promise<HostOutcome> {
-    // Read on every attempt: a secret file replaced meanwhile is the one the other processes use.
-    if (this.transport.secret !== undefined) {
-      try {
-        this.secret = this.transport.secret(this.name);
-      } catch (err) {
-        return asError(err);
-      }
-    }
-    // The heir hosts with the server its members are already parked on. If it loses, it stays
-    // the heir until it is connected to whoever won (see goLive).
-    const standby = this.heir.server;
-    const host = standby ?? new HostServer(this.name, this.listener, this.secret);
-    const outcome = await this.bindAddress(host);
-    if (outcome !== "listening") return outcome;
-    this.host = host;
-    this.watchAddress(host);
-    // The address is looked up only when someone asks (the TCP one reads the port file).
-    host.hosting = { transport: this.transport.name, address: () => this.transport.address?.(this.name) ?? "", since: Date.now() };
-    this.emitSoon("hosting", true);
-    // Hosting with the standby server: it answers the members parked on it, and the standby
-    // address is freed for the next heir (a no-op for a server of our own).
-    this.heir.takeOver(host);
-    // (The address is read, from the port file over TCP, only when the line is written.)
-    if (debugEnabled()) {
-      debug(
-        "channel %j: hosting (%s, server %s%s)",
-        this.name,
-        this.describeAddress(),
-        host.id.toString("hex"),
-        standby ? ", was the heir" : "",
-      );
-    }
-    return "listening";
-  }
-
-  private async bindAddress(host: HostServer): Promise<HostOutcome> {
-    let server = host.createServer();
-    try {
-      await this.transport.listen(this.name, server);
-    } catch (err) {
-      host.closeServer(server);
-      if (errorCode(err) !== "EADDRINUSE") return asError(err);
-      if (this.transport.reclaim === undefined) return "taken";
-      // Leftovers of a dead host? The transport removes them race-free and binds in their place
-      // (or waits for whoever does): exactly one process comes out hosting.
-      server = host.createServer();
-      try {
-        if (!(await this.transport.reclaim(this.name, server))) {
-          host.closeServer(server);
-          return "taken";
-        }
-      } catch (reclaimErr) {
-        host.closeServer(server);
-        return asError(reclaimErr);
-      }
-    }
-    return "listening";
+    if (this.bridge !== undefined && this.phase.state !== "closed") this.bridge.socket.destroy();
+    else if (this.phase.state !== "closed") this.markClosed(undefined);
+    if (handover) this.hosting.stop("the host closed its channel with handover");
   }
 
   /**
@@ -590,314 +416,125 @@ export class ProcessChannel extends EventEmitter {
     return queryChannelStatus(this.transport, this.name, options);
   }
 
-  private dropHost(reason: string): void {
-    debug("channel %j: no longer hosting: %s", this.name, reason);
-    if (this.host === undefined) return;
-    this.host.orphan();
-    this.host = undefined;
-    this.emitSoon("hosting", false);
-  }
-
   /** Emits on the next tick: a listener that throws never runs in the middle of a state change. */
   private emitSoon(event: string, ...args: unknown[]): void {
     process.nextTick(() => this.emit(event, ...args));
   }
 
-  // ---- one connection ------------------------------------------------------------------------
+  // ---- phases: initiated -> connecting <-> connected -> closed -----------------------------------
 
-  private startHandshake(): void {
-    const attempt = this.attempt;
-    if (attempt === undefined) return;
-    debug("channel %j: connected to the address, sending hello", this.name);
-    attempt.timer = setTimeout(() => {
-      this.abortAttempt(this.handshakeError(`no handshake reply within ${HANDSHAKE_TIMEOUT_MS} ms`, false, true));
-    }, HANDSHAKE_TIMEOUT_MS);
-    const socket = this.socket as ChannelSocket;
-    socket.startReading();
-    if (this.transport.secret !== undefined) {
-      try {
-        this.secret = this.transport.secret(this.name);
-      } catch (err) {
-        this.abortAttempt(asError(err));
-        return;
-      }
-    }
-    attempt.handshake = new MemberHandshake(this.name, HANDSHAKE.kindJoin, this.secret);
-    socket.rawWrite(attempt.handshake.hello(socket));
+  private setPhase(next: Phase): void {
+    const previous = this.phase.state;
+    this.phase = next;
+    if (previous === next.state) return;
+    debug("channel %j: state %s -> %s", this.name, previous, next.state);
+    this.emit("state", next.state, previous);
   }
 
-  private onHandshakeData(chunk: Buffer): boolean {
-    const attempt = this.attempt as Attempt;
-    const step = (attempt.handshake as MemberHandshake).feed(chunk);
-    if (step.state === "more") return true;
-    if (step.state === "stranger") {
-      this.abortAttempt(this.handshakeError(step.reason, true));
-      return false;
-    }
-    if (step.state === "refused") {
-      // A host of another channel at our address (a reused TCP port) is a stranger to us.
-      const { status } = step.reply;
-      const stranger = status === HANDSHAKE.statusWrongChannel;
-      this.abortAttempt(this.handshakeError(REFUSALS[status] ?? `the host refused us (status ${status})`, stranger));
-      return false;
-    }
-    const { reply, answer, rest } = step;
-    if (answer !== undefined) (this.socket as ChannelSocket).rawWrite(answer);
-    this.goLive(reply);
-    return rest.length === 0 || (this.socket as ChannelSocket).rawPush(rest);
+  /** The connection attempt under way, while connecting. */
+  private get attempt(): ConnectionAttempt | undefined {
+    const { phase } = this;
+    return phase.state === "connecting" && phase.attempt?.active === true ? phase.attempt : undefined;
   }
 
+  /** Connects (and elects) until connected; `lost`: the host whose loss this follows. */
+  private enterConnecting(lost: LostHost | undefined): void {
+    (this.bridge as SocketBridge).live = false;
+    const generation = ++this.generations;
+    const timer = this.timeoutMs > 0 ? setTimeout(() => this.fail(this.timeoutError()), this.timeoutMs) : undefined;
+    this.setPhase({ state: "connecting", generation, timer, lost, attempt: undefined });
+    const current = (): boolean => this.phase.state === "connecting" && this.phase.generation === generation;
+    process.nextTick(() => void elect(this.electionChannel, current, lost !== undefined));
+  }
+
+  /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */
+  private tryConnect(address: string): Promise<Error | undefined> {
+    const attempt = new ConnectionAttempt(this.attemptChannel);
+    (this.phase as Extract<Phase, { state: "connecting" }>).attempt = attempt;
+    return attempt.run(address);
+  }
+
+  /** The host took us: connected. */
   private goLive(reply: HandshakeReply): void {
-    const attempt = this.attempt as Attempt;
-    const socket = this.socket as ChannelSocket;
-    clearTimeout(attempt.timer);
-    clearTimeout(this.connectTimer);
-    this.attempt = undefined;
-    if (this.host !== undefined && !reply.serverId.equals(this.host.id)) {
-      this.dropHost(`connected to server ${reply.serverId.toString("hex")} of pid ${reply.hostPid}`);
+    const phase = this.phase as Extract<Phase, { state: "connecting" }>;
+    const bridge = this.bridge as SocketBridge;
+    clearTimeout(phase.timer);
+    const host = this.hosting.server;
+    if (host !== undefined && !reply.serverId.equals(host.id)) {
+      this.hosting.drop(`connected to server ${reply.serverId.toString("hex")} of pid ${reply.hostPid}`);
     }
-    this.currentHostPid = reply.hostPid;
-    this.isLive = true;
-    this.setState("connected");
-    this.currentServerId = reply.serverId;
-    if (this.lost !== undefined) {
-      const { at, hostPid: previousHostPid, serverId } = this.lost;
-      this.lost = undefined;
-      // Back on another host (not the same one, which only dropped this connection): a failover.
-      if (serverId === undefined || !serverId.equals(reply.serverId)) {
-        this.emitSoon("failover", { previousHostPid, hostPid: reply.hostPid, ms: performance.now() - at });
-      }
+    bridge.live = true;
+    const { generation, lost } = phase;
+    this.setPhase({ state: "connected", generation, hostPid: reply.hostPid, serverId: reply.serverId });
+    // Back on another host (not the same one, which only dropped this connection): a failover.
+    if (lost !== undefined && !lost.serverId.equals(reply.serverId)) {
+      this.emitSoon("failover", { previousHostPid: lost.hostPid, hostPid: reply.hostPid, ms: performance.now() - lost.at });
     }
-    debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.host ? " (ourselves)" : "");
-    if (this.queue.length > 0 || this.queue.ended) this.flushQueue(socket);
-    attempt.resolve(undefined);
+    debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.hosting.server ? " (ourselves)" : "");
+    bridge.flush();
     // Members parked on us as the heir: another process hosts, send them there. We stay the heir.
     this.heir.sendBack();
-    if (this.host === undefined) this.heir.schedule(this.generation);
-    socket.emitToUser("connect");
-    socket.emitToUser("ready");
+    if (this.hosting.server === undefined) this.heir.schedule(generation);
+    bridge.socket.emitToUser("connect");
+    bridge.socket.emitToUser("ready");
   }
 
-  private flushQueue(socket: ChannelSocket): void {
-    const ended = this.queue.ended;
-    socket.cork();
-    const ok = this.queue.flush((chunk, encoding, cb) => socket.rawWrite(chunk, encoding, cb));
-    if (ended) {
-      this.userClosing = true;
-      socket.rawEnd(this.endCallback);
-      this.endCallback = undefined;
-    }
-    socket.uncork();
-    if (ok && this.needDrain) process.nextTick(() => socket.emitToUser("drain"));
-    this.needDrain = false;
+  private onConnectionLost(phase: Extract<Phase, { state: "connected" }>): void {
+    (this.bridge as SocketBridge).live = false;
+    debug("channel %j: lost the host (pid %s): %s", this.name, phase.hostPid, describeError(this.lastError ?? "closed"));
+    this.enterConnecting({ at: performance.now(), hostPid: phase.hostPid, serverId: phase.serverId });
   }
-
-  /** Ends an attempt that is under way: destroy the connection; `close` settles it. */
-  private abortAttempt(err: Error): void {
-    const attempt = this.attempt;
-    if (attempt === undefined) return;
-    attempt.error ??= err;
-    clearTimeout(attempt.timer);
-    attempt.handshake = undefined;
-    const socket = this.socket as ChannelSocket;
-    if (socket.destroyed && this.closeSeen) this.settleAttempt(attempt.error);
-    else if (!socket.destroyed) this.destroyInternally(socket);
-  }
-
-  private settleAttempt(err: Error): void {
-    const attempt = this.attempt;
-    if (attempt === undefined) return;
-    this.attempt = undefined;
-    clearTimeout(attempt.timer);
-    attempt.resolve(attempt.error ?? err);
-  }
-
-  private destroyInternally(socket: ChannelSocket): void {
-    this.internalDestroy = true;
-    try {
-      socket.destroy();
-    } finally {
-      this.internalDestroy = false;
-    }
-  }
-
-  private onConnectionLost(): void {
-    this.isLive = false;
-    this.lost ??= { at: performance.now(), hostPid: this.currentHostPid, serverId: this.currentServerId };
-    debug("channel %j: lost the host (pid %s): %s", this.name, this.currentHostPid, describeError(this.lastError ?? "closed"));
-    this.enterConnecting(true);
-  }
-
-  // ---- closing -------------------------------------------------------------------------------
 
   /** The user ended or destroyed the socket: closed, no reconnect. */
   private closeByUser(): void {
-    if (this.currentState === "closed") return;
+    if (this.phase.state === "closed") return;
     debug("channel %j: closed by the user", this.name);
-    this.markClosed();
-    const socket = this.socket as ChannelSocket;
-    this.queue.fail(this.closedError());
-    this.attempt?.resolve(this.closedError());
-    this.attempt = undefined;
-    socket.detach();
+    const attempt = this.attempt;
+    const bridge = this.bridge as SocketBridge;
+    this.markClosed(undefined);
+    const err = openChannelError("ERR_OPEN_CHANNEL_CLOSED", { channel: this.name, closed: "channel" });
+    bridge.failQueued(err);
+    attempt?.settle(err);
+    bridge.socket.detach();
     // Between attempts the socket is already closed: the user still gets the one `close` they expect.
-    if (socket.destroyed && this.closeSeen) process.nextTick(() => socket.emit("close", false));
+    if (bridge.socket.destroyed && bridge.closeSeen) process.nextTick(() => bridge.socket.emit("close", false));
   }
 
   /** Gives up (timeout or fatal error): the socket emits `err` then `close`, the channel is closed. */
   private fail(err: Error): void {
-    if (this.currentState === "closed") return;
+    if (this.phase.state === "closed") return;
     debug("channel %j: giving up: %s", this.name, err.message);
-    this.markClosed();
-    this.finalError = err;
-    this.queue.fail(err);
-    const socket = this.socket as ChannelSocket;
-    if (this.attempt !== undefined) {
-      this.attempt.resolve(err);
-      this.attempt = undefined;
-    }
-    if (!socket.destroyed) this.destroyInternally(socket);
-    else if (this.closeSeen) process.nextTick(() => this.emitFinal());
+    const attempt = this.attempt;
+    const bridge = this.bridge as SocketBridge;
+    this.markClosed(err);
+    bridge.failQueued(err);
+    attempt?.settle(err);
+    if (!bridge.socket.destroyed) bridge.destroy();
+    else if (bridge.closeSeen) process.nextTick(() => this.emitFinal());
     // Our own connection to our server failed: it serves nobody well; let the members elect.
-    this.stopHosting("the host's channel gave up");
+    this.hosting.stop("the host's channel gave up");
   }
 
+  /** A failed channel's socket closed: it emits the error, then `close`. */
   private emitFinal(): void {
-    const socket = this.socket as ChannelSocket;
-    const err = this.finalError;
-    if (err === undefined) return;
-    this.finalError = undefined;
-    socket.detach();
-    socket.emitToUser("error", err);
-    socket.emitToUser("close", true);
+    const { phase, bridge } = this;
+    if (phase.state !== "closed" || phase.finalError === undefined || bridge === undefined) return;
+    const err = phase.finalError;
+    phase.finalError = undefined;
+    bridge.socket.detach();
+    bridge.socket.emitToUser("error", err);
+    bridge.socket.emitToUser("close", true);
   }
 
-  private markClosed(): void {
-    this.generation++;
+  private markClosed(finalError: Error | undefined): void {
+    const { phase } = this;
     this.heir.drop("the channel is closed");
-    this.lost = undefined;
-    this.isLive = false;
-    this.currentHostPid = undefined;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = undefined;
-    this.setState("closed");
+    if (this.bridge !== undefined) this.bridge.live = false;
+    if (phase.state === "connecting") clearTimeout(phase.timer);
+    this.setPhase({ state: "closed", finalError });
   }
 
-  private setState(next: ChannelState): void {
-    const previous = this.currentState;
-    if (previous === next) return;
-    this.currentState = next;
-    debug("channel %j: state %s -> %s", this.name, previous, next);
-    this.emit("state", next, previous);
-  }
-
-  // ---- the socket's hooks --------------------------------------------------------------------
-
-  private makeOwner(): SocketOwner {
-    const channel = this;
-    return {
-      get live() {
-        return channel.isLive;
-      },
-      get handshaking() {
-        return channel.attempt?.handshake !== undefined;
-      },
-      onSocketEvent: (event, arg) => this.onSocketEvent(event, arg),
-      onPush: (chunk, encoding) => this.onPush(chunk, encoding),
-      queueWrite: (chunk, encoding, cb) => this.queueWrite(chunk, encoding, cb),
-      queueEnd: (cb) => {
-        this.queue.ended = true;
-        this.endCallback = cb;
-      },
-      onUserEnd: () => {
-        if (!this.eofSeen) this.userClosing = true;
-      },
-      onDestroy: (err) => {
-        // Node destroys the socket itself on connection errors (they carry a `syscall`) and after
-        // the peer's end of stream; anything else is the user closing the channel.
-        const internal = this.internalDestroy || this.eofSeen || (err !== undefined && "syscall" in err);
-        if (!internal) {
-          this.userClosing = true;
-          this.closeByUser();
-        } else {
-          // The connection is going: from this moment writes are queued for the next one, not
-          // handed to a socket that would only fail them.
-          this.isLive = false;
-        }
-      },
-    };
-  }
-
-  private onSocketEvent(event: LifecycleEvent, arg: unknown): boolean {
-    if (this.userClosing) {
-      if (event === "close") this.closeByUser();
-      return true;
-    }
-    switch (event) {
-      case "connect":
-        this.startHandshake();
-        return false;
-      case "error":
-        this.lastError = arg as Error;
-        if (this.attempt !== undefined) this.attempt.error ??= arg as Error;
-        debug("channel %j: connection error (handled): %s", this.name, (arg as Error).message);
-        return false;
-      case "close":
-        this.closeSeen = true;
-        if (this.attempt !== undefined) this.settleAttempt(new Error("connection closed before the handshake"));
-        else if (this.currentState === "connected") this.onConnectionLost();
-        else if (this.finalError !== undefined) this.emitFinal();
-        return false;
-      default:
-        return false;
-    }
-  }
-
-  private onPush(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
-    const socket = this.socket as ChannelSocket;
-    if (chunk === null) {
-      this.eofSeen = true;
-      if (this.userClosing) return socket.rawPush(null);
-      if (this.attempt !== undefined) {
-        this.abortAttempt(this.handshakeError("the host closed the connection during the handshake"));
-      } else if (this.currentState === "connected") {
-        // The host is gone. Act now: 'end' would wait until the user has read every byte, and
-        // unread bytes stay in the readable buffer, in order, across the reconnect.
-        this.destroyInternally(socket);
-      }
-      return false;
-    }
-    if (this.attempt?.handshake !== undefined) return this.onHandshakeData(chunk);
-    return socket.rawPush(chunk, encoding);
-  }
-
-  private queueWrite(chunk: string | Uint8Array, encoding: BufferEncoding | undefined, cb: WriteCallback | undefined): boolean {
-    if (this.currentState === "closed" || this.queue.ended) {
-      const err = this.closedError();
-      if (cb) process.nextTick(cb, err);
-      return false;
-    }
-    if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
-      throw openChannelError("ERR_INVALID_ARG_TYPE", {
-        name: "chunk",
-        expected: "of type string or an instance of Buffer or Uint8Array",
-        value: chunk,
-      });
-    }
-    this.queue.push(chunk, encoding, cb);
-    const socket = this.socket as ChannelSocket;
-    const ok = this.queue.byteLength < socket.writableHighWaterMark;
-    if (!ok) this.needDrain = true;
-    return ok;
-  }
-
-  // ---- errors ----------------------------------------------------------------------------------
-
-  private describeAddress(): string {
-    return `${this.transport.name} ${this.transport.address?.(this.name) ?? ""}`.trim();
-  }
-
-  private timeoutError(): OpenChannelError {
+  private timeoutError(): Error {
     return openChannelError("ETIMEDOUT", {
       channel: this.name,
       waiting: "connection",
@@ -908,39 +545,4 @@ export class ProcessChannel extends EventEmitter {
       cause: this.lastError,
     });
   }
-
-  /**
-   * `stranger`: no host of ours at the address, so the election may reclaim it; `unanswered`: it
-   * accepted the connection and never answered.
-   */
-  private handshakeError(reason: string, stranger = false, unanswered = false): OpenChannelError {
-    return openChannelError("ERR_OPEN_CHANNEL_HANDSHAKE", {
-      channel: this.name,
-      reason,
-      transport: this.transport.name,
-      address: this.transport.address?.(this.name),
-      stranger,
-      unanswered,
-    });
-  }
-
-  private closedError(): OpenChannelError {
-    return openChannelError("ERR_OPEN_CHANNEL_CLOSED", { channel: this.name, closed: "channel" });
-  }
-
-  private wrapFatal(err: Error): Error {
-    if (err instanceof OpenChannelError) return err;
-    return openChannelError("ERR_OPEN_CHANNEL_ADDRESS", {
-      channel: this.name,
-      transport: this.transport.name,
-      address: this.transport.address?.(this.name),
-      reason: err.message,
-      errno: errorCode(err),
-      cause: err,
-    });
-  }
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }

@@ -67,7 +67,7 @@ test("the README's error table, the code table and the codes the sources raise n
   const table = new Set<string>(CODES);
   const raised = new Set<string>();
   for (const [, text] of sources()) {
-    for (const m of text.matchAll(/openChannelError\(\s*"([A-Z_]+)"/g)) raised.add(m[1]);
+    for (const m of text.matchAll(/(?:openChannelError|argError)\(\s*"([A-Z_]+)"/g)) raised.add(m[1]);
   }
   const all = [...new Set([...readme.keys(), ...table, ...raised])].sort();
   const disagreements = all

@@ -16,7 +16,7 @@
  *
  * @packageDocumentation
  */
-import { openChannel, openChannelError, type ProcessChannel, type Transport } from "@open-channel/core";
+import { argError, openChannel, type ProcessChannel, type Transport } from "@open-channel/core";
 import { type Codec, structuredCodec } from "./codec";
 import { type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
@@ -66,10 +66,8 @@ export const MESSAGE_DEFAULTS = {
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number")
-    throw openChannelError("ERR_INVALID_ARG_TYPE", { name: `options.${name}`, expected: "of type number", value });
-  if (!Number.isInteger(value) || value <= 0)
-    throw openChannelError("ERR_OUT_OF_RANGE", { name: `options.${name}`, expected: "a positive integer", value });
+  if (typeof value !== "number") throw argError("ERR_INVALID_ARG_TYPE", `options.${name}`, "of type number", value);
+  if (!Number.isInteger(value) || value <= 0) throw argError("ERR_OUT_OF_RANGE", `options.${name}`, "a positive integer", value);
   return value;
 }
 
@@ -105,23 +103,15 @@ export class MessageChannel {
     options: MessageChannelOptions,
   ) {
     if (typeof handlers !== "object" || handlers === null)
-      throw openChannelError("ERR_INVALID_ARG_TYPE", {
-        name: "handlers",
-        expected: "an object ({ onMessage, onRequest })",
-        value: handlers,
-      });
+      throw argError("ERR_INVALID_ARG_TYPE", "handlers", "an object ({ onMessage, onRequest })", handlers);
     for (const key of ["onMessage", "onRequest"] as const) {
       if (handlers[key] !== undefined && typeof handlers[key] !== "function") {
-        throw openChannelError("ERR_INVALID_ARG_TYPE", { name: `handlers.${key}`, expected: "of type function", value: handlers[key] });
+        throw argError("ERR_INVALID_ARG_TYPE", `handlers.${key}`, "of type function", handlers[key]);
       }
     }
     this.codec = options.codec ?? structuredCodec;
     if (typeof this.codec.encode !== "function" || typeof this.codec.decode !== "function") {
-      throw openChannelError("ERR_INVALID_ARG_TYPE", {
-        name: "options.codec",
-        expected: "an object with encode(value) and decode(bytes) functions",
-        value: this.codec,
-      });
+      throw argError("ERR_INVALID_ARG_TYPE", "options.codec", "an object with encode(value) and decode(bytes) functions", this.codec);
     }
     this.limits = {
       maxFrameBytes: positiveInteger("maxFrameBytes", options.maxFrameBytes, MESSAGE_DEFAULTS.maxFrameBytes),

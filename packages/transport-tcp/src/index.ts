@@ -9,13 +9,13 @@ import type * as net from "node:net";
 import * as path from "node:path";
 import {
   addressInUse,
+  argError,
   type ChannelEntry,
   channelsFromNames,
   debug,
   defaultPrivateDir,
   ensurePrivateDir,
   listenExclusive,
-  openChannelError,
   probeChannel,
   readOrCreateSecret,
   type Transport,
@@ -90,11 +90,7 @@ export class TcpTransport implements Transport {
     this.dir = path.resolve(options.dir ?? defaultPrivateDir());
     this.host = options.host ?? "127.0.0.1";
     if (this.host !== "127.0.0.1" && this.host !== "::1") {
-      throw openChannelError("ERR_INVALID_ARG_VALUE", {
-        name: "options.host",
-        expected: '"127.0.0.1" or "::1" (tcpTransport listens on loopback only)',
-        value: options.host,
-      });
+      throw argError("ERR_INVALID_ARG_VALUE", "options.host", '"127.0.0.1" or "::1" (tcpTransport listens on loopback only)', options.host);
     }
   }
 

@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
-import * as net from "node:net";
-import { addressInUse, debug, encodeHello, HANDSHAKE, withAddressLock } from "@open-channel/core";
+import { addressInUse, debug, probeAddress, withAddressLock } from "@open-channel/core";
 
 /**
  * What a probe connect found at a socket path: `live` (a listener answered, or might: a full
@@ -15,57 +14,31 @@ export type ProbeResult = "live" | "refused" | "gone";
 
 /** How long a probe waits before it counts a silent listener as alive (never unlink on a guess). */
 const PROBE_TIMEOUT_MS = 1000;
-/** Tries again (at once: the reset came as the listener closed) after a dying listener's reset. */
-const PROBE_RETRIES = 3;
 
 /**
- * Is a process listening on `socketPath`? `refused` means nobody listens on that file. A full
- * backlog (`EAGAIN`) or a slow answer counts as live. With `channel`, the probe asks the way
- * open-channel hosts answer at once (a probe hello): any answer at all is a live listener, and a
- * connection reset before any answer is a listener that is dying right now (the kernel closes a
- * killed host's sockets one by one; the reset comes as its listener closes): it asks again at once
- * instead of taking it for alive.
- * Without `channel`, a connection is enough to count as live.
+ * Is a process listening on `socketPath`? `refused` means nobody listens on that file. With
+ * `channel`, the probe asks the way open-channel hosts answer at once (a probe hello); without
+ * it, a connection is enough. Core's `probeAddress` asks (and asks again after a reset by a dying
+ * listener); anything but a refusal counts as live here: a full backlog (`EAGAIN`), a slow answer,
+ * a strange one, or resets again and again.
  *
  * @example
  * await probe(unixTransport().socketPath("jobs"), "jobs") // "live", "refused" or "gone"
  */
 export async function probe(socketPath: string, channel?: string): Promise<ProbeResult> {
-  for (let attempt = 1; ; attempt++) {
-    const result = await probeOnce(socketPath, channel);
-    if (result !== "reset") return result;
-    debug("probe of %s: reset before any answer (attempt %d)", socketPath, attempt);
-    if (attempt >= PROBE_RETRIES) return "live";
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
-function probeOnce(socketPath: string, channel: string | undefined): Promise<ProbeResult | "reset"> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ path: socketPath });
-    let answered = false;
-    const done = (result: ProbeResult | "reset"): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(result);
-    };
-    const timer = setTimeout(() => done("live"), PROBE_TIMEOUT_MS);
-    socket.once("connect", () => {
-      if (channel === undefined) return done("live");
-      socket.write(encodeHello(channel, undefined, HANDSHAKE.kindProbe));
-    });
-    socket.on("data", () => {
-      answered = true;
-      done("live");
-    });
-    socket.once("close", () => done(answered ? "live" : "reset"));
-    socket.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "ECONNREFUSED") done("refused");
-      else if (err.code === "ENOENT") done("gone");
-      else if ((err.code === "ECONNRESET" || err.code === "EPIPE") && !answered) done("reset");
-      else done("live");
-    });
+  let gone = false;
+  const verdict = await probeAddress({
+    connect: (socket) => socket.connect({ path: socketPath }),
+    channel,
+    secret: undefined,
+    isNoHost: (code) => {
+      gone = code === "ENOENT";
+      return gone || code === "ECONNREFUSED";
+    },
+    timeoutMs: PROBE_TIMEOUT_MS,
   });
+  if (verdict !== "refused") return "live";
+  return gone ? "gone" : "refused";
 }
 
 /**
