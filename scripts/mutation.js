@@ -44,7 +44,7 @@ const GROUPS = {
     ],
   },
   host: {
-    mutate: ["packages/core/src/host.ts"],
+    mutate: ["packages/core/src/host.ts", "packages/core/src/host-handshake.ts"],
     tests: [
       "packages/core/test/host.test.ts",
       "packages/core/test/compliance.test.ts",

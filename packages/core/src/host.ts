@@ -1,19 +1,8 @@
 import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import { debug } from "./debug";
-import {
-  computeProof,
-  encodeReply,
-  encodeStatusBody,
-  endpointBinding,
-  HANDSHAKE,
-  type Hello,
-  HelloParser,
-  newNonce,
-  ProofParser,
-  type ProofTranscript,
-  proofsEqual,
-} from "./handshake";
+import { computeProof, HANDSHAKE, type Hello, newNonce, type ProofTranscript } from "./handshake";
+import { type HandshakeServer, HostHandshake, type Parked } from "./host-handshake";
 
 /**
  * What a channel's host says about itself when asked (`open-channel status NAME`, or
@@ -54,17 +43,6 @@ export interface ChannelStatus {
 /** How long a handing-over host lets its members' connections drain before it destroys them. */
 const HAND_OVER_DRAIN_MS = 1000;
 
-/** How long the host waits for a member's hello (and proof) before closing the connection. */
-export const HOST_HANDSHAKE_TIMEOUT_MS = 3000;
-
-type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
-
-/** A member whose hello waits for this server to start serving (see {@link HostServer.serve}). */
-interface Parked {
-  resume(): void;
-  refuse(reason: string): void;
-}
-
 /**
  * The server a hosting process runs inside itself. Every accepted connection first passes the
  * handshake (and the proof, when the transport has a secret); only then does it reach the user's
@@ -90,18 +68,44 @@ export class HostServer {
   hosting: { transport: string; address: () => string; since: number } | undefined;
   private orphaned = false;
   private serving: boolean;
-  private closed = false;
-  private closeReason = "";
+  /** Why close() was called; undefined while open. */
+  private closeReason: string | undefined;
   private readonly parked = new Set<Parked>();
   private readonly servers = new Set<net.Server>();
+  /** What each connection's handshake needs of this server. */
+  private readonly handshakeServer: HandshakeServer;
 
   constructor(
     private readonly channel: string,
-    private readonly listener: (socket: net.Socket) => void,
+    listener: (socket: net.Socket) => void,
     private readonly secret: Buffer | undefined,
     options: { serving?: boolean } = {},
   ) {
     this.serving = options.serving ?? true;
+    const host = this;
+    this.handshakeServer = {
+      channel,
+      id: this.id,
+      secret,
+      listener,
+      get serving() {
+        return host.serving;
+      },
+      get closeReason() {
+        return host.closeReason;
+      },
+      park: (entry) => {
+        this.parked.add(entry);
+        this.onPark?.();
+      },
+      unpark: (entry) => this.parked.delete(entry),
+      proofs: (hello, status, binding) => this.proofs(hello, status, binding),
+      addMember: (socket) => {
+        this.members.add(socket);
+        socket.once("close", () => this.members.delete(socket));
+      },
+      status: () => this.status(),
+    };
   }
 
   /** Another listening server whose connections this host admits the same way (unref'ed). */
@@ -167,7 +171,6 @@ export class HostServer {
 
   /** Stops listening everywhere, refusing parked members; accepted members stay connected. */
   close(reason: string): void {
-    this.closed = true;
     this.closeReason = reason;
     this.refuseParked(reason);
     for (const server of [...this.servers]) this.closeServer(server);
@@ -241,138 +244,6 @@ export class HostServer {
     socket.setNoDelay(true);
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
-    const originalPush = socket.push as PushFn;
-    let stage: "hello" | "parked" | "proof" | "done" = "hello";
-    let parkedEntry: Parked | undefined;
-    let parser: HelloParser | ProofParser = new HelloParser();
-    let expectedProof: Buffer | undefined;
-    /** A status request: after the proof (if any) it gets the status, never the listener. */
-    let statusAsked = false;
-    // The endpoints as they are now: the proofs are good for this connection only.
-    const binding = endpointBinding(socket, "host");
-    const timer = setTimeout(() => reject(`no ${stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
-    timer.unref();
-
-    /** The handshake is over, one way or the other: the stream is the socket's own again. */
-    const finish = (): void => {
-      stage = "done";
-      clearTimeout(timer);
-      Reflect.deleteProperty(socket, "push");
-    };
-
-    const reject = (reason: string): false => {
-      if (stage === "done") return false;
-      if (parkedEntry !== undefined) this.parked.delete(parkedEntry);
-      finish();
-      debug("channel %j: closing a connection that failed the handshake: %s", this.channel, reason);
-      socket.destroy();
-      return false;
-    };
-
-    const answerStatus = (): false => {
-      finish();
-      debug("channel %j: answered a status request (%d members)", this.channel, this.members.size);
-      socket.end(encodeStatusBody(this.status()));
-      return false;
-    };
-
-    const admit = (rest: Buffer): boolean => {
-      finish();
-      this.members.add(socket);
-      socket.once("close", () => this.members.delete(socket));
-      if (rest.length > 0) originalPush.call(socket, rest);
-      this.listener(socket);
-      return true;
-    };
-
-    // The proof exchange for this connection: computed once, before parking when parked (the heir
-    // has time then; once it hosts, it only writes).
-    let proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
-    const prepareProof = (hello: Hello): void => {
-      if (proof !== undefined) return;
-      const host = this.proofs(hello, HANDSHAKE.statusOk, binding);
-      if (host !== undefined) proof = { ...host, expected: computeProof(this.secret as Buffer, "member", host.transcript) };
-    };
-
-    const onHello = (hello: Hello, rest: Buffer): boolean => {
-      let status: number = HANDSHAKE.statusOk;
-      const probe = hello.kind === HANDSHAKE.kindProbe;
-      statusAsked = hello.kind === HANDSHAKE.kindStatus;
-      // A probe names the address it checks: the channel's, or the heir's standby address.
-      const nameOk = hello.name === this.channel || (probe && hello.name === this.channel + HANDSHAKE.standbySuffix);
-      if (hello.version !== HANDSHAKE.version || (hello.kind !== HANDSHAKE.kindJoin && !probe && !statusAsked))
-        status = HANDSHAKE.statusUnsupported;
-      else if (!nameOk) status = HANDSHAKE.statusWrongChannel;
-      else if (this.secret !== undefined && hello.memberNonce === undefined) status = HANDSHAKE.statusProofRequired;
-      // Proofs that do not cover the connection (an older member's) would let a relay through.
-      else if (this.secret !== undefined && (hello.flags & HANDSHAKE.flagBound) === 0) status = HANDSHAKE.statusUnsupported;
-      // Only a host tells its status (an heir that does not host yet says so at once, never parks it).
-      else if (statusAsked && !this.serving) status = HANDSHAKE.statusNotHost;
-      if (status === HANDSHAKE.statusOk && probe) {
-        // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
-        socket.end(encodeReply(status, process.pid, this.id, this.proofs(hello, status, binding)));
-        finish();
-        return false;
-      }
-      if (status === HANDSHAKE.statusOk && !this.serving) {
-        // An heir's server: the member waits for this process to hold the channel's address.
-        stage = "parked";
-        prepareProof(hello);
-        parkedEntry = {
-          resume: () => {
-            parkedEntry = undefined;
-            stage = "hello";
-            onHello(hello, rest);
-          },
-          refuse: (why) => {
-            parkedEntry = undefined;
-            if (!socket.destroyed)
-              socket.end(encodeReply(HANDSHAKE.statusNotHost, process.pid, this.id, this.proofs(hello, HANDSHAKE.statusNotHost, binding)));
-            reject(`not the host (${why})`);
-          },
-        };
-        // A connection accepted before close() whose hello came after: nobody will serve it.
-        if (this.closed) {
-          parkedEntry.refuse(this.closeReason);
-          return false;
-        }
-        this.parked.add(parkedEntry);
-        this.onPark?.();
-        return true;
-      }
-      if (status !== HANDSHAKE.statusOk) {
-        socket.end(encodeReply(status, process.pid, this.id));
-        return reject(`refused hello (status ${status}, name ${JSON.stringify(hello.name)})`);
-      }
-      if (this.secret === undefined || hello.memberNonce === undefined) {
-        socket.write(encodeReply(status, process.pid, this.id));
-        return statusAsked ? answerStatus() : admit(rest);
-      }
-      prepareProof(hello);
-      const { hostNonce, hostProof, expected } = proof as NonNullable<typeof proof>;
-      expectedProof = expected;
-      socket.write(encodeReply(status, process.pid, this.id, { hostNonce, hostProof }));
-      stage = "proof";
-      parser = new ProofParser();
-      return rest.length === 0 || hook(rest);
-    };
-
-    // Intercept bytes before they reach the readable buffer, whatever reading mode the user later
-    // picks; the rest of the stream is untouched.
-    const hook: PushFn = (chunk, encoding) => {
-      if (stage === "done") return originalPush.call(socket, chunk, encoding);
-      if (chunk === null) {
-        reject(`connection closed during the ${stage}`);
-        return originalPush.call(socket, chunk, encoding);
-      }
-      if (stage === "parked") return reject("bytes before the handshake reply");
-      const result = parser.feed(chunk as Buffer);
-      if (result.state === "more") return true;
-      if (result.state === "invalid") return reject(result.reason);
-      if (stage === "hello") return onHello(result.value as Hello, result.rest);
-      if (!proofsEqual(result.value as Buffer, expectedProof as Buffer)) return reject("wrong proof (another user, or another secret)");
-      return statusAsked ? answerStatus() : admit(result.rest);
-    };
-    (socket as unknown as { push: PushFn }).push = hook;
+    new HostHandshake(this.handshakeServer, socket);
   }
 }

@@ -93,17 +93,23 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
  * - `connected`: to the server `serverId` of `hostPid`, in the same `generation`.
  * - `closed`: `finalError` is what the socket still has to emit (a timeout or a fatal error).
  */
-type Phase =
-  | { readonly state: "initiated" }
-  | {
-      readonly state: "connecting";
-      readonly generation: number;
-      readonly timer: NodeJS.Timeout | undefined;
-      readonly lost: LostHost | undefined;
-      attempt: ConnectionAttempt | undefined;
-    }
-  | { readonly state: "connected"; readonly generation: number; readonly hostPid: number; readonly serverId: Buffer }
-  | { readonly state: "closed"; finalError: Error | undefined };
+type Phase = { readonly state: "initiated" } | Connecting | Connected | { readonly state: "closed"; finalError: Error | undefined };
+
+interface Connecting {
+  readonly state: "connecting";
+  readonly generation: number;
+  /** The connect timeout (none for `connect(0)`). */
+  readonly timer: NodeJS.Timeout | undefined;
+  readonly lost: LostHost | undefined;
+  attempt: ConnectionAttempt | undefined;
+}
+
+interface Connected {
+  readonly state: "connected";
+  readonly generation: number;
+  readonly hostPid: number;
+  readonly serverId: Buffer;
+}
 
 /** The host whose loss began a connecting phase, and when. */
 interface LostHost {
@@ -450,13 +456,13 @@ export class ProcessChannel extends EventEmitter {
   /** One connection attempt with the handshake; resolves `undefined` once live, else the error. */
   private tryConnect(address: string): Promise<Error | undefined> {
     const attempt = new ConnectionAttempt(this.attemptChannel);
-    (this.phase as Extract<Phase, { state: "connecting" }>).attempt = attempt;
+    (this.phase as Connecting).attempt = attempt;
     return attempt.run(address);
   }
 
   /** The host took us: connected. */
   private goLive(reply: HandshakeReply): void {
-    const phase = this.phase as Extract<Phase, { state: "connecting" }>;
+    const phase = this.phase as Connecting;
     const bridge = this.bridge as SocketBridge;
     clearTimeout(phase.timer);
     const host = this.hosting.server;
@@ -479,7 +485,7 @@ export class ProcessChannel extends EventEmitter {
     bridge.socket.emitToUser("ready");
   }
 
-  private onConnectionLost(phase: Extract<Phase, { state: "connected" }>): void {
+  private onConnectionLost(phase: Connected): void {
     (this.bridge as SocketBridge).live = false;
     debug("channel %j: lost the host (pid %s): %s", this.name, phase.hostPid, describeError(this.lastError ?? "closed"));
     this.enterConnecting({ at: performance.now(), hostPid: phase.hostPid, serverId: phase.serverId });
