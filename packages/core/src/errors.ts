@@ -56,6 +56,9 @@ function E<
   return { base, fatal, message, fields };
 }
 
+/** `text` without its final period, to go inside a sentence of ours. */
+const sentence = (text: string): string => (text.endsWith(".") ? text.slice(0, -1) : text);
+
 /** An argument error's message, from the argument's name, what it must be and what it was. */
 const argMessage = (a: { name: string; expected: string; value: unknown }): string =>
   `The "${a.name}" ${argOrProperty(a.name)} must be ${a.expected}. ${describeValue(a.value)}`;
@@ -173,7 +176,7 @@ export const OPEN_CHANNEL_ERRORS = {
     "Error",
     true,
     (a: { channel: string; remoteMessage: string; remoteCode?: string; remoteName?: string }) =>
-      `the host's handler threw: ${a.remoteMessage}. See the host's code; the remote error's code is in err.remoteCode.`,
+      `the host's handler threw: ${sentence(a.remoteMessage)}. See the host's code; the remote error's code is in err.remoteCode.`,
     ["remoteCode", "remoteName"],
   ),
   /** A request reached a host with no `onRequest` handler; the member sees it as its `ERR_OPEN_CHANNEL_REMOTE`, which names the channel. */
@@ -187,8 +190,17 @@ export const OPEN_CHANNEL_ERRORS = {
     "Error",
     true,
     (a: { detail?: string }) =>
-      `A message body cannot be decoded${a.detail === undefined ? "" : ` (${a.detail})`}: it is corrupt, or another codec wrote it. ` +
+      `A message body cannot be decoded${a.detail === undefined ? "" : ` (${sentence(a.detail)})`}: it is corrupt, or another codec wrote it. ` +
       "Every process of a channel must use the same codec (the default is structuredCodec).",
+  ),
+  /** A body (or a reply, a push) the codec cannot encode: a function, a Symbol, a WeakMap, or what the codec does not carry. */
+  ERR_OPEN_CHANNEL_UNSERIALIZABLE: E(
+    "Error",
+    true,
+    (a: { channel: string; what: string; codec: string; detail: string }) =>
+      `${a.what} cannot be encoded by the ${a.codec} codec (${sentence(a.detail)}). ` +
+      "Send data the codec carries (structuredCodec: what structuredClone copies, so no functions, Symbols, WeakMaps or WeakSets; bufferCodec: Buffers and strings).",
+    ["codec"],
   ),
   /** A body decodes to an array longer than the larger of 2^20 and the body's byte count. */
   ERR_OPEN_CHANNEL_HUGE_ARRAY: E(

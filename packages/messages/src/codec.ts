@@ -1,7 +1,9 @@
 import * as v8 from "node:v8";
+import { OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
 import { deserialize } from "./deserialize";
 import type { Slab } from "./slab";
 import { decodeStructured, decodeStructuredRange, encodeStructured, encodeStructuredInto } from "./structured";
+import { text } from "./text";
 
 /**
  * Turns message bodies into bytes and back. Both sides of a channel must use the same codec.
@@ -50,8 +52,45 @@ export function slabEncoder(codec: Codec): (value: unknown, slab: Slab, head: nu
 export function rangeDecoder(codec: Codec, reused = false): (buf: Buffer, start: number, end: number) => unknown {
   const own = (codec as SlabCodec)[DECODE_FROM];
   if (own !== undefined) return own;
-  if (!reused) return (buf, start, end) => codec.decode(buf.subarray(start, end));
-  return (buf, start, end) => codec.decode(copyOf(buf, start, end));
+  const decode = (bytes: Buffer): unknown => {
+    try {
+      return codec.decode(bytes);
+    } catch (err) {
+      throw badBody(err);
+    }
+  };
+  if (!reused) return (buf, start, end) => decode(buf.subarray(start, end));
+  return (buf, start, end) => decode(copyOf(buf, start, end));
+}
+
+/** What a codec threw decoding a body, as `ERR_OPEN_CHANNEL_BAD_BODY` (an error of ours as it is). */
+export function badBody(err: unknown): Error {
+  if (err instanceof OpenChannelError) return err;
+  return openChannelError("ERR_OPEN_CHANNEL_BAD_BODY", { detail: messageText(err), cause: err });
+}
+
+/** An error's message (or what was thrown) as text; never throws. */
+function messageText(err: unknown): string {
+  try {
+    return text(err instanceof Error ? err.message : err);
+  } catch {
+    return "(a message that cannot be read)";
+  }
+}
+
+/**
+ * What a codec threw encoding `what` (`"a message"`, `"the reply"`, ...), as
+ * `ERR_OPEN_CHANNEL_UNSERIALIZABLE` about `channel` (an error of ours as it is, naming the channel).
+ */
+export function encodeError(err: unknown, channel: string, what: string, codec: Codec): Error {
+  if (err instanceof OpenChannelError) return withChannel(err, channel);
+  return openChannelError("ERR_OPEN_CHANNEL_UNSERIALIZABLE", {
+    channel,
+    what,
+    codec: typeof codec.name === "string" ? codec.name : "custom",
+    detail: messageText(err),
+    cause: err,
+  });
 }
 
 /** `buf[start, end)` in a Buffer of its own. */
@@ -105,10 +144,22 @@ export const v8Codec: Codec = {
  */
 export const jsonCodec: Codec = {
   name: "json",
-  encode: (value) => Buffer.from(JSON.stringify(value === undefined ? null : value), "utf8"),
-  decode: (bytes) => JSON.parse(bytes.toString("utf8")) as unknown,
-  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => JSON.parse(buf.toString("utf8", start, end)) as unknown,
+  encode: (value) => {
+    const json = JSON.stringify(value === undefined ? null : value);
+    if (json === undefined) throw new TypeError(`JSON has no form for a ${typeof value}`);
+    return Buffer.from(json, "utf8");
+  },
+  decode: (bytes) => parseJson(bytes.toString("utf8")),
+  [DECODE_FROM]: (buf: Buffer, start: number, end: number) => parseJson(buf.toString("utf8", start, end)),
 } as SlabCodec;
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw badBody(err);
+  }
+}
 
 /**
  * Raw bytes: bodies are `Buffer`s (or strings, sent as UTF-8) and arrive as `Buffer`s. The fastest.

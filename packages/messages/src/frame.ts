@@ -24,6 +24,7 @@
  * a member that reconnects to it without them; a member that sends no READ (before
  * FRAME.features.read) has them let go as before, up to the base of its next hello.
  */
+import { argError } from "@open-channel/core";
 export const FRAME = {
   hello: 1,
   msg: 2,
@@ -111,7 +112,7 @@ export function write48(buf: Buffer, at: number, n: number): void {
 /** A topic's bytes on the wire (UTF-8, at most 65535 bytes). */
 export function topicBytes(topic: string): Buffer {
   const bytes = Buffer.from(topic, "utf8");
-  if (bytes.length > 0xffff) throw new RangeError(`topic is ${bytes.length} bytes long (at most 65535)`);
+  if (bytes.length > 0xffff) throw argError("ERR_OUT_OF_RANGE", "topic", "at most 65535 UTF-8 bytes long", `${bytes.length} bytes`);
   return bytes;
 }
 

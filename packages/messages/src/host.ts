@@ -1,6 +1,6 @@
 import type * as net from "node:net";
-import { debug, type OpenChannelError, openChannelError } from "@open-channel/core";
-import { type Codec, rangeDecoder, slabEncoder } from "./codec";
+import { debug, isOpenChannelError, type OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
+import { type Codec, encodeError, rangeDecoder, slabEncoder } from "./codec";
 import {
   decodeHello,
   decodeRead,
@@ -131,14 +131,28 @@ export interface HostOptions {
   channel: string;
 }
 
+/** What a handler threw, as the body of a failure: `{ name, message, code }`. Never throws. */
 function errorBody(codec: Codec, err: unknown): Uint8Array {
   const e = err instanceof Error ? err : new Error(text(err));
+  let name = "Error";
+  let code: string | undefined;
   try {
-    const code = (e as { code?: unknown }).code;
-    return codec.encode({ name: e.name, message: e.message, code: typeof code === "string" ? code : undefined });
-  } catch {
-    // A message or name the codec cannot carry (or a getter that throws): as text.
+    const c = (e as { code?: unknown }).code;
+    code = typeof c === "string" ? c : undefined;
+    if (typeof e.name === "string") name = e.name;
+  } catch {}
+  try {
+    return codec.encode({ name: e.name, message: e.message, code });
+  } catch {}
+  try {
+    // A message or name the codec cannot carry (or a getter that throws): a plain Error.
     return codec.encode({ name: "Error", message: messageOf(e) });
+  } catch {}
+  try {
+    // A codec that carries no objects (bufferCodec): as JSON text, which the member reads.
+    return codec.encode(JSON.stringify({ name, message: messageOf(e), code }));
+  } catch {
+    return Buffer.alloc(0);
   }
 }
 
@@ -203,6 +217,8 @@ export class MessageHost {
   private readonly slab = new Slab();
   /** Set while a reply is encoded into the slab (a getter must not start another there). */
   private replying = false;
+  /** A member's body this host could not decode was reported (once per host). */
+  private warnedBadBody = false;
   /**
    * The session whose chunk is being handled: what goes to its member meanwhile (replies, the
    * acknowledgement, pushes, events) waits in `queued` until the chunk's end, then goes as one
@@ -364,7 +380,14 @@ export class MessageHost {
 
   /** A push to `session`'s member (a handler's `from.send(body)`). */
   push(session: Session, body: unknown): boolean {
-    const frame = encodePush(this.options.codec.encode(body));
+    const { codec, channel } = this.options;
+    let bytes: Uint8Array;
+    try {
+      bytes = codec.encode(body);
+    } catch (err) {
+      throw encodeError(err, channel, "a push", codec);
+    }
+    const frame = encodePush(bytes);
     if (frame.length - 4 > this.options.maxFrameBytes) throw this.tooLarge(frame.length - 4, "a push");
     if (session.socket === undefined || session.socket.destroyed) return false;
     this.toMember(session, frame);
@@ -530,7 +553,7 @@ export class MessageHost {
     try {
       this.reply(session, seq, value);
     } catch (err) {
-      this.failed(session, seq, FRAME.req, err);
+      this.failed(session, seq, FRAME.req, encodeError(err, this.options.channel, "the reply", this.options.codec));
     }
   }
 
@@ -559,6 +582,12 @@ export class MessageHost {
 
   private failed(session: Session, seq: number, type: number, err: unknown): void {
     debug("messages %j: the handler of seq %d (session %s) threw: %s", this.options.channel, seq, session.id, messageOf(err));
+    if (isOpenChannelError(err, "ERR_OPEN_CHANNEL_BAD_BODY") && !this.warnedBadBody) {
+      // Processes with different codecs: say so once where it happens (the member's call rejects too).
+      this.warnedBadBody = true;
+      const message = withChannel(err, this.options.channel).message;
+      process.emitWarning(`${message} (a message from pid ${session.pid}; warned once per host)`, { code: "ERR_OPEN_CHANNEL_BAD_BODY" });
+    }
     const body = errorBody(this.options.codec, err);
     if (type === FRAME.req) this.result(session, seq, FRAME.res, false, body);
     else this.result(session, seq, FRAME.fail, false, body);

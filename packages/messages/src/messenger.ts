@@ -4,6 +4,7 @@ import type * as net from "node:net";
 // Not the global `performance`: that one is a lazy getter on globalThis, slow to reach per request.
 import { performance } from "node:perf_hooks";
 import {
+  argError,
   type CloseOptions,
   debug,
   isOpenChannelError,
@@ -13,7 +14,7 @@ import {
   parseCloseOptions,
   withChannel,
 } from "@open-channel/core";
-import { type Codec, rangeDecoder, slabEncoder } from "./codec";
+import { type Codec, encodeError, rangeDecoder, slabEncoder } from "./codec";
 import {
   decodeEventHead,
   encodeHello,
@@ -133,18 +134,41 @@ const READ_AFTER_BYTES = 64 * 1024;
 const READ_AFTER_RESULTS = 256;
 const READ_QUIET_MS = 100;
 
+/** What a frame of each type carries, for errors. */
+const SENDING: Record<SequencedType, string> = {
+  [FRAME.msg]: "a message",
+  [FRAME.req]: "a request",
+  [FRAME.pub]: "a published event",
+  [FRAME.sub]: "a subscription",
+  [FRAME.unsub]: "a subscription",
+};
+
 function remoteError(channel: string, decoded: unknown): OpenChannelError {
+  // A codec that carries no objects (bufferCodec) gets the error as JSON text (see the host's errorBody).
+  if (typeof decoded === "string" || decoded instanceof Uint8Array) decoded = errorFromText(Buffer.from(decoded).toString("utf8"));
   const e = (typeof decoded === "object" && decoded !== null ? decoded : { message: text(decoded) }) as {
     name?: string;
     message?: unknown;
     code?: string;
   };
+  // An error of ours about this channel already names it.
+  const message = e.message === undefined ? "(no message)" : text(e.message);
+  const about = `open-channel "${channel}": `;
   return openChannelError("ERR_OPEN_CHANNEL_REMOTE", {
     channel,
-    remoteMessage: e.message === undefined ? "(no message)" : text(e.message),
+    remoteMessage: message.startsWith(about) ? message.slice(about.length) : message,
     remoteCode: e.code,
     remoteName: e.name,
   });
+}
+
+/** `{ name, message, code }` from the JSON text of an error; other text as the message. */
+function errorFromText(body: string): unknown {
+  try {
+    const parsed = JSON.parse(body) as unknown;
+    if (typeof parsed === "object" && parsed !== null && "message" in parsed) return parsed;
+  } catch {}
+  return { message: body };
 }
 
 /**
@@ -286,8 +310,20 @@ export class Messenger extends EventEmitter {
    * const count = await messenger.request({ get: "count" }, { timeout: 2000 });
    */
   request(body: unknown, options?: { timeout?: number }): Promise<unknown> {
+    let timeout = this.limits.requestTimeoutMs;
+    if (options !== undefined) {
+      if (typeof options !== "object" || options === null)
+        return Promise.reject(argError("ERR_INVALID_ARG_TYPE", "options", "of type object", options));
+      const given = options.timeout;
+      if (given !== undefined) {
+        if (typeof given !== "number") return Promise.reject(argError("ERR_INVALID_ARG_TYPE", "options.timeout", "of type number", given));
+        if (!Number.isFinite(given) || given < 0)
+          return Promise.reject(argError("ERR_OUT_OF_RANGE", "options.timeout", "a finite number >= 0 (ms; 0 waits forever)", given));
+        timeout = given;
+      }
+    }
     // Not async: the promise of enqueue is the request's (one promise and one turn less per call).
-    return this.enqueue(FRAME.req, body, undefined, options?.timeout ?? this.limits.requestTimeoutMs);
+    return this.enqueue(FRAME.req, body, undefined, timeout);
   }
 
   /**
@@ -298,6 +334,7 @@ export class Messenger extends EventEmitter {
    * await messenger.publish("prices", { eur: 1.08 });
    */
   publish(topic: string, body: unknown): Promise<void> {
+    if (typeof topic !== "string") return Promise.reject(argError("ERR_INVALID_ARG_TYPE", "topic", "of type string", topic));
     return this.enqueue(FRAME.pub, body, topic) as Promise<void>;
   }
 
@@ -309,7 +346,10 @@ export class Messenger extends EventEmitter {
    * const unsubscribe = messenger.subscribe("prices", (body, meta) => console.log(body, meta.pid));
    */
   subscribe(topic: string, handler: (body: unknown, meta: EventMeta) => void): () => void {
-    if (typeof handler !== "function") throw new TypeError("subscribe(topic, handler): handler must be a function");
+    if (typeof topic !== "string") throw argError("ERR_INVALID_ARG_TYPE", "topic", "of type string", topic);
+    if (typeof handler !== "function") throw argError("ERR_INVALID_ARG_TYPE", "handler", "of type function", handler);
+    // A topic too long to send: thrown here, not left to the subscription's own send.
+    this.topicBytes(topic);
     let set = this.subscriptions.get(topic);
     if (set === undefined) {
       set = new Set();
@@ -358,9 +398,15 @@ export class Messenger extends EventEmitter {
     let slab = this.slab;
     let start: number;
     let topicHead: Buffer | undefined;
+    if (topic !== undefined) {
+      try {
+        topicHead = this.topicBytes(topic);
+      } catch (err) {
+        // A topic over 65535 bytes: the call rejects.
+        return Promise.reject(err);
+      }
+    }
     try {
-      // A topic over 65535 bytes throws here: the call rejects, as for a body that cannot be encoded.
-      topicHead = topic === undefined ? undefined : this.topicBytes(topic);
       const head = sequencedHeadBytes(topicHead);
       if (type === FRAME.sub || type === FRAME.unsub) start = slab.put(NO_BODY, head);
       else if (this.encoding) {
@@ -376,7 +422,7 @@ export class Messenger extends EventEmitter {
         }
       }
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(encodeError(err, this.channel.name, SENDING[type], this.codec));
     }
     const buf = slab.buf;
     const end = slab.at;

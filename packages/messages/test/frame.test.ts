@@ -229,7 +229,9 @@ describe("FrameReader, edges", () => {
 
   test("topics: at most 65535 bytes; a topic that runs past its frame is refused, one that ends with it is read", () => {
     expect(f.topicBytes("t".repeat(65535)).length).toBe(65535);
-    expect(() => f.topicBytes("t".repeat(65536))).toThrow("topic is 65536 bytes long (at most 65535)");
+    expect(() => f.topicBytes("t".repeat(65536))).toThrow(
+      expect.objectContaining({ code: "ERR_OUT_OF_RANGE", message: expect.stringContaining("65536 bytes") }),
+    );
     const frame = Buffer.from([9, 9, 0, 3, 0x61, 0x62, 0x63]);
     expect(f.readTopic(frame, 2)).toEqual({ topic: "abc", next: 7 });
     expect(f.readTopic(Buffer.from([9, 0, 0]), 1)).toEqual({ topic: "", next: 3 });
