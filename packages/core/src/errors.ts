@@ -128,6 +128,17 @@ export const OPEN_CHANNEL_ERRORS = {
       `the ${a.transport} transport is not installed (it installs only on the platforms it supports). Run: npm install ${a.pkg}`,
   ),
   /**
+   * A warning (`process.emitWarning`), not thrown: this process hosts the channel over one
+   * transport while another process hosts it over another, so they form two channels.
+   */
+  ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH: E(
+    "Error",
+    true,
+    (a: { channel: string; transport: string; otherTransport: string; otherPid: number }) =>
+      `this process hosts the channel over ${a.transport}, and process ${a.otherPid} hosts it over ${a.otherTransport}: ` +
+      "they form two channels that never meet. Give every process the same transport (OPEN_CHANNEL_TRANSPORT, or the same { transport } option).",
+  ),
+  /**
    * A connection's handshake failed. `stranger`: what answered is not a host of ours (no or a
    * wrong proof, another channel); `unanswered`: it accepted the connection and never answered.
    * Not fatal: the election decides what to do about the address.

@@ -34,7 +34,7 @@ export interface ChannelStatus {
   uptimeMs: number;
   /** The host's Node.js version. */
   node: string;
-  /** The host's script (`process.argv[1]`), to tell which program hosts. */
+  /** The host's script (`process.argv[1]`; under PM2 the app's, `pm_exec_path`), to tell which program hosts. */
   script: string;
   /** The handshake protocol version. */
   protocol: number;
@@ -227,7 +227,8 @@ export class HostServer {
       since: hosting.since,
       uptimeMs: Date.now() - hosting.since,
       node: process.version,
-      script: process.argv[1] ?? "",
+      // Under PM2 the process runs PM2's ProcessContainer.js, which loads the app's script.
+      script: process.env.pm_exec_path ?? process.argv[1] ?? "",
       protocol: HANDSHAKE.version,
     };
   }

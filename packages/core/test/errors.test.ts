@@ -129,6 +129,7 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
   ],
   ERR_OPEN_CHANNEL_NO_TRANSPORT: [{ channel: "jobs" }, { channel: "jobs", transport: "pigeon", known: ["unix", "tcp"] }],
   ERR_OPEN_CHANNEL_TRANSPORT_MISSING: [{ channel: "jobs", transport: "pipe", pkg: "@open-channel/transport-pipe", cause: new Error("x") }],
+  ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH: [{ channel: "jobs", transport: "unix", otherTransport: "tcp", otherPid: 4242 }],
   ERR_OPEN_CHANNEL_HANDSHAKE: [
     { channel: "jobs", reason: "the peer sent no proof", transport: "tcp", address: "/run/x/p.jobs", stranger: true },
     { channel: "jobs", reason: "no handshake reply within 2000 ms", transport: "unix", unanswered: true },
@@ -146,6 +147,7 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
   ERR_OPEN_CHANNEL_REMOTE: [{ channel: "jobs", remoteMessage: "no such job", remoteCode: "ENOJOB", remoteName: "JobError" }],
   ERR_OPEN_CHANNEL_NO_HANDLER: [{}],
   ERR_OPEN_CHANNEL_BAD_BODY: [{}, { detail: "Unable to deserialize cloned data" }],
+  ERR_OPEN_CHANNEL_UNSERIALIZABLE: [{ channel: "jobs", what: "a message", codec: "structured", detail: "() => 1 could not be cloned" }],
   ERR_OPEN_CHANNEL_HUGE_ARRAY: [{ bytes: 40, length: 4294967295, limit: 1048576, minLimit: 1048576 }],
   ERR_OPEN_CHANNEL_REPLY_LOST: [
     { channel: "jobs", seq: 42, request: true },

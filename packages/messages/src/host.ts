@@ -586,7 +586,7 @@ export class MessageHost {
       // Processes with different codecs: say so once where it happens (the member's call rejects too).
       this.warnedBadBody = true;
       const message = withChannel(err, this.options.channel).message;
-      process.emitWarning(`${message} (a message from pid ${session.pid}; warned once per host)`, { code: "ERR_OPEN_CHANNEL_BAD_BODY" });
+      process.emitWarning(`${message} (a message from pid ${session.pid}; warned once per host)`, { code: err.code });
     }
     const body = errorBody(this.options.codec, err);
     if (type === FRAME.req) this.result(session, seq, FRAME.res, false, body);

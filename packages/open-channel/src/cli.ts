@@ -100,7 +100,8 @@ function parseArgs(argv: readonly string[]): Options | string {
     else if (arg.startsWith("--")) return `unknown option ${arg}`;
     else positional.push(arg);
   }
-  options.command = positional[0] ?? "help";
+  if (positional.length === 0) return "a command is needed (status or list)";
+  options.command = positional[0];
   if (options.command === "status") {
     if (positional.length !== 2) return "status needs exactly one channel NAME";
     options.name = positional[1];

@@ -13,7 +13,15 @@
  *
  * @packageDocumentation
  */
-import { type ConnectionListener, type OpenChannelOptions, ProcessChannel, parseOpenChannelArgs } from "@open-channel/core";
+import {
+  type ConnectionListener,
+  type OpenChannelOptions,
+  openChannelError,
+  ProcessChannel,
+  parseOpenChannelArgs,
+  queryChannelStatus,
+  type Transport,
+} from "@open-channel/core";
 import {
   type MessageChannel,
   type MessageChannelOptions,
@@ -93,11 +101,50 @@ export function openChannel(
   options?: OpenChannelOptions,
 ): ProcessChannel {
   const args = parseOpenChannelArgs(nameOrListener, listener, options);
-  const transport = args.options.transport ?? loadTransport(selectTransportName(), args.name);
-  return new ProcessChannel(args.name, args.listener, { transport });
+  if (args.options.transport !== undefined) return new ProcessChannel(args.name, args.listener, { transport: args.options.transport });
+  const transportName = selectTransportName();
+  const channel = new ProcessChannel(args.name, args.listener, { transport: loadTransport(transportName, args.name) });
+  warnOnSplit(channel, transportName);
+  return channel;
 }
 
 export default openChannel;
+
+/**
+ * Processes of one channel that picked different transports (a mixed `OPEN_CHANNEL_TRANSPORT`; on
+ * Windows cluster workers and other processes) never meet: each group elects its own host. So when
+ * this process starts hosting, it asks this platform's other transports whether the channel is
+ * hosted there too, and warns once if it is (`ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH`).
+ */
+function warnOnSplit(channel: ProcessChannel, chosen: string): void {
+  const others = (process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"]).filter((t) => t !== chosen);
+  let warned = false;
+  channel.on("hosting", (isHost: boolean) => {
+    if (!isHost || warned) return;
+    for (const other of others) {
+      let transport: Transport;
+      try {
+        transport = loadTransport(other, channel.name);
+      } catch {
+        continue; // not installed here: nobody can use it
+      }
+      queryChannelStatus(transport, channel.name, { timeoutMs: 1000, heir: false }).then(
+        (result) => {
+          if (warned || result.state !== "hosted") return;
+          warned = true;
+          const warning = openChannelError("ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH", {
+            channel: channel.name,
+            transport: chosen,
+            otherTransport: other,
+            otherPid: result.status.pid,
+          });
+          process.emitWarning(warning.message, { code: warning.code });
+        },
+        () => undefined, // something there that is no host of ours: not this case
+      );
+    }
+  });
+}
 
 /**
  * Opens a message channel (framed messages, request/response, pub/sub, nothing lost across a
@@ -113,6 +160,9 @@ export default openChannel;
  * await messenger.send({ id: 1 });
  */
 export function openMessageChannel(name: string, handlers: MessageHandlers, options: Partial<MessageChannelOptions> = {}): MessageChannel {
-  const transport = options.transport ?? loadTransport(selectTransportName(), name);
-  return openMessageChannelWith(name, handlers, { ...options, transport });
+  if (options.transport !== undefined) return openMessageChannelWith(name, handlers, { ...options, transport: options.transport });
+  const transportName = selectTransportName();
+  const channel = openMessageChannelWith(name, handlers, { ...options, transport: loadTransport(transportName, name) });
+  warnOnSplit(channel.channel, transportName);
+  return channel;
 }

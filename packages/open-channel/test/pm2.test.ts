@@ -90,6 +90,15 @@ describe("under real PM2 in cluster mode (4 instances)", () => {
     for (const pid of first.pids) expect(status(pid)?.error).toBeUndefined();
   }, 90000);
 
+  test("open-channel status names the app's script, not PM2's ProcessContainer.js", () => {
+    const cli = path.join(ROOT, "packages", "open-channel", "bin", "open-channel.js");
+    const out = execFileSync(process.execPath, [cli, "status", channel, "--json"], { env, encoding: "utf8" });
+    const report = JSON.parse(out) as { state: string; host: { pid: number; script: string } };
+    expect(report.state).toBe("hosted");
+    expect(report.host.pid).toBe(first.host);
+    expect(report.host.script).toBe(APP);
+  });
+
   test("kill -9 of the host instance: PM2 restarts it and the channel recovers", async () => {
     process.kill(first.host, "SIGKILL");
     const after = await agreement([first.host]);

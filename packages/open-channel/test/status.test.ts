@@ -154,7 +154,7 @@ describe("status requests, in one process", () => {
 });
 
 test("usage errors exit with status 2 and print the usage", async () => {
-  for (const args of [["status"], ["bogus"], ["list", "extra"], ["status", "x", "--timeout", "soon"]]) {
+  for (const args of [[], ["--json"], ["status"], ["bogus"], ["list", "extra"], ["status", "x", "--timeout", "soon"]]) {
     const { code, stderr } = await cli(...args);
     expect(code).toBe(2);
     expect(stderr).toContain("Usage:");
