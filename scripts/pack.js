@@ -77,5 +77,9 @@ if (installDir !== undefined) {
   // All of them in one install: each package's dependencies on the others resolve to these
   // tarballs instead of the registry.
   console.error(`installing into ${dir}: ${forThisPlatform.map((f) => path.basename(f)).join(", ")}`);
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", ...forThisPlatform], { cwd: dir, stdio: ["ignore", "inherit", "inherit"], ...NPM });
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", ...forThisPlatform], {
+    cwd: dir,
+    stdio: ["ignore", "inherit", "inherit"],
+    ...NPM,
+  });
 }

@@ -128,7 +128,7 @@ describe("processes with different codecs", () => {
         expect(err.code).toBe("ERR_OPEN_CHANNEL_BAD_BODY");
         expect(err.message).toContain(`open-channel "${name}": A message body cannot be decoded`);
       }
-      host.stdin.write("exit\n");
+      host.stdin.end("exit\n");
       await once(host, "exit");
       const warnings = stderr.split("\n").filter((l) => l.includes("[ERR_OPEN_CHANNEL_BAD_BODY] Warning:"));
       expect(warnings).toHaveLength(1);
@@ -136,6 +136,7 @@ describe("processes with different codecs", () => {
       expect(warnings[0]).toContain(`a message from pid ${process.pid}`);
     } finally {
       host.kill("SIGKILL");
+      for (const stream of [host.stdin, host.stdout, host.stderr]) stream.destroy();
     }
   });
 

@@ -154,3 +154,37 @@ test("docs/architecture.md names every source file of core and the message layer
   const elsewhere = new Set(sources("transport-unix"));
   expect([...named].filter((f) => !all.includes(f) && !elsewhere.has(f))).toEqual([]);
 });
+
+/** GitHub's anchor for a heading: lower case, punctuation but `-` and `_` dropped, spaces to `-`. */
+const slug = (heading: string): string =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+    .replace(/\s/g, "-");
+
+test("every relative link of the README and the docs leads to a file that exists, and every #anchor to a heading", () => {
+  const pages = ["README.md", "SECURITY.md", "bench/README.md", "examples/README.md"]
+    .concat(fs.readdirSync(path.join(ROOT, "docs")).flatMap((f) => (f.endsWith(".md") ? [`docs/${f}`] : [])))
+    .concat(fs.readdirSync(path.join(ROOT, "packages")).map((p) => `packages/${p}/README.md`))
+    .filter((p) => fs.existsSync(path.join(ROOT, p)));
+  const broken: string[] = [];
+  for (const page of pages) {
+    const text = fs.readFileSync(path.join(ROOT, page), "utf8");
+    for (const [, link] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(link)) continue;
+      const [file, anchor] = link.split("#");
+      const target = file === "" ? path.join(ROOT, page) : path.resolve(path.dirname(path.join(ROOT, page)), file);
+      if (!fs.existsSync(target)) broken.push(`${page}: ${link}`);
+      else if (anchor !== undefined && target.endsWith(".md")) {
+        const headings = fs
+          .readFileSync(target, "utf8")
+          .split("\n")
+          .filter((l) => /^#{1,6} /.test(l))
+          .map((l) => slug(l.replace(/^#+ /, "")));
+        if (!headings.includes(anchor)) broken.push(`${page}: ${link} (no such heading)`);
+      }
+    }
+  }
+  expect(broken).toEqual([]);
+});

@@ -86,6 +86,39 @@ test("every package's ESM entry has the same named exports as its CommonJS build
 const testOffWindows = process.platform === "win32" ? test.skip : test;
 
 describe("installing the packed packages", () => {
+  testOffWindows(
+    "the README's install command installs this platform's packages into a new project, where both quick starts run as written",
+    () => {
+      const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+      const command = readme.split("\n").find((l) => l.startsWith("npm run pack -- --install "));
+      expect(command).toBe("npm run pack -- --install ../my-app");
+      // The command as the README writes it, with a scratch folder for ../my-app (npm ci is done).
+      const app = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "oc-readme-")), "my-app");
+      execFileSync("npm", ["run", "pack", "--", "--install", app], {
+        cwd: ROOT,
+        env: { ...process.env, npm_config_offline: "true" },
+        stdio: "pipe",
+      });
+      expect(installed(app)).toEqual([
+        "@open-channel/core",
+        "@open-channel/messages",
+        "@open-channel/transport-tcp",
+        "@open-channel/transport-unix",
+        "open-channel",
+      ]);
+      const quickStarts = [...readme.matchAll(/<!-- quick start: (\S+) -->\n```js\n([\s\S]*?)```/g)];
+      expect(quickStarts.map((m) => m[1])).toEqual(["chat.js", "jobs.js"]);
+      const outputs = quickStarts.map(([, file, code]) => {
+        const r = run(app, file, code);
+        expect([file, r.status, r.stderr]).toEqual([file, 0, ""]);
+        return r.stdout;
+      });
+      expect(outputs[0]).toMatch(/^echo: hello \(host pid \d+, this pid \d+\)\n$/);
+      expect(outputs[1]).toMatch(/^host \d+ got \{ job: 1 \} from pid \d+\n\{ echo: 'ping' \}\n$/);
+    },
+    120000,
+  );
+
   // These install the packed packages for the platform they run on: on Windows the other set.
   testOffWindows(
     "open-channel on Linux installs core, unix and tcp, never the Windows-only pipe transport; CJS and ESM work",

@@ -27,8 +27,9 @@ async function host(channel: string, transport?: string): Promise<{ stderr: () =
   return {
     stderr: () => stderr,
     stop: async () => {
-      child.stdin.write("x");
+      child.stdin.end("x");
       await once(child, "exit");
+      for (const stream of [child.stdout, child.stderr]) stream.destroy();
     },
   };
 }
