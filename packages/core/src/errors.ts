@@ -315,6 +315,20 @@ export class OpenChannelError extends Error {
    * socket.on("error", (err) => console.error(`channel ${err.channel}: ${err.code}`));
    */
   readonly channel?: string;
+  /**
+   * For `ERR_OPEN_CHANNEL_REMOTE`: the `code` of the error the host's handler threw, if it had one.
+   *
+   * @example
+   * messenger.request(job).catch((err) => { if (err.remoteCode === "E_NO_JOB") retryLater(job); });
+   */
+  readonly remoteCode?: string;
+  /**
+   * For `ERR_OPEN_CHANNEL_REMOTE`: the `name` of the error the host's handler threw.
+   *
+   * @example
+   * messenger.request(job).catch((err) => console.error(`${err.remoteName}: ${err.message}`));
+   */
+  readonly remoteName?: string;
 
   /**
    * Creates an error; open-channel raises them (through {@link openChannelError}), user code

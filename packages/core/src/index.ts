@@ -62,7 +62,9 @@ export {
   type ConnectionListener,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  type FailoverInfo,
   ProcessChannel,
+  type ProcessChannelEvents,
   parseCloseOptions,
 } from "./process-channel";
 export { readOrCreateSecret } from "./secret";

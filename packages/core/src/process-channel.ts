@@ -24,6 +24,39 @@ import type { Transport } from "./transport";
 export type ChannelState = "initiated" | "connecting" | "connected" | "closed";
 
 /**
+ * What the `"failover"` event carries.
+ *
+ * @example
+ * channel.on("failover", ({ previousHostPid, hostPid, ms }: FailoverInfo) => console.log(`${previousHostPid} -> ${hostPid} in ${ms} ms`));
+ */
+export interface FailoverInfo {
+  /** The host that was lost. */
+  previousHostPid: number;
+  /** The new host. */
+  hostPid: number;
+  /** From noticing the loss to connected to the new host, in ms. */
+  ms: number;
+}
+
+/**
+ * The events of a {@link ProcessChannel} and their arguments: `channel.on(event, listener)` is
+ * typed by it (a misspelt event or a wrong argument does not compile).
+ *
+ * @example
+ * channel.on("state", (state, previous) => console.log(`${previous} -> ${state}`));
+ */
+export interface ProcessChannelEvents {
+  /** Every change of `channel.state`. */
+  state: [state: ChannelState, previous: ChannelState];
+  /** This process starts (`true`) or stops (`false`) hosting. */
+  hosting: [isHost: boolean];
+  /** This process starts or stops standing by as the heir. */
+  heir: [isHeir: boolean];
+  /** Connected to a new host after losing the previous one. */
+  failover: [info: FailoverInfo];
+}
+
+/**
  * The user's connection listener: runs in whichever process hosts, once per member connection
  * (the host's own included), with the host's end of that connection.
  *
@@ -149,7 +182,7 @@ interface LostHost {
  * const socket = channel.connect();
  * socket.write("queued until connected");
  */
-export class ProcessChannel extends EventEmitter {
+export class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
   /**
    * The channel's name: processes that use the same name (and transport) share one channel.
    *
@@ -423,8 +456,8 @@ export class ProcessChannel extends EventEmitter {
   }
 
   /** Emits on the next tick: a listener that throws never runs in the middle of a state change. */
-  private emitSoon(event: string, ...args: unknown[]): void {
-    process.nextTick(() => this.emit(event, ...args));
+  private emitSoon<E extends keyof ProcessChannelEvents>(event: E, ...args: ProcessChannelEvents[E]): void {
+    process.nextTick(() => (this.emit as (e: E, ...a: ProcessChannelEvents[E]) => boolean)(event, ...args));
   }
 
   // ---- phases: initiated -> connecting <-> connected -> closed -----------------------------------

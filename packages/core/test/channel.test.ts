@@ -590,7 +590,7 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       };
       const channel = open(name, listener, watched);
       const seen: string[] = [];
-      for (const event of ["heir", "hosting"]) channel.on(event, (value: boolean) => seen.push(`${event} ${value}`));
+      for (const event of ["heir", "hosting"] as const) channel.on(event, (value: boolean) => seen.push(`${event} ${value}`));
       calls.set(channel, log);
       events.set(channel, seen);
       return channel;

@@ -21,6 +21,30 @@ export interface Codec {
   decode(bytes: Buffer): unknown;
 }
 
+/**
+ * `T` if a body of type `T` can be sent (what `structuredClone` copies, looked at through objects
+ * and arrays), else a type nothing fits: `send(() => 1)`, `send({ run() {} })` or
+ * `send(Symbol())` do not compile. (`bufferCodec` takes only Buffers and strings: the rest is
+ * refused when sent, with `ERR_OPEN_CHANNEL_UNSERIALIZABLE`.)
+ *
+ * @example
+ * function enqueue<T>(job: T & Sendable<T>) { return messenger.send(job); }
+ */
+export type Sendable<T> = T extends // What no codec of ours can send:
+  | ((...args: never[]) => unknown)
+  | symbol
+  | WeakMap<object, unknown>
+  | WeakSet<object>
+  | WeakRef<object>
+  | Promise<unknown>
+  ? never
+  : // Objects sent whole (their methods are not their data):
+    T extends Date | RegExp | Error | ArrayBuffer | ArrayBufferView | Map<unknown, unknown> | Set<unknown>
+    ? T
+    : T extends object
+      ? { [K in keyof T]: Sendable<T[K]> }
+      : T;
+
 /** Internal: the method of a codec that writes a frame straight into a messenger's slab. */
 export const ENCODE_INTO: unique symbol = Symbol("open-channel.encodeInto");
 

@@ -1,6 +1,6 @@
 import type * as net from "node:net";
 import { debug, isOpenChannelError, type OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
-import { type Codec, encodeError, rangeDecoder, slabEncoder } from "./codec";
+import { type Codec, encodeError, rangeDecoder, type Sendable, slabEncoder } from "./codec";
 import {
   decodeHello,
   decodeRead,
@@ -41,23 +41,24 @@ export interface MessageContext {
   /** `true` when the member sent this message before, to a host that died before acknowledging it. */
   readonly redelivered: boolean;
   /** Pushes `body` to this member (its messenger emits `"message"`); `false` when it is not connected. */
-  send(body: unknown): boolean;
+  send<T>(body: T & Sendable<T>): boolean;
 }
 
 /**
- * What runs in whichever process hosts the channel.
+ * What runs in whichever process hosts the channel. `Message` and `Request` type the bodies the
+ * handlers get: your word for what the members send (the codec does not check it).
  *
  * @example
- * const handlers: MessageHandlers = {
- *   onMessage(body, from) { jobs.push(body); },
+ * const handlers: MessageHandlers<{ job: number }, "count"> = {
+ *   onMessage(body, from) { jobs.push(body.job); },
  *   async onRequest(body) { return jobs.length; },
  * };
  */
-export interface MessageHandlers {
+export interface MessageHandlers<Message = unknown, Request = unknown> {
   /** A member's `send(body)`: its promise resolves once this has run (or its promise resolved). */
-  onMessage?(body: unknown, from: MessageContext): void | Promise<void>;
+  onMessage?(body: Message, from: MessageContext): void | Promise<void>;
   /** A member's `request(body)`: the value returned (or resolved) is the reply; a throw rejects the request. */
-  onRequest?(body: unknown, from: MessageContext): unknown;
+  onRequest?(body: Request, from: MessageContext): unknown;
 }
 
 interface Pending {

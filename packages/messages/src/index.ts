@@ -21,9 +21,9 @@ import { type Codec, structuredCodec } from "./codec";
 import { type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
 
-export { bufferCodec, type Codec, jsonCodec, structuredCodec, v8Codec } from "./codec";
+export { bufferCodec, type Codec, jsonCodec, type Sendable, structuredCodec, v8Codec } from "./codec";
 export type { MessageContext, MessageHandlers } from "./host";
-export { type EventMeta, Messenger, type MessengerLimits } from "./messenger";
+export { type EventMeta, Messenger, type MessengerEvents, type MessengerLimits } from "./messenger";
 
 /**
  * Options of {@link openMessageChannel}. Every process of a channel must use the same codec and
@@ -154,6 +154,10 @@ export class MessageChannel {
  * }, { transport: unixTransport() });
  * const reply = await jobs.connect().request("ping");
  */
-export function openMessageChannel(name: string, handlers: MessageHandlers, options: MessageChannelOptions): MessageChannel {
-  return new MessageChannel(name, handlers, options);
+export function openMessageChannel<Message = unknown, Request = unknown>(
+  name: string,
+  handlers: MessageHandlers<Message, Request>,
+  options: MessageChannelOptions,
+): MessageChannel {
+  return new MessageChannel(name, handlers as MessageHandlers, options);
 }

@@ -14,7 +14,7 @@ import {
   parseCloseOptions,
   withChannel,
 } from "@open-channel/core";
-import { type Codec, encodeError, rangeDecoder, slabEncoder } from "./codec";
+import { type Codec, encodeError, rangeDecoder, type Sendable, slabEncoder } from "./codec";
 import {
   decodeEventHead,
   encodeHello,
@@ -172,6 +172,22 @@ function errorFromText(body: string): unknown {
 }
 
 /**
+ * The events of a {@link Messenger} and their arguments: `messenger.on(event, listener)` is typed
+ * by it.
+ *
+ * @example
+ * messenger.on("message", (body) => console.log("pushed:", body));
+ */
+export interface MessengerEvents {
+  /** The host pushed `body` to this member (a handler's `from.send(body)`). */
+  message: [body: unknown];
+  /** Connected, or connected again after a failover. */
+  connect: [];
+  /** The channel gave up; pending calls are rejected with `err` too. */
+  error: [err: Error];
+}
+
+/**
  * A member's end of a message channel, from `MessageChannel.connect()`. Usable at once: what it
  * sends waits until connected. Every `send`, `request`, `publish` and (un)subscription has a
  * sequence number in this messenger's session and stays here until the host acknowledges it; after
@@ -187,7 +203,7 @@ function errorFromText(body: string): unknown {
  * await messenger.send({ job: 1 });
  * const reply = await messenger.request({ get: "count" }, { timeout: 1000 });
  */
-export class Messenger extends EventEmitter {
+export class Messenger extends EventEmitter<MessengerEvents> {
   /**
    * This messenger's session id (hex): what the host sees as `from.session`.
    *
@@ -296,7 +312,7 @@ export class Messenger extends EventEmitter {
    * @example
    * await messenger.send({ type: "log", line: "started" });
    */
-  send(body: unknown): Promise<void> {
+  send<T>(body: T & Sendable<T>): Promise<void> {
     // Not async: enqueue never throws (it rejects), and one promise per message is enough.
     return this.enqueue(FRAME.msg, body, undefined) as Promise<void>;
   }
@@ -309,7 +325,7 @@ export class Messenger extends EventEmitter {
    * @example
    * const count = await messenger.request({ get: "count" }, { timeout: 2000 });
    */
-  request(body: unknown, options?: { timeout?: number }): Promise<unknown> {
+  request<Reply = unknown, T = unknown>(body: T & Sendable<T>, options?: { timeout?: number }): Promise<Reply> {
     let timeout = this.limits.requestTimeoutMs;
     if (options !== undefined) {
       if (typeof options !== "object" || options === null)
@@ -323,7 +339,7 @@ export class Messenger extends EventEmitter {
       }
     }
     // Not async: the promise of enqueue is the request's (one promise and one turn less per call).
-    return this.enqueue(FRAME.req, body, undefined, timeout);
+    return this.enqueue(FRAME.req, body, undefined, timeout) as Promise<Reply>;
   }
 
   /**
@@ -333,7 +349,7 @@ export class Messenger extends EventEmitter {
    * @example
    * await messenger.publish("prices", { eur: 1.08 });
    */
-  publish(topic: string, body: unknown): Promise<void> {
+  publish<T>(topic: string, body: T & Sendable<T>): Promise<void> {
     if (typeof topic !== "string") return Promise.reject(argError("ERR_INVALID_ARG_TYPE", "topic", "of type string", topic));
     return this.enqueue(FRAME.pub, body, topic) as Promise<void>;
   }
@@ -345,21 +361,23 @@ export class Messenger extends EventEmitter {
    * @example
    * const unsubscribe = messenger.subscribe("prices", (body, meta) => console.log(body, meta.pid));
    */
-  subscribe(topic: string, handler: (body: unknown, meta: EventMeta) => void): () => void {
+  subscribe<T = unknown>(topic: string, handler: (body: T, meta: EventMeta) => void): () => void {
     if (typeof topic !== "string") throw argError("ERR_INVALID_ARG_TYPE", "topic", "of type string", topic);
     if (typeof handler !== "function") throw argError("ERR_INVALID_ARG_TYPE", "handler", "of type function", handler);
     // A topic too long to send: thrown here, not left to the subscription's own send.
     this.topicBytes(topic);
+    // The body is the publisher's: its type is the caller's word (the codec does not check it).
+    const untyped = handler as (body: unknown, meta: EventMeta) => void;
     let set = this.subscriptions.get(topic);
     if (set === undefined) {
       set = new Set();
       this.subscriptions.set(topic, set);
       this.enqueue(FRAME.sub, undefined, topic).catch(() => undefined);
     }
-    set.add(handler);
+    set.add(untyped);
     return () => {
       const current = this.subscriptions.get(topic);
-      if (current === undefined || !current.delete(handler) || current.size > 0) return;
+      if (current === undefined || !current.delete(untyped) || current.size > 0) return;
       this.subscriptions.delete(topic);
       this.enqueue(FRAME.unsub, undefined, topic).catch(() => undefined);
     };

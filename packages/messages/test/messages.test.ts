@@ -253,7 +253,7 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
       return m;
     };
     const host = at("first host");
-    await new Promise((resolve) => host.once("connect", resolve));
+    await new Promise((resolve) => host.once("connect", () => resolve(undefined)));
     const member = at("next host");
     const sent = member.send("job");
     for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
@@ -318,7 +318,7 @@ describe.each(Object.keys(transports) as Array<keyof typeof transports>)("messag
       return m;
     };
     const publisher = connect();
-    await new Promise((resolve) => publisher.once("connect", resolve));
+    await new Promise((resolve) => publisher.once("connect", () => resolve(undefined)));
     const subscribers = [connect(), connect(), connect()];
     const got: number[][] = subscribers.map(() => []);
     let complete: () => void = () => undefined;
@@ -593,7 +593,7 @@ test("a frame from the host over the member's maxFrameBytes closes the messenger
   await new Promise((resolve) => hostSocket.once("connect", resolve));
   try {
     const m = openMessageChannel(name, {}, { transport: unixTransport(), maxFrameBytes: 1024 }).connect();
-    const errors: Array<{ code?: string }> = [];
+    const errors: Array<Error & { code?: string }> = [];
     m.on("error", (err) => errors.push(err));
     await expect(m.send("hello")).rejects.toMatchObject({ code: "ERR_OPEN_CHANNEL_BAD_FRAME", channel: name });
     expect(errors.map((e) => e.code)).toEqual(["ERR_OPEN_CHANNEL_BAD_FRAME"]);

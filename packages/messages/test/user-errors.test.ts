@@ -45,7 +45,7 @@ describe("a body the codec cannot encode rejects with ERR_OPEN_CHANNEL_UNSERIALI
     test(`${label}, structuredCodec`, async () => {
       const name = unique("encode");
       const m = connect(name, { onMessage() {} });
-      const err = await rejection(m.send(body));
+      const err = await rejection(m.send(body as unknown));
       expect(err).toMatchObject({ code: "ERR_OPEN_CHANNEL_UNSERIALIZABLE", codec: "structured" });
       expect(err.message).toContain(`open-channel "${name}": a message cannot be encoded by the structured codec`);
       // The channel goes on: the next send is delivered.
@@ -60,7 +60,7 @@ describe("a body the codec cannot encode rejects with ERR_OPEN_CHANNEL_UNSERIALI
     const req = await rejection(m.request(42));
     expect(req.code).toBe("ERR_OPEN_CHANNEL_UNSERIALIZABLE");
     expect(req.message).toContain("a request cannot be encoded by the buffer codec");
-    const pub = await rejection(m.publish("t", () => 1));
+    const pub = await rejection(m.publish("t", (() => 1) as unknown));
     expect(pub.message).toContain("a published event cannot be encoded");
     expect(String(await m.request("ok"))).toBe("ok");
   });
@@ -70,7 +70,7 @@ describe("a body the codec cannot encode rejects with ERR_OPEN_CHANNEL_UNSERIALI
     const cycle: Record<string, unknown> = {};
     cycle.self = cycle;
     for (const body of [() => 1, 10n, cycle]) {
-      expect(await rejection(m.send(body))).toMatchObject({ code: "ERR_OPEN_CHANNEL_UNSERIALIZABLE", codec: "json" });
+      expect(await rejection(m.send(body as unknown))).toMatchObject({ code: "ERR_OPEN_CHANNEL_UNSERIALIZABLE", codec: "json" });
     }
   });
 
@@ -78,7 +78,7 @@ describe("a body the codec cannot encode rejects with ERR_OPEN_CHANNEL_UNSERIALI
     const name = unique("encode-reply");
     const m = connect(name, {
       onRequest(body, from) {
-        if (body === "push") from.send(() => 1);
+        if (body === "push") from.send((() => 1) as unknown);
         return () => 1;
       },
     });

@@ -36,6 +36,7 @@ export {
   type CloseOptions,
   type ConnectionListener,
   type ConnectOptions,
+  type FailoverInfo,
   isOpenChannelError,
   OPEN_CHANNEL_ERRORS,
   OpenChannelError,
@@ -47,6 +48,7 @@ export {
   OpenChannelRangeError,
   OpenChannelTypeError,
   ProcessChannel,
+  type ProcessChannelEvents,
   queryChannelStatus,
   type SocketReader,
   type StatusHosted,
@@ -66,6 +68,8 @@ export {
   type MessageContext,
   type MessageHandlers,
   Messenger,
+  type MessengerEvents,
+  type Sendable,
   structuredCodec,
   v8Codec,
 } from "@open-channel/messages";
@@ -159,7 +163,11 @@ function warnOnSplit(channel: ProcessChannel, chosen: string): void {
  * const messenger = jobs.connect();
  * await messenger.send({ id: 1 });
  */
-export function openMessageChannel(name: string, handlers: MessageHandlers, options: Partial<MessageChannelOptions> = {}): MessageChannel {
+export function openMessageChannel<Message = unknown, Request = unknown>(
+  name: string,
+  handlers: MessageHandlers<Message, Request>,
+  options: Partial<MessageChannelOptions> = {},
+): MessageChannel {
   if (options.transport !== undefined) return openMessageChannelWith(name, handlers, { ...options, transport: options.transport });
   const transportName = selectTransportName();
   const channel = openMessageChannelWith(name, handlers, { ...options, transport: loadTransport(transportName, name) });
