@@ -125,7 +125,7 @@ export class HostHandshake {
       // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
       socket.end(encodeReply(status, process.pid, server.id, server.proofs(hello, status, binding)));
       this.finish();
-      return false;
+      return this.closeWhenPeerDoes();
     }
     if (status === HANDSHAKE.statusOk && !server.serving) return this.park(hello, rest);
     if (status !== HANDSHAKE.statusOk) {
@@ -191,12 +191,23 @@ export class HostHandshake {
     return true;
   }
 
-  private answerStatus(): false {
+  private answerStatus(): true {
     this.finish();
     const status = this.server.status();
     debug("channel %j: answered a status request (%d members)", this.server.channel, status.members);
     this.socket.end(encodeStatusBody(status));
-    return false;
+    return this.closeWhenPeerDoes();
+  }
+
+  /**
+   * After the last answer to a probe or a status request: read on (the return value is the push's:
+   * true keeps the socket reading), so that the asker's end of the stream is seen and the socket
+   * closes. Left unread, it would never learn that the asker left, and every address check would
+   * leave an open socket behind.
+   */
+  private closeWhenPeerDoes(): true {
+    this.socket.resume();
+    return true;
   }
 
   private reject(reason: string): false {
