@@ -77,7 +77,9 @@ if (installDir !== undefined) {
   // All of them in one install: each package's dependencies on the others resolve to these
   // tarballs instead of the registry.
   console.error(`installing into ${dir}: ${forThisPlatform.map((f) => path.basename(f)).join(", ")}`);
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", ...forThisPlatform], {
+  // (Through a shell on Windows, which splits at spaces: each path quoted.)
+  const paths = process.platform === "win32" ? forThisPlatform.map((f) => `"${f}"`) : forThisPlatform;
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", ...paths], {
     cwd: dir,
     stdio: ["ignore", "inherit", "inherit"],
     ...NPM,
