@@ -182,12 +182,14 @@ export const OPEN_CHANNEL_ERRORS = {
     (a: { channel: string; what: "a message" | "a push" | "a reply"; bytes: number; limit: number }) =>
       `${a.what} of ${a.bytes} bytes is over the limit of ${a.limit}. Send it in parts, or raise maxFrameBytes on every process.`,
   ),
-  /** The host's handler threw; `remoteCode` and `remoteName` are the remote error's. */
+  /** The host's handler threw (or the host could not run it); `remoteCode` and `remoteName` are the remote error's. */
   ERR_OPEN_CHANNEL_REMOTE: E(
     "Error",
     true,
     (a: { channel: string; remoteMessage: string; remoteCode?: string; remoteName?: string }) =>
-      `the host's handler threw: ${sentence(a.remoteMessage)}. See the host's code; the remote error's code is in err.remoteCode.`,
+      // An error of ours (no handler, a reply it cannot encode, a body it cannot read) is no throw of the handler's.
+      `${a.remoteCode?.startsWith("ERR_OPEN_CHANNEL_") ? "the host could not handle it" : "the host's handler threw"}: ${sentence(a.remoteMessage)}. ` +
+      "See the host's code; the remote error's code is in err.remoteCode.",
     ["remoteCode", "remoteName"],
   ),
   /** A request reached a host with no `onRequest` handler; the member sees it as its `ERR_OPEN_CHANNEL_REMOTE`, which names the channel. */

@@ -144,7 +144,15 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
   ],
   ERR_OPEN_CHANNEL_ADDRESS: [{ channel: "jobs", transport: "unix", address: "/run/x/c.jobs", reason: "listen EACCES", errno: "EACCES" }],
   ERR_OPEN_CHANNEL_FRAME_TOO_LARGE: [{ channel: "jobs", what: "a reply", bytes: 5000, limit: 4096 }],
-  ERR_OPEN_CHANNEL_REMOTE: [{ channel: "jobs", remoteMessage: "no such job", remoteCode: "ENOJOB", remoteName: "JobError" }],
+  ERR_OPEN_CHANNEL_REMOTE: [
+    { channel: "jobs", remoteMessage: "no such job", remoteCode: "ENOJOB", remoteName: "JobError" },
+    {
+      channel: "jobs",
+      remoteMessage: "the host has no onRequest handler",
+      remoteCode: "ERR_OPEN_CHANNEL_NO_HANDLER",
+      remoteName: "OpenChannelError",
+    },
+  ],
   ERR_OPEN_CHANNEL_NO_HANDLER: [{}],
   ERR_OPEN_CHANNEL_BAD_BODY: [{}, { detail: "Unable to deserialize cloned data" }],
   ERR_OPEN_CHANNEL_UNSERIALIZABLE: [{ channel: "jobs", what: "a message", codec: "structured", detail: "() => 1 could not be cloned" }],

@@ -85,7 +85,7 @@ describe("a body the codec cannot encode rejects with ERR_OPEN_CHANNEL_UNSERIALI
     for (const ask of ["reply", "push"]) {
       const err = await rejection(m.request(ask));
       expect(err).toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE", remoteCode: "ERR_OPEN_CHANNEL_UNSERIALIZABLE" });
-      expect(err.message).toContain(ask === "reply" ? "the reply cannot be encoded" : "a push cannot be encoded");
+      expect(err.message).toContain(ask === "reply" ? "could not handle it: the reply cannot be encoded" : "a push cannot be encoded");
       // Named once, not twice.
       expect(err.message.split(`open-channel "${name}"`).length).toBe(2);
     }
@@ -104,7 +104,7 @@ test("bufferCodec: a handler that throws still answers, with its message and cod
   );
   const err = await rejection(m.request("job 7"));
   expect(err).toMatchObject({ code: "ERR_OPEN_CHANNEL_REMOTE", remoteCode: "E_NO_JOB" });
-  expect(err.message).toContain("no such job");
+  expect(err.message).toContain("the host's handler threw: no such job");
 });
 
 describe("processes with different codecs", () => {
