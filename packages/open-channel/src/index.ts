@@ -123,8 +123,8 @@ export default openChannel;
 function warnOnSplit(channel: ProcessChannel, chosen: string): void {
   const others = (process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"]).filter((t) => t !== chosen);
   let warned = false;
-  channel.on("hosting", (isHost: boolean) => {
-    if (!isHost || warned) return;
+  const check = (): void => {
+    if (warned || !channel.isHost) return;
     for (const other of others) {
       let transport: Transport;
       try {
@@ -147,8 +147,16 @@ function warnOnSplit(channel: ProcessChannel, chosen: string): void {
         () => undefined, // something there that is no host of ours: not this case
       );
     }
+  };
+  // A moment after hosting starts: a new host's first work is answering the members that fail over
+  // to it, and loading another transport would compete with that.
+  channel.on("hosting", (isHost: boolean) => {
+    if (isHost && !warned) setTimeout(check, SPLIT_CHECK_DELAY_MS).unref();
   });
 }
+
+/** How long after it starts hosting a process looks for the channel over other transports. */
+const SPLIT_CHECK_DELAY_MS = 1000;
 
 /**
  * Opens a message channel (framed messages, request/response, pub/sub, nothing lost across a

@@ -36,12 +36,12 @@ async function host(channel: string, transport?: string): Promise<{ stderr: () =
 
 const testOffWindows = process.platform === "win32" ? test.skip : test;
 
-testOffWindows("a process that hosts over unix while another hosts the channel over tcp warns once, naming both", async () => {
+testOffWindows("processes hosting one channel over unix and over tcp each warn once, naming the other", async () => {
   const channel = uniqueChannel("mismatch");
   const overTcp = await host(channel, "tcp");
   const overUnix = await host(channel);
-  // The status query over tcp runs after hosting starts: give it a moment, then stop both.
-  await new Promise((r) => setTimeout(r, 1000));
+  // The host looks at the other transports 1 s after it starts hosting: give it that, and a moment.
+  await new Promise((r) => setTimeout(r, 2000));
   const tcpPid = /process (\d+) hosts it over tcp/.exec(overUnix.stderr())?.[1];
   await overUnix.stop();
   await overTcp.stop();
@@ -52,18 +52,24 @@ testOffWindows("a process that hosts over unix while another hosts the channel o
   expect(warnings).toHaveLength(1);
   expect(warnings[0]).toContain(`open-channel "${channel}": this process hosts the channel over unix`);
   expect(Number(tcpPid)).toBeGreaterThan(0);
-  // The first host found nobody elsewhere when it started.
-  expect(overTcp.stderr()).not.toContain("ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH");
+  // The first host looked a second after it started: if the other was there by then, it warned
+  // too (once); on a slow machine it may have looked too early.
+  const tcpWarnings = overTcp
+    .stderr()
+    .split("\n")
+    .filter((l) => l.includes("[ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH] Warning:"));
+  expect(tcpWarnings.length).toBeLessThanOrEqual(1);
+  for (const w of tcpWarnings) expect(w).toContain("this process hosts the channel over tcp, and process");
 });
 
 testOffWindows("processes on the same transport, and a channel hosted alone, get no warning", async () => {
   const channel = uniqueChannel("mismatch-none");
   const first = await host(channel);
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 1800));
   await first.stop();
   // The next host over unix: the channel's previous host is gone, nothing elsewhere.
   const second = await host(channel);
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 1800));
   await second.stop();
   expect(first.stderr()).toBe("");
   expect(second.stderr()).toBe("");
