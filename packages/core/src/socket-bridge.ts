@@ -29,10 +29,10 @@ export interface BridgeEvents {
  */
 export class SocketBridge implements SocketOwner {
   readonly socket: ChannelSocket;
-  /** The current connection saw its end of stream. */
-  eofSeen = false;
   /** The current connection emitted `close`. */
   closeSeen = false;
+  /** The current connection saw its end of stream. */
+  private eofSeen = false;
   private readonly queue = new WriteQueue();
   private isLive = false;
   /** A queued write returned false: emit 'drain' once the queue is flushed. */

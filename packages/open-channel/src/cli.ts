@@ -1,5 +1,5 @@
 import { type ChannelStatus, errorCode, openChannelError, queryChannelStatus, type Transport } from "@open-channel/core";
-import { loadTransport } from "./select-transport";
+import { loadTransport, platformTransports } from "./select-transport";
 
 /**
  * Where the command writes; the process's own streams by default.
@@ -73,10 +73,6 @@ interface Options {
   all: boolean;
   transports: string[];
   timeoutMs: number;
-}
-
-function platformTransports(): string[] {
-  return process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"];
 }
 
 function parseArgs(argv: readonly string[]): Options | string {

@@ -28,7 +28,7 @@ import {
   type MessageHandlers,
   openMessageChannel as openMessageChannelWith,
 } from "@open-channel/messages";
-import { loadTransport, selectTransportName } from "./select-transport";
+import { loadTransport, platformTransports, selectTransportName } from "./select-transport";
 
 export {
   type ChannelState,
@@ -121,7 +121,7 @@ export default openChannel;
  * hosted there too, and warns once if it is (`ERR_OPEN_CHANNEL_TRANSPORT_MISMATCH`).
  */
 function warnOnSplit(channel: ProcessChannel, chosen: string): void {
-  const others = (process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"]).filter((t) => t !== chosen);
+  const others = platformTransports().filter((t) => t !== chosen);
   let warned = false;
   const check = (): void => {
     if (warned || !channel.isHost) return;

@@ -66,6 +66,11 @@ export function selectTransportName(context: SelectionContext = {}): string {
   return worker ? "tcp" : "pipe";
 }
 
+/** The transports this platform can use: unix and tcp; on Windows pipe and tcp. */
+export function platformTransports(): string[] {
+  return process.platform === "win32" ? ["pipe", "tcp"] : ["unix", "tcp"];
+}
+
 const cache = new Map<string, Transport>();
 
 /**
