@@ -72,7 +72,12 @@ export class ConnectionAttempt {
         return;
       }
       if (started !== undefined && typeof started.then === "function") {
-        started.then(undefined, (err: unknown) => this.abort(asError(err)));
+        started.then(undefined, (err: unknown) => {
+          // Failed before connecting (a lookup that found no host): no connection to close. The
+          // socket may still be destroyed from the last one, whose close was seen long ago.
+          if (bridge.socket.destroyed && !bridge.socket.connecting) this.settle(asError(err));
+          else this.abort(asError(err));
+        });
       }
     });
   }

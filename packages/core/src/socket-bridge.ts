@@ -164,8 +164,9 @@ export class SocketBridge implements SocketOwner {
 
   onDestroy(err: Error | undefined): void {
     // Node destroys the socket itself on connection errors (they carry a `syscall`) and after the
-    // peer's end of stream; anything else is the user closing the channel.
-    const internal = this.internalDestroy || this.eofSeen || (err !== undefined && "syscall" in err);
+    // peer's end of stream; anything else is the user closing the channel. Between two attempts
+    // the socket is destroyed already (and `eofSeen` may tell of the last one): only the user calls.
+    const internal = this.internalDestroy || (!this.socket.destroyed && (this.eofSeen || (err !== undefined && "syscall" in err)));
     if (!internal) {
       this.userClosing = true;
       this.channel.userClosed();

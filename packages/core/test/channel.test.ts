@@ -848,6 +848,39 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
       await new Promise((r) => stranger.close(r));
     }
   });
+
+  test.each(["close()", "socket.destroy()"])(
+    "%s between two attempts (the last one ended by the peer) closes the channel for good",
+    async (how) => {
+      const t = testTransport();
+      const name = uniqueName("close-between");
+      const accepted = new Set<net.Socket>();
+      // Ends every connection during the handshake: the channel retries after each end of stream.
+      const stranger = net.createServer((s) => {
+        accepted.add(s.on("close", () => accepted.delete(s)));
+        s.on("error", () => undefined);
+        s.end();
+      });
+      await new Promise<void>((r) => stranger.listen(t.path(name), r));
+      try {
+        const channel = open(name, collector().listener, t);
+        const socket = channel.connect(0);
+        const closed = jest.fn();
+        socket.on("close", closed);
+        socket.on("error", () => undefined);
+        await until(() => socket.destroyed && channel.state === "connecting", "a wait between two attempts");
+        if (how === "close()") channel.close();
+        else socket.destroy();
+        expect(channel.state).toBe("closed");
+        // Room for the next attempt (and an election) had the close been missed.
+        await new Promise((r) => setTimeout(r, 300));
+        expect([channel.state, closed.mock.calls.length]).toEqual(["closed", 1]);
+      } finally {
+        for (const s of accepted) s.destroy();
+        await new Promise((r) => stranger.close(r));
+      }
+    },
+  );
 });
 
 describe("the election, case by case (in one process, test transport)", () => {
@@ -886,6 +919,33 @@ describe("the election, case by case (in one process, test transport)", () => {
     // Without the rejection handled, the attempt would wait for its 3 s handshake bound.
     expect(performance.now() - started).toBeLessThan(1500);
     expect([rejected >= 2, member.isHost]).toEqual([true, false]);
+  });
+
+  test("a transport whose connect rejects later (a lookup that finds no host) after the host went: the member hosts", async () => {
+    const name = uniqueName("connect-rejects-later");
+    const host = open(name, () => undefined);
+    host.connect();
+    await until(() => host.connected, "the host");
+    let rejected = 0;
+    const lookingUp: Transport = {
+      ...transport,
+      // As a transport that looks the host up first (in Redis, say): none there, no connect at all.
+      connect: async (channel, socket) => {
+        await new Promise((r) => setTimeout(r, 5));
+        if (!fs.existsSync(transport.path(channel))) {
+          rejected++;
+          throw coded("ENOENT");
+        }
+        socket.connect({ path: transport.path(channel) });
+      },
+    };
+    const member = open(name, () => undefined, lookingUp);
+    member.connect(0);
+    await until(() => member.connected, "the member");
+    // Gone before the member could offer to be its heir: the member's next connect finds nobody.
+    host.close({ handover: true });
+    await until(() => member.connected && member.isHost, "the member to host after its lookup found nobody", 5000);
+    expect(rejected).toBeGreaterThanOrEqual(1);
   });
 
   test("a secret the transport cannot read when about to host fails the channel with that error", async () => {
