@@ -22,6 +22,8 @@ export interface AttemptChannel {
   readonly bridge: SocketBridge;
   /** Reads the transport's secret (a file replaced meanwhile is the one the host uses); may throw. */
   readSecret(): Buffer | undefined;
+  /** The highest lease epoch this channel has seen a host tell (0: none). */
+  readonly epoch: number;
   /** The host took us: the channel goes live on this connection. */
   accepted(reply: HandshakeReply): void;
 }
@@ -118,6 +120,11 @@ export class ConnectionAttempt {
       return false;
     }
     const { reply, answer, rest } = step;
+    // Fencing: a host whose epoch is lower than one we saw held a lease that has ended since.
+    if (reply.epoch !== undefined && reply.epoch < this.channel.epoch) {
+      this.abort(this.handshakeError(`the host's lease epoch ${reply.epoch} is older than epoch ${this.channel.epoch}, seen before`));
+      return false;
+    }
     const { socket } = this.channel.bridge;
     if (answer !== undefined) socket.rawWrite(answer);
     this.settle(undefined);

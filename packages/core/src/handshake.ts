@@ -9,6 +9,7 @@ import { STANDBY_SUFFIX } from "./names";
  * hello (member -> host):  "OCHN" | version u8 | kind u8 | flags u8 | 0 u8 | name length u16be | name (UTF-8)
  *                          [+ member nonce (16 bytes) when flags has PROOF]
  * reply (host -> member):  "OCHN" | version u8 | status u8 | flags u8 | 0 u8 | host pid u32be | server id (8 bytes)
+ *                          [+ epoch u64be when flags has EPOCH]
  *                          [+ host nonce (16 bytes) + host proof (32 bytes) when flags has PROOF]
  * proof (member -> host):  member proof (32 bytes), only when flags has PROOF
  * status (host -> asker):  body length u32be | body (JSON, UTF-8), only for a status hello
@@ -57,6 +58,14 @@ export const HANDSHAKE = {
    * older open-channel), and a member refuses a reply without it.
    */
   flagBound: 2,
+  /**
+   * Reply flag: the host holds a lease (transports with leases, such as Redis) and tells its
+   * epoch, a fencing token that only grows from one host of the channel to the next. Members never
+   * accept a host whose epoch is lower than one they have seen. Covered by the proofs.
+   */
+  flagEpoch: 4,
+  /** Bytes of the epoch in a reply. */
+  epochLength: 8,
   /** Reply status: welcome, this is the channel's host. */
   statusOk: 0,
   /** Reply status: the host serves another channel at this address. */
@@ -102,6 +111,8 @@ export interface HandshakeReply {
   hostPid: number;
   /** 8 random bytes per host instance: tells a new host from one that only dropped a connection. */
   serverId: Buffer;
+  /** With EPOCH: the host's lease epoch (see `HANDSHAKE.flagEpoch`). */
+  epoch?: number;
   /** With PROOF: the host's nonce and its proof. */
   hostNonce?: Buffer;
   /** With PROOF: the host's HMAC over the exchange ({@link computeProof} with role `"host"`). */
@@ -166,17 +177,26 @@ export function encodeHello(name: string, memberNonce?: Buffer, kind: number = H
  * const serverId = crypto.randomBytes(8);
  * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId));
  */
-export function encodeReply(status: number, hostPid: number, serverId: Buffer, proof?: { hostNonce: Buffer; hostProof: Buffer }): Buffer {
-  const out = Buffer.alloc(HANDSHAKE.replyLength + (proof === undefined ? 0 : HANDSHAKE.nonceLength + HANDSHAKE.proofLength));
+export function encodeReply(
+  status: number,
+  hostPid: number,
+  serverId: Buffer,
+  proof?: { hostNonce: Buffer; hostProof: Buffer },
+  epoch?: number,
+): Buffer {
+  const epochBytes = epoch === undefined ? 0 : HANDSHAKE.epochLength;
+  const out = Buffer.alloc(HANDSHAKE.replyLength + epochBytes + (proof === undefined ? 0 : HANDSHAKE.nonceLength + HANDSHAKE.proofLength));
   HANDSHAKE.magic.copy(out, 0);
   out[4] = HANDSHAKE.version;
   out[5] = status;
-  out[6] = proof === undefined ? 0 : HANDSHAKE.flagProof | HANDSHAKE.flagBound;
+  out[6] = (proof === undefined ? 0 : HANDSHAKE.flagProof | HANDSHAKE.flagBound) | (epoch === undefined ? 0 : HANDSHAKE.flagEpoch);
   out.writeUInt32BE(hostPid >>> 0, 8);
   serverId.copy(out, 12, 0, 8);
+  if (epoch !== undefined) out.writeBigUInt64BE(BigInt(epoch), HANDSHAKE.replyLength);
   if (proof !== undefined) {
-    proof.hostNonce.copy(out, HANDSHAKE.replyLength);
-    proof.hostProof.copy(out, HANDSHAKE.replyLength + HANDSHAKE.nonceLength);
+    const at = HANDSHAKE.replyLength + epochBytes;
+    proof.hostNonce.copy(out, at);
+    proof.hostProof.copy(out, at + HANDSHAKE.nonceLength);
   }
   return out;
 }
@@ -220,6 +240,8 @@ export interface ProofTranscript {
   serverId: Buffer;
   /** {@link endpointBinding} of the connection, as this side sees it. */
   binding: string;
+  /** The host's lease epoch, when the reply tells one. */
+  epoch?: number;
 }
 
 /**
@@ -230,21 +252,23 @@ export interface ProofTranscript {
  * socket.write(encodeReply(HANDSHAKE.statusOk, process.pid, serverId, { hostNonce, hostProof }));
  */
 export function computeProof(secret: Buffer, role: "host" | "member", transcript: ProofTranscript): Buffer {
-  const { kind, name, memberNonce, hostNonce, status, hostPid, serverId, binding } = transcript;
+  const { kind, name, memberNonce, hostNonce, status, hostPid, serverId, binding, epoch } = transcript;
   const fixed = Buffer.alloc(8);
   fixed[0] = kind;
   fixed[1] = status;
   fixed.writeUInt32BE(hostPid >>> 0, 2);
   fixed.writeUInt16BE(Buffer.byteLength(name), 6);
-  return createHmac("sha256", secret)
+  const hmac = createHmac("sha256", secret)
     .update(`open-channel ${role} proof v2\0`)
     .update(fixed)
     .update(name)
     .update(memberNonce)
     .update(hostNonce)
     .update(serverId.subarray(0, 8))
-    .update(binding)
-    .digest();
+    .update(binding);
+  // Only when told, so that a reply without an epoch is proven exactly as before.
+  if (epoch !== undefined) hmac.update(`\0epoch ${epoch}`);
+  return hmac.digest();
 }
 
 /**
@@ -371,12 +395,18 @@ export class ReplyParser extends Parser<HandshakeReply> {
     }
     const flags = buf[6];
     const withProof = (flags & HANDSHAKE.flagProof) !== 0;
-    const end = HANDSHAKE.replyLength + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0);
+    const proofAt = HANDSHAKE.replyLength + ((flags & HANDSHAKE.flagEpoch) !== 0 ? HANDSHAKE.epochLength : 0);
+    const end = proofAt + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0);
     if (buf.length < end) return { state: "more" };
     const reply: HandshakeReply = { status: buf[5], flags, hostPid: buf.readUInt32BE(8), serverId: Buffer.from(buf.subarray(12, 20)) };
+    if (proofAt > HANDSHAKE.replyLength) {
+      const epoch = buf.readBigUInt64BE(HANDSHAKE.replyLength);
+      if (epoch > BigInt(Number.MAX_SAFE_INTEGER)) return { state: "invalid", reason: `epoch ${epoch} out of range` };
+      reply.epoch = Number(epoch);
+    }
     if (withProof) {
-      reply.hostNonce = Buffer.from(buf.subarray(HANDSHAKE.replyLength, HANDSHAKE.replyLength + HANDSHAKE.nonceLength));
-      reply.hostProof = Buffer.from(buf.subarray(HANDSHAKE.replyLength + HANDSHAKE.nonceLength, end));
+      reply.hostNonce = Buffer.from(buf.subarray(proofAt, proofAt + HANDSHAKE.nonceLength));
+      reply.hostProof = Buffer.from(buf.subarray(proofAt + HANDSHAKE.nonceLength, end));
     }
     return { state: "done", value: reply, rest: buf.subarray(end) };
   }

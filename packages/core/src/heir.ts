@@ -3,7 +3,7 @@ import { debug, debugEnabled } from "./debug";
 import { describeError } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { HostServer } from "./host";
-import type { Transport } from "./transport";
+import { leaseOf, type Transport } from "./transport";
 
 /** After going live, a member waits this long (plus as much jitter) before offering to be the heir. */
 const HEIR_DELAY_MS = 150;
@@ -90,8 +90,9 @@ export class Heir {
     if (!stillMember()) return;
     const standby = new HostServer(channel.name, channel.listener, channel.secret(), { serving: false });
     const server = standby.createServer();
+    let lease: ReturnType<typeof leaseOf>;
     try {
-      await channel.transport.listen(this.address, server);
+      lease = leaseOf(await channel.transport.listen(this.address, server));
     } catch (err) {
       standby.close("not the heir");
       debug("channel %j: not the heir: %s", channel.name, describeError(err));
@@ -103,6 +104,10 @@ export class Heir {
       return;
     }
     standby.onPark = () => this.onPark();
+    // A standby address held with a lease (Redis): once it is lost, another member may stand by.
+    lease?.onLost((reason) => {
+      if (this.standby === standby) this.drop(`the standby lease is lost: ${reason}`);
+    });
     this.standby = standby;
     this.standbyServer = server;
     channel.emitHeir(true);

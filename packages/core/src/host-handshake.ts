@@ -13,6 +13,7 @@ import {
   proofsEqual,
 } from "./handshake";
 import type { ChannelStatus } from "./host";
+import type { Lease } from "./transport";
 
 /** How long the host waits for a member's hello (and proof) before closing the connection. */
 export const HOST_HANDSHAKE_TIMEOUT_MS = 3000;
@@ -36,6 +37,8 @@ export interface HandshakeServer {
   readonly serving: boolean;
   /** Why the server was closed; undefined while open. */
   readonly closeReason: string | undefined;
+  /** The lease this server holds the channel's address with, for transports with leases. */
+  readonly lease: Lease | undefined;
   park(entry: Parked): void;
   unpark(entry: Parked): void;
   /** The host's proof for a reply of `status` to `hello` (none without a secret or a member nonce). */
@@ -70,8 +73,11 @@ export class HostHandshake {
   private expectedProof: Buffer | undefined;
   /** A status request: after the proof (if any) it gets the status, never the listener. */
   private statusAsked = false;
-  /** The proof exchange, computed once: before parking when parked (the heir has time then). */
-  private proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer } | undefined;
+  /**
+   * The proof exchange, computed once: before parking when parked (the heir has time then), again
+   * if the epoch it covers changed meanwhile (the heir took its lease after parking us).
+   */
+  private proof: { hostNonce: Buffer; hostProof: Buffer; expected: Buffer; epoch: number | undefined } | undefined;
   /** The endpoints as they are now: the proofs are good for this connection only. */
   private readonly binding: string;
   private readonly timer: NodeJS.Timeout;
@@ -121,25 +127,27 @@ export class HostHandshake {
     else if (server.secret !== undefined && (hello.flags & HANDSHAKE.flagBound) === 0) status = HANDSHAKE.statusUnsupported;
     // Only a host tells its status (an heir that does not host yet says so at once, never parks it).
     else if (this.statusAsked && !server.serving) status = HANDSHAKE.statusNotHost;
+    // A host whose lease ended (a paused process waking up) serves nobody, not even a probe.
+    if (server.lease !== undefined && !server.lease.held()) return this.reject(`our lease (epoch ${server.lease.epoch}) has ended`);
     if (status === HANDSHAKE.statusOk && probe) {
       // Someone checking that this address is alive (e.g. before reclaiming it): yes, and bye.
-      socket.end(encodeReply(status, process.pid, server.id, server.proofs(hello, status, binding)));
+      socket.end(encodeReply(status, process.pid, server.id, server.proofs(hello, status, binding), server.lease?.epoch));
       this.finish();
       return this.closeWhenPeerDoes();
     }
     if (status === HANDSHAKE.statusOk && !server.serving) return this.park(hello, rest);
     if (status !== HANDSHAKE.statusOk) {
-      socket.end(encodeReply(status, process.pid, server.id));
+      socket.end(encodeReply(status, process.pid, server.id, undefined, server.lease?.epoch));
       return this.reject(`refused hello (status ${status}, name ${JSON.stringify(hello.name)})`);
     }
     if (server.secret === undefined || hello.memberNonce === undefined) {
-      socket.write(encodeReply(status, process.pid, server.id));
+      socket.write(encodeReply(status, process.pid, server.id, undefined, server.lease?.epoch));
       return this.statusAsked ? this.answerStatus() : this.admit(rest);
     }
     this.prepareProof(hello);
     const { hostNonce, hostProof, expected } = this.proof as NonNullable<HostHandshake["proof"]>;
     this.expectedProof = expected;
-    socket.write(encodeReply(status, process.pid, server.id, { hostNonce, hostProof }));
+    socket.write(encodeReply(status, process.pid, server.id, { hostNonce, hostProof }, server.lease?.epoch));
     this.stage = "proof";
     this.parser = new ProofParser();
     return rest.length === 0 || this.push(rest);
@@ -160,7 +168,13 @@ export class HostHandshake {
         this.parked = undefined;
         if (!socket.destroyed)
           socket.end(
-            encodeReply(HANDSHAKE.statusNotHost, process.pid, server.id, server.proofs(hello, HANDSHAKE.statusNotHost, this.binding)),
+            encodeReply(
+              HANDSHAKE.statusNotHost,
+              process.pid,
+              server.id,
+              server.proofs(hello, HANDSHAKE.statusNotHost, this.binding),
+              server.lease?.epoch,
+            ),
           );
         this.reject(`not the host (${why})`);
       },
@@ -176,15 +190,19 @@ export class HostHandshake {
   }
 
   private prepareProof(hello: Hello): void {
-    if (this.proof !== undefined) return;
     const { server } = this;
+    if (this.proof !== undefined && this.proof.epoch === server.lease?.epoch) return;
     const host = server.proofs(hello, HANDSHAKE.statusOk, this.binding);
-    if (host !== undefined) this.proof = { ...host, expected: computeProof(server.secret as Buffer, "member", host.transcript) };
+    if (host !== undefined)
+      this.proof = { ...host, expected: computeProof(server.secret as Buffer, "member", host.transcript), epoch: host.transcript.epoch };
   }
 
   private admit(rest: Buffer): boolean {
     const { server, socket } = this;
+    // The member's proof (and what followed it) may have waited for a paused process: checked again.
+    if (server.lease !== undefined && !server.lease.held()) return this.reject(`our lease (epoch ${server.lease.epoch}) has ended`);
     this.finish();
+    if (server.lease !== undefined) fence(socket, server.lease, server.channel);
     server.addMember(socket);
     if (rest.length > 0) this.originalPush.call(socket, rest);
     server.listener(socket);
@@ -225,4 +243,40 @@ export class HostHandshake {
     clearTimeout(this.timer);
     Reflect.deleteProperty(this.socket, "push");
   }
+}
+
+/**
+ * Serves `socket` only while `lease` holds: the first read or write after it ended destroys the
+ * connection instead. A process paused past its lease (a GC pause, SIGSTOP) may run the I/O that
+ * waited for it before its own timers; this is what keeps it from serving then.
+ */
+function fence(socket: net.Socket, lease: Lease, channel: string): void {
+  const s = socket as net.Socket & {
+    _write(chunk: unknown, encoding: BufferEncoding, cb: (err?: Error | null) => void): void;
+    _writev?(chunks: unknown[], cb: (err?: Error | null) => void): void;
+  };
+  const push = s.push;
+  const write = s._write;
+  const writev = s._writev;
+  const ended = (): Error => {
+    debug("channel %j: our lease (epoch %d) has ended: closing a member connection unserved", channel, lease.epoch);
+    s.destroy();
+    return new Error(`the host's lease (epoch ${lease.epoch}) has ended`);
+  };
+  s.push = function (this: net.Socket, chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk !== null && !lease.held()) {
+      ended();
+      return false;
+    }
+    return push.call(this, chunk, encoding);
+  };
+  s._write = function (this: net.Socket, chunk: unknown, encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (lease.held()) write.call(this, chunk, encoding, cb);
+    else process.nextTick(cb, ended());
+  };
+  if (writev !== undefined)
+    s._writev = function (this: net.Socket, chunks: unknown[], cb: (err?: Error | null) => void): void {
+      if (lease.held()) writev.call(this, chunks, cb);
+      else process.nextTick(cb, ended());
+    };
 }

@@ -3,6 +3,7 @@ import * as net from "node:net";
 import { debug } from "./debug";
 import { computeProof, HANDSHAKE, type Hello, newNonce, type ProofTranscript } from "./handshake";
 import { type HandshakeServer, HostHandshake, type Parked } from "./host-handshake";
+import type { Lease } from "./transport";
 
 /**
  * What a channel's host says about itself when asked (`open-channel status NAME`, or
@@ -66,6 +67,11 @@ export class HostServer {
   onPark: (() => void) | undefined;
   /** Set by the channel once this server holds the channel's address: what status requests get. */
   hosting: { transport: string; address: () => string; since: number } | undefined;
+  /**
+   * Set by the channel once this server holds the channel's address through a transport with
+   * leases: replies tell its epoch, and member connections are served only while it holds.
+   */
+  lease: Lease | undefined;
   private orphaned = false;
   private serving: boolean;
   /** Why close() was called; undefined while open. */
@@ -93,6 +99,9 @@ export class HostServer {
       },
       get closeReason() {
         return host.closeReason;
+      },
+      get lease() {
+        return host.lease;
       },
       park: (entry) => {
         this.parked.add(entry);
@@ -210,6 +219,7 @@ export class HostServer {
       hostPid: process.pid,
       serverId: this.id,
       binding,
+      epoch: this.lease?.epoch,
     };
     return { hostNonce, hostProof: computeProof(this.secret, "host", transcript), transcript };
   }

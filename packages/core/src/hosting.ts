@@ -4,7 +4,7 @@ import { asError, describeError, errorCode } from "./errors";
 import type { Heir } from "./heir";
 import { HostServer } from "./host";
 import { answeringServer } from "./status";
-import type { Transport } from "./transport";
+import { type Lease, leaseOf, type Transport } from "./transport";
 
 /**
  * While hosting, how often this process checks that the channel's address still leads to its
@@ -15,6 +15,9 @@ const ADDRESS_CHECK_MS = 500;
 
 /** A try to host: `listening` (we host), `taken` (another process holds the address) or why not. */
 export type HostOutcome = "listening" | "taken" | Error;
+
+/** What binding the address gave: `listening` (with the transport's lease, if it has leases) or why not. */
+type BindOutcome = { lease: Lease | undefined } | "taken" | Error;
 
 /** What {@link Hosting} needs of its channel. */
 export interface HostingChannel {
@@ -61,6 +64,7 @@ export class Hosting {
     if (outcome !== "listening") return outcome;
     this.host = host;
     this.watchAddress(host);
+    this.watchLease(host);
     // The address is looked up only when someone asks (the TCP one reads the port file).
     host.hosting = { transport: transport.name, address: () => transport.address?.(name) ?? "", since: Date.now() };
     this.channel.emitHosting(true);
@@ -98,10 +102,18 @@ export class Hosting {
   }
 
   private async bindAddress(host: HostServer): Promise<HostOutcome> {
+    const bound = await this.bind(host);
+    if (typeof bound === "string" || bound instanceof Error) return bound;
+    // A transport with leases: replies tell the epoch, and connections are served while it holds.
+    host.lease = bound.lease;
+    return "listening";
+  }
+
+  private async bind(host: HostServer): Promise<BindOutcome> {
     const { name, transport } = this.channel;
     let server = host.createServer();
     try {
-      await transport.listen(name, server);
+      return { lease: leaseOf(await transport.listen(name, server)) };
     } catch (err) {
       host.closeServer(server);
       if (errorCode(err) !== "EADDRINUSE") return asError(err);
@@ -110,16 +122,26 @@ export class Hosting {
       // (or waits for whoever does): exactly one process comes out hosting.
       server = host.createServer();
       try {
-        if (!(await transport.reclaim(name, server))) {
+        const reclaimed = await transport.reclaim(name, server);
+        if (reclaimed === false) {
           host.closeServer(server);
           return "taken";
         }
+        return { lease: leaseOf(reclaimed) };
       } catch (reclaimErr) {
         host.closeServer(server);
         return asError(reclaimErr);
       }
     }
-    return "listening";
+  }
+
+  /** While `host` hosts with a lease: once the lease is lost, hand over (the members elect anew). */
+  private watchLease(host: HostServer): void {
+    const { lease } = host;
+    lease?.onLost((reason) => {
+      if (this.host !== host || host.lease !== lease) return;
+      this.stop(`our lease (epoch ${lease.epoch}) is lost: ${reason}`);
+    });
   }
 
   /**
@@ -153,7 +175,8 @@ export class Hosting {
     if (found === "no-host") {
       debug("channel %j: our address is gone: binding it again", name);
       const outcome = await this.bindAddress(host);
-      if (this.host !== host || outcome === "listening") return;
+      if (this.host !== host) return;
+      if (outcome === "listening") return this.watchLease(host);
       return this.stop(`the channel's address was taken (${outcome instanceof Error ? describeError(outcome) : outcome})`, "stepAside");
     }
     // Our own server failing the current secret's proof: stop it (its address is ours to free).

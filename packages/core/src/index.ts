@@ -76,5 +76,5 @@ export {
   type StatusQueryOptions,
   type StatusQueryResult,
 } from "./status";
-export { isTransport, type Transport } from "./transport";
+export { isTransport, type Lease, type Transport } from "./transport";
 export { addressInUse, listenExclusive, withAddressLock } from "./transport-kit";

@@ -151,6 +151,7 @@ export class MemberHandshake {
       hostPid: reply.hostPid,
       serverId: reply.serverId,
       binding: this.binding,
+      epoch: reply.epoch,
     };
     if (!proofsEqual(hostProof, computeProof(secret, "host", transcript))) {
       return {

@@ -218,6 +218,8 @@ export class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
   private lastError: Error | undefined;
   /** The transport's secret, as last read (a member's hello and our server prove themselves with it). */
   private secret: Buffer | undefined;
+  /** The highest lease epoch a host told us (transports with leases; 0: none): fencing. */
+  private epoch = 0;
 
   /**
    * Creates the channel without checking the arguments; `openChannel()` checks them, then calls this.
@@ -294,6 +296,9 @@ export class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
         return channel.bridge as SocketBridge;
       },
       readSecret,
+      get epoch() {
+        return channel.epoch;
+      },
       accepted: (reply) => this.goLive(reply),
     };
     this.electionChannel = {
@@ -503,13 +508,20 @@ export class ProcessChannel extends EventEmitter<ProcessChannelEvents> {
       this.hosting.drop(`connected to server ${reply.serverId.toString("hex")} of pid ${reply.hostPid}`);
     }
     bridge.live = true;
+    if (reply.epoch !== undefined && reply.epoch > this.epoch) this.epoch = reply.epoch;
     const { generation, lost } = phase;
     this.setPhase({ state: "connected", generation, hostPid: reply.hostPid, serverId: reply.serverId });
     // Back on another host (not the same one, which only dropped this connection): a failover.
     if (lost !== undefined && !lost.serverId.equals(reply.serverId)) {
       this.emitSoon("failover", { previousHostPid: lost.hostPid, hostPid: reply.hostPid, ms: performance.now() - lost.at });
     }
-    debug("channel %j: connected to host pid %d%s", this.name, reply.hostPid, this.hosting.server ? " (ourselves)" : "");
+    debug(
+      "channel %j: connected to host pid %d%s%s",
+      this.name,
+      reply.hostPid,
+      reply.epoch === undefined ? "" : ` (epoch ${reply.epoch})`,
+      this.hosting.server ? " (ourselves)" : "",
+    );
     bridge.flush();
     // Members parked on us as the heir: another process hosts, send them there. We stay the heir.
     this.heir.sendBack();

@@ -26,6 +26,13 @@ import type { ChannelEntry } from "./names";
  *   `false` when the caller should connect again: a live host is there, or another process
  *   reclaimed (wait for that process to finish, so the connect that follows finds it).
  *
+ * - A transport whose hold on the address can end while the host lives (a lease in Redis) resolves
+ *   `listen` (and `reclaim`) with a {@link Lease}: the host tells members its `epoch` in the
+ *   handshake, stops serving a connection the moment `held()` turns false, and stops hosting when
+ *   the lease reports it is lost. Such a transport may also end a member's connection it made (its
+ *   host's lease ended) by destroying the socket with an error that has a `syscall`, as Node does
+ *   on a connection error: the channel takes it for a lost host, not for the user's close.
+ *
  * Errors from `listen`/`connect` with codes `EACCES`, `EPERM`, `ENOTDIR`, `ENAMETOOLONG`, `ELOOP`,
  * `EROFS`, or one marked `fatal` in `OPEN_CHANNEL_ERRORS` (`ERR_INVALID_ARG_TYPE` and every
  * `ERR_OPEN_CHANNEL_*` but `ERR_OPEN_CHANNEL_HANDSHAKE`) are fatal: the channel closes with that
@@ -62,7 +69,8 @@ export interface Transport {
    * const server = net.createServer(onConnection);
    * await transport.listen("jobs", server); // rejects with code "EADDRINUSE" if another process hosts
    */
-  listen(channel: string, server: net.Server): Promise<void>;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a transport whose listen is `async (): Promise<void>` (most are) must still fit.
+  listen(channel: string, server: net.Server): Promise<void | Lease>;
   /**
    * Starts connecting `socket` to the channel's address (calls `socket.connect`).
    *
@@ -73,7 +81,7 @@ export interface Transport {
    */
   connect(channel: string, socket: net.Socket): void | Promise<void>;
   /** Removes a dead host's leftovers race-free and binds `server` instead; `true` when it listens. */
-  reclaim?(channel: string, server: net.Server): Promise<boolean>;
+  reclaim?(channel: string, server: net.Server): Promise<boolean | Lease>;
   /**
    * Human-readable address of the channel, for errors and debug output.
    *
@@ -101,6 +109,34 @@ export interface Transport {
    * for (const { name, address } of transport.channels?.() ?? []) console.log(name ?? "(hashed name)", address);
    */
   channels?(): ChannelEntry[];
+}
+
+/**
+ * A host's hold on the channel's address, for transports where it can end while the host lives
+ * (a lease in Redis that the host must renew in time). `listen` or `reclaim` resolves with one.
+ *
+ * @example
+ * const lease = await transport.listen("jobs", server);
+ * if (lease) lease.onLost((reason) => console.log(`epoch ${lease.epoch} ended: ${reason}`));
+ */
+export interface Lease {
+  /**
+   * The fencing token: it only grows from one host of the channel to the next. Members learn it
+   * in the handshake and refuse a host whose epoch is lower than one they have seen.
+   */
+  readonly epoch: number;
+  /**
+   * True while the lease certainly holds by this process's own clock. Called before serving
+   * every read and write of a member connection: false, and the connection ends unserved.
+   */
+  held(): boolean;
+  /** Registers `callback`, called once when the lease is lost (not renewed in time, or replaced). */
+  onLost(callback: (reason: string) => void): void;
+}
+
+/** @internal The lease in what `listen`/`reclaim` resolved with, if any. */
+export function leaseOf(value: unknown): Lease | undefined {
+  return typeof value === "object" && value !== null && typeof (value as Lease).held === "function" ? (value as Lease) : undefined;
 }
 
 /**

@@ -56,6 +56,25 @@ describe("handshake", () => {
     expect(result).toEqual({ state: "done", value: { status: 0, flags: 0, hostPid: 4242, serverId: id }, rest: Buffer.from("x") });
   });
 
+  test("a reply may carry the host's lease epoch (after the fixed part, before the proof), in any split", () => {
+    const hostNonce = newNonce();
+    const hostProof = randomBytes(HANDSHAKE.proofLength);
+    const id = randomBytes(8);
+    const wire = Buffer.concat([encodeReply(0, 7, id, { hostNonce, hostProof }, 2 ** 40 + 3), Buffer.from("after")]);
+    for (let cut = 1; cut < wire.length; cut++) {
+      const parser = new ReplyParser();
+      const first = parser.feed(wire.subarray(0, cut));
+      const result = first.state === "done" ? first : parser.feed(wire.subarray(cut));
+      expect(result).toMatchObject({ state: "done", value: { epoch: 2 ** 40 + 3, hostNonce, hostProof, hostPid: 7 } });
+    }
+    expect(new ReplyParser().feed(encodeReply(0, 7, id))).toMatchObject({ state: "done", value: { hostPid: 7 } });
+    expect((new ReplyParser().feed(encodeReply(0, 7, id)) as { value: { epoch?: number } }).value.epoch).toBeUndefined();
+    // Above 2^53 - 1 it could not be compared exactly: invalid.
+    const huge = encodeReply(0, 7, id, undefined, 1);
+    huge.writeBigUInt64BE(2n ** 60n, HANDSHAKE.replyLength);
+    expect(new ReplyParser().feed(huge)).toMatchObject({ state: "invalid" });
+  });
+
   test("with a secret, a hello carries a nonce and the reply a nonce and the host's proof", () => {
     const memberNonce = newNonce();
     const hello = new HelloParser().feed(encodeHello("jobs", memberNonce));
@@ -82,6 +101,7 @@ describe("handshake", () => {
       { serverId: randomBytes(8) },
       { binding: "127.0.0.1:40001>127.0.0.1:40000" },
       { binding: "" },
+      { epoch: 1 },
     ];
     for (const change of changes) expect(proofsEqual(proof, computeProof(secret, "host", { ...base, ...change }))).toBe(false);
     expect(proofsEqual(proof, proof.subarray(0, 16))).toBe(false);
@@ -277,7 +297,11 @@ describe("handshake", () => {
     /** The length of the message at the start of `input`, read from its header as the protocol says. */
     const declared = (hello: boolean, input: Buffer): number | undefined => {
       const withProof = input.length > 6 && (input[6] & HANDSHAKE.flagProof) !== 0;
-      if (!hello) return HANDSHAKE.replyLength + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0);
+      const withEpoch = input.length > 6 && (input[6] & HANDSHAKE.flagEpoch) !== 0;
+      if (!hello)
+        return (
+          HANDSHAKE.replyLength + (withEpoch ? HANDSHAKE.epochLength : 0) + (withProof ? HANDSHAKE.nonceLength + HANDSHAKE.proofLength : 0)
+        );
       if (input.length < HANDSHAKE.helloHeaderLength) return undefined;
       return HANDSHAKE.helloHeaderLength + input.readUInt16BE(8) + (withProof ? HANDSHAKE.nonceLength : 0);
     };
