@@ -21,7 +21,7 @@ const path = require("node:path");
 const root = path.join(__dirname, "..");
 const staging = path.join(root, "build", "pack");
 const out = path.join(root, "build", "tarballs");
-const PACKAGES = ["core", "transport-unix", "transport-tcp", "transport-pipe", "messages", "open-channel"];
+const PACKAGES = ["core", "transport-unix", "transport-tcp", "transport-pipe", "transport-redis", "messages", "open-channel"];
 // npm is npm.cmd on Windows, which only a shell runs.
 const NPM = { shell: process.platform === "win32" };
 

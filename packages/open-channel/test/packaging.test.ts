@@ -60,7 +60,7 @@ socket.on("data", (d) => { console.log(channel.transport.name + " " + String(d))
 `;
 
 test("every package's ESM entry has the same named exports as its CommonJS build, and its default", () => {
-  const packages = ["core", "transport-unix", "transport-tcp", "transport-pipe", "messages", "open-channel"];
+  const packages = ["core", "transport-unix", "transport-tcp", "transport-pipe", "transport-redis", "messages", "open-channel"];
   const code = `
     import { createRequire } from "node:module";
     const require = createRequire(${JSON.stringify(path.join(ROOT, "package.json"))});
@@ -102,6 +102,7 @@ describe("installing the packed packages", () => {
       expect(installed(app)).toEqual([
         "@open-channel/core",
         "@open-channel/messages",
+        "@open-channel/transport-redis",
         "@open-channel/transport-tcp",
         "@open-channel/transport-unix",
         "open-channel",

@@ -1,0 +1,111 @@
+import Redis from "ioredis";
+import { describeWithRedis, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
+
+const SECRET = "a secret of the test fleet, 32 bytes";
+
+describeWithRedis("the Redis transport under faults (real redis-server, forked members)", () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let members: Members | undefined;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    client = new Redis({ port: redis.port, host: "127.0.0.1", maxRetriesPerRequest: null });
+    client.on("error", () => {});
+  });
+  afterEach(async () => {
+    await members?.stop();
+    members = undefined;
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await redis.stop();
+  });
+
+  const start = async (label: string, count: number, env: Record<string, string> = {}) => {
+    const channel = uniqueChannel(label);
+    members = new Members({ OC_REDIS_PORT: String(redis.port), OC_CHANNEL: channel, OC_SECRET: SECRET, ...env });
+    const pids = await members.fork(count);
+    const host = await members.waitFor(() => members?.oneHost(0), "one host");
+    return { channel, pids, host, m: members };
+  };
+
+  test("SIGKILL of the host: a survivor replaces its record at once, 3 times in a row, epochs growing", async () => {
+    // A long lease: only the compare-and-replace of a refused host's record can make this quick.
+    const { channel, host: first, m } = await start("kill", 4, { OC_TTL_MS: "10000" });
+    let host = first;
+    let epoch = Number((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[0]);
+    expect(epoch).toBeGreaterThanOrEqual(1);
+    for (let round = 0; round < 3; round++) {
+      const since = m.reports.length;
+      const killedAt = performance.timeOrigin + performance.now();
+      m.kill(host);
+      const next = await m.waitFor(() => m.oneHost(since), `one host after killing ${host}`, 8000);
+      const hosting = m.reports.slice(since).find((r) => r.type === "hosting" && r.pid === next);
+      expect(hosting?.epoch).toBeGreaterThan(epoch);
+      // Far below the 10 s lease: nobody waited for it to expire.
+      expect((hosting?.at ?? Number.POSITIVE_INFINITY) - killedAt).toBeLessThan(5000);
+      epoch = hosting?.epoch as number;
+      host = next;
+    }
+    expect(Number((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[0])).toBe(epoch);
+  });
+
+  test("SIGSTOP of the host past its lease: another host takes over, the paused one serves nobody when it wakes and steps down", async () => {
+    for (let round = 0; round < 2; round++) {
+      const { host, pids, m } = await start(`pause${round}`, 3, { OC_TTL_MS: "800" });
+      const others = pids.filter((pid) => pid !== host);
+      // Paused while idle (no bytes under way): what it serves after waking can only be what came in while it slept.
+      await sleep(50);
+      const since = m.reports.length;
+      m.signal(host, "SIGSTOP");
+      // Its members write into its connections while it sleeps, until they see its lease end.
+      for (const wait of [0, 100, 300]) {
+        await sleep(wait);
+        for (const pid of others) m.send(pid, { cmd: "write", line: `while paused ${wait}` });
+      }
+      const next = await m.waitFor(() => {
+        const r = m.reports.slice(since).find((x) => x.type === "hosting" && x.pid !== host);
+        return r?.pid;
+      }, "a new host while the old one is paused");
+      await sleep(500);
+      const wokeAt = m.reports.length;
+      m.signal(host, "SIGCONT");
+      // It finds its lease lost and joins the new host as a member.
+      await m.waitFor(() => m.last(host, "lease-lost", since), "the paused host to find its lease lost");
+      await m.waitFor(() => m.last(host, "connect", wokeAt)?.hostPid === next, "the paused host to join the new one");
+      await sleep(300);
+      expect(servingOverlaps(m.reports)).toEqual([]);
+      // Nothing reached its listener after its deadline, in particular not the bytes written while it slept.
+      expect(m.reports.filter((r) => r.type === "received" && r.held === false)).toEqual([]);
+      expect(m.reports.slice(since).filter((r) => r.type === "received" && r.pid === host)).toEqual([]);
+      await m.stop();
+    }
+  });
+
+  test("Redis restarted empty: the host steps down and the next host's epoch is still above every epoch seen", async () => {
+    const { channel, m } = await start("restart", 3, { OC_TTL_MS: "1000" });
+    const key = `open-channel:{${channel}}:host`;
+    const before = Number((await client.get(key))?.split(" ")[0]);
+    const since = m.reports.length;
+    await redis.restart();
+    const next = await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the restart");
+    expect(next.epoch).toBeGreaterThan(before);
+    await m.waitFor(() => m.oneHost(since), "every member on one host after the restart");
+    expect(Number((await client.get(key))?.split(" ")[0])).toBeGreaterThan(before);
+  });
+
+  test("a process with another secret never reaches the listener, and never takes the channel over", async () => {
+    const { channel, host, m } = await start("secret", 2, { OC_TTL_MS: "1000" });
+    const key = `open-channel:{${channel}}:host`;
+    const record = await client.get(key);
+    const since = m.reports.length;
+    const [intruder] = await m.fork(1, { OC_SECRET: "another secret entirely, 32 bytes" });
+    m.send(intruder, { cmd: "write", line: "intruder" });
+    await sleep(3000);
+    expect(m.reports.slice(since).filter((r) => r.type === "received" && r.line === "intruder")).toEqual([]);
+    expect(m.last(intruder, "connect", since)).toBeUndefined();
+    expect(m.last(host, "lease-lost", since)).toBeUndefined();
+    expect(await client.get(key)).toBe(record);
+  });
+});
