@@ -16,16 +16,30 @@ function lines(onLine) {
   };
 }
 
+/** `--transport redis`: the Redis transport, on the orchestrator's redis-server. */
+function redisOptions() {
+  if (process.env.CHAOS_REDIS_PORT === undefined) return undefined;
+  const Redis = require("ioredis");
+  const { redisTransport } = require("@open-channel/transport-redis");
+  const client = new Redis({ port: Number(process.env.CHAOS_REDIS_PORT), host: "127.0.0.1", maxRetriesPerRequest: null });
+  client.on("error", () => {});
+  return { transport: redisTransport({ client, secret: process.env.CHAOS_REDIS_SECRET, ttlMs: Number(process.env.CHAOS_REDIS_TTL_MS) }) };
+}
+
 const name = process.env.CHAOS_CHANNEL;
 // The host's listener: answers `req SEQ` with `res SEQ PID` (the pid of the process it runs in).
-const channel = openChannel(name, (socket) => {
-  socket.on(
-    "data",
-    lines((line) => {
-      if (line.startsWith("req ")) socket.write(`res ${line.slice(4)} ${process.pid}\n`);
-    }),
-  );
-});
+const channel = openChannel(
+  name,
+  (socket) => {
+    socket.on(
+      "data",
+      lines((line) => {
+        if (line.startsWith("req ")) socket.write(`res ${line.slice(4)} ${process.pid}\n`);
+      }),
+    );
+  },
+  redisOptions(),
+);
 const socket = channel.connect(Number(process.env.CHAOS_TIMEOUT || 10000));
 // Reports are stamped at once but sent in one batch once things are quiet, so that talking to the
 // orchestrator never competes for the CPU with the failover being measured.

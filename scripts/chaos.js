@@ -10,6 +10,7 @@
  * never came back. Prints one JSON summary on stdout and a line for humans on stderr.
  *
  *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
+ *   npm run chaos -- --transport redis [--ttl 5000]   # on a redis-server of its own (Debian's)
  *
  * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
  * Where the time goes, in the summary: first_detect_ms_median (kill -> the first survivor sees its
@@ -21,7 +22,9 @@
  * spent from its loss to connected). CHAOS_NODE_ARGS="--cpu-prof ..." passes node options to the
  * members.
  */
-const { fork } = require("node:child_process");
+const { fork, spawn: spawnProcess } = require("node:child_process");
+const { randomBytes } = require("node:crypto");
+const net = require("node:net");
 const path = require("node:path");
 
 function option(name, fallback) {
@@ -37,6 +40,11 @@ const GIVE_UP_MS = 10000;
 const PAUSE_MS = Number(option("pause", 250));
 const SETTLE_MS = Number(option("settle", 500));
 const channel = `chaos-${process.pid}-${Date.now().toString(36)}`;
+const REDIS = TRANSPORT === "redis";
+const TTL_MS = Number(option("ttl", 5000));
+/** `--transport redis`: the redis-server the members elect on, and its port. */
+let redis;
+let redisPort;
 
 const reports = [];
 const children = new Map();
@@ -59,7 +67,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
-  if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
+  if (REDIS) Object.assign(env, { CHAOS_REDIS_PORT: String(redisPort), CHAOS_REDIS_SECRET: secret, CHAOS_REDIS_TTL_MS: String(TTL_MS) });
+  else if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
   const child = fork(path.join(__dirname, "chaos-member.js"), [], {
     env,
     execArgv: (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean),
@@ -125,7 +134,40 @@ async function firstConnect(pid) {
   return undefined;
 }
 
+const secret = randomBytes(24).toString("hex");
+
+/** Starts a redis-server without persistence on a free port; resolves once it answers. */
+async function startRedis() {
+  redisPort = await new Promise((resolve, reject) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on("error", reject);
+  });
+  redis = spawnProcess("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: "ignore",
+  });
+  redis.on("error", (err) => {
+    console.error(`chaos: cannot start redis-server (${err.message}): apt-get install redis-server`);
+    process.exit(2);
+  });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const s = net.connect(redisPort, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (up) return;
+    await sleep(50);
+  }
+  throw new Error("redis-server did not start");
+}
+
 (async () => {
+  if (REDIS) await startRedis();
   for (let i = 0; i < MEMBERS; i++) spawn();
   const first = await agreement([...children.keys()], 0);
   if (!first) throw new Error("the members never agreed on a first host");
@@ -204,6 +246,7 @@ async function firstConnect(pid) {
   }
   const summary = {
     transport: TRANSPORT || "auto",
+    ...(REDIS ? { ttl_ms: TTL_MS } : {}),
     members: MEMBERS,
     kills: times.length,
     pause_ms: PAUSE_MS,
@@ -228,9 +271,11 @@ async function firstConnect(pid) {
       `never back ${neverBack}`,
   );
   for (const child of children.values()) child.kill("SIGKILL");
+  redis?.kill("SIGKILL");
   process.exit(summary.split_brain || summary.user_errors || summary.never_back ? 1 : 0);
 })().catch((err) => {
   console.error(err);
   for (const child of children.values()) child.kill("SIGKILL");
+  redis?.kill("SIGKILL");
   process.exit(2);
 });

@@ -1,4 +1,5 @@
-import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import * as path from "node:path";
 
@@ -39,26 +40,40 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
-/** A real redis-server on a free loopback port, without persistence: restarting it loses everything. */
+/**
+ * A real redis-server on a free port, without persistence: restarting it loses everything. On
+ * loopback, and on `bind` too (a simulated LAN's gateway), where it wants `password`.
+ */
 export class RedisServer {
   private child: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly options: { bind?: string; password?: string },
+  ) {}
 
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+  static async start(options: { bind?: string; password?: string } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), options);
     await server.startProcess();
     return server;
   }
 
   private async startProcess(): Promise<void> {
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
+    const { bind, password } = this.options;
+    const args = ["--port", String(this.port), "--bind", ["127.0.0.1", bind].filter(Boolean).join(" "), "--save", "", "--appendonly", "no"];
+    if (password !== undefined) args.push("--requirepass", password);
+    // Through a shell that SIGKILLs the server once its stdin closes: on stop(), and when this
+    // process dies (a Jest worker killed), so that no server outlives its test.
+    const child = spawn("sh", ["-c", 'redis-server "$@" & pid=$!; cat > /dev/null; kill -9 $pid; wait $pid', "sh", ...args], {
+      stdio: ["pipe", "ignore", "ignore"],
     });
     this.child = child;
     const deadline = Date.now() + 10000;
     for (;;) {
       if (await this.answers()) return;
-      if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${this.port}`);
+      if (Date.now() > deadline) {
+        await this.stop();
+        throw new Error(`redis-server did not start on port ${this.port}`);
+      }
       await sleep(20);
     }
   }
@@ -67,10 +82,11 @@ export class RedisServer {
     return new Promise((resolve) => {
       const socket = net.connect(this.port, "127.0.0.1");
       socket.once("connect", () => {
-        socket.write("PING\r\n");
+        const { password } = this.options;
+        socket.write(password === undefined ? "PING\r\n" : `AUTH ${password}\r\n`);
         socket.once("data", (d) => {
           socket.destroy();
-          resolve(d.toString().startsWith("+PONG"));
+          resolve(/^\+(PONG|OK)/.test(d.toString()));
         });
       });
       socket.once("error", () => resolve(false));
@@ -89,7 +105,7 @@ export class RedisServer {
     if (child === undefined || child.exitCode !== null) return;
     await new Promise<void>((resolve) => {
       child.once("exit", () => resolve());
-      child.kill("SIGKILL");
+      child.stdin?.end();
     });
   }
 }
@@ -100,7 +116,7 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 export interface Report {
   pid: number;
   at: number;
-  type: "ready" | "hosting" | "lease-lost" | "connect" | "received" | "error";
+  type: "ready" | "hosting" | "lease-lost" | "connect" | "received" | "acked" | "sent" | "error";
   epoch?: number;
   hostPid?: number;
   isHost?: boolean;
@@ -108,6 +124,10 @@ export interface Report {
   code?: string;
   /** Whether the host still held its lease when the chunk reached its listener. */
   held?: boolean;
+  /** A message the host got again after a failover (the message layer's flag). */
+  redelivered?: boolean;
+  /** How many messages the member sent (`sent`). */
+  count?: number;
   message?: string;
   reason?: string;
 }
@@ -123,13 +143,15 @@ export class Members {
 
   constructor(private readonly env: Record<string, string>) {}
 
-  async fork(count: number, env: Record<string, string> = {}): Promise<number[]> {
+  /** Forks `count` members (in the network namespace `netns`, a simulated machine, if given). */
+  async fork(count: number, env: Record<string, string> = {}, netns?: string): Promise<number[]> {
     const pids: number[] = [];
+    const fixture = path.join(__dirname, "fixtures", "redis-member.js");
+    const options = { env: { ...process.env, ...this.env, ...env }, stdio: ["ignore", "inherit", "inherit", "ipc"] as StdioOptions };
     for (let i = 0; i < count; i++) {
-      const child = fork(path.join(__dirname, "fixtures", "redis-member.js"), [], {
-        env: { ...process.env, ...this.env, ...env },
-        stdio: ["ignore", "inherit", "inherit", "ipc"],
-      });
+      // `ip netns exec` execs node in place: the same pid, and the IPC channel's fd goes along.
+      const child =
+        netns === undefined ? fork(fixture, [], options) : spawn("ip", ["netns", "exec", netns, process.execPath, fixture], options);
       child.on("message", (m) => {
         this.reports.push(m as Report);
         for (const wake of this.wakeups) wake();
@@ -233,4 +255,115 @@ export function servingOverlaps(reports: Report[]): string[] {
     }
   }
   return bad;
+}
+
+/** Runs `ip` with `args`; throws with its stderr. */
+function ip(...args: string[]): void {
+  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** Whether this process may build network namespaces (root, with `ip netns`). */
+export function haveNetns(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = `ocprobe${process.pid}`;
+  try {
+    ip("netns", "add", probe);
+    ip("netns", "del", probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `describe` for tests that simulate machines with network namespaces: they need root (CI runs
+ * as root) and redis-server. Elsewhere a skip that says so; in CI, a failure.
+ */
+export const describeWithMachines: jest.Describe = ((): jest.Describe => {
+  const why = !haveRedisServer() ? "redis-server is not installed" : !haveNetns() ? "network namespaces need root and ip netns" : undefined;
+  if (why === undefined) return describe;
+  if (process.env.CI) {
+    return ((name: string) => describe(name, () => test(why, () => expect(why).toBeUndefined()))) as unknown as jest.Describe;
+  }
+  process.stderr.write(`${why}: the Redis transport's machine tests are skipped\n`);
+  return describe.skip;
+})();
+
+/**
+ * "Machines" on one box: a network namespace each, on a bridge in the test's own namespace (the
+ * gateway, where Redis listens) with a random private /24. `cut(i)` downs machine i's link on the
+ * bridge side: nothing it sends arrives anywhere, nothing sent to it arrives (a blackhole, as a
+ * pulled cable or a partition), while its processes go on running. `restore(i)` undoes it.
+ */
+export class Lan {
+  readonly gateway: string;
+  private readonly id = randomBytes(3).toString("hex");
+  private readonly subnet: string;
+  private readonly names: string[] = [];
+
+  constructor(readonly count: number) {
+    this.subnet = `10.${200 + (randomBytes(1)[0] % 50)}.${randomBytes(1)[0]}`;
+    this.gateway = `${this.subnet}.1`;
+    const bridge = this.bridge;
+    try {
+      ip("link", "add", "name", bridge, "type", "bridge");
+      ip("addr", "add", `${this.gateway}/24`, "dev", bridge);
+      ip("link", "set", bridge, "up");
+      for (let i = 0; i < count; i++) {
+        const ns = this.netns(i);
+        ip("netns", "add", ns);
+        this.names.push(ns);
+        ip("link", "add", this.link(i), "type", "veth", "peer", "name", `oc${this.id}n${i}`);
+        ip("link", "set", `oc${this.id}n${i}`, "netns", ns);
+        ip("link", "set", this.link(i), "master", bridge);
+        ip("link", "set", this.link(i), "up");
+        ip("-n", ns, "addr", "add", `${this.address(i)}/24`, "dev", `oc${this.id}n${i}`);
+        ip("-n", ns, "link", "set", `oc${this.id}n${i}`, "up");
+        ip("-n", ns, "link", "set", "lo", "up");
+      }
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
+  }
+
+  private get bridge(): string {
+    return `oc${this.id}br`;
+  }
+
+  /** Machine i's link on the bridge (its cable). */
+  private link(i: number): string {
+    return `oc${this.id}h${i}`;
+  }
+
+  netns(i: number): string {
+    return `oc${this.id}m${i}`;
+  }
+
+  address(i: number): string {
+    return `${this.subnet}.${10 + i}`;
+  }
+
+  cut(i: number): void {
+    ip("link", "set", this.link(i), "down");
+  }
+
+  restore(i: number): void {
+    ip("link", "set", this.link(i), "up");
+  }
+
+  destroy(): void {
+    for (const ns of this.names.splice(0)) {
+      try {
+        ip("netns", "del", ns);
+      } catch {
+        // gone
+      }
+    }
+    try {
+      ip("link", "del", this.bridge);
+    } catch {
+      // never made
+    }
+  }
 }
