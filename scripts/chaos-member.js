@@ -21,9 +21,17 @@ function redisOptions() {
   if (process.env.CHAOS_REDIS_PORT === undefined) return undefined;
   const Redis = require("ioredis");
   const { redisTransport } = require("@open-channel/transport-redis");
-  const client = new Redis({ port: Number(process.env.CHAOS_REDIS_PORT), host: "127.0.0.1", maxRetriesPerRequest: null });
+  const { CHAOS_REDIS_HOST, CHAOS_REDIS_PORT, CHAOS_REDIS_PASSWORD, CHAOS_REDIS_SECRET, CHAOS_REDIS_TTL_MS, CHAOS_HOST } = process.env;
+  const client = new Redis({
+    port: Number(CHAOS_REDIS_PORT),
+    host: CHAOS_REDIS_HOST ?? "127.0.0.1",
+    password: CHAOS_REDIS_PASSWORD,
+    maxRetriesPerRequest: null,
+  });
   client.on("error", () => {});
-  return { transport: redisTransport({ client, secret: process.env.CHAOS_REDIS_SECRET, ttlMs: Number(process.env.CHAOS_REDIS_TTL_MS) }) };
+  // --machines: this process's machine's address, where it listens and is reached.
+  const transport = redisTransport({ client, secret: CHAOS_REDIS_SECRET, ttlMs: Number(CHAOS_REDIS_TTL_MS), host: CHAOS_HOST });
+  return { transport };
 }
 
 const name = process.env.CHAOS_CHANNEL;
@@ -74,8 +82,9 @@ channel.on("state", (state, previous) => {
     report({ type: "lost" });
   }
 });
-// The moment this process holds the channel's address (the new host's part of a failover).
-channel.on("hosting", (isHost) => isHost && report({ type: "hosting" }));
+// The moment this process holds the channel's address (the new host's part of a failover), and
+// the moment it stops (a host cut off from Redis stops on its own deadline).
+channel.on("hosting", (isHost) => report({ type: isHost ? "hosting" : "unhosting" }));
 socket.on("error", (err) => report({ type: "error", code: err.code, message: err.message }));
 socket.on(
   "data",

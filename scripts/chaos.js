@@ -11,6 +11,13 @@
  *
  *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
  *   npm run chaos -- --transport redis [--ttl 5000]   # on a redis-server of its own (Debian's)
+ *   npm run chaos -- --transport redis --machines 3   # as root: members spread over 3 "machines"
+ *
+ * --machines N puts the members, round robin, in N network namespaces on a bridge (scripts/lan.js),
+ * Redis on the bridge, and each round cuts the host's machine off (its link down: a blackhole)
+ * instead of SIGKILLing the host; once the others are served by a new host the link comes back and
+ * the cut machine's members must rejoin (rejoin_ms). A cut host that has not stopped hosting
+ * before the new host started counts as split brain.
  *
  * Times come from each member's clock (performance.timeOrigin + now), all on this machine.
  * Where the time goes, in the summary: first_detect_ms_median (kill -> the first survivor sees its
@@ -42,6 +49,13 @@ const SETTLE_MS = Number(option("settle", 500));
 const channel = `chaos-${process.pid}-${Date.now().toString(36)}`;
 const REDIS = TRANSPORT === "redis";
 const TTL_MS = Number(option("ttl", 5000));
+const MACHINES = Number(option("machines", 0));
+if (MACHINES > 0 && !REDIS) throw new Error("--machines needs --transport redis");
+/** --machines: the simulated LAN, and which machine each member runs on. */
+let lan;
+const machineOf = new Map();
+let spawned = 0;
+const REDIS_PASSWORD = randomBytes(12).toString("hex");
 /** `--transport redis`: the redis-server the members elect on, and its port. */
 let redis;
 let redisPort;
@@ -69,11 +83,19 @@ function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
   if (REDIS) Object.assign(env, { CHAOS_REDIS_PORT: String(redisPort), CHAOS_REDIS_SECRET: secret, CHAOS_REDIS_TTL_MS: String(TTL_MS) });
   else if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
-  const child = fork(path.join(__dirname, "chaos-member.js"), [], {
-    env,
-    execArgv: (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean),
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  const execArgv = (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean);
+  const member = path.join(__dirname, "chaos-member.js");
+  const stdio = ["ignore", "inherit", "inherit", "ipc"];
+  let child;
+  const machine = spawned++ % Math.max(1, MACHINES);
+  if (MACHINES > 0) {
+    Object.assign(env, { CHAOS_HOST: lan.address(machine), CHAOS_REDIS_HOST: lan.gateway, CHAOS_REDIS_PASSWORD: REDIS_PASSWORD });
+    // `ip netns exec` execs node in place: the same pid, and the IPC channel's fd goes along.
+    child = spawnProcess("ip", ["netns", "exec", lan.netns(machine), process.execPath, ...execArgv, member], { env, stdio });
+  } else {
+    child = fork(member, [], { env, execArgv, stdio });
+  }
+  machineOf.set(child.pid, machine);
   child.on("message", (m) => {
     reports.push(m);
     for (const wake of [...wakeups]) wake();
@@ -93,6 +115,17 @@ async function agreement(pids, since) {
       const host = [...hosts][0];
       if (hosts.size === 1 && pids.includes(host)) return { host, latest };
     }
+    await waitForReport(deadline - now());
+  }
+  return undefined;
+}
+
+/** When every pid of `pids` has connected to `host` after `since`; undefined if not within GIVE_UP_MS. */
+async function agreementOn(pids, since, host) {
+  const deadline = now() + GIVE_UP_MS;
+  while (now() < deadline) {
+    const at = pids.map((pid) => reports.find((r) => r.type === "connect" && r.pid === pid && r.at >= since && r.hostPid === host)?.at);
+    if (at.every((t) => t !== undefined)) return Math.max(...at);
     await waitForReport(deadline - now());
   }
   return undefined;
@@ -145,9 +178,14 @@ async function startRedis() {
     });
     probe.on("error", reject);
   });
-  redis = spawnProcess("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: "ignore",
-  });
+  const args = ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  if (MACHINES > 0) {
+    const { Lan } = require("./lan");
+    lan = new Lan(MACHINES);
+    args.splice(3, 1, `127.0.0.1 ${lan.gateway}`);
+    args.push("--requirepass", REDIS_PASSWORD);
+  }
+  redis = spawnProcess("redis-server", args, { stdio: "ignore" });
   redis.on("error", (err) => {
     console.error(`chaos: cannot start redis-server (${err.message}): apt-get install redis-server`);
     process.exit(2);
@@ -188,14 +226,21 @@ async function startRedis() {
   const hosting = [];
   const cpuMember = [];
   const cpuHost = [];
+  const rejoin = [];
   let splitBrain = 0;
   let neverBack = 0;
   for (let k = 0; k < KILLS; k++) {
-    const survivors = [...children.keys()].filter((p) => p !== host);
+    const cutMachine = MACHINES > 0 ? machineOf.get(host) : undefined;
+    const cutOff = [...children.keys()].filter((p) => p === host || (cutMachine !== undefined && machineOf.get(p) === cutMachine));
+    const survivors = [...children.keys()].filter((p) => !cutOff.includes(p));
     const t0 = now();
-    children.get(host).kill("SIGKILL");
-    if (process.env.CHAOS_TRACE) process.stderr.write(`CHAOS kill ${host} at ${t0.toFixed(1)}\n`);
-    children.delete(host);
+    if (cutMachine !== undefined) {
+      lan.cut(cutMachine);
+    } else {
+      children.get(host).kill("SIGKILL");
+      children.delete(host);
+    }
+    if (process.env.CHAOS_TRACE) process.stderr.write(`CHAOS ${cutMachine === undefined ? "kill" : "cut"} ${host} at ${t0.toFixed(1)}\n`);
     const result = await agreement(survivors, t0);
     if (!result) {
       neverBack += survivors.filter((p) => !reports.some((r) => r.pid === p && r.type === "connect" && r.at >= t0)).length;
@@ -228,6 +273,25 @@ async function startRedis() {
     if (after.some((r) => r.hostPid !== result.host)) splitBrain++;
     if ([...result.latest.values()].filter((r) => r.isHost).length !== 1) splitBrain++;
     for (const r of result.latest.values()) if (r.cpuUs !== undefined) (r.isHost ? cpuHost : cpuMember).push(r.cpuUs / 1000);
+    if (cutMachine !== undefined) {
+      // The cut host stopped on its own deadline, before the new host started (its report may come a little later).
+      const startedAt = hosted?.at ?? t0;
+      const stopped = () => reports.find((r) => r.type === "unhosting" && r.pid === host && r.at >= t0);
+      for (const until = now() + GIVE_UP_MS; !stopped() && now() < until; ) await waitForReport(until - now());
+      if (!stopped() || stopped().at > startedAt) splitBrain++;
+      // The cable back: the cut machine's members rejoin the new host.
+      const restoredAt = now();
+      lan.restore(cutMachine);
+      const back = await agreementOn(cutOff, restoredAt, result.host);
+      if (back === undefined) {
+        neverBack += cutOff.length;
+        break;
+      }
+      rejoin.push(back - restoredAt);
+      host = result.host;
+      await sleep(PAUSE_MS);
+      continue;
+    }
     host = result.host;
     // A newcomer joins after each failover and must find the same host.
     const newcomer = spawn();
@@ -247,6 +311,7 @@ async function startRedis() {
   const summary = {
     transport: TRANSPORT || "auto",
     ...(REDIS ? { ttl_ms: TTL_MS } : {}),
+    ...(MACHINES > 0 ? { machines: MACHINES, rejoin_ms: spread(rejoin) } : {}),
     members: MEMBERS,
     kills: times.length,
     pause_ms: PAUSE_MS,
@@ -266,16 +331,19 @@ async function startRedis() {
   console.log(JSON.stringify(summary));
   const figures = (f) => `median ${f.median} / p90 ${f.p90} / max ${f.max} ms`;
   console.error(
-    `chaos ${summary.transport}, ${MEMBERS} members, ${summary.kills} kills: failover event ${figures(summary.failover_ms)}; ` +
+    `chaos ${summary.transport}, ${MEMBERS} members${MACHINES > 0 ? ` on ${MACHINES} machines` : ""}, ` +
+      `${summary.kills} ${MACHINES > 0 ? "machines cut off" : "kills"}: failover event ${figures(summary.failover_ms)}; ` +
       `at the application ${figures(summary.app_failover_ms)}; split brain ${splitBrain}, errors ${summary.user_errors}, ` +
       `never back ${neverBack}`,
   );
   for (const child of children.values()) child.kill("SIGKILL");
   redis?.kill("SIGKILL");
+  lan?.destroy();
   process.exit(summary.split_brain || summary.user_errors || summary.never_back ? 1 : 0);
 })().catch((err) => {
   console.error(err);
   for (const child of children.values()) child.kill("SIGKILL");
   redis?.kill("SIGKILL");
+  lan?.destroy();
   process.exit(2);
 });

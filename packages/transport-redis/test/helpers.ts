@@ -1,5 +1,4 @@
 import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import * as path from "node:path";
 
@@ -257,23 +256,24 @@ export function servingOverlaps(reports: Report[]): string[] {
   return bad;
 }
 
-/** Runs `ip` with `args`; throws with its stderr. */
-function ip(...args: string[]): void {
-  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+/** Machines on one box (network namespaces on a bridge): shared with scripts/chaos.js. */
+export interface Lan {
+  readonly count: number;
+  /** The bridge's address in the test's own namespace: where Redis listens. */
+  readonly gateway: string;
+  netns(i: number): string;
+  address(i: number): string;
+  /** Downs machine i's link: a blackhole both ways; its processes run on. */
+  cut(i: number): void;
+  restore(i: number): void;
+  destroy(): void;
 }
-
-/** Whether this process may build network namespaces (root, with `ip netns`). */
-export function haveNetns(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  const probe = `ocprobe${process.pid}`;
-  try {
-    ip("netns", "add", probe);
-    ip("netns", "del", probe);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const lan = require(path.join(__dirname, "..", "..", "..", "scripts", "lan.js")) as {
+  Lan: new (count: number) => Lan;
+  haveNetns(): boolean;
+};
+export const { haveNetns } = lan;
+export const newLan = (count: number): Lan => new lan.Lan(count);
 
 /**
  * `describe` for tests that simulate machines with network namespaces: they need root (CI runs
@@ -288,82 +288,3 @@ export const describeWithMachines: jest.Describe = ((): jest.Describe => {
   process.stderr.write(`${why}: the Redis transport's machine tests are skipped\n`);
   return describe.skip;
 })();
-
-/**
- * "Machines" on one box: a network namespace each, on a bridge in the test's own namespace (the
- * gateway, where Redis listens) with a random private /24. `cut(i)` downs machine i's link on the
- * bridge side: nothing it sends arrives anywhere, nothing sent to it arrives (a blackhole, as a
- * pulled cable or a partition), while its processes go on running. `restore(i)` undoes it.
- */
-export class Lan {
-  readonly gateway: string;
-  private readonly id = randomBytes(3).toString("hex");
-  private readonly subnet: string;
-  private readonly names: string[] = [];
-
-  constructor(readonly count: number) {
-    this.subnet = `10.${200 + (randomBytes(1)[0] % 50)}.${randomBytes(1)[0]}`;
-    this.gateway = `${this.subnet}.1`;
-    const bridge = this.bridge;
-    try {
-      ip("link", "add", "name", bridge, "type", "bridge");
-      ip("addr", "add", `${this.gateway}/24`, "dev", bridge);
-      ip("link", "set", bridge, "up");
-      for (let i = 0; i < count; i++) {
-        const ns = this.netns(i);
-        ip("netns", "add", ns);
-        this.names.push(ns);
-        ip("link", "add", this.link(i), "type", "veth", "peer", "name", `oc${this.id}n${i}`);
-        ip("link", "set", `oc${this.id}n${i}`, "netns", ns);
-        ip("link", "set", this.link(i), "master", bridge);
-        ip("link", "set", this.link(i), "up");
-        ip("-n", ns, "addr", "add", `${this.address(i)}/24`, "dev", `oc${this.id}n${i}`);
-        ip("-n", ns, "link", "set", `oc${this.id}n${i}`, "up");
-        ip("-n", ns, "link", "set", "lo", "up");
-      }
-    } catch (err) {
-      this.destroy();
-      throw err;
-    }
-  }
-
-  private get bridge(): string {
-    return `oc${this.id}br`;
-  }
-
-  /** Machine i's link on the bridge (its cable). */
-  private link(i: number): string {
-    return `oc${this.id}h${i}`;
-  }
-
-  netns(i: number): string {
-    return `oc${this.id}m${i}`;
-  }
-
-  address(i: number): string {
-    return `${this.subnet}.${10 + i}`;
-  }
-
-  cut(i: number): void {
-    ip("link", "set", this.link(i), "down");
-  }
-
-  restore(i: number): void {
-    ip("link", "set", this.link(i), "up");
-  }
-
-  destroy(): void {
-    for (const ns of this.names.splice(0)) {
-      try {
-        ip("netns", "del", ns);
-      } catch {
-        // gone
-      }
-    }
-    try {
-      ip("link", "del", this.bridge);
-    } catch {
-      // never made
-    }
-  }
-}

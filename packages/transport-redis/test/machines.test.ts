@@ -1,5 +1,15 @@
 import Redis from "ioredis";
-import { describeWithMachines, Lan, Members, RedisServer, type Report, servingOverlaps, sleep, uniqueChannel } from "./helpers";
+import {
+  describeWithMachines,
+  type Lan,
+  Members,
+  newLan,
+  RedisServer,
+  type Report,
+  servingOverlaps,
+  sleep,
+  uniqueChannel,
+} from "./helpers";
 
 const SECRET = "a secret of the test fleet, 32 bytes";
 const PASSWORD = "fleet-redis-password-0123";
@@ -14,7 +24,7 @@ describeWithMachines("the Redis transport across machines (network namespaces, r
   let members: Members | undefined;
 
   beforeAll(async () => {
-    lan = new Lan(3);
+    lan = newLan(3);
     redis = await RedisServer.start({ bind: lan.gateway, password: PASSWORD });
     client = new Redis({ port: redis.port, host: "127.0.0.1", password: PASSWORD, maxRetriesPerRequest: null });
     client.on("error", () => {});
