@@ -8,7 +8,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import * as net from "node:net";
 import { addressInUse, argError, debug, HANDSHAKE, type Lease, listenExclusive, probeChannel, type Transport } from "@open-channel/core";
 import { RENEWALS_PER_TTL, RedisLease } from "./lease";
-import { CLAIM, commandOf, type RedisClient, type RedisCommand, replyString, runCommand } from "./redis-client";
+import { CLAIM, commandOf, READ, type RedisClient, type RedisCommand, replyString, runCommand } from "./redis-client";
 
 export { RENEWALS_PER_TTL, STOP_SERVING_AT } from "./lease";
 export type { RedisClient, RedisCommand } from "./redis-client";
@@ -39,10 +39,13 @@ export interface RedisTransportOptions {
   /**
    * Time to live of the host's lease in ms (default 5000). A host that cannot renew it stops
    * serving after 0.9 × this; a host machine that vanishes is replaced within about this plus
-   * `pollMs`.
+   * an election.
    */
   ttlMs?: number;
-  /** How often members check in Redis that their host's lease still stands. Default `min(ttlMs / 4, 500)`. */
+  /**
+   * How often members check in Redis that their host's lease still stands (and 10 ms after it
+   * would run out, when that is sooner). Default `min(ttlMs / 4, 500)`.
+   */
   pollMs?: number;
 }
 
@@ -99,7 +102,8 @@ function noHost(message: string, code = "ENOENT"): NodeJS.ErrnoException {
  *   to live; present -> `EADDRINUSE` (another process hosts). The host renews the key every ttl/4
  *   (compare-and-extend) and stops serving at 0.9 × ttl after its last good renewal was sent.
  * - `connect` reads the key (none: `ENOENT`, no host), connects to the address in it, and checks
- *   the key every `pollMs` for as long as that connection lasts: once it holds another record, or
+ *   the key every `pollMs` (sooner if its time to live runs out first) for as long as that
+ *   connection lasts: once it holds another record, or
  *   none (the host's lease ended: a vanished machine, a paused process), the connection ends and
  *   the channel elects.
  * - `reclaim`, after `EADDRINUSE` with nobody answering: a host whose port refuses connections is
@@ -357,8 +361,9 @@ export class RedisTransport implements Transport {
   }
 
   /**
-   * While the connection `socket` just started lasts, checks every `pollMs` that the channel's
-   * host key still names the process it reached; once it names another one or none, ends the
+   * While the connection `socket` just started lasts, checks every `pollMs`, or 10 ms after the
+   * key's time to live would run out if that is sooner (a host that stopped renewing is left as
+   * soon as its lease ends, not up to `pollMs` later), that the channel's host key still names the process it reached; once it names another one or none, ends the
    * connection as a lost one (the channel elects). A connection to an heir's standby address
    * (`channel` + the standby suffix) is checked against the main key from its first check on: by
    * then the heir holds it, or it is no host. Redis unreachable is no proof of anything: it waits.
@@ -369,29 +374,34 @@ export class RedisTransport implements Transport {
     const reached = parseRecord(raw) as HostRecord;
     const handle = (socket as unknown as { _handle: unknown })._handle;
     const current = (): boolean => !socket.destroyed && (socket as unknown as { _handle: unknown })._handle === handle;
-    let busy = false;
-    const timer = setInterval(() => {
-      if (!current()) return clearInterval(timer);
-      if (busy) return;
-      busy = true;
-      this.read(main).then(
-        (now) => {
-          busy = false;
+    const check = (): void => {
+      if (!current()) return;
+      runCommand(this.command, ["EVAL", READ, "1", this.hostKey(main)], this.ttlMs / 2).then(
+        (reply) => {
+          const [value, ttl] = Array.isArray(reply) ? reply : [];
+          const now = replyString(value) || undefined;
+          if (now !== undefined) this.lastRecord.set(main, now);
           const record = parseRecord(now);
-          if (!current() || (record !== undefined && record.host === reached.host && record.pid === reached.pid)) return;
-          clearInterval(timer);
+          if (!current()) return;
+          if (record !== undefined && record.host === reached.host && record.pid === reached.pid) {
+            // Next check every pollMs, or just after the lease would end if it is not renewed by then.
+            const left = Number(ttl);
+            return next(left >= 0 ? Math.min(this.pollMs, left + 10) : this.pollMs);
+          }
           debug("redis: channel %j: the host key names %s, not the host we reached (%s): leaving it", main, now ?? "none", raw);
           const err = new Error(`the host's lease in ${this.hostKey(main)} ended`) as NodeJS.ErrnoException;
           err.code = "ECONNRESET";
           err.syscall = "lease";
           socket.destroy(err);
         },
-        () => {
-          busy = false;
-        },
+        // Redis unreachable proves nothing: ask again.
+        () => next(this.pollMs),
       );
-    }, this.pollMs);
-    timer.unref();
+    };
+    const next = (ms: number): void => {
+      setTimeout(check, ms).unref();
+    };
+    next(this.pollMs);
   }
 }
 

@@ -121,6 +121,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 `;
 
+/**
+ * The host key's value (`""`: none) and its time to live in ms (negative: none), in one round
+ * trip. KEYS: host key.
+ */
+export const READ = `
+return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
+`;
+
 /** Deletes the host key if it still holds our record. KEYS: host key. ARGV: record. */
 export const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
