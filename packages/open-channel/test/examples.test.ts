@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as path from "node:path";
 
 // The examples stay runnable: each one's command (see examples/README.md) runs to its end and says
@@ -58,3 +58,19 @@ test("examples/job-queue.js: three workers share one queue through the message l
   expect(out).toContain("== done: 15 jobs, each done exactly once ==");
   expect(out.match(/squared \d+/g)?.length).toBe(15);
 });
+
+// redis-server: .ci/run installs it; a developer without it gets a skip that says so.
+const haveRedis = spawnSync("redis-server", ["--version"]).status === 0;
+if (!haveRedis && !process.env.CI) process.stderr.write("redis-server is not installed: the Redis fleet example is skipped\n");
+(haveRedis || process.env.CI ? test : test.skip)(
+  "examples/redis-fleet/fleet.js: three machines of two processes share one channel on Redis; after the host is SIGKILLed another takes over",
+  async () => {
+    const { code, out } = await run("examples/redis-fleet/fleet.js");
+    expect(code).toBe(0);
+    const killed = /== the host \(pid (\d+)\) has heard from all 6: SIGKILL it ==/.exec(out);
+    const took = /== done: (machine-\w) (\d+) took over and has heard from the 5 survivors ==/.exec(out);
+    expect([killed !== null, took !== null]).toEqual([true, true]);
+    expect(Number(took?.[2])).not.toBe(Number(killed?.[1]));
+  },
+  60000,
+);

@@ -1,0 +1,15 @@
+// PM2 on each machine: 2 instances of app.js in cluster mode, in the fleet's one channel.
+//   REDIS_URL=redis://:password@10.0.0.9:6379 CHANNEL_SECRET=... ADVERTISE=10.0.0.5 \
+//     npx pm2 start examples/redis-fleet/ecosystem.config.js
+module.exports = {
+  apps: [
+    {
+      name: "open-channel-fleet",
+      script: "./app.js",
+      cwd: __dirname,
+      exec_mode: "cluster",
+      instances: 2,
+      // PM2 passes its own environment on: REDIS_URL, CHANNEL_SECRET and ADVERTISE come from the shell.
+    },
+  ],
+};
