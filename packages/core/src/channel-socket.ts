@@ -1,4 +1,5 @@
 import * as net from "node:net";
+import { debug } from "./debug";
 
 /** The part of a channel that a {@link ChannelSocket} reports to. */
 export interface SocketOwner {
@@ -46,6 +47,8 @@ export interface SocketReader {
 const kOwner = Symbol("open-channel.owner");
 const kLive = Symbol("open-channel.live");
 const kReader = Symbol("open-channel.reader");
+const kMayConnect = Symbol("open-channel.mayConnect");
+const kLateConnect = Symbol("open-channel.lateConnect");
 
 /** Node calls this on the socket for each read into the reader's buffer (`this` is the socket). */
 function onReaderBytes(this: ChannelSocket, bytes: number, buffer: Uint8Array): boolean {
@@ -79,6 +82,10 @@ export class ChannelSocket extends net.Socket {
   [kLive] = false;
   /** @internal Reading into a buffer of the user's (see SocketReader), or through `'data'`. */
   [kReader]: SocketReader | undefined;
+  /** @internal A connection attempt waits for the transport's connect(): one goes through. */
+  [kMayConnect] = false;
+  /** @internal A transport's connect() still under way for an attempt that is over: it must do nothing. */
+  [kLateConnect]: Promise<unknown> | undefined;
 
   constructor(owner: SocketOwner, reader?: SocketReader) {
     // `onread` is a constructor option of net.Socket (Node's docs list it under connect() before v22;
@@ -101,9 +108,36 @@ export class ChannelSocket extends net.Socket {
    * (an own data property, which keeps the hot path a plain method call).
    */
   override connect(...args: unknown[]): this {
+    // Only the transport connects a managed socket, once per attempt. One that looked the host up
+    // first may come back after the attempt ended (a timeout, the channel closed): ignored, or it
+    // would open a connection on a closed socket.
+    if (this[kLateConnect] !== undefined || (this[kOwner] !== undefined && !this[kMayConnect])) {
+      debug("a transport's connect() after its connection attempt ended: ignored");
+      return this;
+    }
+    this[kMayConnect] = false;
     (net.Socket.prototype.connect as (...a: unknown[]) => this).apply(this, args);
     if (this[kOwner] !== undefined) this.write = ChannelSocket.prototype.write;
     return this;
+  }
+
+  /** @internal A connection attempt calls the transport's connect(): let its socket.connect() through. */
+  expectConnect(): void {
+    this[kMayConnect] = true;
+  }
+
+  /**
+   * @internal The attempt is over. `started`: the transport's connect() if it has not settled yet;
+   * until it does, a connect() it makes is ignored (even once the socket is plain).
+   */
+  endConnectWindow(started: Promise<unknown> | undefined): void {
+    this[kMayConnect] = false;
+    if (started === undefined) return;
+    this[kLateConnect] = started;
+    const done = (): void => {
+      if (this[kLateConnect] === started) this[kLateConnect] = undefined;
+    };
+    started.then(done, done);
   }
 
   /** @internal Stops the channel from managing this socket: it is a plain socket from now on. */

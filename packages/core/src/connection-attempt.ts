@@ -47,6 +47,8 @@ export class ConnectionAttempt {
   private handshake: MemberHandshake | undefined;
   private timer: NodeJS.Timeout | undefined;
   private settled = false;
+  /** The transport's connect(), while it has not settled. */
+  private pending: Promise<void> | undefined;
 
   constructor(private readonly channel: AttemptChannel) {}
 
@@ -67,6 +69,7 @@ export class ConnectionAttempt {
       this.resolve = resolve;
       bridge.newConnection();
       let started: void | Promise<void>;
+      bridge.socket.expectConnect();
       try {
         started = transport.connect(address, bridge.socket);
       } catch (err) {
@@ -74,6 +77,12 @@ export class ConnectionAttempt {
         return;
       }
       if (started !== undefined && typeof started.then === "function") {
+        const pending = started;
+        this.pending = pending;
+        const done = (): void => {
+          if (this.pending === pending) this.pending = undefined;
+        };
+        pending.then(done, done);
         started.then(undefined, (err: unknown) => {
           // Failed before connecting (a lookup that found no host): no connection to close. The
           // socket may still be destroyed from the last one, whose close was seen long ago.
@@ -150,6 +159,7 @@ export class ConnectionAttempt {
   /** Ends the attempt: destroys the connection, whose close settles it (at once if already closed). */
   abort(err: Error): void {
     if (this.settled) return;
+    this.channel.bridge.socket.endConnectWindow(this.pending);
     this.error ??= err;
     clearTimeout(this.timer);
     this.handshake = undefined;
@@ -162,6 +172,7 @@ export class ConnectionAttempt {
   settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
+    this.channel.bridge.socket.endConnectWindow(this.pending);
     clearTimeout(this.timer);
     this.handshake = undefined;
     this.resolve?.(err === undefined ? undefined : (this.error ?? err));

@@ -202,7 +202,7 @@ export class HostHandshake {
     // The member's proof (and what followed it) may have waited for a paused process: checked again.
     if (server.lease !== undefined && !server.lease.held()) return this.reject(`our lease (epoch ${server.lease.epoch}) has ended`);
     this.finish();
-    if (server.lease !== undefined) fence(socket, server.lease, server.channel);
+    if (server.lease !== undefined) fence(socket, server);
     server.addMember(socket);
     if (rest.length > 0) this.originalPush.call(socket, rest);
     server.listener(socket);
@@ -250,7 +250,9 @@ export class HostHandshake {
  * connection instead. A process paused past its lease (a GC pause, SIGSTOP) may run the I/O that
  * waited for it before its own timers; this is what keeps it from serving then.
  */
-function fence(socket: net.Socket, lease: Lease, channel: string): void {
+function fence(socket: net.Socket, server: { readonly lease: Lease | undefined; readonly channel: string }): void {
+  // The server's lease as it is at each call: one it got again after binding anew still serves.
+  const held = (): boolean => server.lease?.held() !== false;
   const s = socket as net.Socket & {
     _write(chunk: unknown, encoding: BufferEncoding, cb: (err?: Error | null) => void): void;
     _writev?(chunks: unknown[], cb: (err?: Error | null) => void): void;
@@ -259,24 +261,25 @@ function fence(socket: net.Socket, lease: Lease, channel: string): void {
   const write = s._write;
   const writev = s._writev;
   const ended = (): Error => {
-    debug("channel %j: our lease (epoch %d) has ended: closing a member connection unserved", channel, lease.epoch);
+    const epoch = server.lease?.epoch;
+    debug("channel %j: our lease (epoch %d) has ended: closing a member connection unserved", server.channel, epoch);
     s.destroy();
-    return new Error(`the host's lease (epoch ${lease.epoch}) has ended`);
+    return new Error(`the host's lease (epoch ${epoch}) has ended`);
   };
   s.push = function (this: net.Socket, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (chunk !== null && !lease.held()) {
+    if (chunk !== null && !held()) {
       ended();
       return false;
     }
     return push.call(this, chunk, encoding);
   };
   s._write = function (this: net.Socket, chunk: unknown, encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (lease.held()) write.call(this, chunk, encoding, cb);
+    if (held()) write.call(this, chunk, encoding, cb);
     else process.nextTick(cb, ended());
   };
   if (writev !== undefined)
     s._writev = function (this: net.Socket, chunks: unknown[], cb: (err?: Error | null) => void): void {
-      if (lease.held()) writev.call(this, chunks, cb);
+      if (held()) writev.call(this, chunks, cb);
       else process.nextTick(cb, ended());
     };
 }

@@ -176,6 +176,15 @@ export class HostServer {
       socket.end();
       setTimeout(() => socket.destroy(), HAND_OVER_DRAIN_MS).unref();
     }
+    this.closeLeased();
+  }
+
+  /**
+   * A server whose address is a lease (a port, a key in another system) has no path to unlink:
+   * closing it frees its port, which a fixed port needs before this process can host again.
+   */
+  private closeLeased(): void {
+    if (this.lease !== undefined) for (const server of [...this.servers]) this.closeServer(server);
   }
 
   /** Stops listening everywhere, refusing parked members; accepted members stay connected. */
@@ -196,6 +205,7 @@ export class HostServer {
     this.refuseParked("orphaned");
     for (const socket of this.members) socket.destroy();
     this.members.clear();
+    this.closeLeased();
   }
 
   /**

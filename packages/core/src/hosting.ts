@@ -59,9 +59,15 @@ export class Hosting {
     // The heir hosts with the server its members are already parked on. If it loses, it stays
     // the heir until it is connected to whoever won (see the channel's goLive).
     const standby = heir.server;
-    const host = standby ?? new HostServer(name, listener, secret);
+    // Not serving until the transport says the address is ours (a lease transport may claim it
+    // after it binds, and wait before serving): members that come earlier wait, parked.
+    const host = standby ?? new HostServer(name, listener, secret, { serving: false });
     const outcome = await this.bindAddress(host);
-    if (outcome !== "listening") return outcome;
+    if (outcome !== "listening") {
+      if (standby === undefined) host.close("this process did not get the address");
+      return outcome;
+    }
+    if (standby === undefined) host.serve();
     this.host = host;
     this.watchAddress(host);
     this.watchLease(host);

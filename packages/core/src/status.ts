@@ -109,6 +109,9 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       settled = true;
       clearTimeout(timer);
       socket.destroy();
+      // A transport that looks the address up first may call connect() after this: it must not
+      // open a connection nobody reads.
+      socket.connect = (() => socket) as typeof socket.connect;
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);
     };

@@ -948,6 +948,38 @@ describe("the election, case by case (in one process, test transport)", () => {
     expect(rejected).toBeGreaterThanOrEqual(1);
   });
 
+  test.each(["closed", "timed out"])("a transport whose lookup comes back after the channel %s opens no connection", async (how) => {
+    const name = uniqueName("late-connect");
+    const host = open(name, () => undefined);
+    host.connect();
+    await until(() => host.connected, "the host");
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let lateConnects = 0;
+    const slow: Transport = {
+      ...transport,
+      // As a transport that looks the host up first, and whose lookup is slow.
+      connect: async (channel, socket) => {
+        await gate;
+        lateConnects++;
+        socket.connect({ path: transport.path(channel) });
+      },
+    };
+    const member = open(name, () => undefined, slow);
+    const socket = member.connect(how === "closed" ? 0 : 200);
+    const events: string[] = [];
+    for (const e of ["connect", "ready", "close", "error"]) socket.on(e, () => events.push(e));
+    if (how === "closed") {
+      await new Promise((r) => setTimeout(r, 50));
+      socket.destroy();
+    }
+    await until(() => events.includes("close"), "the socket to close");
+    release();
+    await until(() => lateConnects === 1, "the late lookup");
+    await new Promise((r) => setTimeout(r, 200));
+    expect([member.state, socket.destroyed, socket.connecting, events.includes("connect")]).toEqual(["closed", true, false, false]);
+  });
+
   test("a secret the transport cannot read when about to host fails the channel with that error", async () => {
     const name = uniqueName("secret-unreadable");
     let reads = 0;
