@@ -30,7 +30,10 @@ export interface RedisTransportOptions {
   secret: string | Buffer;
   /** The address a host listens on. Default `"127.0.0.1"` (one machine); an interface's address across machines. */
   host?: string;
-  /** The port a host listens on. Default 0: a free port, published in Redis. */
+  /**
+   * The port a host listens on (a firewall may want a fixed one). Default 0: a free port,
+   * published in Redis. The heir's standby server always takes a free port.
+   */
   port?: number;
   /** The address members connect to, published in Redis. Default: `host` (required when `host` is `0.0.0.0` or `::`). */
   advertise?: string;
@@ -316,7 +319,21 @@ export class RedisTransport implements Transport {
 
   /** Binds `server`, then takes the host key if it holds `expected` (`""`: if absent). */
   private async claim(channel: string, server: net.Server, expected: string): Promise<RedisLease> {
-    await listenExclusive(server, { host: this.host, port: this.port });
+    // The heir's standby server takes any free port: the fixed one is the host's.
+    const standby = channel.endsWith(HANDSHAKE.standbySuffix);
+    try {
+      await listenExclusive(server, { host: this.host, port: standby ? 0 : this.port });
+    } catch (err) {
+      // Taken on this machine, not in Redis: no election lost, so no EADDRINUSE (that would send
+      // the channel to reclaim). Retried until the port is free or the connect timeout.
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+      const busy = new Error(
+        `listen EBUSY: port ${this.port} of ${this.host} is in use on this machine (options.port of the Redis transport); waiting for it`,
+      ) as NodeJS.ErrnoException;
+      busy.code = "EBUSY";
+      busy.cause = err;
+      throw busy;
+    }
     const { port } = server.address() as net.AddressInfo;
     const rest = `${this.advertise} ${port} ${process.pid} ${randomBytes(8).toString("hex")}`;
     const key = this.hostKey(channel);
@@ -332,7 +349,7 @@ export class RedisTransport implements Transport {
       server.close();
       throw err;
     }
-    const [taken, value] = Array.isArray(reply) ? reply : [];
+    const [taken, value, floored] = Array.isArray(reply) ? reply : [];
     const record = replyString(value) ?? "";
     if (Number(taken) !== 1) {
       server.close();
@@ -342,6 +359,13 @@ export class RedisTransport implements Transport {
     const lease = new RedisLease(this.command, key, record, this.ttlMs, sentAt);
     this.seen.set(channel, Math.max(this.seen.get(channel) ?? 0, lease.epoch));
     this.lastRecord.set(channel, record);
+    if (Number(floored) === 1) {
+      // Redis lost its data (a restart without persistence, a flush, a failover to a replica that
+      // lagged): the host we knew may still be serving until its own deadline, up to 0.9 x ttl
+      // away. Hold the lease (renewing it) and serve only once that is past.
+      debug("redis: channel %j: the epoch counter was behind (Redis lost data): waiting %d ms before serving", channel, this.ttlMs);
+      await new Promise((resolve) => setTimeout(resolve, this.ttlMs));
+    }
     debug("redis: channel %j: hosting with epoch %d at %s", channel, lease.epoch, hostPort(this.advertise, port));
     // The key goes as the server stops listening (if still ours). Not on 'close', which waits for
     // every accepted connection to end.

@@ -28,6 +28,12 @@ export const RENEWALS_PER_TTL = 4;
 export class RedisLease implements Lease {
   readonly epoch: number;
   private deadline: number;
+  /**
+   * The same deadline on the wall clock. The monotonic clock stands still while the machine
+   * sleeps (a suspended laptop, a VM paused and resumed); the wall clock is set right after it
+   * wakes (NTP, the hypervisor's clock). Whichever passes first ends the lease.
+   */
+  private wallDeadline: number;
   private lost = false;
   private renewTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -44,12 +50,17 @@ export class RedisLease implements Lease {
   ) {
     this.epoch = Number(record.slice(0, record.indexOf(" ")));
     this.deadline = sentAt + ttlMs * STOP_SERVING_AT;
+    this.wallDeadline = Date.now() + (this.deadline - performance.now());
     this.armDeadline();
     this.scheduleRenewal(ttlMs / RENEWALS_PER_TTL);
   }
 
   held(): boolean {
-    return !this.lost && performance.now() < this.deadline;
+    if (this.lost) return false;
+    if (performance.now() < this.deadline && Date.now() < this.wallDeadline) return true;
+    // Past the deadline before its timer fired (a process waking from a pause): lost now, for good.
+    process.nextTick(() => this.lose(`not renewed within ${Math.round(this.ttlMs * STOP_SERVING_AT)} ms`));
+    return false;
   }
 
   onLost(callback: (reason: string) => void): void {
@@ -83,8 +94,8 @@ export class RedisLease implements Lease {
     clearTimeout(this.deadlineTimer);
     this.deadlineTimer = setTimeout(
       () => {
-        // A timer may fire early by a millisecond or so: only the clock decides.
-        if (performance.now() >= this.deadline) this.lose(`not renewed within ${Math.round(this.ttlMs * STOP_SERVING_AT)} ms`);
+        // A timer may fire early by a millisecond or so: only the clocks decide.
+        if (!this.held()) this.lose(`not renewed within ${Math.round(this.ttlMs * STOP_SERVING_AT)} ms`);
         else this.armDeadline();
       },
       Math.max(0, this.deadline - performance.now()),
@@ -114,6 +125,7 @@ export class RedisLease implements Lease {
     if (this.lost) return;
     if (Number(reply) !== 1) return this.lose("the host key holds another record (or none)");
     this.deadline = Math.max(this.deadline, sentAt + this.ttlMs * STOP_SERVING_AT);
+    this.wallDeadline = Date.now() + (this.deadline - performance.now());
     this.armDeadline();
     this.scheduleRenewal(this.ttlMs / RENEWALS_PER_TTL);
   }

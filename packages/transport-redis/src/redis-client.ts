@@ -49,11 +49,15 @@ export function commandOf(client: unknown): RedisCommand {
   );
 }
 
+/** Codes that mean something to the channel (no host, or give up): never a Redis error's. */
+const CHANNEL_CODES = new Set(["ENOENT", "ECONNREFUSED", "EADDRINUSE", "EACCES", "EPERM", "ENOTDIR", "ENAMETOOLONG", "ELOOP", "EROFS"]);
+
 /**
  * Runs `command`, or rejects with code `ETIMEDOUT` after `ms` (the client may queue a command for
  * as long as Redis is unreachable; a lease cannot wait that long). A Redis error that says we may
  * not run the command (`NOAUTH`, `WRONGPASS`, `NOPERM`) gets code `EACCES`: the channel gives up
- * with it instead of retrying.
+ * with it instead of retrying. A client error whose code the channel reads (`ECONNREFUSED`, ...)
+ * comes wrapped with code `EREDIS`: retried.
  */
 export function runCommand(command: RedisCommand, args: string[], ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -78,6 +82,13 @@ export function runCommand(command: RedisCommand, args: string[], ms: number): P
         clearTimeout(timer);
         const e = err instanceof Error ? err : new Error(String(err));
         if (/^(NOAUTH|WRONGPASS|NOPERM)\b/.test(e.message)) (e as NodeJS.ErrnoException).code = "EACCES";
+        else if (CHANNEL_CODES.has((e as NodeJS.ErrnoException).code ?? "")) {
+          // Redis's own connection failing (ECONNREFUSED from a client that does not queue) says
+          // nothing of the channel's host, and must not read as "no host" or as a fatal error.
+          const wrapped = new Error(`redis ${args[0]}: ${e.message}`, { cause: e }) as NodeJS.ErrnoException;
+          wrapped.code = "EREDIS";
+          return reject(wrapped);
+        }
         reject(e);
       },
     );
@@ -97,8 +108,9 @@ export function replyString(reply: unknown): string | undefined {
  * grows by one, and to above `ARGV[4]` (the highest epoch the caller saw: a Redis restarted
  * without its data starts counting from there, not from 1). The record is
  * `"<epoch> <rest>"` with a time to live.
- * KEYS: host key, epoch key. ARGV: expected, rest, ttl ms, floor. Returns `{1, record}` (taken)
- * or `{0, current}` (`""`: none).
+ * KEYS: host key, epoch key. ARGV: expected, rest, ttl ms, floor. Returns `{1, record, floored}`
+ * (taken; `floored` 1 when the counter was below the floor: Redis lost its data) or
+ * `{0, current}` (`""`: none).
  */
 export const CLAIM = `
 local current = redis.call('GET', KEYS[1])
@@ -106,13 +118,15 @@ if current == false then current = '' end
 if current ~= ARGV[1] then return {0, current} end
 local epoch = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[4])
+local floored = 0
 if epoch <= floor then
   epoch = floor + 1
+  floored = 1
   redis.call('SET', KEYS[2], epoch)
 end
 local record = string.format('%d', epoch) .. ' ' .. ARGV[2]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
-return {1, record}
+return {1, record, floored}
 `;
 
 /** Extends the host key's time to live if it still holds our record. KEYS: host key. ARGV: record, ttl ms. */

@@ -1,5 +1,5 @@
 import Redis from "ioredis";
-import { describeWithRedis, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
+import { describeWithRedis, freePort, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
 
 const SECRET = "a secret of the test fleet, 32 bytes";
 
@@ -83,8 +83,8 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     }
   });
 
-  test("Redis restarted empty: the host steps down and the next host's epoch is still above every epoch seen", async () => {
-    const { channel, m } = await start("restart", 3, { OC_TTL_MS: "1000" });
+  test("Redis restarted empty: never two serving, and the next host's epoch is still above every epoch seen", async () => {
+    const { channel, m } = await start("restart", 5, { OC_TTL_MS: "4000", OC_WRITE_MS: "10" });
     const key = `open-channel:{${channel}}:host`;
     const before = Number((await client.get(key))?.split(" ")[0]);
     const since = m.reports.length;
@@ -93,6 +93,55 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     expect(next.epoch).toBeGreaterThan(before);
     await m.waitFor(() => m.oneHost(since), "every member on one host after the restart");
     expect(Number((await client.get(key))?.split(" ")[0])).toBeGreaterThan(before);
+    // The old host may serve until its next renewal finds the key gone; the new one waited for that.
+    expect(servingOverlaps(m.reports)).toEqual([]);
+  });
+
+  test("the keys lost while members write (FLUSHALL, as a failover to a lagging replica): never two serving", async () => {
+    for (let round = 0; round < 2; round++) {
+      const { m } = await start(`flushed${round}`, 5, { OC_TTL_MS: "4000", OC_WRITE_MS: "10" });
+      const since = m.reports.length;
+      await sleep(300 + Math.random() * 1000);
+      await client.flushall();
+      await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the flush", 15000);
+      await m.waitFor(() => m.oneHost(since), "every member on one host after the flush", 15000);
+      expect(servingOverlaps(m.reports)).toEqual([]);
+      await m.stop();
+    }
+  });
+
+  test("a fixed port: the host killed, a member on another address with the same port hosts; its heir stands by on a free port", async () => {
+    const port = await freePort();
+    const channel = uniqueChannel("fixed");
+    const m = new Members({
+      OC_REDIS_PORT: String(redis.port),
+      OC_CHANNEL: channel,
+      OC_SECRET: SECRET,
+      OC_TTL_MS: "10000",
+      OC_PORT: String(port),
+    });
+    members = m;
+    const [first] = await m.fork(1, { OC_HOST: "127.0.0.1" });
+    await m.waitFor(() => m.last(first, "hosting"), "the first host");
+    // Two members of one "machine": only one of them can have the fixed port.
+    await m.fork(2, { OC_HOST: "127.0.0.2" });
+    await m.waitFor(() => m.oneHost(0) === first, "everyone on the first host");
+    await sleep(500); // an heir chosen
+    const since = m.reports.length;
+    m.kill(first);
+    const next = await m.waitFor(() => m.oneHost(since), "a new host on the fixed port", 5000);
+    expect(m.reports.slice(since).find((r) => r.type === "hosting" && r.pid === next)).toBeDefined();
+    expect((await client.get(`open-channel:{${channel}}:host`))?.split(" ").slice(1, 3)).toEqual(["127.0.0.2", String(port)]);
+  });
+
+  test("a fixed port on one machine, the keys lost (FLUSHALL): the channel has a host again", async () => {
+    const port = await freePort();
+    const { channel, m } = await start("flush", 2, { OC_TTL_MS: "1000", OC_PORT: String(port) });
+    const since = m.reports.length;
+    await client.flushall();
+    await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the flush", 10000);
+    await m.waitFor(() => m.oneHost(since), "both on that host", 10000);
+    expect((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[2]).toBe(String(port));
   });
 
   test("a process with another secret never reaches the listener, and never takes the channel over", async () => {

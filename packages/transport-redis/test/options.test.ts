@@ -113,7 +113,7 @@ describe("the user's Redis client", () => {
     ]);
   });
 
-  test("a command with no reply in time fails with ETIMEDOUT; a refusal to run it with EACCES; other errors as they are", async () => {
+  test("a command with no reply in time fails with ETIMEDOUT; a refusal to run it with EACCES; a connection error with EREDIS; others as they are", async () => {
     await expect(runCommand(() => new Promise(() => undefined), ["GET", "k"], 50)).rejects.toMatchObject({ code: "ETIMEDOUT" });
     for (const refusal of [
       "NOAUTH Authentication required.",
@@ -122,6 +122,9 @@ describe("the user's Redis client", () => {
     ]) {
       await expect(runCommand(() => Promise.reject(new Error(refusal)), ["EVAL"], 1000)).rejects.toMatchObject({ code: "EACCES" });
     }
+    // Redis's own connection refused: not the channel's "no host" (nor a fatal code).
+    const refused = Object.assign(new Error("connect ECONNREFUSED 10.0.0.9:6379"), { code: "ECONNREFUSED" });
+    await expect(runCommand(() => Promise.reject(refused), ["GET"], 1000)).rejects.toMatchObject({ code: "EREDIS", cause: refused });
     const other = new Error("LOADING Redis is loading the dataset in memory");
     await expect(runCommand(() => Promise.reject(other), ["GET"], 1000)).rejects.toBe(other);
     // A client that throws instead of rejecting is the same as one that rejects.
