@@ -94,6 +94,32 @@ describe("hosting under a transport's lease (in one process)", () => {
     expect(t.leases[1].held()).toBe(true);
   });
 
+  test("a host serves nobody before its transport's listen() resolved (a lease claimed after the bind)", async () => {
+    const t = leasingTransport();
+    let release: () => void = () => undefined;
+    const claimed = new Promise<void>((r) => (release = r));
+    const bind = t.listen;
+    t.listen = async (channel, server) => {
+      const lease = await bind(channel, server);
+      await claimed; // bound, and the address findable, but not ours yet
+      return lease;
+    };
+    const name = uniqueName("lease-late");
+    let served = 0;
+    const host = openChannel(name, () => served++, { transport: t });
+    opened.push(host);
+    host.connect();
+    await until(() => t.leases.length === 1, "the bind");
+    const member = openChannel(name, () => undefined, { transport: { ...t, listen: () => new Promise(() => undefined) } });
+    opened.push(member);
+    member.connect(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect([served, member.connected]).toEqual([0, false]);
+    release();
+    await until(() => member.connected && host.connected, "both served once listen() resolved");
+    expect(served).toBe(2);
+  });
+
   test("a member never accepts a host whose epoch is lower than one it has seen", async () => {
     const t = leasingTransport();
     const name = uniqueName("lease-epoch");

@@ -1,3 +1,5 @@
+import { spawnSync } from "node:child_process";
+import { encodeHello, newNonce } from "@open-channel/core";
 import Redis from "ioredis";
 import { describeWithRedis, freePort, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
 
@@ -143,6 +145,41 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     await m.waitFor(() => m.oneHost(since), "both on that host", 10000);
     expect((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[2]).toBe(String(port));
   });
+
+  (process.getuid?.() === 0 ? test : test.skip)(
+    "another OS user who finds the host's port (/proc/net/tcp) and connects never reaches the listener nor unseats the host",
+    async () => {
+      const { channel, host, m } = await start("otheruid", 2, { OC_TTL_MS: "1000" });
+      const key = `open-channel:{${channel}}:host`;
+      const record = await client.get(key);
+      const [, address, port] = (record as string).split(" ");
+      const since = m.reports.length;
+      // As uid 40103, no secret and no Redis access: a hello without a proof, one with a nonce and
+      // a forged proof, and raw bytes, each followed by a line the listener would report.
+      const line = Buffer.from("intruder\n");
+      const payloads = [
+        Buffer.concat([encodeHello(channel), line]),
+        Buffer.concat([encodeHello(channel, newNonce()), Buffer.alloc(32, 7), line]),
+        line,
+      ].map((b) => b.toString("hex"));
+      const script = `
+        const net = require("net");
+        let open = 0;
+        for (const hex of ${JSON.stringify(payloads)}) {
+          open++;
+          const s = net.connect(${port}, ${JSON.stringify(address)}, () => s.write(Buffer.from(hex, "hex")));
+          s.on("error", () => {});
+          s.on("close", () => { if (--open === 0) process.exit(0); });
+        }
+        setTimeout(() => process.exit(0), 5000);`;
+      const r = spawnSync(process.execPath, ["-e", script], { uid: 40103, gid: 40103, timeout: 15000 });
+      expect(r.status).toBe(0);
+      await sleep(300);
+      expect(m.reports.slice(since).filter((x) => x.type === "received" && x.line === "intruder")).toEqual([]);
+      expect(m.last(host, "lease-lost", since)).toBeUndefined();
+      expect(await client.get(key)).toBe(record);
+    },
+  );
 
   test("a process with another secret never reaches the listener, and never takes the channel over", async () => {
     const { channel, host, m } = await start("secret", 2, { OC_TTL_MS: "1000" });

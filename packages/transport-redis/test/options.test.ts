@@ -1,4 +1,5 @@
 import { parseRecord, RedisTransport, redisTransport } from "@open-channel/transport-redis";
+import { RedisLease } from "../src/lease";
 import { commandOf, runCommand } from "../src/redis-client";
 
 const client = async (): Promise<unknown> => null;
@@ -138,5 +139,34 @@ describe("the user's Redis client", () => {
       ),
     ).rejects.toMatchObject({ code: "EACCES" });
     await expect(runCommand(() => Promise.resolve("OK"), ["GET"], 1000)).resolves.toBe("OK");
+  });
+});
+
+describe("the lease's local deadline", () => {
+  const renewed = (): Promise<unknown> => Promise.resolve(1);
+
+  test("held until 0.9 x ttl on both clocks; a wall clock past the deadline (a machine that slept) ends it at once", async () => {
+    const lease = new RedisLease(renewed, "k", "3 127.0.0.1 1 2 id", 10000, performance.now());
+    const lost: string[] = [];
+    lease.onLost((reason) => lost.push(reason));
+    expect([lease.epoch, lease.held()]).toEqual([3, true]);
+    const now = Date.now();
+    const clock = jest.spyOn(Date, "now").mockReturnValue(now + 9100);
+    try {
+      expect(lease.held()).toBe(false);
+      await new Promise((r) => setImmediate(r));
+      expect(lost).toEqual(["not renewed within 9000 ms"]);
+      // Lost for good: the wall clock going back changes nothing.
+      clock.mockReturnValue(now);
+      expect(lease.held()).toBe(false);
+    } finally {
+      clock.mockRestore();
+      lease.release();
+    }
+  });
+
+  test("the monotonic deadline counts from when the claim was sent", () => {
+    const late = new RedisLease(renewed, "k", "1 127.0.0.1 1 2 id", 1000, performance.now() - 950);
+    expect(late.held()).toBe(false);
   });
 });
