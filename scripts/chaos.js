@@ -31,7 +31,6 @@
  */
 const { fork, spawn: spawnProcess } = require("node:child_process");
 const { randomBytes } = require("node:crypto");
-const net = require("node:net");
 const path = require("node:path");
 
 function option(name, fallback) {
@@ -56,7 +55,7 @@ let lan;
 const machineOf = new Map();
 let spawned = 0;
 const REDIS_PASSWORD = randomBytes(12).toString("hex");
-/** `--transport redis`: the redis-server the members elect on, and its port. */
+/** `--transport redis`: the redis-server the members elect on (gone with this process), and its port. */
 let redis;
 let redisPort;
 
@@ -169,39 +168,15 @@ async function firstConnect(pid) {
 
 const secret = randomBytes(24).toString("hex");
 
-/** Starts a redis-server without persistence on a free port; resolves once it answers. */
+/** The redis-server the members elect on (scripts/redis-server.js); --machines: on the LAN too. */
 async function startRedis() {
-  redisPort = await new Promise((resolve, reject) => {
-    const probe = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-    probe.on("error", reject);
-  });
-  const args = ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
   if (MACHINES > 0) {
     const { Lan } = require("./lan");
     lan = new Lan(MACHINES);
-    args.splice(3, 1, `127.0.0.1 ${lan.gateway}`);
-    args.push("--requirepass", REDIS_PASSWORD);
   }
-  redis = spawnProcess("redis-server", args, { stdio: "ignore" });
-  redis.on("error", (err) => {
-    console.error(`chaos: cannot start redis-server (${err.message}): apt-get install redis-server`);
-    process.exit(2);
-  });
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise((resolve) => {
-      const s = net.connect(redisPort, "127.0.0.1", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (up) return;
-    await sleep(50);
-  }
-  throw new Error("redis-server did not start");
+  const { RedisServer } = require("./redis-server");
+  redis = await RedisServer.start(MACHINES > 0 ? { bind: lan.gateway, password: REDIS_PASSWORD } : {});
+  redisPort = redis.port;
 }
 
 (async () => {
@@ -337,13 +312,13 @@ async function startRedis() {
       `never back ${neverBack}`,
   );
   for (const child of children.values()) child.kill("SIGKILL");
-  redis?.kill("SIGKILL");
+  redis?.stop();
   lan?.destroy();
   process.exit(summary.split_brain || summary.user_errors || summary.never_back ? 1 : 0);
 })().catch((err) => {
   console.error(err);
   for (const child of children.values()) child.kill("SIGKILL");
-  redis?.kill("SIGKILL");
+  redis?.stop();
   lan?.destroy();
   process.exit(2);
 });

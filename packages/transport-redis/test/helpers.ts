@@ -1,5 +1,4 @@
 import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn } from "node:child_process";
-import * as net from "node:net";
 import * as path from "node:path";
 
 /** Whether `redis-server` is on this machine (`.ci/run` installs it; a developer may not have it). */
@@ -28,86 +27,18 @@ export const describeWithRedis: jest.Describe = ((): jest.Describe => {
   return describe.skip;
 })();
 
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/**
- * A real redis-server on a free port, without persistence: restarting it loses everything. On
- * loopback, and on `bind` too (a simulated LAN's gateway), where it wants `password`.
- */
-export class RedisServer {
-  private child: ChildProcess | undefined;
-  private constructor(
-    readonly port: number,
-    private readonly options: { bind?: string; password?: string },
-  ) {}
-
-  static async start(options: { bind?: string; password?: string } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), options);
-    await server.startProcess();
-    return server;
-  }
-
-  private async startProcess(): Promise<void> {
-    const { bind, password } = this.options;
-    const args = ["--port", String(this.port), "--bind", ["127.0.0.1", bind].filter(Boolean).join(" "), "--save", "", "--appendonly", "no"];
-    if (password !== undefined) args.push("--requirepass", password);
-    // Through a shell that SIGKILLs the server once its stdin closes: on stop(), and when this
-    // process dies (a Jest worker killed), so that no server outlives its test.
-    const child = spawn("sh", ["-c", 'redis-server "$@" & pid=$!; cat > /dev/null; kill -9 $pid; wait $pid', "sh", ...args], {
-      stdio: ["pipe", "ignore", "ignore"],
-    });
-    this.child = child;
-    const deadline = Date.now() + 10000;
-    for (;;) {
-      if (await this.answers()) return;
-      if (Date.now() > deadline) {
-        await this.stop();
-        throw new Error(`redis-server did not start on port ${this.port}`);
-      }
-      await sleep(20);
-    }
-  }
-
-  private answers(): Promise<boolean> {
-    return new Promise((resolve) => {
-      const socket = net.connect(this.port, "127.0.0.1");
-      socket.once("connect", () => {
-        const { password } = this.options;
-        socket.write(password === undefined ? "PING\r\n" : `AUTH ${password}\r\n`);
-        socket.once("data", (d) => {
-          socket.destroy();
-          resolve(/^\+(PONG|OK)/.test(d.toString()));
-        });
-      });
-      socket.once("error", () => resolve(false));
-    });
-  }
-
+/** A real redis-server on a free port, without persistence (scripts/redis-server.js, shared with chaos). */
+export interface RedisServer {
+  readonly port: number;
   /** SIGKILLs the server and starts a new, empty one on the same port. */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.startProcess();
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (child === undefined || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once("exit", () => resolve());
-      child.stdin?.end();
-    });
-  }
+  restart(): Promise<void>;
+  stop(): Promise<void>;
 }
+const redisServer = require(path.join(__dirname, "..", "..", "..", "scripts", "redis-server.js")) as {
+  RedisServer: { start(options?: { bind?: string; password?: string }): Promise<RedisServer> };
+  freePort(host?: string): Promise<number>;
+};
+export const { RedisServer, freePort } = redisServer;
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
