@@ -244,6 +244,17 @@ export class RedisTransport implements Transport {
   }
 
   /**
+   * The key that marks, for one ttl, that Redis was found to have lost the channel's epoch
+   * counter: hosts elected meanwhile wait for it to expire before serving.
+   *
+   * @example
+   * redisTransport({ client, secret }).dataLossKey("jobs") // "open-channel:{jobs}:data-lost"
+   */
+  dataLossKey(channel: string): string {
+    return `${this.prefix}{${channel}}:data-lost`;
+  }
+
+  /**
    * Where the channel's host was last seen: `"10.0.0.5:41234 (epoch 7) via redis key open-channel:{jobs}:host"`.
    *
    * @example
@@ -342,14 +353,25 @@ export class RedisTransport implements Transport {
     try {
       reply = await runCommand(
         this.command,
-        ["EVAL", CLAIM, "2", key, this.epochKey(channel), expected, rest, String(this.ttlMs), String(this.seen.get(channel) ?? 0)],
+        [
+          "EVAL",
+          CLAIM,
+          "3",
+          key,
+          this.epochKey(channel),
+          this.dataLossKey(channel),
+          expected,
+          rest,
+          String(this.ttlMs),
+          String(this.seen.get(channel) ?? 0),
+        ],
         this.ttlMs / 2,
       );
     } catch (err) {
       server.close();
       throw err;
     }
-    const [taken, value, floored] = Array.isArray(reply) ? reply : [];
+    const [taken, value, waitMs] = Array.isArray(reply) ? reply : [];
     const record = replyString(value) ?? "";
     if (Number(taken) !== 1) {
       server.close();
@@ -359,12 +381,13 @@ export class RedisTransport implements Transport {
     const lease = new RedisLease(this.command, key, record, this.ttlMs, sentAt);
     this.seen.set(channel, Math.max(this.seen.get(channel) ?? 0, lease.epoch));
     this.lastRecord.set(channel, record);
-    if (Number(floored) === 1) {
+    const wait = Number(waitMs);
+    if (wait > 0) {
       // Redis lost its data (a restart without persistence, a flush, a failover to a replica that
-      // lagged): the host we knew may still be serving until its own deadline, up to 0.9 x ttl
-      // away. Hold the lease (renewing it) and serve only once that is past.
-      debug("redis: channel %j: the epoch counter was behind (Redis lost data): waiting %d ms before serving", channel, this.ttlMs);
-      await new Promise((resolve) => setTimeout(resolve, this.ttlMs));
+      // lagged) less than a ttl ago: the host we knew may still be serving until its own deadline.
+      // Hold the lease (renewing it) and serve only once the window is past.
+      debug("redis: channel %j: Redis lost its data (epoch counter behind): waiting %d ms before serving", channel, wait);
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
     debug("redis: channel %j: hosting with epoch %d at %s", channel, lease.epoch, hostPort(this.advertise, port));
     // The key goes as the server stops listening (if still ours). Not on 'close', which waits for

@@ -108,9 +108,13 @@ export function replyString(reply: unknown): string | undefined {
  * grows by one, and to above `ARGV[4]` (the highest epoch the caller saw: a Redis restarted
  * without its data starts counting from there, not from 1). The record is
  * `"<epoch> <rest>"` with a time to live.
- * KEYS: host key, epoch key. ARGV: expected, rest, ttl ms, floor. Returns `{1, record, floored}`
- * (taken; `floored` 1 when the counter was below the floor: Redis lost its data) or
- * `{0, current}` (`""`: none).
+ *
+ * A counter found below the floor means Redis lost its data while a host we knew may still serve
+ * (until its own deadline, at most one ttl away): the data-loss key then marks that window for
+ * one ttl, and every claim made inside it (this one, and one replacing this claimer if it dies
+ * while it waits) is told how long to wait before serving.
+ * KEYS: host key, epoch key, data-loss key. ARGV: expected, rest, ttl ms, floor. Returns
+ * `{1, record, waitMs}` (taken) or `{0, current}` (`""`: none).
  */
 export const CLAIM = `
 local current = redis.call('GET', KEYS[1])
@@ -118,15 +122,16 @@ if current == false then current = '' end
 if current ~= ARGV[1] then return {0, current} end
 local epoch = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[4])
-local floored = 0
 if epoch <= floor then
   epoch = floor + 1
-  floored = 1
   redis.call('SET', KEYS[2], epoch)
+  redis.call('SET', KEYS[3], epoch, 'PX', ARGV[3])
 end
+local wait = redis.call('PTTL', KEYS[3])
+if wait < 0 then wait = 0 end
 local record = string.format('%d', epoch) .. ' ' .. ARGV[2]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
-return {1, record, floored}
+return {1, record, wait}
 `;
 
 /** Extends the host key's time to live if it still holds our record. KEYS: host key. ARGV: record, ttl ms. */

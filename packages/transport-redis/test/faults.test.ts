@@ -1,5 +1,7 @@
 import { spawnSync } from "node:child_process";
+import * as net from "node:net";
 import { encodeHello, newNonce } from "@open-channel/core";
+import { redisTransport } from "@open-channel/transport-redis";
 import Redis from "ioredis";
 import { describeWithRedis, freePort, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
 
@@ -109,6 +111,41 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
       await m.waitFor(() => m.oneHost(since), "every member on one host after the flush", 15000);
       expect(servingOverlaps(m.reports)).toEqual([]);
       await m.stop();
+    }
+  });
+
+  test("the keys lost, and the host that found the counter behind dies while it waits: its replacement waits out the same window", async () => {
+    const ttlMs = 1000;
+    const channel = uniqueChannel("window");
+    const old = redisTransport({ client, secret: SECRET, ttlMs });
+    const servers: net.Server[] = [];
+    const server = () => {
+      const s = net.createServer();
+      servers.push(s);
+      return s;
+    };
+    try {
+      const first = await old.listen(channel, server());
+      expect(first.epoch).toBeGreaterThanOrEqual(1);
+      // A process that saw that epoch (it connected) claims the key once Redis lost it: the counter is behind, it waits.
+      const floored = redisTransport({ client, secret: SECRET, ttlMs });
+      const member = new net.Socket().on("error", () => {});
+      await floored.connect(channel, member);
+      member.destroy();
+      await client.flushall();
+      const flooredServer = server();
+      const claimedAt = performance.now();
+      void floored.listen(channel, flooredServer).catch(() => undefined);
+      await sleep(100);
+      // It dies before serving (its port refuses): a process that never saw the old epoch replaces it.
+      flooredServer.close();
+      const next = await redisTransport({ client, secret: SECRET, ttlMs }).reclaim(channel, server());
+      expect(next).not.toBe(false);
+      expect(next && next.epoch).toBeGreaterThan(first.epoch + 1);
+      // The old host may serve until 0.9 x ttl after its last renewal, before the flush.
+      expect(performance.now() - claimedAt).toBeGreaterThanOrEqual(0.9 * ttlMs);
+    } finally {
+      for (const s of servers) s.close();
     }
   });
 

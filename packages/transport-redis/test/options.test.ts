@@ -19,7 +19,11 @@ describe("redisTransport options", () => {
       500,
     ]);
     expect(redisTransport({ client, secret, ttlMs: 1000 }).pollMs).toBe(250);
-    expect([t.hostKey("jobs"), t.epochKey("jobs")]).toEqual(["open-channel:{jobs}:host", "open-channel:{jobs}:epoch"]);
+    expect([t.hostKey("jobs"), t.epochKey("jobs"), t.dataLossKey("jobs")]).toEqual([
+      "open-channel:{jobs}:host",
+      "open-channel:{jobs}:epoch",
+      "open-channel:{jobs}:data-lost",
+    ]);
   });
 
   test("a wildcard host needs an address to advertise; one is published as given", () => {
