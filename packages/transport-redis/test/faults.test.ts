@@ -141,7 +141,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
       flooredServer.close();
       const next = await redisTransport({ client, secret: SECRET, ttlMs }).reclaim(channel, server());
       expect(next).not.toBe(false);
-      expect(next && next.epoch).toBeGreaterThan(first.epoch + 1);
+      expect((next as { epoch: number }).epoch).toBeGreaterThan(first.epoch + 1);
       // The old host may serve until 0.9 x ttl after its last renewal, before the flush.
       expect(performance.now() - claimedAt).toBeGreaterThanOrEqual(0.9 * ttlMs);
     } finally {
