@@ -28,7 +28,7 @@ const PINNED = { 20: "20.20.2", 22: "22.23.3", 24: "24.21.0" };
 /**
  * The smoke set: the test files that start real processes (fork, cluster, PM2, the examples, other
  * uids, stale hosts left by SIGKILL), where a Node version shows its differences; under 90 s on a
- * 2-core machine. The repeated race tests run 3 rounds each instead of 10 or 20 (OC_TEST_ROUNDS).
+ * 2-core machine (plus core's channel suite over TLS). The repeated race tests run 3 rounds each instead of 10 or 20 (OC_TEST_ROUNDS).
  * Left out: packaging.test.ts (npm and tsc, a minute) and the in-process unit tests.
  */
 const SMOKE = [
@@ -42,6 +42,8 @@ const SMOKE = [
   "packages/messages/test/failover.test.ts",
   "packages/open-channel/test/api.test.ts",
   "packages/core/test/channel.test.ts",
+  // Stream mode (a socket over TLS) rests on net.Socket internals: the same suite over TLS.
+  "packages/core/test/channel-tls.test.ts",
   "packages/transport-unix/test/unix-transport.test.ts",
   "packages/transport-unix/test/compliance.test.ts",
   "packages/transport-tcp/test/tcp-transport.test.ts",

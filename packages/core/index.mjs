@@ -30,6 +30,7 @@ export const {
   debug,
   debugEnabled,
   computeProof,
+  connectionBinding,
   endpointBinding,
   MemberHandshake,
   proofsEqual,
@@ -47,5 +48,6 @@ export const {
   addressInUse,
   listenExclusive,
   withAddressLock,
+  tlsSecureLayer,
 } = core;
 export default core.openChannel;

@@ -1,5 +1,7 @@
 import * as net from "node:net";
 import { debug } from "./debug";
+import { asError } from "./errors";
+import { kSecureSocket } from "./handshake";
 
 /** The part of a channel that a {@link ChannelSocket} reports to. */
 export interface SocketOwner {
@@ -49,6 +51,38 @@ const kLive = Symbol("open-channel.live");
 const kReader = Symbol("open-channel.reader");
 const kMayConnect = Symbol("open-channel.mayConnect");
 const kLateConnect = Symbol("open-channel.lateConnect");
+/** The plain socket of the current connection while it is being secured (stream mode). */
+const kRaw = Symbol("open-channel.raw");
+/** Which connection of the socket the events of a raw or secure socket belong to. */
+const kGeneration = Symbol("open-channel.generation");
+/** A write callback waiting for the secure socket's 'drain'. */
+const kDrainCb = Symbol("open-channel.drainCb");
+/** The user unref'ed the socket: every connection's plain socket is unref'ed. */
+const kUnref = Symbol("open-channel.unref");
+
+/** The part of net.Socket's own (undocumented, long-stable) state that stream mode sets itself. */
+interface SocketInternals {
+  _peername: object | null;
+  _sockname: object | null;
+  _undestroy(): void;
+  _unrefTimer?(): void;
+  _getsockname(): object;
+}
+
+/** The secure connection ended without an error of its own: as a reset connection, for the channel. */
+function closedError(): NodeJS.ErrnoException {
+  const err = new Error("the secure connection closed") as NodeJS.ErrnoException;
+  err.code = "ECONNRESET";
+  err.syscall = "read";
+  return err;
+}
+
+/** An error of the secure layer (a TLS alert, a certificate refused): a connection error, for the channel. */
+function connectionError(err: unknown): Error {
+  const e = asError(err) as NodeJS.ErrnoException;
+  if (e.syscall === undefined) e.syscall = "secure";
+  return e;
+}
 
 /** Node calls this on the socket for each read into the reader's buffer (`this` is the socket). */
 function onReaderBytes(this: ChannelSocket, bytes: number, buffer: Uint8Array): boolean {
@@ -86,8 +120,21 @@ export class ChannelSocket extends net.Socket {
   [kMayConnect] = false;
   /** @internal A transport's connect() still under way for an attempt that is over: it must do nothing. */
   [kLateConnect]: Promise<unknown> | undefined;
+  /**
+   * @internal Stream mode (transports with a secure layer): the secure socket the current
+   * connection runs over. This socket then has no handle of its own: its reads are the secure
+   * socket's `'data'`, its writes go to it, and its lifecycle events follow it.
+   */
+  [kSecureSocket]: net.Socket | undefined;
+  /** @internal Stream mode: the plain socket the transport connects, until it is secured. */
+  [kRaw]: net.Socket | undefined;
+  /** @internal True once the socket runs its connections over secure sockets. */
+  streamMode = false;
+  [kGeneration] = 0;
+  [kDrainCb]: WriteCallback | undefined;
+  [kUnref] = false;
 
-  constructor(owner: SocketOwner, reader?: SocketReader) {
+  constructor(owner: SocketOwner | undefined, reader?: SocketReader) {
     // `onread` is a constructor option of net.Socket (Node's docs list it under connect() before v22;
     // the constructor is where Node reads it, and it holds across reconnects).
     super(
@@ -116,6 +163,10 @@ export class ChannelSocket extends net.Socket {
       return this;
     }
     this[kMayConnect] = false;
+    if (this.streamMode) {
+      this.streamMode = false;
+      for (const name of [...Object.keys(streamMethods), "pending"]) Reflect.deleteProperty(this, name);
+    }
     (net.Socket.prototype.connect as (...a: unknown[]) => this).apply(this, args);
     if (this[kOwner] !== undefined) this.write = ChannelSocket.prototype.write;
     return this;
@@ -138,6 +189,145 @@ export class ChannelSocket extends net.Socket {
       if (this[kLateConnect] === started) this[kLateConnect] = undefined;
     };
     started.then(done, done);
+  }
+
+  /**
+   * @internal Stream mode: a new connection over `raw`, which the transport is about to connect
+   * (or connects); once it has, `secure(raw)` gives the secure socket this socket's bytes travel
+   * over, and this socket emits `connect`. Any failure destroys this socket with the error, as a
+   * failed connect of its own would.
+   */
+  connectSecure(raw: net.Socket, secure: (raw: net.Socket) => Promise<net.Socket>): this {
+    const self = this as unknown as SocketInternals;
+    if (!this.streamMode) {
+      // Own properties, so that a socket with a handle of its own (every other transport) keeps
+      // net.Socket's methods untouched on its hot path.
+      this.streamMode = true;
+      Object.assign(this, streamMethods);
+      // net.Socket's `pending` is "no handle, or connecting": ours follows the secure socket.
+      Object.defineProperty(this, "pending", {
+        configurable: true,
+        get: () => this.connecting || this[kSecureSocket] === undefined,
+      });
+    }
+    if (this.destroyed) self._undestroy();
+    self._peername = null;
+    self._sockname = null;
+    if (this[kOwner] !== undefined) this.write = ChannelSocket.prototype.write;
+    (this as { connecting: boolean }).connecting = true;
+    this[kSecureSocket] = undefined;
+    this[kRaw] = raw;
+    this[kDrainCb] = undefined;
+    const generation = ++this[kGeneration];
+    const current = (): boolean => this[kGeneration] === generation && !this.destroyed;
+    if (this[kUnref]) raw.unref();
+    // Kept for the raw socket's whole life: an error there must never crash the process.
+    raw.on("error", (err) => {
+      if (current()) this.destroy(connectionError(err));
+    });
+    raw.once("close", () => {
+      if (current() && this[kSecureSocket] === undefined) this.destroy(closedError());
+    });
+    raw.once("connect", () => {
+      if (!current()) return void raw.destroy();
+      secure(raw).then(
+        (inner) => {
+          if (!current()) return void inner.destroy();
+          this.attachSecure(inner, generation);
+        },
+        (err: unknown) => {
+          raw.destroy();
+          if (current()) this.destroy(connectionError(err));
+        },
+      );
+    });
+    return this;
+  }
+
+  /** @internal Stream mode: the secure socket of the current connection is there: connected. */
+  attachSecure(inner: net.Socket, generation: number): void {
+    const self = this as unknown as SocketInternals;
+    const current = (): boolean => this[kGeneration] === generation && !this.destroyed;
+    this[kSecureSocket] = inner;
+    self._peername = { address: inner.remoteAddress, port: inner.remotePort, family: inner.remoteFamily };
+    self._sockname = { address: inner.localAddress, port: inner.localPort, family: inner.localFamily };
+    inner.on("data", (chunk: Buffer) => {
+      if (current()) this.onSecureData(inner, chunk);
+    });
+    let eof = false;
+    inner.on("end", () => {
+      eof = true;
+      if (current()) this.push(null);
+    });
+    inner.on("error", (err) => {
+      if (current()) this.destroy(connectionError(err));
+    });
+    inner.on("close", () => {
+      if (!current()) return;
+      // After the end of the stream (or once the channel let go of this socket) a close is a plain
+      // one, as a socket's own; before it, the connection was cut under us (a lease lost).
+      if (eof || this[kOwner] === undefined) this.destroy();
+      else this.destroy(closedError());
+    });
+    inner.on("drain", () => {
+      const cb = this[kDrainCb];
+      this[kDrainCb] = undefined;
+      if (cb !== undefined && current()) cb();
+    });
+    (this as { connecting: boolean }).connecting = false;
+    this.emit("connect");
+  }
+
+  /** @internal Stream mode: bytes from the secure socket, as a read of our own handle would push them. */
+  onSecureData(inner: net.Socket, chunk: Buffer): void {
+    (this as unknown as SocketInternals)._unrefTimer?.();
+    const reader = this[kReader];
+    let more: boolean;
+    if (reader !== undefined && this[kLive]) {
+      // Into the user's buffer, as net.Socket's onread does.
+      more = true;
+      const { buffer } = reader;
+      for (let at = 0; at < chunk.length; at += buffer.length) {
+        const n = Math.min(buffer.length, chunk.length - at);
+        buffer.set(chunk.subarray(at, at + n));
+        more = reader.callback(n, buffer) !== false;
+      }
+    } else {
+      more = this.push(chunk);
+    }
+    if (!more) inner.pause();
+  }
+
+  /** net.Socket reads its own address from its handle; in stream mode, that of the secure socket. */
+  _getsockname(): object {
+    if (this.streamMode) return (this as unknown as SocketInternals)._sockname ?? {};
+    return (net.Socket.prototype as unknown as SocketInternals)._getsockname.call(this);
+  }
+
+  override setNoDelay(noDelay?: boolean): this {
+    const under = this[kSecureSocket] ?? this[kRaw];
+    if (this.streamMode && under !== undefined) under.setNoDelay(noDelay);
+    return super.setNoDelay(noDelay);
+  }
+
+  override setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    const under = this[kSecureSocket] ?? this[kRaw];
+    if (this.streamMode && under !== undefined) under.setKeepAlive(enable, initialDelay);
+    return super.setKeepAlive(enable, initialDelay);
+  }
+
+  override ref(): this {
+    this[kUnref] = false;
+    if (!this.streamMode) return super.ref();
+    this[kRaw]?.ref();
+    return this;
+  }
+
+  override unref(): this {
+    this[kUnref] = true;
+    if (!this.streamMode) return super.unref();
+    this[kRaw]?.unref();
+    return this;
   }
 
   /** @internal Stops the channel from managing this socket: it is a plain socket from now on. */
@@ -226,3 +416,68 @@ export class ChannelSocket extends net.Socket {
     return super.destroy(error);
   }
 }
+
+/** Secure sockets corked until the end of this tick. */
+const corked = new WeakSet<net.Socket>();
+function uncork(inner: net.Socket): void {
+  corked.delete(inner);
+  inner.uncork();
+}
+/**
+ * Writes made in one tick leave as one write to the secure socket: one TLS record, one encryption,
+ * instead of one per write (the message layer writes each message on its own).
+ */
+function corkForTick(inner: net.Socket): void {
+  if (corked.has(inner)) return;
+  corked.add(inner);
+  inner.cork();
+  process.nextTick(uncork, inner);
+}
+
+const netProto = net.Socket.prototype as unknown as {
+  _destroy(this: net.Socket, err: Error | null, cb: (err?: Error | null) => void): void;
+};
+
+/**
+ * The stream side of a socket in stream mode, installed as its own properties: reads resume the
+ * secure socket, writes go to it (their callback once it takes more), the end of the writable
+ * side ends it, and destroying this socket destroys it.
+ */
+const streamMethods = {
+  _read(this: ChannelSocket, _size: number): void {
+    this[kSecureSocket]?.resume();
+  },
+  _write(this: ChannelSocket, chunk: Buffer, encoding: BufferEncoding, cb: WriteCallback): void {
+    const inner = this[kSecureSocket];
+    if (inner === undefined) return void cb(closedError());
+    (this as unknown as SocketInternals)._unrefTimer?.();
+    corkForTick(inner);
+    if (inner.write(chunk, encoding)) cb();
+    else this[kDrainCb] = cb;
+  },
+  _writev(this: ChannelSocket, chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb: WriteCallback): void {
+    const inner = this[kSecureSocket];
+    if (inner === undefined) return void cb(closedError());
+    (this as unknown as SocketInternals)._unrefTimer?.();
+    inner.cork();
+    let ok = true;
+    for (const { chunk, encoding } of chunks) ok = inner.write(chunk, encoding);
+    inner.uncork();
+    if (ok) cb();
+    else this[kDrainCb] = cb;
+  },
+  _final(this: ChannelSocket, cb: (err?: Error | null) => void): void {
+    this[kSecureSocket]?.end();
+    cb();
+  },
+  _destroy(this: ChannelSocket, err: Error | null, cb: (err?: Error | null) => void): void {
+    const secure = this[kSecureSocket];
+    const raw = this[kRaw];
+    this[kSecureSocket] = undefined;
+    this[kRaw] = undefined;
+    this[kDrainCb] = undefined;
+    secure?.destroy();
+    raw?.destroy();
+    netProto._destroy.call(this, err, cb);
+  },
+};

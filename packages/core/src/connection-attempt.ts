@@ -1,3 +1,4 @@
+import * as net from "node:net";
 import { debug } from "./debug";
 import { asError, type OpenChannelError, openChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply } from "./handshake";
@@ -69,11 +70,21 @@ export class ConnectionAttempt {
       this.resolve = resolve;
       bridge.newConnection();
       let started: void | Promise<void>;
-      bridge.socket.expectConnect();
+      const { secure } = transport;
+      // With a secure layer the transport connects a plain socket, and the channel's socket runs
+      // over the secure socket made from it (stream mode).
+      let target: net.Socket = bridge.socket;
+      if (secure === undefined) bridge.socket.expectConnect();
+      else {
+        target = new net.Socket().setNoDelay(true);
+        bridge.socket.connectSecure(target, (connected) => secure.member(connected, address));
+      }
       try {
-        started = transport.connect(address, bridge.socket);
+        started = transport.connect(address, target);
       } catch (err) {
-        this.settle(asError(err));
+        // Stream mode has a connection under way on the channel's socket: end it as a failed one.
+        if (target === bridge.socket) this.settle(asError(err));
+        else this.abort(asError(err));
         return;
       }
       if (started !== undefined && typeof started.then === "function") {

@@ -1,3 +1,5 @@
+import { types } from "node:util";
+
 /**
  * Errors a user can see. Every one carries a stable `code`, names the channel it is about (when
  * there is one) and says what to do next, in the manner of Node's own `lib/internal/errors.js`:
@@ -536,5 +538,6 @@ export function errorCode(err: unknown): string | undefined {
 
 /** `err` if it is an Error, else an Error saying what was thrown. */
 export function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
+  // isNativeError: an Error of another realm (a vm context, Jest's sandbox) is one too.
+  return err instanceof Error || types.isNativeError(err) ? (err as Error) : new Error(String(err));
 }

@@ -287,6 +287,33 @@ export function endpointBinding(socket: net.Socket, side: "member" | "host"): st
   return side === "member" ? `${local}>${remote}` : `${remote}>${local}`;
 }
 
+/**
+ * @internal On a socket whose connection runs over a secure socket (a channel's socket with a
+ * transport's secure layer): that secure socket.
+ */
+export const kSecureSocket: unique symbol = Symbol("open-channel.secureSocket");
+
+/** The label of RFC 9266's `tls-exporter` channel binding. */
+const EXPORTER_LABEL = "EXPORTER-Channel-Binding";
+
+/**
+ * What the proofs bind a connection to, as `side` sees it through `socket`: over TLS, the
+ * session's exported keying material (RFC 9266 `tls-exporter`: the same at both ends of one TLS
+ * session, different on each leg of a relay, whatever NAT did to the endpoints); otherwise the
+ * endpoints ({@link endpointBinding}).
+ *
+ * @example
+ * connectionBinding(tlsSocket, "host") // "tls-exporter 5f0c…" (64 hex digits)
+ */
+export function connectionBinding(socket: net.Socket, side: "member" | "host"): string {
+  const secure = (socket as net.Socket & { [kSecureSocket]?: net.Socket })[kSecureSocket] ?? socket;
+  const tlsSocket = secure as net.Socket & { encrypted?: boolean; exportKeyingMaterial?(length: number, label: string): Buffer };
+  if (tlsSocket.encrypted === true && typeof tlsSocket.exportKeyingMaterial === "function") {
+    return `tls-exporter ${tlsSocket.exportKeyingMaterial(32, EXPORTER_LABEL).toString("hex")}`;
+  }
+  return endpointBinding(socket, side);
+}
+
 /** An IPv4 address as a dual-stack socket may show it (`::ffff:127.0.0.1`), as an IPv4 one does. */
 function plainAddress(address: string | undefined): string {
   return address?.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : (address ?? "");

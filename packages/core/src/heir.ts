@@ -3,7 +3,7 @@ import { debug, debugEnabled } from "./debug";
 import { describeError } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { HostServer } from "./host";
-import { leaseOf, type Transport } from "./transport";
+import { hostSecure, leaseOf, type Transport } from "./transport";
 
 /** After going live, a member waits this long (plus as much jitter) before offering to be the heir. */
 const HEIR_DELAY_MS = 150;
@@ -88,7 +88,10 @@ export class Heir {
     const { channel } = this;
     const stillMember = (): boolean => channel.isPlainMember(generation) && this.standby === undefined;
     if (!stillMember()) return;
-    const standby = new HostServer(channel.name, channel.listener, channel.secret(), { serving: false });
+    const standby = new HostServer(channel.name, channel.listener, channel.secret(), {
+      serving: false,
+      secure: hostSecure(channel.transport, channel.name),
+    });
     const server = standby.createServer();
     let lease: ReturnType<typeof leaseOf>;
     try {

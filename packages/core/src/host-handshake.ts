@@ -2,9 +2,9 @@ import type * as net from "node:net";
 import { debug } from "./debug";
 import {
   computeProof,
+  connectionBinding,
   encodeReply,
   encodeStatusBody,
-  endpointBinding,
   HANDSHAKE,
   type Hello,
   HelloParser,
@@ -88,7 +88,7 @@ export class HostHandshake {
     private readonly socket: net.Socket,
   ) {
     this.originalPush = socket.push as PushFn;
-    this.binding = endpointBinding(socket, "host");
+    this.binding = connectionBinding(socket, "host");
     this.timer = setTimeout(() => this.reject(`no ${this.stage} within ${HOST_HANDSHAKE_TIMEOUT_MS} ms`), HOST_HANDSHAKE_TIMEOUT_MS);
     this.timer.unref();
     (socket as unknown as { push: PushFn }).push = (chunk, encoding) => this.push(chunk, encoding);

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import { debug } from "./debug";
 import { computeProof, HANDSHAKE, type Hello, newNonce, type ProofTranscript } from "./handshake";
-import { type HandshakeServer, HostHandshake, type Parked } from "./host-handshake";
+import { type HandshakeServer, HOST_HANDSHAKE_TIMEOUT_MS, HostHandshake, type Parked } from "./host-handshake";
 import type { Lease } from "./transport";
 
 /**
@@ -80,14 +80,17 @@ export class HostServer {
   private readonly servers = new Set<net.Server>();
   /** What each connection's handshake needs of this server. */
   private readonly handshakeServer: HandshakeServer;
+  /** The transport's secure layer (host side), if it has one. */
+  private readonly secure: ((socket: net.Socket) => Promise<net.Socket>) | undefined;
 
   constructor(
     private readonly channel: string,
     listener: (socket: net.Socket) => void,
     private readonly secret: Buffer | undefined,
-    options: { serving?: boolean } = {},
+    options: { serving?: boolean; secure?: (socket: net.Socket) => Promise<net.Socket> } = {},
   ) {
     this.serving = options.serving ?? true;
+    this.secure = options.secure;
     const host = this;
     this.handshakeServer = {
       channel,
@@ -265,6 +268,24 @@ export class HostServer {
     socket.setNoDelay(true);
     // A member that dies must never crash the host: keep an error listener for the socket's life.
     socket.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
-    new HostHandshake(this.handshakeServer, socket);
+    if (this.secure === undefined) {
+      new HostHandshake(this.handshakeServer, socket);
+      return;
+    }
+    // The secure layer first (bounded like the handshake), then the handshake over the secure socket.
+    const timer = setTimeout(() => socket.destroy(), HOST_HANDSHAKE_TIMEOUT_MS).unref();
+    this.secure(socket).then(
+      (secure) => {
+        clearTimeout(timer);
+        if (socket.destroyed || secure.destroyed || this.orphaned) return void secure.destroy();
+        secure.on("error", (err) => debug("channel %j: member connection error: %s", this.channel, err.message));
+        new HostHandshake(this.handshakeServer, secure);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        debug("channel %j: closing a connection that failed the secure layer: %s", this.channel, (err as Error)?.message ?? err);
+        socket.destroy();
+      },
+    );
   }
 }

@@ -4,7 +4,7 @@ import { asError, describeError, errorCode } from "./errors";
 import type { Heir } from "./heir";
 import { HostServer } from "./host";
 import { answeringServer } from "./status";
-import { type Lease, leaseOf, type Transport } from "./transport";
+import { hostSecure, type Lease, leaseOf, type Transport } from "./transport";
 
 /**
  * While hosting, how often this process checks that the channel's address still leads to its
@@ -61,7 +61,7 @@ export class Hosting {
     const standby = heir.server;
     // Not serving until the transport says the address is ours (a lease transport may claim it
     // after it binds, and wait before serving): members that come earlier wait, parked.
-    const host = standby ?? new HostServer(name, listener, secret, { serving: false });
+    const host = standby ?? new HostServer(name, listener, secret, { serving: false, secure: hostSecure(transport, name) });
     const outcome = await this.bindAddress(host);
     if (outcome !== "listening") {
       if (standby === undefined) host.close("this process did not get the address");

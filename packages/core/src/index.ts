@@ -26,6 +26,7 @@ export {
 } from "./errors";
 export {
   computeProof,
+  connectionBinding,
   encodeHello,
   encodeReply,
   encodeStatusBody,
@@ -55,7 +56,7 @@ export { type ChannelEntry, channelsFromNames, escapeName, hashName, unescapeNam
 export { DEFAULT_CHANNEL_NAME, type OpenChannelOptions, openChannel, openChannel as default, parseOpenChannelArgs } from "./open-channel";
 // Helpers for transport authors.
 export { defaultPrivateDir, ensurePrivateDir } from "./private-dir";
-export { type ProbeTarget, type ProbeVerdict, probeAddress, probeChannel } from "./probe";
+export { type OpenedConnection, type ProbeTarget, type ProbeVerdict, probeAddress, probeChannel } from "./probe";
 export {
   type ChannelState,
   type CloseOptions,
@@ -76,5 +77,6 @@ export {
   type StatusQueryOptions,
   type StatusQueryResult,
 } from "./status";
-export { isTransport, type Lease, type Transport } from "./transport";
+export { type TlsLayerOptions, tlsSecureLayer } from "./tls-layer";
+export { isTransport, type Lease, type SecureLayer, type Transport } from "./transport";
 export { addressInUse, listenExclusive, withAddressLock } from "./transport-kit";

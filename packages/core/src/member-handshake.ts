@@ -1,8 +1,8 @@
 import type * as net from "node:net";
 import {
   computeProof,
+  connectionBinding,
   encodeHello,
-  endpointBinding,
   HANDSHAKE,
   type HandshakeReply,
   newNonce,
@@ -116,7 +116,7 @@ export class MemberHandshake {
    * socket.on("connect", () => socket.write(handshake.hello(socket)));
    */
   hello(socket: net.Socket): Buffer {
-    this.binding = endpointBinding(socket, "member");
+    this.binding = connectionBinding(socket, "member");
     return encodeHello(this.name, this.memberNonce, this.kind);
   }
 

@@ -3,7 +3,7 @@ import { debug } from "./debug";
 import { errorCode } from "./errors";
 import { HANDSHAKE } from "./handshake";
 import { MemberHandshake } from "./member-handshake";
-import { isNoHostCode, startConnect, type Transport } from "./transport";
+import { isNoHostCode, newConnection, startConnect, type Transport } from "./transport";
 
 /**
  * What {@link probeChannel} found at a channel's address: `live` (our host), `refused` (nobody
@@ -36,6 +36,21 @@ export interface ProbeTarget {
   isNoHost(code: string | undefined): boolean;
   /** How long to wait for the answer before `unknown`. */
   timeoutMs: number;
+  /** Opens the connection instead of `connect` (a transport with a secure layer). */
+  open?(): OpenedConnection;
+}
+
+/**
+ * A connection {@link ProbeTarget.open} made, not started yet.
+ *
+ * @example
+ * const { socket, start } = target.open(); socket.on("connect", onConnect); start();
+ */
+export interface OpenedConnection {
+  /** The socket to use: it emits `connect` once usable (over the secure layer, once secured). */
+  socket: net.Socket;
+  /** Starts connecting (once the caller's listeners are on). */
+  start(): void;
 }
 
 /**
@@ -77,6 +92,7 @@ export async function probeAddress(target: ProbeTarget): Promise<ProbeVerdict> {
 export async function probeChannel(transport: Transport, channel: string, timeoutMs = 1000): Promise<ProbeVerdict> {
   return probeAddress({
     connect: (socket) => startConnect(transport, channel, socket),
+    open: transport.secure === undefined ? undefined : () => newConnection(transport, channel),
     channel,
     secret: transport.secret?.(channel),
     isNoHost: (code) => isNoHostCode(transport, code),
@@ -86,7 +102,8 @@ export async function probeChannel(transport: Transport, channel: string, timeou
 
 function probeOnce(target: ProbeTarget): Promise<ProbeVerdict | "reset"> {
   return new Promise((resolve) => {
-    const socket = new net.Socket().setNoDelay(true);
+    const opened = target.open?.();
+    const socket = opened?.socket ?? new net.Socket().setNoDelay(true);
     const { channel } = target;
     const handshake = channel === undefined ? undefined : new MemberHandshake(channel, HANDSHAKE.kindProbe, target.secret);
     let settled = false;
@@ -114,6 +131,7 @@ function probeOnce(target: ProbeTarget): Promise<ProbeVerdict | "reset"> {
       const step = (handshake as MemberHandshake).feed(chunk);
       if (step.state !== "more") done(step.state === "accepted" ? "live" : "stranger");
     });
-    target.connect(socket);
+    if (opened === undefined) target.connect(socket);
+    else opened.start();
   });
 }

@@ -1,9 +1,8 @@
-import * as net from "node:net";
 import { describeError, errorCode, isOpenChannelError, openChannelError } from "./errors";
 import { HANDSHAKE, type HandshakeReply, StatusBodyParser } from "./handshake";
 import type { ChannelStatus } from "./host";
 import { MemberHandshake } from "./member-handshake";
-import { isNoHostCode, startConnect, type Transport } from "./transport";
+import { isNoHostCode, newConnection, type Transport } from "./transport";
 
 export type { ChannelStatus } from "./host";
 
@@ -99,7 +98,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
   const secret = transport.secret?.(name);
   const channel = name.endsWith(HANDSHAKE.standbySuffix) ? name.slice(0, -HANDSHAKE.standbySuffix.length) : name;
   return new Promise((resolve, reject) => {
-    const socket = new net.Socket().setNoDelay(true);
+    const { socket, start } = newConnection(transport, address);
     const handshake = new MemberHandshake(name, kind, secret);
     let bodyParser: StatusBodyParser | undefined;
     let reply: HandshakeReply | undefined;
@@ -162,7 +161,7 @@ function exchange(transport: Transport, address: string, name: string, kind: num
       if (body.state === "invalid") return fail(body.reason);
       settle({ state: "answered", reply, body: body.value });
     });
-    startConnect(transport, address, socket);
+    start();
   });
 }
 

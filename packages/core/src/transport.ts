@@ -1,4 +1,5 @@
-import type * as net from "node:net";
+import * as net from "node:net";
+import { ChannelSocket } from "./channel-socket";
 import type { ChannelEntry } from "./names";
 
 /**
@@ -100,7 +101,7 @@ export interface Transport {
    * @example
    * const secret = transport.secret?.("jobs"); // TCP, pipe: 32 bytes, the same in every process of the user
    */
-  secret?(channel: string): Buffer;
+  secret?(channel: string): Buffer | undefined;
   /**
    * The channels this user has an address for through this transport (hosted, or left by a dead
    * host), for `open-channel list`. Only this user's: other users' channels are never listed.
@@ -109,6 +110,35 @@ export interface Transport {
    * for (const { name, address } of transport.channels?.() ?? []) console.log(name ?? "(hashed name)", address);
    */
   channels?(): ChannelEntry[];
+  /**
+   * A secure layer (TLS) on every connection of the channel, for transports that cross machines.
+   * The transport still binds and connects plain sockets (`listen`, `connect`); core runs every
+   * connection through `secure` before a single byte of the handshake, and the proofs are then
+   * bound to the secure session (its exported keying material) instead of the endpoints. The
+   * user's socket stays the same `net.Socket` across failovers: its bytes travel over the secure
+   * socket of each connection.
+   *
+   * @example
+   * // Host: feed the accepted socket to an unbound tls.Server (it checks the client certificate).
+   * // Member: tls.connect({ socket, ca, cert, key }) and resolve at "secureConnect".
+   */
+  readonly secure?: SecureLayer;
+}
+
+/**
+ * What {@link Transport.secure} does on each side of a connection. Each function gets the plain
+ * socket, connected, and resolves with the secure socket over it once the peer is authenticated
+ * (it rejects, or destroys the socket, otherwise). Core bounds how long it waits.
+ * Core has one for TLS: `tlsSecureLayer()`.
+ *
+ * @example
+ * const transport: Transport = { ...tcpTransport(), secure: tlsSecureLayer({ ca, cert, key }) };
+ */
+export interface SecureLayer {
+  /** A member's connection, just connected to the host's address by `connect`. */
+  member(socket: net.Socket, channel: string): Promise<net.Socket>;
+  /** A connection the host's server accepted. */
+  host(socket: net.Socket, channel: string): Promise<net.Socket>;
 }
 
 /**
@@ -156,7 +186,12 @@ export function isTransport(value: unknown): value is Transport {
     typeof t.listen === "function" &&
     typeof t.connect === "function" &&
     (t.reclaim === undefined || typeof t.reclaim === "function") &&
-    (t.address === undefined || typeof t.address === "function")
+    (t.address === undefined || typeof t.address === "function") &&
+    (t.secure === undefined ||
+      (typeof t.secure === "object" &&
+        t.secure !== null &&
+        typeof (t.secure as SecureLayer).member === "function" &&
+        typeof (t.secure as SecureLayer).host === "function"))
   );
 }
 
@@ -179,4 +214,32 @@ export function startConnect(transport: Transport, address: string, socket: net.
   } catch (err) {
     socket.emit("error", err);
   }
+}
+
+/** @internal The host side of the transport's secure layer for `channel`, if it has one. */
+export function hostSecure(transport: Transport, channel: string): ((socket: net.Socket) => Promise<net.Socket>) | undefined {
+  const { secure } = transport;
+  return secure === undefined ? undefined : (socket) => secure.host(socket, channel);
+}
+
+/**
+ * @internal A socket for a one-off exchange with `address` (a probe, a status request), and the
+ * function that starts connecting it (once its listeners are on): it emits `connect` once usable,
+ * over the transport's secure layer when it has one (see {@link startConnect}).
+ */
+export function newConnection(transport: Transport, address: string): { socket: net.Socket; start(): void } {
+  const { secure } = transport;
+  if (secure === undefined) {
+    const socket = new net.Socket().setNoDelay(true);
+    return { socket, start: () => startConnect(transport, address, socket) };
+  }
+  const raw = new net.Socket().setNoDelay(true);
+  const socket = new ChannelSocket(undefined);
+  return {
+    socket,
+    start: () => {
+      socket.connectSecure(raw, (connected) => secure.member(connected, address));
+      startConnect(transport, address, raw);
+    },
+  };
 }

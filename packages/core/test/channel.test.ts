@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import {
   encodeHello,
   HANDSHAKE,
@@ -11,9 +12,19 @@ import {
   probeChannel,
   type Transport,
 } from "@open-channel/core";
-import { deadEndTransport, once, testTransport, uniqueName, until } from "./test-transport";
+import { deadEndTransport, once, secureTestTransport, testTransport, tlsFixture, uniqueName, until } from "./test-transport";
 
-const transport = testTransport();
+/** channel-tls.test.ts runs this file again with every connection over TLS (the socket's stream mode). */
+const overTls = process.env.OC_CORE_TEST_TLS === "1";
+const transport = overTls ? secureTestTransport() : testTransport();
+
+/** A connection of the test's own to the channel's address: plain, or over TLS with the test certificate. */
+function connectRaw(name: string): net.Socket {
+  const plain = net.connect(transport.path(name));
+  return overTls ? tls.connect({ socket: plain, ...tlsFixture(), minVersion: "TLSv1.3" }) : plain;
+}
+/** The event after which a {@link connectRaw} socket takes the bytes of the handshake. */
+const READY = overTls ? "secureConnect" : "connect";
 const opened: ProcessChannel[] = [];
 afterEach(() => {
   for (const channel of opened.splice(0)) channel.close({ handover: true });
@@ -64,9 +75,9 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await once(channel.connect(), "connect");
     const probe = (probeName: string, kind: number = HANDSHAKE.kindProbe): Promise<{ status: number; ended: boolean }> =>
       new Promise((resolve, reject) => {
-        const socket = net.connect(transport.path(name));
+        const socket = connectRaw(name);
         let reply = Buffer.alloc(0);
-        socket.on("connect", () => socket.write(encodeHello(probeName, undefined, kind)));
+        socket.on(READY, () => socket.write(encodeHello(probeName, undefined, kind)));
         socket.on("data", (chunk) => (reply = Buffer.concat([reply, chunk])));
         socket.on("error", reject);
         socket.on("close", () => resolve({ status: reply[5], ended: reply.length === HANDSHAKE.replyLength }));
@@ -87,8 +98,8 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     await once(channel.connect(), "connect");
     const started = performance.now();
     const closedAfter = await new Promise<number>((resolve, reject) => {
-      const socket = net.connect(transport.path(name));
-      socket.on("connect", () => socket.write(encodeHello(name).subarray(0, 6)));
+      const socket = connectRaw(name);
+      socket.on(READY, () => socket.write(encodeHello(name).subarray(0, 6)));
       socket.on("error", reject);
       socket.on("close", () => resolve(performance.now() - started));
       setTimeout(() => socket.destroy(), 8000).unref();
@@ -369,9 +380,9 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     });
     await once(hostChannel.connect(), "connect");
     // A member that says hello and then never reads.
-    const raw = net.connect(transport.path(name));
+    const raw = connectRaw(name);
     raw.on("error", () => undefined);
-    raw.on("connect", () => {
+    raw.on(READY, () => {
       raw.write(encodeHello(name));
       raw.pause();
     });

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import type * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { Transport } from "@open-channel/core";
+import { type TlsLayerOptions, type Transport, tlsSecureLayer } from "@open-channel/core";
 
 /**
  * A transport that exists only in the tests: plain Unix sockets in a temporary folder, no stale
@@ -31,6 +31,20 @@ export function testTransport(
       socket.connect({ path: file(channel) });
     },
   };
+}
+
+/** The test PKI (test/fixtures/tls): `name` is "node" (signed by the CA) or "rogue" (by another CA). */
+export function tlsFixture(name: "node" | "rogue" = "node", extra: Partial<TlsLayerOptions> = {}): TlsLayerOptions {
+  const file = (f: string): Buffer => fs.readFileSync(path.join(__dirname, "fixtures", "tls", f));
+  return { ca: file("ca.crt"), cert: file(`${name}.crt`), key: file(`${name}.key`), servername: "localhost", ...extra };
+}
+
+/** The test transport with TLS on every connection (core's TLS secure layer, mutual by default). */
+export function secureTestTransport(
+  options: TlsLayerOptions = tlsFixture(),
+  dir?: string,
+): Transport & { dir: string; path(channel: string): string } {
+  return { ...testTransport(dir), name: "test-unix-tls", secure: tlsSecureLayer(options) };
 }
 
 /** A transport under which nobody can ever host: connects find nothing, binds find the address taken. */
