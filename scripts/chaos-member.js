@@ -30,7 +30,13 @@ function redisOptions() {
   });
   client.on("error", () => {});
   // --machines: this process's machine's address, where it listens and is reached.
-  const transport = redisTransport({ client, secret: CHAOS_REDIS_SECRET, ttlMs: Number(CHAOS_REDIS_TTL_MS), host: CHAOS_HOST });
+  const dir = process.env.CHAOS_TLS_DIR;
+  const read = (file) => require("node:fs").readFileSync(require("node:path").join(dir, file));
+  // --tls: the certificates alone let members in (no secret).
+  const security = dir
+    ? { tls: { ca: read("ca.crt"), cert: read("node.crt"), key: read("node.key"), servername: "localhost" } }
+    : { secret: CHAOS_REDIS_SECRET };
+  const transport = redisTransport({ client, ...security, ttlMs: Number(CHAOS_REDIS_TTL_MS), host: CHAOS_HOST });
   return { transport };
 }
 

@@ -12,6 +12,7 @@
  *   npm run chaos -- [--members 6] [--kills 20] [--transport unix] [--pause 250] [--settle 500]
  *   npm run chaos -- --transport redis [--ttl 5000]   # on a redis-server of its own (Debian's)
  *   npm run chaos -- --transport redis --machines 3   # as root: members spread over 3 "machines"
+ *   npm run chaos -- --transport redis --tls          # TLS between members and host (the test PKI, no secret)
  *
  * --machines N puts the members, round robin, in N network namespaces on a bridge (scripts/lan.js),
  * Redis on the bridge, and each round cuts the host's machine off (its link down: a blackhole)
@@ -50,6 +51,9 @@ const REDIS = TRANSPORT === "redis";
 const TTL_MS = Number(option("ttl", 5000));
 const MACHINES = Number(option("machines", 0));
 if (MACHINES > 0 && !REDIS) throw new Error("--machines needs --transport redis");
+/** --tls: mutual TLS with the test PKI (packages/core/test/fixtures/tls), the certificates alone letting members in. */
+const TLS = process.argv.includes("--tls");
+if (TLS && !REDIS) throw new Error("--tls needs --transport redis");
 /** --machines: the simulated LAN, and which machine each member runs on. */
 let lan;
 const machineOf = new Map();
@@ -81,6 +85,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function spawn() {
   const env = { ...process.env, CHAOS_CHANNEL: channel };
   if (REDIS) Object.assign(env, { CHAOS_REDIS_PORT: String(redisPort), CHAOS_REDIS_SECRET: secret, CHAOS_REDIS_TTL_MS: String(TTL_MS) });
+  if (TLS)
+    Object.assign(env, {
+      CHAOS_TLS_DIR: path.join(__dirname, "..", "packages", "core", "test", "fixtures", "tls"),
+      CHAOS_REDIS_SECRET: "",
+    });
   else if (TRANSPORT) env.OPEN_CHANNEL_TRANSPORT = TRANSPORT;
   const execArgv = (process.env.CHAOS_NODE_ARGS || "").split(" ").filter(Boolean);
   const member = path.join(__dirname, "chaos-member.js");
@@ -284,7 +293,7 @@ async function startRedis() {
     if (reports.some((r) => r.type === "reply" && r.at >= from && r.at < until && !hosts.includes(r.hostPid))) splitBrain++;
   }
   const summary = {
-    transport: TRANSPORT || "auto",
+    transport: `${TRANSPORT || "auto"}${TLS ? "+tls" : ""}`,
     ...(REDIS ? { ttl_ms: TTL_MS } : {}),
     ...(MACHINES > 0 ? { machines: MACHINES, rejoin_ms: spread(rejoin) } : {}),
     members: MEMBERS,

@@ -6,20 +6,25 @@
  * second, and the host keeps a roll call of who it heard from (the host's state: it starts afresh
  * on a new host, which the members fill again).
  *
- * Environment: REDIS_URL (redis://:password@10.0.0.9:6379), CHANNEL_SECRET (the same everywhere,
- * 16 bytes or more), ADVERTISE (this machine's address, as the others reach it), LISTEN (default
- * 0.0.0.0), MACHINE (a name for the logs; default the address).
+ * Environment: REDIS_URL (redis://:password@10.0.0.9:6379), ADVERTISE (this machine's address, as
+ * the others reach it), LISTEN (default 0.0.0.0), MACHINE (a name for the logs; default the
+ * address); and TLS_CA, TLS_CERT, TLS_KEY (PEM files: TLS between the machines, mutual) or
+ * CHANNEL_SECRET (the same everywhere, 16 bytes or more), or both.
  */
+const fs = require("node:fs");
 const Redis = require("ioredis"); // the client you already use (node-redis works too)
 const { openMessageChannel } = require("open-channel");
 const { redisTransport } = require("@open-channel/transport-redis");
 
-const { REDIS_URL, CHANNEL_SECRET, ADVERTISE, LISTEN = "0.0.0.0" } = process.env;
+const { REDIS_URL, CHANNEL_SECRET, ADVERTISE, LISTEN = "0.0.0.0", TLS_CA, TLS_CERT, TLS_KEY } = process.env;
 const machine = process.env.MACHINE ?? ADVERTISE;
 const client = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
 client.on("error", () => {}); // it reconnects by itself; the channel waits meanwhile
 
-const transport = redisTransport({ client, secret: CHANNEL_SECRET, host: LISTEN, advertise: ADVERTISE, ttlMs: 2000 });
+// TLS: members check the host's certificate against the CA and the address they connect to (an
+// IP subject alternative name); the host accepts only members with a certificate of the CA.
+const tls = TLS_CA && { ca: fs.readFileSync(TLS_CA), cert: fs.readFileSync(TLS_CERT), key: fs.readFileSync(TLS_KEY) };
+const transport = redisTransport({ client, secret: CHANNEL_SECRET, tls, host: LISTEN, advertise: ADVERTISE, ttlMs: 2000 });
 const heard = new Map(); // the host's roll call: "machine pid" -> reports
 const fleet = openMessageChannel(
   "fleet",

@@ -4,10 +4,12 @@
  * (Debian: apt-get install redis-server; macOS: brew install redis), then 3 groups of 2 processes
  * of app.js, each group with its own address (127.0.0.1, .2 and .3 on Linux). It SIGKILLs the
  * host once everyone is heard from, and ends when a process on another machine hosts and has
- * heard from every survivor. Run: npm run build && node examples/redis-fleet/fleet.js
+ * heard from every survivor. The machines talk TLS, with the repository's test certificates
+ * (packages/core/test/fixtures/tls: for trying it out only); `--no-tls`: plain TCP and a shared
+ * secret. Run: npm run build && node examples/redis-fleet/fleet.js
  *
  * On real machines, run app.js (or ecosystem.config.js with PM2) on each one, with REDIS_URL,
- * CHANNEL_SECRET and ADVERTISE set: see the README of @open-channel/transport-redis.
+ * ADVERTISE and your TLS files (or CHANNEL_SECRET) set: see the README of @open-channel/transport-redis.
  */
 const { fork, spawn } = require("node:child_process");
 const { randomBytes } = require("node:crypto");
@@ -15,7 +17,10 @@ const net = require("node:net");
 const path = require("node:path");
 
 const password = randomBytes(12).toString("hex");
-const secret = randomBytes(24).toString("hex");
+const pki = path.join(__dirname, "..", "..", "packages", "core", "test", "fixtures", "tls");
+const security = process.argv.includes("--no-tls")
+  ? { CHANNEL_SECRET: randomBytes(24).toString("hex") }
+  : { TLS_CA: path.join(pki, "ca.crt"), TLS_CERT: path.join(pki, "node.crt"), TLS_KEY: path.join(pki, "node.key") };
 // Linux routes all of 127.0.0.0/8 to loopback: three addresses, three "machines".
 const addresses = process.platform === "linux" ? ["127.0.0.1", "127.0.0.2", "127.0.0.3"] : ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
 const machines = ["machine-a", "machine-b", "machine-c"];
@@ -82,13 +87,13 @@ function waitForLine(test) {
     process.exit(1);
   });
   await new Promise((r) => setTimeout(r, 300));
-  console.log(`== redis-server on port ${port}; 3 machines of 2 processes each ==`);
+  console.log(`== redis-server on port ${port}; 3 machines of 2 processes each, ${security.TLS_CA ? "over TLS" : "plain TCP"} ==`);
   for (const [i, machine] of machines.entries()) {
     for (let k = 0; k < 2; k++) {
       const env = {
         ...process.env,
         REDIS_URL: `redis://:${password}@127.0.0.1:${port}`,
-        CHANNEL_SECRET: secret,
+        ...security,
         ADVERTISE: addresses[i],
         LISTEN: addresses[i],
         MACHINE: machine,

@@ -6,7 +6,19 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import * as net from "node:net";
-import { addressInUse, argError, debug, HANDSHAKE, type Lease, listenExclusive, probeChannel, type Transport } from "@open-channel/core";
+import {
+  addressInUse,
+  argError,
+  debug,
+  HANDSHAKE,
+  type Lease,
+  listenExclusive,
+  probeChannel,
+  type SecureLayer,
+  type TlsLayerOptions,
+  type Transport,
+  tlsSecureLayer,
+} from "@open-channel/core";
 import { RENEWALS_PER_TTL, RedisLease } from "./lease";
 import { CLAIM, commandOf, READ, type RedisClient, type RedisCommand, replyString, runCommand } from "./redis-client";
 
@@ -26,8 +38,11 @@ export interface RedisTransportOptions {
   /**
    * The secret every process of the channel shares (at least 16 bytes): host and members prove
    * they know it on every connection, and a process without it never reaches your listener.
+   * Optional with mutual `tls`: the certificates then let processes in, and every holder of a
+   * certificate of your CA can join every channel that trusts it (a secret on top keeps channels
+   * that share a CA apart).
    */
-  secret: string | Buffer;
+  secret?: string | Buffer;
   /** The address a host listens on. Default `"127.0.0.1"` (one machine); an interface's address across machines. */
   host?: string;
   /**
@@ -50,7 +65,21 @@ export interface RedisTransportOptions {
    * would run out, when that is sooner). Default `min(ttlMs / 4, 500)`.
    */
   pollMs?: number;
+  /**
+   * TLS between members and host: the host presents `cert`, members check it against `ca`; with
+   * `mutual` (the default) members present `cert` too and the host checks it against `ca`. Every
+   * process of the channel passes the same options (its own `cert` and `key`).
+   */
+  tls?: RedisTlsOptions;
 }
+
+/**
+ * TLS options of {@link redisTransport} (core's {@link TlsLayerOptions}).
+ *
+ * @example
+ * const tlsOptions: RedisTlsOptions = { ca: fs.readFileSync("ca.pem"), cert: fs.readFileSync("node.pem"), key: fs.readFileSync("node.key") };
+ */
+export type RedisTlsOptions = TlsLayerOptions;
 
 /**
  * What a host publishes in Redis: its epoch, where members reach it, and who it is.
@@ -167,8 +196,15 @@ export class RedisTransport implements Transport {
    * redisTransport({ client, secret, ttlMs: 1000 }).pollMs // 250
    */
   readonly pollMs: number;
+  /**
+   * TLS on every member connection, with the `tls` option (see {@link RedisTlsOptions}).
+   *
+   * @example
+   * redisTransport({ client, secret }).secure // undefined: plain TCP
+   */
+  readonly secure: SecureLayer | undefined;
   private readonly command: RedisCommand;
-  private readonly masterSecret: Buffer;
+  private readonly masterSecret: Buffer | undefined;
   /** The highest epoch seen per channel: never connect to (or claim below) it. */
   private readonly seen = new Map<string, number>();
   /** The last record read per channel, for {@link RedisTransport.address}. */
@@ -181,19 +217,20 @@ export class RedisTransport implements Transport {
    */
   constructor(options: RedisTransportOptions) {
     if (typeof options !== "object" || options === null) {
-      throw argError("ERR_INVALID_ARG_TYPE", "options", "an object with client and secret", options);
+      throw argError("ERR_INVALID_ARG_TYPE", "options", "an object with client and secret (or tls)", options);
     }
     this.command = commandOf(options.client);
     const secret = typeof options.secret === "string" ? Buffer.from(options.secret, "utf8") : options.secret;
-    if (!Buffer.isBuffer(secret) || secret.length < 16) {
+    const mutualTls = options.tls !== undefined && options.tls?.mutual !== false;
+    if (!(secret === undefined && mutualTls) && (!Buffer.isBuffer(secret) || secret.length < 16)) {
       throw argError(
         "ERR_INVALID_ARG_VALUE",
         "options.secret",
-        "a string or Buffer of at least 16 bytes, the same in every process",
+        `a string or Buffer of at least 16 bytes, the same in every process${mutualTls ? "" : " (or mutual tls options)"}`,
         options.secret,
       );
     }
-    this.masterSecret = Buffer.from(secret);
+    this.masterSecret = secret === undefined ? undefined : Buffer.from(secret);
     this.host = options.host ?? "127.0.0.1";
     if (net.isIP(this.host) === 0) throw argError("ERR_INVALID_ARG_VALUE", "options.host", "an IP address to listen on", options.host);
     this.port = options.port ?? 0;
@@ -216,6 +253,7 @@ export class RedisTransport implements Transport {
     if (!Number.isInteger(this.ttlMs) || this.ttlMs < MIN_TTL_MS) {
       throw argError("ERR_OUT_OF_RANGE", "options.ttlMs", `an integer of at least ${MIN_TTL_MS} (ms)`, options.ttlMs);
     }
+    this.secure = options.tls === undefined ? undefined : tlsSecureLayer(options.tls);
     this.pollMs = options.pollMs ?? Math.min(this.ttlMs / RENEWALS_PER_TTL, 500);
     if (typeof this.pollMs !== "number" || !(this.pollMs >= 10)) {
       throw argError("ERR_OUT_OF_RANGE", "options.pollMs", "a number of at least 10 (ms)", options.pollMs);
@@ -267,12 +305,14 @@ export class RedisTransport implements Transport {
   }
 
   /**
-   * The channel's proof key: derived from the shared secret, one per channel name.
+   * The channel's proof key: derived from the shared secret, one per channel name; `undefined`
+   * without a secret (mutual TLS alone).
    *
    * @example
-   * transport.secret("jobs").length // 32
+   * transport.secret("jobs")?.length // 32
    */
-  secret(channel: string): Buffer {
+  secret(channel: string): Buffer | undefined {
+    if (this.masterSecret === undefined) return undefined;
     return createHmac("sha256", this.masterSecret).update(`open-channel redis channel key\0${channel}`).digest();
   }
 

@@ -1,5 +1,7 @@
 import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
+import type { TlsLayerOptions } from "@open-channel/core";
 
 /** Whether `redis-server` is on this machine (`.ci/run` installs it; a developer may not have it). */
 export function haveRedisServer(): boolean {
@@ -40,6 +42,13 @@ const redisServer = require(path.join(__dirname, "..", "..", "..", "scripts", "r
 };
 export const { RedisServer, freePort } = redisServer;
 
+/** The test PKI (core's test/fixtures/tls): its folder, and options with "node" (signed by the CA) or "rogue" (another CA). */
+export const TLS_DIR = path.join(__dirname, "..", "..", "core", "test", "fixtures", "tls");
+export function tlsFixture(name: "node" | "rogue" = "node"): TlsLayerOptions {
+  const file = (f: string): Buffer => fs.readFileSync(path.join(TLS_DIR, f));
+  return { ca: file("ca.crt"), cert: file(`${name}.crt`), key: file(`${name}.key`), servername: "localhost" };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What a member reports (see fixtures/redis-member.js). */
@@ -71,7 +80,7 @@ export class Members {
   private readonly children = new Map<number, ChildProcess>();
   private readonly wakeups = new Set<() => void>();
 
-  constructor(private readonly env: Record<string, string>) {}
+  constructor(readonly env: Record<string, string>) {}
 
   /** Forks `count` members (in the network namespace `netns`, a simulated machine, if given). */
   async fork(count: number, env: Record<string, string> = {}, netns?: string): Promise<number[]> {

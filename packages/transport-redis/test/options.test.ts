@@ -1,6 +1,7 @@
 import { parseRecord, RedisTransport, redisTransport } from "@open-channel/transport-redis";
 import { RedisLease } from "../src/lease";
 import { commandOf, runCommand } from "../src/redis-client";
+import { tlsFixture } from "./helpers";
 
 const client = async (): Promise<unknown> => null;
 const secret = "sixteen bytes at least";
@@ -52,9 +53,37 @@ describe("redisTransport options", () => {
   test("each channel gets its own proof key, the same in every process with the same secret", () => {
     const a = redisTransport({ client, secret });
     const b = redisTransport({ client, secret: Buffer.from(secret) });
-    expect(a.secret("jobs").equals(b.secret("jobs"))).toBe(true);
-    expect(a.secret("jobs").equals(a.secret("jobs2"))).toBe(false);
-    expect(a.secret("jobs").equals(redisTransport({ client, secret: `${secret}!` }).secret("jobs"))).toBe(false);
+    const key = (t: RedisTransport, channel: string): Buffer => t.secret(channel) as Buffer;
+    expect(key(a, "jobs").equals(key(b, "jobs"))).toBe(true);
+    expect(key(a, "jobs").equals(key(a, "jobs2"))).toBe(false);
+    expect(key(a, "jobs").equals(key(redisTransport({ client, secret: `${secret}!` }), "jobs"))).toBe(false);
+  });
+
+  test("the secret is optional only with mutual TLS: the certificates then let processes in, with no proof", () => {
+    const tls = tlsFixture();
+    expect(redisTransport({ client, tls }).secret("jobs")).toBeUndefined();
+    expect(redisTransport({ client, tls, secret }).secret("jobs")).toHaveLength(32);
+    for (const options of [{ client }, { client, tls: { ...tls, mutual: false } }, { client, tls, secret: "too short" }]) {
+      expect(() => redisTransport(options)).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE" }));
+    }
+  });
+
+  test("TLS options are checked at once: missing PEM, a bad mutual or servername, a key that is not the certificate's", () => {
+    const tls = tlsFixture();
+    expect(redisTransport({ client, secret, tls }).secure).toBeDefined();
+    expect(redisTransport({ client, secret }).secure).toBeUndefined();
+    for (const bad of [
+      { ...tls, ca: undefined },
+      { ...tls, cert: 7 },
+      { ...tls, key: [] },
+      { ...tls, mutual: "yes" },
+      { ...tls, servername: "" },
+    ]) {
+      expect(() => redisTransport({ client, secret, tls: bad as never })).toThrow(
+        expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }),
+      );
+    }
+    expect(() => redisTransport({ client, secret, tls: { ...tls, key: tlsFixture("rogue").key } })).toThrow(/key values mismatch/);
   });
 });
 
