@@ -8,12 +8,14 @@
  *
  * The pair scenarios use one channel per codec (`<name>-buffer`, `<name>-v8`): both ends of a
  * channel must use the same codec, and one host process serves both. The host and join commands
- * may name a transport ("tcp"); without one, the umbrella picks the platform's.
+ * may name a transport ("tcp", or "redis-tls": bench/redis-tls.js); without one, the umbrella
+ * picks the platform's.
  */
 const fs = require("node:fs");
 const path = require("node:path");
 const v8 = require("node:v8");
 const { openMessageChannel, bufferCodec, structuredCodec, v8Codec, MESSAGE_DEFAULTS, loadTransport } = require("open-channel");
+const { redisTlsTransport } = require("./redis-tls");
 
 const CODECS = { buffer: bufferCodec, structured: structuredCodec, v8: v8Codec };
 const now = () => performance.timeOrigin + performance.now();
@@ -39,7 +41,14 @@ const channels = new Map();
 const host = { received: 0 };
 const subscribed = new Map(); // codec -> { received, expected }
 
-/** `transport`: a name for the umbrella's loadTransport ("tcp"), or undefined for the platform's. */
+/**
+ * `transport`: a name for the umbrella's loadTransport ("tcp"), "redis-tls" (this process's Redis
+ * transport with TLS), or undefined for the platform's.
+ */
+function transportFor(transport, channelName) {
+  return transport === "redis-tls" ? redisTlsTransport() : loadTransport(transport, channelName);
+}
+
 function open(name, codec, transport) {
   const channelName = `${name}-${codec}`;
   const channel = openMessageChannel(
@@ -50,7 +59,7 @@ function open(name, codec, transport) {
       },
       onRequest: (body) => body,
     },
-    transport === undefined ? { codec: CODECS[codec] } : { codec: CODECS[codec], transport: loadTransport(transport, channelName) },
+    transport === undefined ? { codec: CODECS[codec] } : { codec: CODECS[codec], transport: transportFor(transport, channelName) },
   );
   const messenger = channel.connect(20000);
   channels.set(codec, { channel, messenger });

@@ -15,6 +15,10 @@
  *                         the same over the tcp transport, the round trip's ratio to raw net's
  *                         echo over TCP loopback (Nagle off); their rounds take turns with the
  *                         Unix socket's when both run.
+ *   messages-send-64B-redis-tls, messages-request-rtt-redis-tls
+ *                         the same over the Redis transport with TLS (bench/redis-tls.js: the host
+ *                         on 127.0.0.2, TLS 1.3 mutual), the round trip's ratio to raw TLS's echo
+ *                         over the same addresses.
  *   messages-publish-4    one publisher, 4 subscriber processes (not pinned): deliveries/s, from
  *                         the first publish to the last subscriber's last event.
  *   messages-failover     4 members send { n } continuously while the host is SIGKILLed again and
@@ -33,6 +37,8 @@ const SCENARIOS = [
   "messages-send-64B-tcp",
   "messages-request-rtt",
   "messages-request-rtt-tcp",
+  "messages-send-64B-redis-tls",
+  "messages-request-rtt-redis-tls",
   "messages-publish-4",
   "messages-failover",
 ];
@@ -48,8 +54,9 @@ const TOPIC = "bench";
 const TRANSPORTS = {
   unix: { send: "messages-send-64B", request: "messages-request-rtt", raw: "raw-net" },
   tcp: { send: "messages-send-64B-tcp", request: "messages-request-rtt-tcp", raw: "raw-tcp" },
+  "redis-tls": { send: "messages-send-64B-redis-tls", request: "messages-request-rtt-redis-tls", raw: "raw-tls" },
 };
-/** A row's field for a raw system's figure: "raw-tcp", "median_us" -> "raw_tcp_median_us". */
+/** A row's field for a raw system's figure: "raw-tcp", "median_us" -> "raw_tcp_median_us" (raw-tls: "raw_tls_..."). */
 const rawKey = (raw, key) => `${raw.replace("-", "_")}_${key}`;
 
 const clamp = (x, lo, hi) => Math.max(lo, Math.min(hi, Math.round(x)));
@@ -185,7 +192,7 @@ async function sendScenario(bench, s, variants) {
   }
 }
 
-/** A raw system's host (echoing) and client ("raw-net" or "raw-tcp"), pinned like the message hosts and senders. */
+/** A raw system's host (echoing) and client ("raw-net", "raw-tcp" or "raw-tls"), pinned like the message hosts and senders. */
 async function rawPair(bench, dir, system) {
   const s = new bench.Session(byName(system), dir);
   const name = `msgs-${system}-${process.pid}`;

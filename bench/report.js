@@ -1,9 +1,9 @@
 "use strict";
 /**
  * Writes a bench result as latest.json (machine facts and one row per scenario and system),
- * latest.md (a table) and latest.svg (one group of bars per scenario, raw net over a Unix socket
- * and over TCP loopback marked as the limits), each with a section of its own for the message
- * layer (one bar per codec, the issue's targets).
+ * latest.md (a table) and latest.svg (one group of bars per scenario, raw net over a Unix socket,
+ * over TCP loopback and raw TLS marked as the limits), each with a section of its own for the
+ * message layer (one bar per codec, the issue's targets).
  */
 const fs = require("node:fs");
 const path = require("node:path");
@@ -49,6 +49,13 @@ const MESSAGE_FIGURES = [
     target: { value: 1e6, text: ">= 1 M msgs/s" },
   },
   {
+    scenario: "messages-send-64B-redis-tls",
+    key: "msgs_per_s",
+    title: "send(), acknowledged, 64 B, redis + TLS",
+    unit: "msgs/s",
+    better: "higher",
+  },
+  {
     scenario: "messages-request-rtt",
     key: "median_us",
     raw: "raw_net_median_us",
@@ -71,6 +78,16 @@ const MESSAGE_FIGURES = [
     target: { ratio: 1.3, text: "<= 1.3x raw TCP" },
   },
   {
+    scenario: "messages-request-rtt-redis-tls",
+    key: "median_us",
+    raw: "raw_tls_median_us",
+    ratio: "vs_raw_tls",
+    rawLabel: "raw TLS",
+    title: "request round trip, median, redis + TLS",
+    unit: "µs",
+    better: "lower",
+  },
+  {
     scenario: "messages-request-rtt",
     key: "p99_us",
     raw: "raw_net_p99_us",
@@ -85,6 +102,15 @@ const MESSAGE_FIGURES = [
     raw: "raw_tcp_p99_us",
     rawLabel: "raw TCP",
     title: "request round trip, p99, tcp",
+    unit: "µs",
+    better: "lower",
+  },
+  {
+    scenario: "messages-request-rtt-redis-tls",
+    key: "p99_us",
+    raw: "raw_tls_p99_us",
+    rawLabel: "raw TLS",
+    title: "request round trip, p99, redis + TLS",
     unit: "µs",
     better: "lower",
   },
@@ -108,6 +134,7 @@ const MESSAGES = "open-channel-messages";
 const LIMITS = [
   { name: "raw-net", color: "#d62728", dash: "5,3", text: "raw net (unix socket): the limit" },
   { name: "raw-tcp", color: "#7f0000", dash: "2,2", text: "raw net (TCP): the limit of open-channel over tcp" },
+  { name: "raw-tls", color: "#8c564b", dash: "8,2,2,2", text: "raw TLS: the limit of open-channel over redis + TLS" },
 ];
 const limitOf = (system) => SYSTEMS.find((s) => s.name === system)?.limit;
 /** Bar labels of the svg (narrow bars; the legend has the full names). */
@@ -116,6 +143,8 @@ const SHORT = {
   "open-channel": "oc",
   "raw-tcp": "raw tcp",
   "open-channel-tcp": "oc tcp",
+  "raw-tls": "raw tls",
+  "open-channel-redis-tls": "oc tls",
   "open-channel-0.1.12": "0.1.12",
 };
 const COLORS = {
@@ -123,6 +152,8 @@ const COLORS = {
   "raw-tcp": "#5a5a5a",
   "open-channel": "#1f77b4",
   "open-channel-tcp": "#6baed6",
+  "raw-tls": "#3a3a3a",
+  "open-channel-redis-tls": "#08519c",
   "node-ipc": "#ff7f0e",
   zeromq: "#2ca02c",
   "open-channel-0.1.12": "#9467bd",
@@ -136,11 +167,12 @@ function format(value, unit) {
   return value.toFixed(2);
 }
 
-/** The cell for one system: a value, "failed", or "n/a". */
+/** The cell for one system: a value, "failed", "skipped" (nothing to run it on), or "n/a". */
 function cell(rows, figure, system) {
   const row = rows.find((r) => r.scenario === figure.scenario && r.system === system);
   if (row === undefined) return { kind: "missing" };
   if (row.error !== undefined) return { kind: "failed", text: row.error };
+  if (row.skipped !== undefined) return { kind: "skipped", text: row.skipped };
   if (row.unsupported !== undefined) return { kind: "n/a", text: row.unsupported };
   const value = row[figure.key];
   if (typeof value !== "number") return { kind: "missing" };
@@ -202,7 +234,8 @@ function systemsTable(result, systems) {
     `One sender to one host (64 B, round trip, 1 MiB, connect): median of ${m.pair_rounds} rounds after a warm-up, the systems ` +
       `taking turns round by round, host and sender ${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; ` +
       `(xN) is the median of the round-by-round ratios to the limit: raw net over the same kind of socket (a Unix socket; ` +
-      `TCP loopback with Nagle off for open-channel over its tcp transport). ` +
+      `TCP loopback with Nagle off for open-channel over its tcp transport), raw TLS 1.3 (mutual, Nagle off) from 127.0.0.1 ` +
+      `to a host on 127.0.0.2 for open-channel over its Redis transport with TLS. ` +
       `Scaling: per sender count, median of ${m.pair_rounds} rounds, the systems measured against one raw system (and it) ` +
       `taking turns round by round in a rotating order, ${m.pinned === "no" ? "not pinned" : "every sender on one core, the host on the other"}; a round during which the hypervisor ` +
       `took over 10% of the cores is run again${scalingRedone(result.rows)}. Election and failover: welcome line from the host's listener.`,
@@ -214,6 +247,7 @@ function systemsTable(result, systems) {
     const cells = systems.map((s) => {
       const c = cell(result.rows, figure, s.name);
       if (c.kind === "failed") return "failed";
+      if (c.kind === "skipped") return "skipped";
       if (c.kind === "n/a") return "n/a";
       if (c.kind === "missing") return "-";
       if (belowNoise(result.rows, figure, s.name)) return "~0 (below RSS noise)";
@@ -270,14 +304,15 @@ function messagesSection(result) {
     "## open-channel messages",
     "",
     `\`openMessageChannel\` through the umbrella, over the same Unix socket transport (rows marked tcp: over the tcp transport, ` +
-      `their round trip's ratio to raw net over TCP loopback with Nagle off). Per codec and transport one host process and one sender, ` +
+      `their round trip's ratio to raw net over TCP loopback with Nagle off; rows marked redis + TLS: over the Redis transport with ` +
+      `TLS 1.3, mutual, the host on 127.0.0.2, their round trip's ratio to raw TLS over the same addresses). Per codec and transport one host process and one sender, ` +
       `${m.pinned === "no" ? "not pinned" : "pinned to two different cores"}; the codecs (and raw net for the round trip) take turns ` +
       `round by round, median of ${m.pair_rounds} rounds after a warm-up (the round trip: ${m.rtt_blocks ?? m.pair_rounds} rounds of ` +
       `${m.rtt_block ?? 1000} round trips each, in a rotating order). 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
       `and v8Codec: the object { kind, text } whose v8 serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
-      `(xN) is the median of the round-by-round ratios to raw net's echo; p99 over all round trips; subscribers are not pinned.`,
+      `(xN) is the median of the round-by-round ratios to the raw echo over the same kind of connection (raw net, or raw TLS); p99 over all round trips; subscribers are not pinned.`,
     "",
-    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw net (unix / TCP), same rounds | target |`,
+    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw (net unix / net TCP / TLS), same rounds | target |`,
     `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
   ];
   for (const figure of MESSAGE_FIGURES) {
@@ -286,6 +321,7 @@ function messagesSection(result) {
       const row = messageRow(rows, figure.scenario, codec);
       if (row === undefined) return "-";
       if (row.error !== undefined) return "failed";
+      if (row.skipped !== undefined) return "skipped";
       const ratio = figure.ratio === undefined ? undefined : row[figure.ratio];
       return `${format(row[figure.key], figure.unit)}${typeof ratio === "number" ? ` (x${ratio.toFixed(2)})` : ""}`;
     });
@@ -307,10 +343,10 @@ function messagesSection(result) {
  * (rounds disturbed by it are run again: see steal.js).
  */
 function sendLine(rows) {
-  const sends = ["messages-send-64B", "messages-send-64B-tcp"]
+  const sends = ["messages-send-64B", "messages-send-64B-tcp", "messages-send-64B-redis-tls"]
     .flatMap((scenario) =>
       CODECS.map(({ codec, label }) => ({
-        label: `${label.replace(/ \(default\)$/, "")}${scenario.endsWith("-tcp") ? " (tcp)" : ""}`,
+        label: `${label.replace(/ \(default\)$/, "")}${scenario.endsWith("-tcp") ? " (tcp)" : scenario.endsWith("-redis-tls") ? " (redis + TLS)" : ""}`,
         row: messageRow(rows, scenario, codec),
       })),
     )
@@ -353,17 +389,22 @@ function notes(result) {
       lines.push(`- ${f.system}, ${scenarios.join(", ")}: ${f.error}`);
     }
   }
+  const skipped = result.rows.filter((r) => r.skipped !== undefined);
+  if (skipped.length > 0) {
+    lines.push("", "Skipped:", "");
+    for (const s of new Set(skipped.map((r) => r.system))) {
+      const mine = skipped.filter((r) => r.system === s);
+      lines.push(`- ${s}, ${mine.map((r) => r.scenario).join(", ")}: ${mine[0].skipped}`);
+    }
+  }
   const na = result.rows.filter((r) => r.unsupported !== undefined);
   if (na.length > 0) {
     lines.push("", "n/a:", "");
-    for (const s of new Set(na.map((r) => r.system))) {
-      const first = na.find((r) => r.system === s);
-      lines.push(
-        `- ${s}, ${na
-          .filter((r) => r.system === s)
-          .map((r) => r.scenario)
-          .join(", ")}: ${first.unsupported}`,
-      );
+    // One line per system and reason.
+    for (const key of new Set(na.map((r) => `${r.system}\0${r.unsupported}`))) {
+      const [s, why] = key.split("\0");
+      const scenarios = na.filter((r) => r.system === s && r.unsupported === why).map((r) => r.scenario);
+      lines.push(`- ${s}, ${scenarios.join(", ")}: ${why}`);
     }
   }
   return lines;
@@ -440,7 +481,7 @@ function systemsSvg(out, result, systems, { cols, pw, ph, top }) {
           `<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(c.value, figure.unit))}</text>`,
         );
       } else {
-        const text = c.kind === "failed" ? "failed" : c.kind === "n/a" ? "n/a" : "-";
+        const text = c.kind === "failed" ? "failed" : c.kind === "n/a" ? "n/a" : c.kind === "skipped" ? "skipped" : "-";
         const color = c.kind === "failed" ? "#d62728" : "#999";
         out.push(
           `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${color}"><title>${esc(c.text ?? "")}</title>${text}</text>`,
@@ -474,8 +515,8 @@ function messagesSvg(out, result, { cols, pw, ph, top }) {
     lx += 28 + c.label.length * 6.2;
   }
   out.push(`<rect x="${lx}" y="${top + 36}" width="12" height="12" fill="${RAW_COLOR}"/>`);
-  out.push(`<text x="${lx + 16}" y="${top + 46}">raw net (unix / TCP), same rounds</text>`);
-  lx += 220;
+  out.push(`<text x="${lx + 16}" y="${top + 46}">raw (net unix / net TCP / TLS), same rounds</text>`);
+  lx += 260;
   out.push(
     `<line x1="${lx}" y1="${top + 42}" x2="${lx + 24}" y2="${top + 42}" stroke="${TARGET_COLOR}" stroke-width="2" stroke-dasharray="5,3"/>`,
   );
@@ -528,8 +569,9 @@ function barPanel(out, figure, bars, target, { x0, y0, pw, ph }) {
       );
     } else {
       const failed = b.row?.error !== undefined;
+      const text = failed ? "failed" : b.row?.skipped !== undefined ? "skipped" : "-";
       out.push(
-        `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${failed ? "#d62728" : "#999"}"><title>${esc(b.row?.error ?? "")}</title>${failed ? "failed" : "-"}</text>`,
+        `<text x="${bx + bw / 2}" y="${chartBottom - 6}" text-anchor="middle" font-size="10" fill="${failed ? "#d62728" : "#999"}"><title>${esc(b.row?.error ?? b.row?.skipped ?? "")}</title>${text}</text>`,
       );
     }
     out.push(`<text x="${bx + bw / 2}" y="${chartBottom + 13}" text-anchor="middle" font-size="9" fill="#444">${esc(b.label)}</text>`);

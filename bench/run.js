@@ -3,13 +3,15 @@
 /**
  * open-channel side by side with raw net (the limit), node-ipc 9.2.1, zeromq 6 and the published
  * open-channel 0.1.12, open-channel over its tcp transport beside raw net over TCP loopback (its
- * limit), then open-channel's message layer on its own (bench/messages.js), in one run on this
- * machine. Writes bench/results/latest.{json,md,svg}.
+ * limit), open-channel over its Redis transport with TLS beside raw TLS over the same addresses
+ * ("cross-machine": bench/redis-tls.js), then open-channel's message layer on its own
+ * (bench/messages.js), in one run on this machine. Writes bench/results/latest.{json,md,svg}.
  *
  *   npm run bench                 # the full run (about 3 min on 2 cores)
  *   npm run bench -- --quick      # a smoke run (about a minute): fewer rounds, scaling 2 and 8 only
  *   npm run bench -- --only open-channel,raw-net          # systems: their side-by-side scenarios
  *   npm run bench -- --only open-channel-tcp,raw-tcp      # the same over TCP loopback
+ *   npm run bench -- --only open-channel-redis-tls,raw-tls   # cross-machine: Redis transport, TLS
  *   npm run bench -- --only messages-send-64B,messages-failover   # scenarios of the message layer
  *   npm run bench -- --only open-channel-messages         # all of them
  *
@@ -25,6 +27,7 @@ const path = require("node:path");
 const { MESSAGES, SYSTEMS, ratioKey } = require("./systems");
 const { runMessages, SCENARIOS: MESSAGE_SCENARIOS } = require("./messages");
 const { writeReports } = require("./report");
+const { startRedis } = require("./redis-tls");
 const { cpuTicks, othersPct, stealFigures, stealPct, stealSnapshot, treeCpuUs, undisturbed } = require("./steal");
 
 const argv = process.argv.slice(2);
@@ -242,6 +245,9 @@ function row(scenario, system, figures) {
   log(`${scenario.padEnd(20)} ${system.name.padEnd(21)} ${shown}`);
 }
 const failed = (scenario, system, err) => row(scenario, system, { error: String(err.message || err) });
+
+/** The scenarios of a system in the side-by-side table besides scaling and memory. */
+const PAIR_SCENARIOS = ["throughput-64B", "round-trip", "throughput-1MiB", "connect", "election-4", "failover"];
 
 /**
  * One counted transfer: host expects `count` x `size` bytes from `senders`; returns ms, msgs/s, and
@@ -717,8 +723,27 @@ function machine(before) {
   const started = now();
   const before = { steal: stealSnapshot(), cpu: cpuTicks(), tree: treeCpuUs(), load: os.loadavg() };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oc-bench-"));
-  const systems = SYSTEMS.filter((s) => ONLY === undefined || ONLY.includes(s.name));
-  const messageScenarios = MESSAGE_SCENARIOS.filter((sc) => ONLY === undefined || ONLY.includes(MESSAGES.name) || ONLY.includes(sc));
+  let systems = SYSTEMS.filter((s) => ONLY === undefined || ONLY.includes(s.name));
+  let messageScenarios = MESSAGE_SCENARIOS.filter((sc) => ONLY === undefined || ONLY.includes(MESSAGES.name) || ONLY.includes(sc));
+  // One redis-server for the rows that need it (the Redis transport's); none: they say why.
+  const needsRedis = (sc) => sc.endsWith("-redis-tls");
+  let redis;
+  if (systems.some((s) => s.redis) || messageScenarios.some(needsRedis)) {
+    redis = await startRedis();
+    if (redis.skipped !== undefined) {
+      log(redis.skipped);
+      for (const system of systems.filter((s) => s.redis)) {
+        for (const scenario of [...PAIR_SCENARIOS, "memory", ...CFG.scaling.map((n) => `scaling-${n}`)])
+          row(scenario, system, { skipped: redis.skipped });
+      }
+      for (const scenario of messageScenarios.filter(needsRedis)) row(scenario, MESSAGES, { skipped: redis.skipped });
+      systems = systems.filter((s) => !s.redis);
+      messageScenarios = messageScenarios.filter((sc) => !needsRedis(sc));
+    } else {
+      // The workers' env (Session.spawn passes this process's on).
+      process.env.BENCH_REDIS_PORT = String(redis.port);
+    }
+  }
   try {
     log(`systems: ${systems.map((x) => x.label).join(", ") || "none"}; message layer: ${messageScenarios.join(", ") || "none"}`);
     const pairs = await runPairs(systems, dir);
@@ -731,7 +756,12 @@ function machine(before) {
     }
     for (const group of groups.values()) {
       try {
-        await runScaling(group);
+        const scaled = group.filter((pair) => pair.system.scaling !== false);
+        for (const pair of group.filter((x) => !scaled.includes(x))) {
+          for (const scenario of ["memory", ...CFG.scaling.map((n) => `scaling-${n}`)])
+            row(scenario, pair.system, { unsupported: "not measured: the one-sender scenarios only" });
+        }
+        if (scaled.length > 0) await runScaling(scaled);
       } finally {
         for (const pair of group) pair.s.killAll();
         await sleep(200);
@@ -753,6 +783,7 @@ function machine(before) {
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    await redis?.server?.stop();
   }
   const result = { machine: machine(before), duration_s: round((now() - started) / 1000, 1), rows };
   fs.mkdirSync(OUT, { recursive: true });

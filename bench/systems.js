@@ -14,11 +14,14 @@
  * message systems (node-ipc, zeromq) send one message per call and count payload bytes.
  *
  * `limit` names the raw system a system's ratios are taken to: raw net over the same kind of
- * socket (a Unix socket, or TCP loopback for open-channel's tcp transport).
+ * socket (a Unix socket, or TCP loopback for open-channel's tcp transport; raw TLS over the same
+ * addresses for the Redis transport with TLS). `redis`: the system needs the run's redis-server.
+ * `scaling: false`: the system runs the one-sender scenarios only (no scaling, no memory rows).
  */
 const fs = require("node:fs");
 const net = require("node:net");
 const path = require("node:path");
+const { HOST, SERVERNAME, redisTlsTransport, tlsClientContext, tlsCredentials } = require("./redis-tls");
 
 /** The run's private folder for the sockets of raw net, node-ipc and zeromq (made by run.js). */
 const sharedDir = () => {
@@ -117,19 +120,84 @@ const rawTcp = {
 };
 
 /**
- * open-channel through the umbrella; `transport` undefined: the one it picks for the platform
- * (unix here), or a name for the umbrella's loadTransport (as OPEN_CHANNEL_TRANSPORT would pick it).
+ * Raw TLS 1.3 over TCP, the limit of open-channel's Redis transport with TLS: the same addresses
+ * (the host on 127.0.0.2, the client from 127.0.0.1), the same certificates, mutual (the server
+ * asks for the client's certificate and checks it), Nagle off on both ends. The host listens on a
+ * random port and writes it to a file, as raw-tcp does.
  */
-function openChannelSystem(name, label, load, transport, limit) {
-  const options = (channelName) =>
-    transport === undefined ? undefined : { transport: require("open-channel").loadTransport(transport, channelName) };
+const rawTls = {
+  name: "raw-tls",
+  preload: () => {
+    tlsCredentials();
+    tlsClientContext();
+  },
+  label: "raw TLS (127.0.0.2, TLS 1.3 mutual)",
+  elects: false,
+  scaling: false,
+  transport: "tls",
+  payload: bytes,
+  size: (p) => p.length,
+  portFile: (name) => path.join(sharedDir(), `${name}.tls-port`),
+  async host(name, onMessage) {
+    const listener = streamListener(onMessage);
+    // Loaded here, not at the top: the other systems' workers (and their RSS) do without it.
+    // noDelay: on every accepted socket from the start (the handshake's writes too).
+    const server = require("node:tls").createServer(
+      { ...tlsCredentials(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3", noDelay: true },
+      listener,
+    );
+    server.on("tlsClientError", () => undefined);
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: HOST, port: 0 }, resolve);
+    });
+    const file = rawTls.portFile(name);
+    fs.writeFileSync(`${file}.tmp`, String(server.address().port));
+    fs.renameSync(`${file}.tmp`, file);
+    return { close: () => server.close() };
+  },
+  async client(name, onMessage) {
+    const port = Number(fs.readFileSync(rawTls.portFile(name), "utf8"));
+    const socket = require("node:tls").connect({
+      host: HOST,
+      port,
+      servername: SERVERNAME,
+      minVersion: "TLSv1.3",
+      noDelay: true,
+      secureContext: tlsClientContext(),
+    });
+    await new Promise((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    socket.setNoDelay(true);
+    return streamClient(socket, onMessage);
+  },
+};
+
+/**
+ * open-channel through the umbrella; `transport` undefined: the one it picks for the platform
+ * (unix here), a name for the umbrella's loadTransport (as OPEN_CHANNEL_TRANSPORT would pick it),
+ * or `{ name, make }`: a transport the umbrella does not load (make() returns this process's).
+ */
+function openChannelSystem(name, label, load, transport, limit, extra = {}) {
+  const options = (channelName) => {
+    if (transport === undefined) return undefined;
+    if (typeof transport === "object") return { transport: transport.make() };
+    return { transport: require("open-channel").loadTransport(transport, channelName) };
+  };
   return {
     name,
     label,
     elects: true,
-    transport: transport ?? "unix",
+    transport: (typeof transport === "object" ? transport.name : transport) ?? "unix",
     limit,
-    preload: () => load(),
+    ...extra,
+    preload: () => {
+      load();
+      // The transport's modules and certificates too (not its Redis connection: made on first use).
+      if (typeof transport === "object") transport.preload?.();
+    },
     payload: bytes,
     size: (p) => p.length,
     async host(channelName, onMessage) {
@@ -195,6 +263,22 @@ const openChannelTcp = openChannelSystem(
   () => require("open-channel").default,
   "tcp",
   "raw-tcp",
+);
+const openChannelRedisTls = openChannelSystem(
+  "open-channel-redis-tls",
+  "open-channel (this repo, redis + TLS)",
+  () => require("open-channel").default,
+  {
+    name: "redis-tls",
+    make: redisTlsTransport,
+    preload: () => {
+      require("@open-channel/transport-redis");
+      require("ioredis");
+      tlsCredentials();
+    },
+  },
+  "raw-tls",
+  { redis: true, scaling: false },
 );
 const openChannelOld = openChannelSystem(
   "open-channel-0.1.12",
@@ -300,7 +384,7 @@ const zeromq = {
 };
 
 /** Each raw system first, then what is measured against it (the report's column order). */
-const SYSTEMS = [rawNet, openChannelNow, rawTcp, openChannelTcp, nodeIpc, zeromq, openChannelOld];
+const SYSTEMS = [rawNet, openChannelNow, rawTcp, openChannelTcp, rawTls, openChannelRedisTls, nodeIpc, zeromq, openChannelOld];
 
 /**
  * open-channel's message layer (`openMessageChannel` through the umbrella, over the same transport
@@ -315,7 +399,7 @@ const MESSAGES = {
   preload: () => require("open-channel"),
 };
 
-/** A row's field for the ratio to a raw system: "raw-tcp" -> "vs_raw_tcp". */
+/** A row's field for the ratio to a raw system: "raw-tcp" -> "vs_raw_tcp", "raw-tls" -> "vs_raw_tls". */
 const ratioKey = (limit) => `vs_${limit.replace("-", "_")}`;
 
 module.exports = { SYSTEMS, MESSAGES, ratioKey, byName: (name) => SYSTEMS.find((s) => s.name === name) };
