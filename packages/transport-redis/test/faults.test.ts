@@ -1,34 +1,22 @@
-import { spawnSync } from "node:child_process";
 import * as net from "node:net";
 import { encodeHello, newNonce } from "@open-channel/core";
 import { redisTransport } from "@open-channel/transport-redis";
-import Redis from "ioredis";
-import { describeWithRedis, freePort, Members, RedisServer, servingOverlaps, sleep, uniqueChannel } from "./helpers";
+import { asOtherUser, describeWithRedis, freePort, Members, servingOverlaps, sleep, uniqueChannel, useRedisServer } from "./helpers";
 
 const SECRET = "a secret of the test fleet, 32 bytes";
 
 describeWithRedis("the Redis transport under faults (real redis-server, forked members)", () => {
-  let redis: RedisServer;
-  let client: Redis;
+  const redis = useRedisServer();
   let members: Members | undefined;
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis({ port: redis.port, host: "127.0.0.1", maxRetriesPerRequest: null });
-    client.on("error", () => {});
-  });
   afterEach(async () => {
     await members?.stop();
     members = undefined;
   });
-  afterAll(async () => {
-    client.disconnect();
-    await redis.stop();
-  });
 
   const start = async (label: string, count: number, env: Record<string, string> = {}) => {
     const channel = uniqueChannel(label);
-    members = new Members({ OC_REDIS_PORT: String(redis.port), OC_CHANNEL: channel, OC_SECRET: SECRET, ...env });
+    members = new Members({ OC_REDIS_PORT: String(redis.server.port), OC_CHANNEL: channel, OC_SECRET: SECRET, ...env });
     const pids = await members.fork(count);
     const host = await members.waitFor(() => members?.oneHost(0), "one host");
     return { channel, pids, host, m: members };
@@ -38,7 +26,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     // A long lease: only the compare-and-replace of a refused host's record can make this quick.
     const { channel, host: first, m } = await start("kill", 4, { OC_TTL_MS: "10000" });
     let host = first;
-    let epoch = Number((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[0]);
+    let epoch = Number((await redis.client.get(`open-channel:{${channel}}:host`))?.split(" ")[0]);
     expect(epoch).toBeGreaterThanOrEqual(1);
     for (let round = 0; round < 3; round++) {
       const since = m.reports.length;
@@ -52,7 +40,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
       epoch = hosting?.epoch as number;
       host = next;
     }
-    expect(Number((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[0])).toBe(epoch);
+    expect(Number((await redis.client.get(`open-channel:{${channel}}:host`))?.split(" ")[0])).toBe(epoch);
   });
 
   test("SIGSTOP of the host past its lease: another host takes over, the paused one serves nobody when it wakes and steps down", async () => {
@@ -90,13 +78,13 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
   test("Redis restarted empty: never two serving, and the next host's epoch is still above every epoch seen", async () => {
     const { channel, m } = await start("restart", 5, { OC_TTL_MS: "4000", OC_WRITE_MS: "10" });
     const key = `open-channel:{${channel}}:host`;
-    const before = Number((await client.get(key))?.split(" ")[0]);
+    const before = Number((await redis.client.get(key))?.split(" ")[0]);
     const since = m.reports.length;
-    await redis.restart();
+    await redis.server.restart();
     const next = await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the restart");
     expect(next.epoch).toBeGreaterThan(before);
     await m.waitFor(() => m.oneHost(since), "every member on one host after the restart");
-    expect(Number((await client.get(key))?.split(" ")[0])).toBeGreaterThan(before);
+    expect(Number((await redis.client.get(key))?.split(" ")[0])).toBeGreaterThan(before);
     // The old host may serve until its next renewal finds the key gone; the new one waited for that.
     expect(servingOverlaps(m.reports)).toEqual([]);
   });
@@ -106,7 +94,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
       const { m } = await start(`flushed${round}`, 5, { OC_TTL_MS: "4000", OC_WRITE_MS: "10" });
       const since = m.reports.length;
       await sleep(300 + Math.random() * 1000);
-      await client.flushall();
+      await redis.client.flushall();
       await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the flush", 15000);
       await m.waitFor(() => m.oneHost(since), "every member on one host after the flush", 15000);
       expect(servingOverlaps(m.reports)).toEqual([]);
@@ -117,7 +105,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
   test("the keys lost, and the host that found the counter behind dies while it waits: its replacement waits out the same window", async () => {
     const ttlMs = 1000;
     const channel = uniqueChannel("window");
-    const old = redisTransport({ client, secret: SECRET, ttlMs });
+    const old = redisTransport({ client: redis.client, secret: SECRET, ttlMs });
     const servers: net.Server[] = [];
     const server = () => {
       const s = net.createServer();
@@ -128,18 +116,18 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
       const first = await old.listen(channel, server());
       expect(first.epoch).toBeGreaterThanOrEqual(1);
       // A process that saw that epoch (it connected) claims the key once Redis lost it: the counter is behind, it waits.
-      const floored = redisTransport({ client, secret: SECRET, ttlMs });
+      const floored = redisTransport({ client: redis.client, secret: SECRET, ttlMs });
       const member = new net.Socket().on("error", () => {});
       await floored.connect(channel, member);
       member.destroy();
-      await client.flushall();
+      await redis.client.flushall();
       const flooredServer = server();
       const claimedAt = performance.now();
       void floored.listen(channel, flooredServer).catch(() => undefined);
       await sleep(100);
       // It dies before serving (its port refuses): a process that never saw the old epoch replaces it.
       flooredServer.close();
-      const next = await redisTransport({ client, secret: SECRET, ttlMs }).reclaim(channel, server());
+      const next = await redisTransport({ client: redis.client, secret: SECRET, ttlMs }).reclaim(channel, server());
       expect(next).not.toBe(false);
       expect((next as { epoch: number }).epoch).toBeGreaterThan(first.epoch + 1);
       // The old host may serve until 0.9 x ttl after its last renewal, before the flush.
@@ -153,7 +141,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     const port = await freePort();
     const channel = uniqueChannel("fixed");
     const m = new Members({
-      OC_REDIS_PORT: String(redis.port),
+      OC_REDIS_PORT: String(redis.server.port),
       OC_CHANNEL: channel,
       OC_SECRET: SECRET,
       OC_TTL_MS: "10000",
@@ -170,17 +158,17 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     m.kill(first);
     const next = await m.waitFor(() => m.oneHost(since), "a new host on the fixed port", 5000);
     expect(m.reports.slice(since).find((r) => r.type === "hosting" && r.pid === next)).toBeDefined();
-    expect((await client.get(`open-channel:{${channel}}:host`))?.split(" ").slice(1, 3)).toEqual(["127.0.0.2", String(port)]);
+    expect((await redis.client.get(`open-channel:{${channel}}:host`))?.split(" ").slice(1, 3)).toEqual(["127.0.0.2", String(port)]);
   });
 
   test("a fixed port on one machine, the keys lost (FLUSHALL): the channel has a host again", async () => {
     const port = await freePort();
     const { channel, m } = await start("flush", 2, { OC_TTL_MS: "1000", OC_PORT: String(port) });
     const since = m.reports.length;
-    await client.flushall();
+    await redis.client.flushall();
     await m.waitFor(() => m.reports.slice(since).find((r) => r.type === "hosting"), "a host after the flush", 10000);
     await m.waitFor(() => m.oneHost(since), "both on that host", 10000);
-    expect((await client.get(`open-channel:{${channel}}:host`))?.split(" ")[2]).toBe(String(port));
+    expect((await redis.client.get(`open-channel:{${channel}}:host`))?.split(" ")[2]).toBe(String(port));
   });
 
   (process.getuid?.() === 0 ? test : test.skip)(
@@ -188,7 +176,7 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     async () => {
       const { channel, host, m } = await start("otheruid", 2, { OC_TTL_MS: "1000" });
       const key = `open-channel:{${channel}}:host`;
-      const record = await client.get(key);
+      const record = await redis.client.get(key);
       const [, address, port] = (record as string).split(" ");
       const since = m.reports.length;
       // As uid 40103, no secret and no Redis access: a hello without a proof, one with a nonce and
@@ -199,29 +187,21 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
         Buffer.concat([encodeHello(channel, newNonce()), Buffer.alloc(32, 7), line]),
         line,
       ].map((b) => b.toString("hex"));
-      const script = `
-        const net = require("net");
-        let open = 0;
-        for (const hex of ${JSON.stringify(payloads)}) {
-          open++;
-          const s = net.connect(${port}, ${JSON.stringify(address)}, () => s.write(Buffer.from(hex, "hex")));
-          s.on("error", () => {});
-          s.on("close", () => { if (--open === 0) process.exit(0); });
-        }
-        setTimeout(() => process.exit(0), 5000);`;
-      const r = spawnSync(process.execPath, ["-e", script], { uid: 40103, gid: 40103, timeout: 15000 });
-      expect(r.status).toBe(0);
+      const opens = payloads.map(
+        (hex) => `() => net.connect(${port}, ${JSON.stringify(address)}, function () { this.write(Buffer.from("${hex}", "hex")); })`,
+      );
+      expect(asOtherUser(`[${opens.join(",")}]`)).toBe(0);
       await sleep(300);
       expect(m.reports.slice(since).filter((x) => x.type === "received" && x.line === "intruder")).toEqual([]);
       expect(m.last(host, "lease-lost", since)).toBeUndefined();
-      expect(await client.get(key)).toBe(record);
+      expect(await redis.client.get(key)).toBe(record);
     },
   );
 
   test("a process with another secret never reaches the listener, and never takes the channel over", async () => {
     const { channel, host, m } = await start("secret", 2, { OC_TTL_MS: "1000" });
     const key = `open-channel:{${channel}}:host`;
-    const record = await client.get(key);
+    const record = await redis.client.get(key);
     const since = m.reports.length;
     const [intruder] = await m.fork(1, { OC_SECRET: "another secret entirely, 32 bytes" });
     m.send(intruder, { cmd: "write", line: "intruder" });
@@ -229,6 +209,6 @@ describeWithRedis("the Redis transport under faults (real redis-server, forked m
     expect(m.reports.slice(since).filter((r) => r.type === "received" && r.line === "intruder")).toEqual([]);
     expect(m.last(intruder, "connect", since)).toBeUndefined();
     expect(m.last(host, "lease-lost", since)).toBeUndefined();
-    expect(await client.get(key)).toBe(record);
+    expect(await redis.client.get(key)).toBe(record);
   });
 });

@@ -1,7 +1,8 @@
-import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, type StdioOptions, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { TlsLayerOptions } from "@open-channel/core";
+import Redis from "ioredis";
 
 /** Whether `redis-server` is on this machine (`.ci/run` installs it; a developer may not have it). */
 export function haveRedisServer(): boolean {
@@ -47,6 +48,44 @@ export const TLS_DIR = path.join(__dirname, "..", "..", "core", "test", "fixture
 export function tlsFixture(name: "node" | "rogue" = "node"): TlsLayerOptions {
   const file = (f: string): Buffer => fs.readFileSync(path.join(TLS_DIR, f));
   return { ca: file("ca.crt"), cert: file(`${name}.crt`), key: file(`${name}.key`), servername: "localhost" };
+}
+
+/**
+ * A redis-server for the test file (started before its first test, stopped after its last) and
+ * a client to it: `const redis = useRedisServer();` then `redis.server.port`, `redis.client`.
+ */
+export function useRedisServer(): { readonly server: RedisServer; readonly client: Redis } {
+  const ctx = {} as { server: RedisServer; client: Redis };
+  beforeAll(async () => {
+    ctx.server = await RedisServer.start();
+    ctx.client = new Redis({ port: ctx.server.port, host: "127.0.0.1", maxRetriesPerRequest: null });
+    ctx.client.on("error", () => {});
+  });
+  afterAll(async () => {
+    ctx.client?.disconnect();
+    await ctx.server?.stop();
+  });
+  return ctx;
+}
+
+/**
+ * Connects as another OS user (uid 40103: no secret, no certificate of ours, no Redis access):
+ * `opens` is the source of an array of functions, each making one socket (`net` and `tls` in
+ * scope) that writes its bytes once connected. Runs until every socket closed, 5 s at most; the
+ * exit status (0: it ran).
+ */
+export function asOtherUser(opens: string): number | null {
+  const script = `
+    const net = require("net"), tls = require("tls");
+    let open = 0;
+    for (const make of ${opens}) {
+      open++;
+      const s = make();
+      s.on("error", () => {});
+      s.on("close", () => { if (--open === 0) process.exit(0); });
+    }
+    setTimeout(() => process.exit(0), 5000);`;
+  return spawnSync(process.execPath, ["-e", script], { uid: 40103, gid: 40103, timeout: 15000 }).status;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,40 +1,34 @@
-import { spawnSync } from "node:child_process";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { encodeHello, newNonce, openChannel, type ProcessChannel } from "@open-channel/core";
 import { type RedisTransportOptions, redisTransport } from "@open-channel/transport-redis";
-import Redis from "ioredis";
-import { describeWithRedis, freePort, Members, RedisServer, sleep, TLS_DIR, tlsFixture, uniqueChannel } from "./helpers";
+import { asOtherUser, describeWithRedis, freePort, Members, sleep, TLS_DIR, tlsFixture, uniqueChannel, useRedisServer } from "./helpers";
 
 const SECRET = "a secret of the test fleet, 32 bytes";
 
 describeWithRedis("TLS between members and host (real redis-server, the test PKI)", () => {
-  let redis: RedisServer;
-  let client: Redis;
+  const redis = useRedisServer();
   let members: Members | undefined;
   const opened: ProcessChannel[] = [];
   const relays: net.Server[] = [];
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    client = new Redis({ port: redis.port, host: "127.0.0.1", maxRetriesPerRequest: null });
-    client.on("error", () => {});
-  });
   afterEach(async () => {
     await members?.stop();
     members = undefined;
     for (const channel of opened.splice(0)) channel.close();
     for (const relay of relays.splice(0)) relay.close();
   });
-  afterAll(async () => {
-    client.disconnect();
-    await redis.stop();
-  });
 
   /** Forked members over TLS (no secret unless given: the certificates let them in); the first hosts. */
   const start = async (label: string, count: number, env: Record<string, string> = {}) => {
     const channel = uniqueChannel(label);
-    const m = new Members({ OC_REDIS_PORT: String(redis.port), OC_CHANNEL: channel, OC_TLS_DIR: TLS_DIR, OC_TTL_MS: "1000", ...env });
+    const m = new Members({
+      OC_REDIS_PORT: String(redis.server.port),
+      OC_CHANNEL: channel,
+      OC_TLS_DIR: TLS_DIR,
+      OC_TTL_MS: "1000",
+      ...env,
+    });
     members = m;
     const pids = await m.fork(count);
     const host = await m.waitFor(() => m.oneHost(0), "one host");
@@ -45,7 +39,7 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
   const expectUntouched = async (m: Members, host: number, key: string, record: string | null, since: number) => {
     expect(m.reports.slice(since).filter((r) => r.type === "received" && r.line === "intruder")).toEqual([]);
     expect(m.last(host, "lease-lost", since)).toBeUndefined();
-    expect(await client.get(key)).toBe(record);
+    expect(await redis.client.get(key)).toBe(record);
   };
 
   test("no secret, only the certificates: members join over TLS, and after a SIGKILL of the host the same sockets reach the next one", async () => {
@@ -65,7 +59,7 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
       "the lines at the new host",
     );
     expect(m.reports.filter((r) => r.type === "error")).toEqual([]);
-    expect((await client.get(key))?.split(" ")[3]).toBe(String(next));
+    expect((await redis.client.get(key))?.split(" ")[3]).toBe(String(next));
   });
 
   test.each([
@@ -74,7 +68,7 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
     ["no TLS at all, with the secret", { OC_TLS_DIR: "", OC_SECRET: SECRET }],
   ])("a process with %s never reaches the listener, and never takes the channel over", async (_label, env) => {
     const { key, host, m } = await start("intruder", 2, { OC_SECRET: SECRET });
-    const record = await client.get(key);
+    const record = await redis.client.get(key);
     const since = m.reports.length;
     const [intruder] = await m.fork(1, env);
     m.send(intruder, { cmd: "write", line: "intruder" });
@@ -86,12 +80,12 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
   test("a host with a certificate of another CA is never joined, nor replaced: members wait for its lease", async () => {
     const channel = uniqueChannel("rogue-host");
     const key = `open-channel:{${channel}}:host`;
-    const m = new Members({ OC_REDIS_PORT: String(redis.port), OC_CHANNEL: channel, OC_TLS_DIR: TLS_DIR, OC_TTL_MS: "1000" });
+    const m = new Members({ OC_REDIS_PORT: String(redis.server.port), OC_CHANNEL: channel, OC_TLS_DIR: TLS_DIR, OC_TTL_MS: "1000" });
     members = m;
     // It cannot even join itself: its own member side does not trust its certificate.
     const [host] = await m.fork(1, { OC_TLS_CERT: "rogue" });
     await m.waitFor(() => m.last(host, "hosting"), "the rogue host");
-    const record = await client.get(key);
+    const record = await redis.client.get(key);
     const since = m.reports.length;
     const [member] = await m.fork(1, { OC_TLS_CERT: "node" });
     m.send(member, { cmd: "write", line: "for our host only" });
@@ -99,14 +93,14 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
     expect(m.last(member, "connect", since)).toBeUndefined();
     expect(m.reports.filter((r) => r.type === "received" && r.line === "for our host only")).toEqual([]);
     expect(m.last(host, "lease-lost", since)).toBeUndefined();
-    expect(await client.get(key)).toBe(record);
+    expect(await redis.client.get(key)).toBe(record);
   });
 
   (process.getuid?.() === 0 ? test : test.skip)(
     "another OS user at the host's port, with a certificate of another CA or none, never reaches the listener nor unseats the host",
     async () => {
       const { key, host, m } = await start("otheruid", 2, { OC_SECRET: SECRET });
-      const record = await client.get(key);
+      const record = await redis.client.get(key);
       const [, address, port] = (record as string).split(" ");
       const since = m.reports.length;
       const line = Buffer.from("intruder\n").toString("hex");
@@ -114,25 +108,17 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
       const forged = Buffer.concat([encodeHello("x", newNonce()), Buffer.alloc(32, 7), Buffer.from("intruder\n")]).toString("hex");
       // As uid 40103: TLS with the rogue certificate (which it may read), TLS with no certificate,
       // and plain bytes, each followed by a line the listener would report.
-      const script = `
-        const net = require("net"), tls = require("tls");
-        const rogue = ${JSON.stringify({ cert: String(tlsFixture("rogue").cert), key: String(tlsFixture("rogue").key) })};
-        const tries = [
-          () => tls.connect({ port: ${port}, host: ${JSON.stringify(address)}, rejectUnauthorized: false, ...rogue }),
-          () => tls.connect({ port: ${port}, host: ${JSON.stringify(address)}, rejectUnauthorized: false }),
-          () => net.connect(${port}, ${JSON.stringify(address)}),
+      const rogue = JSON.stringify({ cert: String(tlsFixture("rogue").cert), key: String(tlsFixture("rogue").key) });
+      const to = `port: ${port}, host: ${JSON.stringify(address)}`;
+      const opens = [line, hello, forged].flatMap((hex) => {
+        const write = `(s) => s.write(Buffer.from("${hex}", "hex"))`;
+        return [
+          `() => { const s = tls.connect({ ${to}, rejectUnauthorized: false, ...${rogue} }); s.on("secureConnect", () => (${write})(s)); return s; }`,
+          `() => { const s = tls.connect({ ${to}, rejectUnauthorized: false }); s.on("secureConnect", () => (${write})(s)); return s; }`,
+          `() => { const s = net.connect({ ${to} }); s.on("connect", () => (${write})(s)); return s; }`,
         ];
-        let open = 0;
-        for (const make of tries) for (const hex of [${JSON.stringify(line)}, ${JSON.stringify(hello)}, ${JSON.stringify(forged)}]) {
-          open++;
-          const s = make();
-          s.on(s instanceof tls.TLSSocket ? "secureConnect" : "connect", () => s.write(Buffer.from(hex, "hex")));
-          s.on("error", () => {});
-          s.on("close", () => { if (--open === 0) process.exit(0); });
-        }
-        setTimeout(() => process.exit(0), 5000);`;
-      const r = spawnSync(process.execPath, ["-e", script], { uid: 40103, gid: 40103, timeout: 15000 });
-      expect(r.status).toBe(0);
+      });
+      expect(asOtherUser(`[${opens.join(",")}]`)).toBe(0);
       await sleep(300);
       await expectUntouched(m, host, key, record, since);
     },
@@ -148,7 +134,7 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
     relays.push(server);
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.3", resolve));
     const name = uniqueChannel("relay");
-    const options = { client, ttlMs: 1000, host: "127.0.0.2", port, advertise: "127.0.0.3", ...extra };
+    const options = { client: redis.client, ttlMs: 1000, host: "127.0.0.2", port, advertise: "127.0.0.3", ...extra };
     const received: string[] = [];
     const host = openChannel(name, (s) => s.on("data", (d) => received.push(String(d))), { transport: redisTransport(options) });
     opened.push(host);
