@@ -150,20 +150,29 @@ describeWithRedis("TLS between members and host (real redis-server, the test PKI
     await waitUntil(() => host.isHost || member.isHost, "a host to listen");
     return { connected, received };
   };
+  /** What went through the port mapping, both ways. */
+  let seen = "";
   const forward = (c: net.Socket, port: number): void => {
     const up = net.connect(port, "127.0.0.2");
     c.pipe(up).pipe(c);
+    for (const s of [c, up]) s.on("data", (d: Buffer) => (seen += d.toString("latin1")));
     linked(c, up);
   };
 
-  test("through a port mapping the proof holds over TLS (bound to the TLS session, not the endpoints), and fails in plain TCP", async () => {
+  test("through a port mapping the proof holds over TLS (bound to the TLS session, not the endpoints) and the bytes are encrypted; in plain TCP the proof fails", async () => {
     const overTls = await behindRelay(forward, { tls: tlsFixture(), secret: SECRET });
     await waitUntil(() => overTls.received.join("") === "through the relay", "the bytes through the mapping");
     expect(overTls.connected.sort()).toEqual(["host", "member"]);
+    // Encrypted on the way: the mapping saw the bytes, never the text.
+    expect(seen.length).toBeGreaterThan(100);
+    expect(seen).not.toContain("through the relay");
+    seen = "";
     const plain = await behindRelay(forward, { secret: SECRET });
     await sleep(1500);
     expect(plain.connected).toEqual([]);
     expect(plain.received).toEqual([]);
+    // In plain TCP the mapping reads the channel's handshake (its name) as it goes.
+    expect(seen).toContain("redis-relay-");
   });
 
   test("a TLS-terminating relay with a valid certificate but not the secret is refused: the proofs bind each TLS session", async () => {
