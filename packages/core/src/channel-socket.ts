@@ -59,6 +59,10 @@ const kGeneration = Symbol("open-channel.generation");
 const kDrainCb = Symbol("open-channel.drainCb");
 /** The user unref'ed the socket: every connection's plain socket is unref'ed. */
 const kUnref = Symbol("open-channel.unref");
+/** Stream mode: bytes read on the current connection (as a handle's `bytesRead` counts them). */
+const kBytesIn = Symbol("open-channel.bytesIn");
+/** Stream mode: bytes given to the current connection's secure socket. */
+const kBytesOut = Symbol("open-channel.bytesOut");
 
 /** The part of net.Socket's own (undocumented, long-stable) state that stream mode sets itself. */
 interface SocketInternals {
@@ -133,6 +137,8 @@ export class ChannelSocket extends net.Socket {
   [kGeneration] = 0;
   [kDrainCb]: WriteCallback | undefined;
   [kUnref] = false;
+  [kBytesIn] = 0;
+  [kBytesOut] = 0;
 
   constructor(owner: SocketOwner | undefined, reader?: SocketReader) {
     // `onread` is a constructor option of net.Socket (Node's docs list it under connect() before v22;
@@ -165,7 +171,7 @@ export class ChannelSocket extends net.Socket {
     this[kMayConnect] = false;
     if (this.streamMode) {
       this.streamMode = false;
-      for (const name of [...Object.keys(streamMethods), "pending"]) Reflect.deleteProperty(this, name);
+      for (const name of [...Object.keys(streamMethods), "pending", "bytesRead", "bytesWritten"]) Reflect.deleteProperty(this, name);
     }
     (net.Socket.prototype.connect as (...a: unknown[]) => this).apply(this, args);
     if (this[kOwner] !== undefined) this.write = ChannelSocket.prototype.write;
@@ -209,6 +215,10 @@ export class ChannelSocket extends net.Socket {
         configurable: true,
         get: () => this.connecting || this[kSecureSocket] === undefined,
       });
+      // `bytesRead` and `bytesWritten` count what the handle read and wrote (plus, for the
+      // latter, what waits to be written): ours, on the current connection.
+      Object.defineProperty(this, "bytesRead", { configurable: true, get: () => this[kBytesIn] });
+      Object.defineProperty(this, "bytesWritten", { configurable: true, get: () => this[kBytesOut] + this.writableLength });
     }
     if (this.destroyed) self._undestroy();
     self._peername = null;
@@ -218,6 +228,8 @@ export class ChannelSocket extends net.Socket {
     this[kSecureSocket] = undefined;
     this[kRaw] = raw;
     this[kDrainCb] = undefined;
+    this[kBytesIn] = 0;
+    this[kBytesOut] = 0;
     const generation = ++this[kGeneration];
     const current = (): boolean => this[kGeneration] === generation && !this.destroyed;
     if (this[kUnref]) raw.unref();
@@ -281,6 +293,7 @@ export class ChannelSocket extends net.Socket {
   /** @internal Stream mode: bytes from the secure socket, as a read of our own handle would push them. */
   onSecureData(inner: net.Socket, chunk: Buffer): void {
     (this as unknown as SocketInternals)._unrefTimer?.();
+    this[kBytesIn] += chunk.length;
     const reader = this[kReader];
     let more: boolean;
     if (reader !== undefined && this[kLive]) {
@@ -447,21 +460,25 @@ const streamMethods = {
   _read(this: ChannelSocket, _size: number): void {
     this[kSecureSocket]?.resume();
   },
-  _write(this: ChannelSocket, chunk: Buffer, encoding: BufferEncoding, cb: WriteCallback): void {
+  _write(this: ChannelSocket, chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void {
     const inner = this[kSecureSocket];
     if (inner === undefined) return void cb(closedError());
     (this as unknown as SocketInternals)._unrefTimer?.();
+    this[kBytesOut] += Buffer.byteLength(chunk, encoding);
     corkForTick(inner);
     if (inner.write(chunk, encoding)) cb();
     else this[kDrainCb] = cb;
   },
-  _writev(this: ChannelSocket, chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb: WriteCallback): void {
+  _writev(this: ChannelSocket, chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, cb: WriteCallback): void {
     const inner = this[kSecureSocket];
     if (inner === undefined) return void cb(closedError());
     (this as unknown as SocketInternals)._unrefTimer?.();
     inner.cork();
     let ok = true;
-    for (const { chunk, encoding } of chunks) ok = inner.write(chunk, encoding);
+    for (const { chunk, encoding } of chunks) {
+      this[kBytesOut] += Buffer.byteLength(chunk, encoding);
+      ok = inner.write(chunk, encoding);
+    }
     inner.uncork();
     if (ok) cb();
     else this[kDrainCb] = cb;

@@ -129,6 +129,38 @@ describe("ProcessChannel state machine (in one process, custom test transport)",
     expect(await resetting(false)).toEqual({ verdict: "unknown", connections: 3 });
   });
 
+  test("bytesWritten and bytesRead count the bytes of the connection, after a hand-over too", async () => {
+    const name = uniqueName("bytes");
+    const echo = (s: net.Socket): void => {
+      s.on("data", (d) => s.write(d));
+    };
+    const host = open(name, echo);
+    await once(host.connect(), "connect");
+    const member = open(name, echo);
+    const socket = member.connect();
+    await once(socket, "connect");
+    for (const round of [1, 2]) {
+      const [written, read] = [socket.bytesWritten, socket.bytesRead];
+      socket.write("x".repeat(1000));
+      let got = 0;
+      await new Promise<void>((resolve) => {
+        const onData = (d: Buffer): void => {
+          got += d.length;
+          if (got < 1000) return;
+          socket.off("data", onData);
+          resolve();
+        };
+        socket.on("data", onData);
+      });
+      expect([round, socket.bytesWritten - written, socket.bytesRead - read]).toEqual([round, 1000, 1000]);
+      if (round === 1) {
+        // The member hosts next: its socket runs over a new connection.
+        host.close({ handover: true });
+        await until(() => member.isHost && member.connected, "the member to host");
+      }
+    }
+  });
+
   test("connect() while the socket is open returns the same socket", async () => {
     const channel = open(uniqueName("same"), collector().listener);
     const socket = channel.connect();
