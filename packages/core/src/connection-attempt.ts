@@ -159,7 +159,10 @@ export class ConnectionAttempt {
 
   /** The host ended the connection before its reply. */
   ended(): void {
-    this.abort(this.handshakeError("the host closed the connection during the handshake"));
+    // Over TLS 1.3 a host that refuses this member's certificate does so after the member's side
+    // of the TLS handshake is done: it only closes the connection.
+    const secure = this.channel.transport.secure === undefined ? "" : " (over TLS: does the host trust this process's certificate?)";
+    this.abort(this.handshakeError(`the host closed the connection during the handshake${secure}`));
   }
 
   /** The connection closed before the handshake was done. */

@@ -2,8 +2,8 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { type SecureLayer, tlsSecureLayer } from "@open-channel/core";
-import { tlsFixture } from "./test-transport";
+import { openChannel, type SecureLayer, tlsSecureLayer } from "@open-channel/core";
+import { once, secureTestTransport, tlsFixture, uniqueName } from "./test-transport";
 
 /** A plain server whose accepted sockets go through `layer.host`, and a way to connect `count` members through `member`. */
 async function pair(host: SecureLayer, listen: { path: string } | { port: number; host: string }) {
@@ -80,6 +80,20 @@ describe("tlsSecureLayer", () => {
         () => undefined,
       );
     server.close();
+  });
+
+  test("a member whose certificate the host refuses times out with that question in its last error", async () => {
+    const host = secureTestTransport();
+    const name = uniqueName("refused-cert");
+    const hosting = openChannel(name, () => undefined, { transport: host });
+    await once(hosting.connect(), "connect");
+    const member = openChannel(name, () => undefined, {
+      transport: secureTestTransport(tlsFixture("rogue", { ca: tlsFixture().ca }), host.dir),
+    });
+    const err = await once<Error & { code: string }>(member.connect(1500), "error");
+    expect(err.code).toBe("ETIMEDOUT");
+    expect(err.message).toContain("does the host trust this process's certificate?");
+    hosting.close({ handover: true });
   });
 
   test("options are checked at once: ERR_INVALID_ARG_TYPE naming the option; a key of another certificate throws", () => {
