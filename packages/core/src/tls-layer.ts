@@ -56,7 +56,7 @@ function tlsError(message: string, cause?: unknown): NodeJS.ErrnoException {
  *   error of `tls.createSecureContext` for a key that does not match or cannot be read
  * @example
  * const secure = tlsSecureLayer({ ca, cert, key });
- * const transport = { ...tcpTransport(), secure };
+ * const transport: Transport = { name: "my-tcp", listen, connect, secure };
  */
 export function tlsSecureLayer(options: TlsLayerOptions): SecureLayer {
   if (typeof options !== "object" || options === null)

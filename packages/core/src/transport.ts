@@ -132,7 +132,7 @@ export interface Transport {
  * Core has one for TLS: `tlsSecureLayer()`.
  *
  * @example
- * const transport: Transport = { ...tcpTransport(), secure: tlsSecureLayer({ ca, cert, key }) };
+ * const transport: Transport = { name: "my-tcp", listen, connect, secure: tlsSecureLayer({ ca, cert, key }) };
  */
 export interface SecureLayer {
   /** A member's connection, just connected to the host's address by `connect`. */
