@@ -87,9 +87,10 @@ export function tlsSecureLayer(options: TlsLayerOptions): SecureLayer {
   // its secure socket comes back by the plain one's endpoints (Node gives no other link).
   const pending = new Map<string, { resolve(s: net.Socket): void; reject(err: Error): void }>();
   const keyOf = (s: net.Socket): string => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
-  const settle = (s: net.Socket): { resolve(s: net.Socket): void; reject(err: Error): void } | undefined => {
-    const waiter = pending.get(keyOf(s));
-    pending.delete(keyOf(s));
+  const settle = (s: net.Socket) => {
+    const k = keyOf(s);
+    const waiter = pending.get(k);
+    pending.delete(k);
     return waiter;
   };
   server.on("secureConnection", (secure: TLS.TLSSocket) => {
