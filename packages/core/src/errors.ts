@@ -96,7 +96,8 @@ export const OPEN_CHANNEL_ERRORS = {
       a:
         | { channel: string; waiting: "connection"; ms: number; transport: string; address?: string; lastError: string }
         | { channel: string; waiting: "status"; ms: number; transport: string }
-        | { channel: string; waiting: "reply"; ms: number; seq: number },
+        | { channel: string; waiting: "reply"; ms: number; seq: number }
+        | { channel: string; waiting: "member"; ms: number; pid: number },
     ) => {
       switch (a.waiting) {
         case "connection":
@@ -108,6 +109,8 @@ export const OPEN_CHANNEL_ERRORS = {
           return `no status answer within ${a.ms} ms over ${a.transport}. The host may be busy: try again, or with a larger timeout.`;
         case "reply":
           return `no reply to request ${a.seq} within ${a.ms} ms. The host may be busy, or its handler never returns; pass a larger { timeout }.`;
+        case "member":
+          return `no reply from member pid ${a.pid} within ${a.ms} ms. It may be busy, or its handler never returns; pass a larger { timeout }.`;
       }
     },
   ),
@@ -195,10 +198,10 @@ export const OPEN_CHANNEL_ERRORS = {
     ["remoteCode", "remoteName"],
   ),
   /** A request reached a host with no `onRequest` handler; the member sees it as its `ERR_OPEN_CHANNEL_REMOTE`, which names the channel. */
-  ERR_OPEN_CHANNEL_NO_HANDLER: E(
-    "Error",
-    true,
-    (_: Record<never, never>) => "the host has no onRequest handler. Pass onRequest to openMessageChannel() in every process that may host",
+  ERR_OPEN_CHANNEL_NO_HANDLER: E("Error", true, (a: { member?: boolean }) =>
+    a.member === true
+      ? "the member has no onRequest handler. Pass onRequest to messenger.handle() in every member the host asks"
+      : "the host has no onRequest handler. Pass onRequest to openMessageChannel() in every process that may host",
   ),
   /** A body the codec cannot decode; raised by a codec, which knows no channel (see {@link withChannel}). */
   ERR_OPEN_CHANNEL_BAD_BODY: E(
@@ -233,6 +236,40 @@ export const OPEN_CHANNEL_ERRORS = {
       `the host handled ${a.request ? "request" : "message"} ${a.seq}, but its ${a.request ? "reply" : "outcome"} was lost: ` +
       "this member reconnected before reading it, and a host keeps at most maxUnackedBytes of results per member. " +
       "Send it again if handling it twice is safe.",
+  ),
+  /** A call from the host to a member (`sendTo`, `requestTo`, `broadcast`) whose member left first. */
+  ERR_OPEN_CHANNEL_MEMBER_LEFT: E(
+    "Error",
+    true,
+    (a: { channel: string; pid: number; session: string; reason: "closed" | "lost" }) =>
+      `member pid ${a.pid} (session ${a.session}) ${a.reason === "closed" ? "closed its messenger" : "was lost (its connection closed and it did not come back)"} before it handled the call. ` +
+      "Call the members that are there (host.members()).",
+    ["pid", "session"],
+  ),
+  /** A member's handler of a host's call threw (or it has no handler); `remoteCode` and `remoteName` are the remote error's. */
+  ERR_OPEN_CHANNEL_MEMBER_FAILED: E(
+    "Error",
+    true,
+    (a: { channel: string; pid: number; remoteMessage: string; remoteCode?: string; remoteName?: string }) =>
+      `${a.remoteCode?.startsWith("ERR_OPEN_CHANNEL_") ? `member pid ${a.pid} could not handle it` : `the handler of member pid ${a.pid} threw`}: ${sentence(a.remoteMessage)}. ` +
+      "See that member's code (messenger.handle()); the remote error's code is in err.remoteCode.",
+    ["pid", "remoteCode", "remoteName"],
+  ),
+  /** A call from the host to a member whose @open-channel/messages takes no calls (a version before them). */
+  ERR_OPEN_CHANNEL_MEMBER_UNSUPPORTED: E(
+    "Error",
+    true,
+    (a: { channel: string; pid: number }) =>
+      `member pid ${a.pid} runs a version of @open-channel/messages that takes no calls from the host. Upgrade it.`,
+    ["pid"],
+  ),
+  /** A host-side call (`sendTo`, `requestTo`, `broadcast`) in a process that no longer hosts (or never did). */
+  ERR_OPEN_CHANNEL_NOT_HOST: E(
+    "Error",
+    true,
+    (_: { channel: string }) =>
+      "this process does not host the channel (any more): calls to members die with the host that made them. " +
+      "Call from the process that hosts (messageChannel.host is set there, and in onJoin).",
   ),
   /** The host sent a frame the messenger cannot read: the messenger closes. */
   ERR_OPEN_CHANNEL_BAD_FRAME: E(

@@ -11,6 +11,9 @@
  * UNSUB   m->h  seq u48 | flags u8 | topic
  * READ    m->h  count u48: the member has read that many RES and FAIL frames on this connection
  *               (sent only after a WELCOME that takes them)
+ * BYE     m->h  (empty) the member closes: its session ends now (after a WELCOME with features.host)
+ * HOLD    m->h  key (u16 length + UTF-8) | flags u8 (1: set; 0: released) | value body (after a WELCOME with features.host)
+ * ANSWER  m->h  id u48 | flags u8 (1: ok) | body (a CALL's reply, empty for a message, or the error as { name, message, code })
  * ACK     h->m  seq u48: every frame up to seq has been handled (cumulative)
  * RES     h->m  seq u48 | flags u8 (1: ok; 2: also an ACK of seq; 4: the result was lost) | body (the result, or the error as { name, message, code })
  * FAIL    h->m  seq u48 | error body: the handler of a MSG or PUB threw
@@ -18,7 +21,14 @@
  * EVENT   h->m  topic | publisher pid u32 | body
  * WELCOME h->m  features u8: what the host takes; sent after the hello of a member announcing
  *               FRAME.features.read, before anything else (a host before it sends none)
+ * CALL    h->m  id u48 | flags u8 (1: redelivered; 2: a request) | body (only to a member announcing features.host)
  * ```
+ *
+ * A HELLO with FRAME.features.host goes on after its features byte: flags u8 (1: the messenger was
+ * connected before, to this host or an earlier one) | since u48 (ms since the epoch when the
+ * messenger first connected) | count u32 | count x (key (u16 length + UTF-8) | value
+ * length u32 | value): what the member holds (see Messenger.hold), so that a new host has it
+ * before any frame the member sends again. A host before it ignores these bytes.
  *
  * A host keeps the RES and FAIL frames it sent a member until the member has read them (READ), for
  * a member that reconnects to it without them; a member that sends no READ (before
@@ -33,12 +43,16 @@ export const FRAME = {
   sub: 5,
   unsub: 6,
   read: 7,
+  bye: 8,
+  hold: 9,
+  answer: 17,
   ack: 10,
   res: 11,
   fail: 12,
   push: 13,
   event: 14,
   welcome: 15,
+  call: 16,
   /** flags of a sequenced frame */
   redelivered: 1,
   /** flags of a RES: the request succeeded (else the body is the error) */
@@ -62,7 +76,18 @@ export const FRAME = {
     resAcks: 1,
     /** In a hello: the member sends READ frames once welcomed. In a WELCOME: the host takes them. */
     read: 2,
+    /**
+     * In a hello: the member takes CALL frames, and its hello carries `since` and what it holds.
+     * In a WELCOME: the host takes BYE, HOLD and ANSWER frames.
+     */
+    host: 4,
   },
+  /** flags of a CALL: sent before, on a connection that closed before its answer came. */
+  callRedelivered: 1,
+  /** flags of a CALL: a request (its answer carries a reply), not a message. */
+  callRequest: 2,
+  /** Bytes of a CALL or ANSWER before its body: header, id, flags. */
+  callHeaderBytes: 5 + 6 + 1,
   /** An ACK: header and seq. */
   ackBytes: 5 + 6,
   sessionBytes: 16,
@@ -181,11 +206,21 @@ export function resultBodyAt(type: typeof FRAME.res | typeof FRAME.fail, start: 
   return start + FRAME.seqAt + 6 + (type === FRAME.res ? 1 : 0);
 }
 
-/** The HELLO a member sends first on every connection. */
-export function encodeHello(session: Buffer, pid: number, base: number, topics: Iterable<string>): Buffer {
+/** The HELLO a member sends first on every connection; `since` and `held`: see FRAME.features.host. */
+export function encodeHello(
+  session: Buffer,
+  pid: number,
+  base: number,
+  topics: Iterable<string>,
+  since = 0,
+  rejoining = false,
+  held: readonly (readonly [Buffer, Uint8Array])[] = [],
+): Buffer {
   const parts = [...topics].map(topicBytes);
   const topicsLength = 2 + parts.reduce((n, t) => n + 2 + t.length, 0);
-  const out = Buffer.allocUnsafe(FRAME.headerBytes + FRAME.sessionBytes + 4 + 6 + topicsLength + 1);
+  let heldLength = 1 + 6 + 4;
+  for (const [key, value] of held) heldLength += 2 + key.length + 4 + value.length;
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + FRAME.sessionBytes + 4 + 6 + topicsLength + 1 + heldLength);
   out.writeUInt32BE(out.length - 4, 0);
   out[4] = FRAME.hello;
   session.copy(out, 5);
@@ -200,7 +235,19 @@ export function encodeHello(session: Buffer, pid: number, base: number, topics: 
     t.copy(out, at + 2);
     at += 2 + t.length;
   }
-  out[at] = FRAME.features.resAcks | FRAME.features.read;
+  out[at++] = FRAME.features.resAcks | FRAME.features.read | FRAME.features.host;
+  out[at++] = rejoining ? 1 : 0;
+  write48(out, at, since);
+  write32(out, at + 6, held.length);
+  at += 10;
+  for (const [key, value] of held) {
+    out.writeUInt16BE(key.length, at);
+    key.copy(out, at + 2);
+    at += 2 + key.length;
+    write32(out, at, value.length);
+    out.set(value, at + 4);
+    at += 4 + value.length;
+  }
   return out;
 }
 
@@ -214,6 +261,12 @@ export interface HelloFields {
   topics: string[];
   /** FRAME.features bits (0 from a member before the features byte). */
   features: number;
+  /** When the messenger first connected (ms since the epoch; 0 from a member before FRAME.features.host). */
+  since: number;
+  /** The messenger was connected before (to this host or an earlier one). */
+  rejoining: boolean;
+  /** What the member holds: key to the value's bytes (the codec's). */
+  held: Map<string, Buffer>;
 }
 
 /** Reads a HELLO frame (the whole frame, from its length). Throws RangeError on a short one. */
@@ -233,7 +286,28 @@ export function decodeHello(frame: Buffer): HelloFields {
   }
   // A member from before the features byte sends none.
   const features = at < frame.length ? frame[at] : 0;
-  return { session, pid, base, topics, features };
+  let since = 0;
+  let rejoining = false;
+  const held = new Map<string, Buffer>();
+  if ((features & FRAME.features.host) !== 0) {
+    at++;
+    if (at + 11 > frame.length) throw new RangeError("a hello cut short");
+    rejoining = (frame[at++] & 1) !== 0;
+    since = read48(frame, at);
+    const entries = read32(frame, at + 6);
+    at += 10;
+    for (let i = 0; i < entries; i++) {
+      const k = readTopic(frame, at);
+      if (k.next + 4 > frame.length) throw new RangeError("a held value runs past the hello");
+      const length = read32(frame, k.next);
+      const valueAt = k.next + 4;
+      if (valueAt + length > frame.length) throw new RangeError("a held value runs past the hello");
+      // Copied: the frame may lie in a buffer read into again.
+      held.set(k.topic, Buffer.from(frame.subarray(valueAt, valueAt + length)));
+      at = valueAt + length;
+    }
+  }
+  return { session, pid, base, topics, features, since, rejoining, held };
 }
 
 /** The features of the WELCOME frame at `buf[start, end)` (0 if it carries none). */
@@ -255,7 +329,40 @@ export function decodeEventHead(buf: Buffer, start: number, end: number): { topi
 }
 
 /** The WELCOME a host sends a member that announced FRAME.features.read. */
-export const WELCOME: Buffer = Buffer.from([0, 0, 0, 2, FRAME.welcome, FRAME.features.read]);
+export const WELCOME: Buffer = Buffer.from([0, 0, 0, 2, FRAME.welcome, FRAME.features.read | FRAME.features.host]);
+
+/** A BYE: the member closes. */
+export const BYE: Buffer = Buffer.from([0, 0, 0, 1, FRAME.bye]);
+
+/** A HOLD of `key` (its UTF-8 bytes) set to `value` (the codec's bytes), or released (`value` undefined). */
+export function encodeHold(key: Buffer, value: Uint8Array | undefined): Buffer {
+  const out = Buffer.allocUnsafe(FRAME.headerBytes + 2 + key.length + 1 + (value === undefined ? 0 : value.length));
+  write32(out, 0, out.length - 4);
+  out[4] = FRAME.hold;
+  out.writeUInt16BE(key.length, 5);
+  key.copy(out, 7);
+  out[7 + key.length] = value === undefined ? 0 : 1;
+  if (value !== undefined) out.set(value, 8 + key.length);
+  return out;
+}
+
+/** What the HOLD frame at `buf[start, end)` says (the value copied out). Throws RangeError on a short one. */
+export function decodeHold(buf: Buffer, start: number, end: number): { key: string; value: Buffer | undefined } {
+  const { topic: key, next } = readTopic(buf, start + FRAME.headerBytes, end);
+  if (next >= end) throw new RangeError("a HOLD frame cut short");
+  return { key, value: buf[next] === 0 ? undefined : Buffer.from(buf.subarray(next + 1, end)) };
+}
+
+/** A CALL (`type` FRAME.call) or ANSWER (FRAME.answer) of `id` with `flags` and `body`. */
+export function encodeCall(type: typeof FRAME.call | typeof FRAME.answer, id: number, flags: number, body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME.callHeaderBytes + body.length);
+  write32(out, 0, out.length - 4);
+  out[4] = type;
+  write48(out, 5, id);
+  out[11] = flags;
+  out.set(body, FRAME.callHeaderBytes);
+  return out;
+}
 
 /** A READ of `count` results. */
 export function encodeRead(count: number): Buffer {

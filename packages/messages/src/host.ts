@@ -1,9 +1,11 @@
 import type * as net from "node:net";
-import { debug, isOpenChannelError, type OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
+import { argError, debug, isOpenChannelError, type OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
 import { type Codec, encodeError, rangeDecoder, type Sendable, slabEncoder } from "./codec";
 import {
   decodeHello,
+  decodeHold,
   decodeRead,
+  encodeCall,
   encodeEvent,
   encodePush,
   encodeResult,
@@ -21,6 +23,16 @@ import {
 import { Results } from "./results";
 import { Slab } from "./slab";
 import { text } from "./text";
+
+/** A named event's body on the wire: `{ [EVENT_KEY]: name, body }` (see typedEvents). */
+export const EVENT_KEY = "@open-channel/event";
+
+/** The event name of `body` if it is a named event's envelope. */
+export function eventName(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const name = (body as Record<string, unknown>)[EVENT_KEY];
+  return typeof name === "string" ? name : undefined;
+}
 
 /**
  * Who sent a message, as the host's handlers see it.
@@ -59,6 +71,50 @@ export interface MessageHandlers<Message = unknown, Request = unknown> {
   onMessage?(body: Message, from: MessageContext): void | Promise<void>;
   /** A member's `request(body)`: the value returned (or resolved) is the reply; a throw rejects the request. */
   onRequest?(body: Request, from: MessageContext): unknown;
+  /**
+   * A member joined this host: once per session and host, after its hello (with what it holds,
+   * `member.state`) and before anything it sends. `member.rejoined` is true when it was connected
+   * before (to a host that died, or stepped down). Runs like an event listener: a throw is uncaught.
+   */
+  onJoin?(member: Member): void;
+  /**
+   * A member left this host, once per session: `"closed"` (its `close()`, at once) or `"lost"` (its
+   * connection closed and it did not come back within 2 s). Its pending calls are rejected with
+   * `ERR_OPEN_CHANNEL_MEMBER_LEFT`. A member that comes back later joins again.
+   */
+  onLeave?(member: Member, reason: "closed" | "lost"): void;
+  /**
+   * Handlers of named events (see `typedEvents`), by name: a member's `events.emit(name, body)`
+   * runs `events[name](body, from)` instead of `onMessage` (which gets the names not listed here).
+   */
+  events?: Record<string, (body: never, from: MessageContext) => void | Promise<void>>;
+}
+
+/**
+ * A member as the host sees it, from `onJoin`, `onLeave` and `host.members()`: the same object for
+ * a session for as long as this host knows it.
+ *
+ * @example
+ * onJoin(member) {
+ *   console.log(`pid ${member.pid} joined over ${member.transport}${member.rejoined ? " (after a failover)" : ""}`);
+ *   for (const [key, value] of member.state) console.log(`  it holds ${key} = ${value}`);
+ * }
+ */
+export interface Member {
+  /** The member's process id. */
+  readonly pid: number;
+  /** Its messenger's session id (hex), as in `from.session`. */
+  readonly session: string;
+  /** When its messenger first connected to the channel, to any host (ms since the epoch, its clock). */
+  readonly since: number;
+  /** The channel's transport (`"unix"`, `"tcp"`, `"pipe"`, `"redis"`, ...). */
+  readonly transport: string;
+  /** It was connected before it joined this host (to a host that died or stepped down). */
+  readonly rejoined: boolean;
+  /** Connected now (false while a member that lost its connection may still come back). */
+  readonly connected: boolean;
+  /** What it holds (`messenger.hold(key, value)`), as of its last hello or HOLD: survives the host. */
+  readonly state: ReadonlyMap<string, unknown>;
 }
 
 interface Pending {
@@ -92,7 +148,63 @@ interface Session {
   /** The member reads RES frames' `acks` flag (FRAME.features.resAcks). */
   resAcks: boolean;
   expiry: NodeJS.Timeout | undefined;
+  /** onJoin ran for it (and onLeave has not) on this host. */
+  joined: boolean;
+  /** The member takes CALL frames (FRAME.features.host). */
+  takesCalls: boolean;
+  since: number;
+  rejoined: boolean;
+  /** What it holds, decoded. */
+  held: Map<string, unknown>;
+  /** Calls to it not yet answered, by id, in the order made. */
+  calls: Map<number, HostCall>;
+  callBytes: number;
+  /** Calls waiting for room in its window. */
+  callWaiters: Array<() => void>;
+  leaveTimer: NodeJS.Timeout | undefined;
+  view: MemberView;
 }
+
+/** A call from the host to a member, until its ANSWER. */
+interface HostCall {
+  frame: Buffer;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The {@link Member} of a session: getters over the host's record of it. */
+class MemberView implements Member {
+  constructor(
+    private readonly record: Session,
+    readonly transport: string,
+  ) {}
+  get pid(): number {
+    return this.record.pid;
+  }
+  get session(): string {
+    return this.record.id;
+  }
+  get since(): number {
+    return this.record.since;
+  }
+  get rejoined(): boolean {
+    return this.record.rejoined;
+  }
+  get connected(): boolean {
+    return this.record.socket !== undefined && !this.record.socket.destroyed;
+  }
+  get state(): ReadonlyMap<string, unknown> {
+    return this.record.held;
+  }
+  /** @internal */
+  get sessionRecord(): Session {
+    return this.record;
+  }
+}
+
+/** How long a member whose connection closed without a BYE may take to come back before it is lost. */
+export const LEAVE_GRACE_MS = 2000;
 
 /** Bytes a subscriber may have waiting in the host before publishes to it wait for it to read. */
 const SUBSCRIBER_BACKLOG_BYTES = 1024 * 1024;
@@ -130,6 +242,12 @@ export interface HostOptions {
   /** Bytes of results kept per session for replay (of memory held: see Results). */
   maxUnackedBytes: number;
   channel: string;
+  /** The channel's transport's name (for `Member.transport`; default "unknown"). */
+  transport?: string;
+  /** Whether this process hosts the channel now (default: always). */
+  isHost?(): boolean;
+  /** Default timeout of `requestTo`, in ms (default 30000). */
+  requestTimeoutMs?: number;
 }
 
 /** What a handler threw, as the body of a failure: `{ name, message, code }`. Never throws. */
@@ -229,6 +347,8 @@ export class MessageHost {
   private current: Session | undefined;
   private readonly queued: (Buffer | undefined)[] = [];
   private queuedCount = 0;
+  /** Ids of calls to members (one sequence for the host). */
+  private lastCallId = 0;
 
   constructor(
     private readonly handlers: MessageHandlers,
@@ -268,7 +388,11 @@ export class MessageHost {
         session = this.hello(buf.subarray(start, end), socket);
         this.current = session;
       } else if (session === undefined) throw new Error(`frame type ${type} before the hello`);
-      else if (type === FRAME.read) {
+      else if (type === FRAME.answer) this.onAnswer(session, buf, start, end);
+      else if (type === FRAME.hold) this.onHold(session, buf, start, end);
+      else if (type === FRAME.bye) {
+        if (session.socket === socket) this.leave(session, "closed");
+      } else if (type === FRAME.read) {
         const count = decodeRead(buf, start, end);
         // Counts of this connection only (one replaced by a reconnect may still have bytes in flight).
         if (session.socket === socket) session.results.release(count);
@@ -302,8 +426,9 @@ export class MessageHost {
 
   private hello(frame: Buffer, socket: net.Socket): Session {
     // A member from before the features byte (features 0) gets ACK frames, never the flag.
-    const { session: id, pid, base, topics, features } = decodeHello(frame);
+    const { session: id, pid, base, topics, features, since, rejoining, held } = decodeHello(frame);
     let session = this.sessions.get(id);
+    const known = session !== undefined;
     if (session === undefined) {
       session = {
         id,
@@ -321,11 +446,24 @@ export class MessageHost {
         ackSent: base,
         resAcks: false,
         expiry: undefined,
+        joined: false,
+        takesCalls: false,
+        since,
+        rejoined: rejoining,
+        held: new Map(),
+        calls: new Map(),
+        callBytes: 0,
+        callWaiters: [],
+        leaveTimer: undefined,
+        view: undefined as unknown as MemberView,
       };
+      session.view = new MemberView(session, this.options.transport ?? "unknown");
       this.sessions.set(id, session);
     } else {
       clearTimeout(session.expiry);
       session.expiry = undefined;
+      clearTimeout(session.leaveTimer);
+      session.leaveTimer = undefined;
       if (session.socket !== undefined && session.socket !== socket) session.socket.destroy();
       session.socket = socket;
       if (base > session.handled && session.pending.length === 0) session.handled = base;
@@ -343,9 +481,25 @@ export class MessageHost {
     for (const t of [...session.topics]) if (!topics.includes(t)) this.unsubscribe(session, t);
     for (const t of topics) this.subscribe(session, t);
     session.resAcks = (features & FRAME.features.resAcks) !== 0;
+    session.takesCalls = (features & FRAME.features.host) !== 0;
+    if (session.takesCalls) {
+      // What it holds is its word as of this hello (a HOLD lost with a connection is in it).
+      session.held = this.decodeHeld(held);
+      // Calls it may not have answered (a reconnect to this same host): again, flagged.
+      for (const call of session.calls.values()) {
+        call.frame[FRAME.flagsAt] |= FRAME.callRedelivered;
+        socket.write(call.frame);
+      }
+    }
     // Anything already handled is acknowledged again: the member may not have seen the ACK.
     session.ackSent = base;
     if (session.handled > base) session.ackDue = true;
+    if (!session.joined) {
+      session.joined = true;
+      // A session this host knew and lost (it came back after its leave) was connected before.
+      if (known) session.rejoined = true;
+      this.userHook(() => this.handlers.onJoin?.(session.view));
+    }
     debug("messages %j: member pid %d session %s (base %d, %d topics)", this.options.channel, pid, id, base, topics.length);
     return session;
   }
@@ -353,12 +507,217 @@ export class MessageHost {
   private detach(session: Session): void {
     session.socket = undefined;
     this.ackDue.delete(session);
+    if (session.joined) {
+      session.leaveTimer = setTimeout(() => {
+        session.leaveTimer = undefined;
+        if (session.socket === undefined) this.leave(session, "lost");
+      }, LEAVE_GRACE_MS);
+      session.leaveTimer.unref();
+    }
     session.expiry = setTimeout(() => {
       if (session.socket !== undefined) return;
       for (const t of session.topics) this.unsubscribe(session, t);
       this.sessions.delete(session.id);
     }, SESSION_TTL_MS);
     session.expiry.unref();
+  }
+
+  /** `session`'s member left (a BYE, or lost): onLeave once, its calls rejected. */
+  private leave(session: Session, reason: "closed" | "lost"): void {
+    clearTimeout(session.leaveTimer);
+    session.leaveTimer = undefined;
+    if (reason === "closed") {
+      // Nothing of it can come again: forget it now (its outbox was empty before its BYE).
+      clearTimeout(session.expiry);
+      for (const t of [...session.topics]) this.unsubscribe(session, t);
+      this.sessions.delete(session.id);
+      this.ackDue.delete(session);
+    }
+    const err = (): Error =>
+      openChannelError("ERR_OPEN_CHANNEL_MEMBER_LEFT", { channel: this.options.channel, pid: session.pid, session: session.id, reason });
+    this.dropCalls(session, err);
+    if (!session.joined) return;
+    session.joined = false;
+    if (this.options.isHost?.() === false) return;
+    debug("messages %j: member pid %d session %s left (%s)", this.options.channel, session.pid, session.id, reason);
+    this.userHook(() => this.handlers.onLeave?.(session.view, reason));
+  }
+
+  /** This process stopped hosting: calls to members die with it, and a later hosting joins them anew. */
+  stepDown(): void {
+    for (const session of this.sessions.values()) {
+      clearTimeout(session.leaveTimer);
+      session.leaveTimer = undefined;
+      session.joined = false;
+      this.dropCalls(session, () => openChannelError("ERR_OPEN_CHANNEL_NOT_HOST", { channel: this.options.channel }));
+    }
+  }
+
+  private dropCalls(session: Session, err: () => Error): void {
+    const calls = [...session.calls.values()];
+    session.calls.clear();
+    session.callBytes = 0;
+    for (const call of calls) {
+      clearTimeout(call.timer);
+      call.reject(err());
+    }
+    // Waiters retry, and find the member gone.
+    const waiters = session.callWaiters;
+    session.callWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Runs a user's hook (onJoin, onLeave) as an event listener is run: a throw is uncaught. */
+  private userHook(hook: () => unknown): void {
+    try {
+      const outcome = hook();
+      if (outcome instanceof Promise)
+        outcome.catch((err: unknown) =>
+          process.nextTick(() => {
+            throw err;
+          }),
+        );
+    } catch (err) {
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+
+  private decodeHeld(held: Map<string, Buffer>): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const [key, bytes] of held) out.set(key, this.heldValue(key, bytes));
+    return out;
+  }
+
+  /** A held value the codec cannot read stays as its bytes (said once in the debug output). */
+  private heldValue(key: string, bytes: Buffer): unknown {
+    try {
+      return this.options.codec.decode(bytes);
+    } catch (err) {
+      debug("messages %j: a held value (%s) cannot be decoded: %s", this.options.channel, key, messageOf(err));
+      return bytes;
+    }
+  }
+
+  private onHold(session: Session, buf: Buffer, start: number, end: number): void {
+    const { key, value } = decodeHold(buf, start, end);
+    if (value === undefined) session.held.delete(key);
+    else session.held.set(key, this.heldValue(key, value));
+  }
+
+  private onAnswer(session: Session, buf: Buffer, start: number, end: number): void {
+    if (end - start < FRAME.callHeaderBytes) throw new Error("an ANSWER frame cut short");
+    const id = frameSeq(buf, start);
+    const call = session.calls.get(id);
+    if (call === undefined) return;
+    session.calls.delete(id);
+    session.callBytes -= call.frame.length;
+    clearTimeout(call.timer);
+    const ok = (frameFlags(buf, start) & 1) !== 0;
+    let value: unknown;
+    let failed: Error | undefined;
+    try {
+      value = end - start === FRAME.callHeaderBytes ? undefined : this.decode(buf, start + FRAME.callHeaderBytes, end);
+      if (!ok) failed = this.memberFailed(session, value);
+    } catch (err) {
+      failed = withChannel(err as Error, this.options.channel);
+    }
+    this.wakeCallers(session);
+    if (failed !== undefined) call.reject(failed);
+    else call.resolve(value);
+  }
+
+  private memberFailed(session: Session, decoded: unknown): OpenChannelError {
+    let e = decoded;
+    if (typeof e === "string" || e instanceof Uint8Array) {
+      const textBody = Buffer.from(e).toString("utf8");
+      try {
+        e = JSON.parse(textBody);
+      } catch {
+        e = { message: textBody };
+      }
+    }
+    const fields = (typeof e === "object" && e !== null ? e : { message: text(e) }) as { name?: string; message?: unknown; code?: string };
+    return openChannelError("ERR_OPEN_CHANNEL_MEMBER_FAILED", {
+      channel: this.options.channel,
+      pid: session.pid,
+      remoteMessage: fields.message === undefined ? "(no message)" : text(fields.message),
+      remoteCode: typeof fields.code === "string" ? fields.code : undefined,
+      remoteName: typeof fields.name === "string" ? fields.name : undefined,
+    });
+  }
+
+  private wakeCallers(session: Session): void {
+    if (session.callWaiters.length === 0) return;
+    const waiters = session.callWaiters;
+    session.callWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** The members this host knows now (joined, not left), in the order they joined. */
+  members(): Member[] {
+    const out: Member[] = [];
+    for (const s of this.sessions.values()) if (s.joined) out.push(s.view);
+    return out;
+  }
+
+  /** The member of session `id`, if joined here. */
+  member(id: string): Member | undefined {
+    const s = this.sessions.get(id);
+    return s?.joined ? s.view : undefined;
+  }
+
+  /**
+   * A call to `member`: a message (`request` false, resolves once its handler ran) or a request
+   * (resolves with its reply). Waits while the member's window (maxUnacked, maxUnackedBytes) is full.
+   */
+  call(member: Member | string, body: unknown, request: boolean, timeoutMs?: number): Promise<unknown> {
+    const { channel, codec } = this.options;
+    if (this.options.isHost?.() === false) return Promise.reject(openChannelError("ERR_OPEN_CHANNEL_NOT_HOST", { channel }));
+    const id = typeof member === "string" ? member : member instanceof MemberView ? member.sessionRecord.id : undefined;
+    if (id === undefined)
+      return Promise.reject(argError("ERR_INVALID_ARG_TYPE", "member", "a Member (from host.members() or onJoin) or a session id", member));
+    const session = this.sessions.get(id);
+    if (session === undefined || !session.joined) {
+      return Promise.reject(
+        openChannelError("ERR_OPEN_CHANNEL_MEMBER_LEFT", {
+          channel,
+          pid: session?.pid ?? (member instanceof MemberView ? member.pid : 0),
+          session: id,
+          reason: "lost",
+        }),
+      );
+    }
+    if (!session.takesCalls) return Promise.reject(openChannelError("ERR_OPEN_CHANNEL_MEMBER_UNSUPPORTED", { channel, pid: session.pid }));
+    if (session.calls.size >= this.options.maxUnacked || session.callBytes >= this.options.maxUnackedBytes) {
+      return new Promise<void>((resolve) => session.callWaiters.push(resolve)).then(() => this.call(id, body, request, timeoutMs));
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = codec.encode(body);
+    } catch (err) {
+      return Promise.reject(encodeError(err, channel, request ? "a request to a member" : "a message to a member", codec));
+    }
+    const callId = ++this.lastCallId;
+    const frame = encodeCall(FRAME.call, callId, request ? FRAME.callRequest : 0, bytes);
+    if (frame.length - 4 > this.options.maxFrameBytes) return Promise.reject(this.tooLarge(frame.length - 4, "a message"));
+    return new Promise((resolve, reject) => {
+      const call: HostCall = { frame, resolve, reject, timer: undefined };
+      const ms = timeoutMs ?? (request ? (this.options.requestTimeoutMs ?? 30_000) : 0);
+      if (ms > 0) {
+        call.timer = setTimeout(() => {
+          if (session.calls.get(callId) !== call) return;
+          session.calls.delete(callId);
+          session.callBytes -= frame.length;
+          this.wakeCallers(session);
+          reject(openChannelError("ETIMEDOUT", { channel, waiting: "member", ms, pid: session.pid }));
+        }, ms);
+      }
+      session.calls.set(callId, call);
+      session.callBytes += frame.length;
+      this.toMember(session, frame);
+    });
   }
 
   private subscribe(session: Session, topic: string): void {
@@ -462,12 +821,19 @@ export class MessageHost {
     let outcome: unknown;
     try {
       switch (type) {
-        case FRAME.msg:
-          outcome = this.handlers.onMessage?.(
-            this.decode(buf, start + FRAME.seqHeaderBytes, end),
-            new Context(this, session, seq, redelivered),
-          );
+        case FRAME.msg: {
+          const body = this.decode(buf, start + FRAME.seqHeaderBytes, end);
+          const from = new Context(this, session, seq, redelivered);
+          const events = this.handlers.events;
+          const name = events === undefined ? undefined : eventName(body);
+          const handler =
+            name === undefined || !Object.hasOwn(events as object, name)
+              ? undefined
+              : (events as Record<string, (b: unknown, f: MessageContext) => unknown>)[name];
+          if (handler !== undefined) outcome = handler((body as { body: unknown }).body, from);
+          else outcome = this.handlers.onMessage?.(body, from);
           break;
+        }
         case FRAME.req:
           // Acknowledged once started: a slow request never holds back what comes after it. Its
           // reply (RES) settles it on the member, which keeps it for the next host until then.
@@ -594,7 +960,7 @@ export class MessageHost {
     else this.result(session, seq, FRAME.fail, false, body);
   }
 
-  private tooLarge(bytes: number, what: "a push" | "a reply"): OpenChannelError {
+  private tooLarge(bytes: number, what: "a push" | "a reply" | "a message"): OpenChannelError {
     return openChannelError("ERR_OPEN_CHANNEL_FRAME_TOO_LARGE", {
       channel: this.options.channel,
       what,

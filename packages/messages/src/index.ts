@@ -17,13 +17,79 @@
  * @packageDocumentation
  */
 import { argError, openChannel, type ProcessChannel, type Transport } from "@open-channel/core";
+import type { Sendable } from "./codec";
 import { type Codec, structuredCodec } from "./codec";
-import { type MessageHandlers, MessageHost } from "./host";
+import { type Member, type MessageHandlers, MessageHost } from "./host";
 import { Messenger } from "./messenger";
 
 export { bufferCodec, type Codec, jsonCodec, type Sendable, structuredCodec, v8Codec } from "./codec";
-export type { MessageContext, MessageHandlers } from "./host";
-export { type EventMeta, Messenger, type MessengerEvents, type MessengerLimits } from "./messenger";
+export { type EventMap, type HostCalls, type HostEvents, hostEvents, type MemberEvents, typedEvents } from "./events";
+export { LEAVE_GRACE_MS, type Member, type MessageContext, type MessageHandlers } from "./host";
+export {
+  type EventMeta,
+  type HostCallContext,
+  type MemberHandlers,
+  Messenger,
+  type MessengerEvents,
+  type MessengerLimits,
+} from "./messenger";
+
+/**
+ * The host's side of a message channel, in the process that hosts it (`messageChannel.host`):
+ * its members, and calls to them. A call dies with the host that made it (its promise rejects
+ * with `ERR_OPEN_CHANNEL_NOT_HOST` when this process stops hosting).
+ *
+ * @example
+ * const host = jobs.host;
+ * if (host) {
+ *   console.log(host.members().map((m) => m.pid));
+ *   await host.broadcast({ reload: true });
+ * }
+ */
+export interface MessageHostSide {
+  /**
+   * The members joined to this host, in the order they joined.
+   *
+   * @example
+   * for (const m of jobs.host?.members() ?? []) console.log(m.pid, m.since, m.state);
+   */
+  members(): Member[];
+  /**
+   * The member of session `session` (hex, as `from.session`), if it is joined here.
+   *
+   * @example
+   * onMessage(body, from) { const member = jobs.host?.member(from.session); }
+   */
+  member(session: string): Member | undefined;
+  /**
+   * Sends `body` to `member`'s `onMessage` (`messenger.handle()`): resolves once it ran (its
+   * promise resolved); rejects with `ERR_OPEN_CHANNEL_MEMBER_FAILED` when it threw,
+   * `ERR_OPEN_CHANNEL_MEMBER_LEFT` when the member left first. Waits while the member's window
+   * (`maxUnacked`, `maxUnackedBytes`) is full. A member that reconnects to this host gets what it
+   * had not answered again (`call.redelivered`).
+   *
+   * @example
+   * await jobs.host?.sendTo(member, { stop: true });
+   */
+  sendTo<T>(member: Member | string, body: T & Sendable<T>): Promise<void>;
+  /**
+   * Asks `member`'s `onRequest` (`messenger.handle()`) and resolves with its reply; as `sendTo`, and
+   * `ETIMEDOUT` after `timeout` ms (default: the channel's `requestTimeout`).
+   *
+   * @example
+   * const load = await jobs.host?.requestTo(member, "load?", { timeout: 1000 });
+   */
+  requestTo<Reply = unknown, T = unknown>(member: Member | string, body: T & Sendable<T>, options?: { timeout?: number }): Promise<Reply>;
+  /**
+   * `sendTo` every member: resolves with the members that handled it (a member that left, failed
+   * or runs a version without calls is left out).
+   *
+   * @example
+   * const reached = await jobs.host?.broadcast({ config: 2 });
+   * console.log(`${reached?.length} members reloaded`);
+   */
+  broadcast<T>(body: T & Sendable<T>): Promise<Member[]>;
+}
 
 /**
  * Options of {@link openMessageChannel}. Every process of a channel must use the same codec and
@@ -88,6 +154,7 @@ export class MessageChannel {
    */
   readonly channel: ProcessChannel;
   private readonly codec: Codec;
+  private readonly hostSide: MessageHostSide;
   private readonly limits: { maxFrameBytes: number; maxUnacked: number; maxUnackedBytes: number; requestTimeoutMs: number };
 
   /** Use {@link openMessageChannel}; the same arguments. */
@@ -104,7 +171,7 @@ export class MessageChannel {
   ) {
     if (typeof handlers !== "object" || handlers === null)
       throw argError("ERR_INVALID_ARG_TYPE", "handlers", "an object ({ onMessage, onRequest })", handlers);
-    for (const key of ["onMessage", "onRequest"] as const) {
+    for (const key of ["onMessage", "onRequest", "onJoin", "onLeave"] as const) {
       if (handlers[key] !== undefined && typeof handlers[key] !== "function") {
         throw argError("ERR_INVALID_ARG_TYPE", `handlers.${key}`, "of type function", handlers[key]);
       }
@@ -125,10 +192,45 @@ export class MessageChannel {
       maxUnacked: this.limits.maxUnacked,
       maxUnackedBytes: this.limits.maxUnackedBytes,
       channel: name,
+      transport: typeof options.transport?.name === "string" ? options.transport.name : "unknown",
+      isHost: () => this.channel.isHost,
+      requestTimeoutMs: this.limits.requestTimeoutMs,
     });
     // openChannel checks the name and the transport: a name the handshake cannot carry (a number,
     // over 1024 bytes) threw later, uncaught, from a connect event or a timer.
     this.channel = openChannel(name, host.listener, { transport: options.transport });
+    this.channel.on("hosting", (isHost: boolean) => {
+      if (!isHost) host.stepDown();
+    });
+    this.hostSide = {
+      members: () => host.members(),
+      member: (session) => host.member(session),
+      sendTo: (member, body) => host.call(member, body, false) as Promise<void>,
+      requestTo: <Reply>(member: Member | string, body: unknown, options?: { timeout?: number }) => {
+        const timeout = options?.timeout;
+        if (timeout !== undefined && (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout < 0))
+          return Promise.reject(argError("ERR_OUT_OF_RANGE", "options.timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout));
+        return host.call(member, body, true, timeout) as Promise<Reply>;
+      },
+      broadcast: async (body) => {
+        const members = host.members();
+        const outcomes = await Promise.allSettled(members.map((m) => host.call(m, body, false)));
+        return members.filter((_, i) => outcomes[i].status === "fulfilled");
+      },
+    };
+  }
+
+  /**
+   * The host's side ({@link MessageHostSide}: members, calls to them) while this process hosts the
+   * channel; `undefined` otherwise.
+   *
+   * @example
+   * jobs.channel.on("hosting", (isHost) => {
+   *   if (isHost) console.log("hosting, members:", jobs.host?.members().length);
+   * });
+   */
+  get host(): MessageHostSide | undefined {
+    return this.channel.isHost ? this.hostSide : undefined;
   }
 
   /**

@@ -16,8 +16,11 @@ import {
 } from "@open-channel/core";
 import { type Codec, encodeError, rangeDecoder, type Sendable, slabEncoder } from "./codec";
 import {
+  BYE,
   decodeEventHead,
+  encodeCall,
   encodeHello,
+  encodeHold,
   encodeRead,
   FRAME,
   FrameReader,
@@ -32,6 +35,7 @@ import {
   welcomeFeatures,
   writeSequencedHead,
 } from "./frame";
+import { eventName } from "./host";
 import { Outbox, type OutboxEntry } from "./outbox";
 import { Slab } from "./slab";
 import { text } from "./text";
@@ -178,6 +182,35 @@ function errorFromText(body: string): unknown {
  * @example
  * messenger.on("message", (body) => console.log("pushed:", body));
  */
+/**
+ * What a member's handler of a host's call gets with the body.
+ *
+ * @example
+ * messenger.handle({ onRequest(body, call) { return call.redelivered ? cached(body) : work(body); } });
+ */
+export interface HostCallContext {
+  /** The call's id on this host. */
+  readonly id: number;
+  /** The host sent it before, on a connection that closed before this member's answer reached it. */
+  readonly redelivered: boolean;
+}
+
+/**
+ * A member's handlers of the host's calls (`host.sendTo`, `host.broadcast`, `host.requestTo`).
+ *
+ * @example
+ * messenger.handle({
+ *   onMessage(body) { console.log("from the host:", body); },
+ *   async onRequest(body) { return { load: os.loadavg()[0] }; },
+ * });
+ */
+export interface MemberHandlers {
+  /** `host.sendTo(member, body)` or `host.broadcast(body)`: the host's promise resolves once this ran (its promise resolved). */
+  onMessage?(body: unknown, call: HostCallContext): void | Promise<void>;
+  /** `host.requestTo(member, body)`: the value returned (or resolved) is the reply; a throw rejects the host's call. */
+  onRequest?(body: unknown, call: HostCallContext): unknown;
+}
+
 export interface MessengerEvents {
   /** The host pushed `body` to this member (a handler's `from.send(body)`). */
   message: [body: unknown];
@@ -249,6 +282,15 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   private readBytes = 0;
   private readTimer: NodeJS.Timeout | undefined;
   private drainWaiters: Array<() => void> = [];
+  /** The host takes BYE, HOLD and ANSWER frames (its WELCOME said so, on this connection). */
+  private hostTakesHost = false;
+  /** When this messenger first connected (ms since the epoch); 0 before. */
+  private since = 0;
+  /** Connections so far: an answer goes only on the connection its call came on. */
+  private connections = 0;
+  private heldValues = new Map<string, { key: Buffer; bytes: Uint8Array; value: unknown }>();
+  private handlers: MemberHandlers = {};
+  private readonly eventHandlers = new Map<string, Set<(body: unknown) => void>>();
 
   /** Made by `MessageChannel.connect()`; connects `channel` at once. */
   constructor(
@@ -384,6 +426,96 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   }
 
   /**
+   * Sets this member's handlers of the host's calls (`host.sendTo`, `host.broadcast`,
+   * `host.requestTo`), replacing those set before. A call with no handler for it: a message is
+   * dropped (the host's call resolves), a request fails with `ERR_OPEN_CHANNEL_NO_HANDLER`.
+   *
+   * @example
+   * messenger.handle({ async onRequest(body) { return { pid: process.pid, jobs: queue.length }; } });
+   */
+  handle(handlers: MemberHandlers): this {
+    if (typeof handlers !== "object" || handlers === null)
+      throw argError("ERR_INVALID_ARG_TYPE", "handlers", "an object ({ onMessage, onRequest })", handlers);
+    for (const key of ["onMessage", "onRequest"] as const) {
+      if (handlers[key] !== undefined && typeof handlers[key] !== "function") {
+        throw argError("ERR_INVALID_ARG_TYPE", `handlers.${key}`, "of type function", handlers[key]);
+      }
+    }
+    this.handlers = handlers;
+    return this;
+  }
+
+  /**
+   * Holds `key` = `value` for this member: the host sees it in `member.state`, and every host after
+   * it does too (it travels in this messenger's hello, before anything sent again), so state that a
+   * member holds survives the host. Replaces an earlier value of `key`. The value goes through the
+   * codec; keep it small (every hello carries all of it).
+   *
+   * @example
+   * const ticket = await messenger.request({ op: "ticket", lock: "db" });
+   * messenger.hold("waiting:db", ticket);
+   */
+  hold<T>(key: string, value: T & Sendable<T>): void {
+    if (typeof key !== "string") throw argError("ERR_INVALID_ARG_TYPE", "key", "of type string", key);
+    const keyBytes = topicBytes(key);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.codec.encode(value);
+    } catch (err) {
+      throw encodeError(err, this.channel.name, "a held value", this.codec);
+    }
+    this.heldValues.set(key, { key: keyBytes, bytes, value });
+    this.sendHold(keyBytes, bytes);
+  }
+
+  /**
+   * Stops holding `key` (see {@link Messenger.hold}); `false` if it was not held.
+   *
+   * @example
+   * messenger.release("held:db");
+   */
+  release(key: string): boolean {
+    const entry = this.heldValues.get(key);
+    if (entry === undefined) return false;
+    this.heldValues.delete(key);
+    this.sendHold(entry.key, undefined);
+    return true;
+  }
+
+  /**
+   * What this member holds (see {@link Messenger.hold}).
+   *
+   * @example
+   * for (const [key, value] of messenger.held) console.log(key, value);
+   */
+  get held(): ReadonlyMap<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const [key, entry] of this.heldValues) out.set(key, entry.value);
+    return out;
+  }
+
+  /** A HOLD to the host now, after what was sent before it; a host that does not take it gets it in the next hello. */
+  private sendHold(key: Buffer, bytes: Uint8Array | undefined): void {
+    if (!this.live || !this.hostTakesHost || this.closed !== undefined) return;
+    if (this.flushDue) this.flush();
+    this.socket.write(encodeHold(key, bytes));
+  }
+
+  /** @internal Handlers of named events the host sends (see typedEvents). */
+  onEvent(name: string, handler: (body: unknown) => void): () => void {
+    let set = this.eventHandlers.get(name);
+    if (set === undefined) {
+      set = new Set();
+      this.eventHandlers.set(name, set);
+    }
+    set.add(handler);
+    return () => {
+      const current = this.eventHandlers.get(name);
+      if (current?.delete(handler) && current.size === 0) this.eventHandlers.delete(name);
+    };
+  }
+
+  /**
    * Waits until the host has acknowledged everything sent (or the channel gave up), then closes the
    * channel. Calls after it reject with `ERR_OPEN_CHANNEL_CLOSED`. If this process hosts, its host
    * goes on serving the other members (until the process exits); `{ handover: true }` also stops
@@ -399,6 +531,16 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     const handover = parseCloseOptions(options);
     if (this.closed === undefined && this.outbox.size > 0) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+    if (this.closed === undefined && this.live && this.hostTakesHost) {
+      // Goodbye: the host's onLeave fires now ("closed"), not after the grace of a lost member.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        this.socket.write(BYE, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
     this.socket.destroy();
     // After our socket: the channel is closed unless it was connected again for a new messenger.
@@ -599,7 +741,14 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.resultsRead = 0;
     this.readSent = 0;
     this.readBytes = 0;
-    this.socket.write(encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys()));
+    this.hostTakesHost = false;
+    if (this.since === 0) this.since = Date.now();
+    this.connections++;
+    const held: [Buffer, Uint8Array][] = [];
+    for (const entry of this.heldValues.values()) held.push([entry.key, entry.bytes]);
+    this.socket.write(
+      encodeHello(this.sessionBytes, process.pid, this.acked, this.subscriptions.keys(), this.since, this.connections > 1, held),
+    );
     this.live = true;
     // Everything not acknowledged goes (again) to this host, in order, after the hello.
     this.outbox.unsendAll();
@@ -715,7 +864,13 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   private onFrame(buf: Buffer, start: number, end: number): void {
     const type = frameType(buf, start);
     if (type === FRAME.welcome) {
-      this.hostTakesRead = (welcomeFeatures(buf, start, end) & FRAME.features.read) !== 0;
+      const features = welcomeFeatures(buf, start, end);
+      this.hostTakesRead = (features & FRAME.features.read) !== 0;
+      this.hostTakesHost = (features & FRAME.features.host) !== 0;
+      return;
+    }
+    if (type === FRAME.call) {
+      this.onCall(buf, start, end);
       return;
     }
     if (type !== FRAME.push && type !== FRAME.event) {
@@ -747,6 +902,61 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     // this read is handled (the frames after it, acknowledgements too, are not lost with it).
     if (handlers === undefined) this.emit("message", body);
     else for (const handler of handlers) handler(body, meta as EventMeta);
+  }
+
+  /** A CALL from the host: its handler runs, and its outcome goes back on the connection it came on. */
+  private onCall(buf: Buffer, start: number, end: number): void {
+    if (end - start < FRAME.callHeaderBytes) throw new Error("a CALL frame cut short");
+    const id = frameSeq(buf, start);
+    const flags = frameFlags(buf, start);
+    const request = (flags & FRAME.callRequest) !== 0;
+    const call: HostCallContext = { id, redelivered: (flags & FRAME.callRedelivered) !== 0 };
+    const connection = this.connections;
+    const answer = (ok: boolean, value: unknown): void => {
+      if (!this.live || this.connections !== connection || this.closed !== undefined) return;
+      let bytes: Uint8Array;
+      try {
+        bytes = ok && !request ? NO_BODY : this.codec.encode(value);
+      } catch (err) {
+        ok = false;
+        bytes = this.errorBytes(encodeError(err, this.channel.name, "the reply", this.codec));
+      }
+      this.socket.write(encodeCall(FRAME.answer, id, ok ? 1 : 0, bytes));
+    };
+    const fail = (err: unknown): void => answer(false, this.errorFields(err));
+    let outcome: unknown;
+    try {
+      const body = this.decode(buf, start + FRAME.callHeaderBytes, end);
+      if (request) {
+        if (this.handlers.onRequest === undefined) throw openChannelError("ERR_OPEN_CHANNEL_NO_HANDLER", { member: true });
+        outcome = this.handlers.onRequest(body, call);
+      } else {
+        const name = eventName(body);
+        const events = name === undefined ? undefined : this.eventHandlers.get(name);
+        if (events !== undefined) for (const handler of events) handler((body as { body: unknown }).body);
+        else outcome = this.handlers.onMessage?.(body, call);
+      }
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (outcome instanceof Promise) outcome.then((value) => answer(true, value), fail);
+    else answer(true, outcome);
+  }
+
+  /** `{ name, message, code }` of what a handler threw. */
+  private errorFields(err: unknown): unknown {
+    const e = err instanceof Error ? err : new Error(text(err));
+    const code = (e as { code?: unknown }).code;
+    return { name: e.name, message: e.message, code: typeof code === "string" ? code : undefined };
+  }
+
+  private errorBytes(err: Error): Uint8Array {
+    try {
+      return this.codec.encode(this.errorFields(err));
+    } catch {
+      return this.codec.encode(JSON.stringify(this.errorFields(err)));
+    }
   }
 
   private onAck(seq: number): void {

@@ -119,19 +119,55 @@ describe("FrameReader", () => {
 describe("the wire format's readers read what its writers wrote", () => {
   const f = require("../dist/frame.js") as typeof import("../src/frame");
 
-  test("a HELLO: session, pid, base, topics and features; a member's from before the features byte has none", () => {
+  test("a HELLO: session, pid, base, topics, features, since and what the member holds; a member's from before the features byte has none", () => {
     const session = Buffer.from("00112233445566778899aabbccddeeff", "hex");
-    const hello = f.encodeHello(session, 4242, 2 ** 40 + 7, ["jobs", "ünïcode", ""]);
+    const held: [Buffer, Uint8Array][] = [
+      [Buffer.from("held:db"), Buffer.from([1, 2, 3])],
+      [Buffer.from("ünï"), Buffer.alloc(0)],
+    ];
+    const hello = f.encodeHello(session, 4242, 2 ** 40 + 7, ["jobs", "ünïcode", ""], 1_790_000_000_123, true, held);
     expect(f.frameType(hello, 0)).toBe(f.FRAME.hello);
     expect(f.decodeHello(hello)).toEqual({
       session: session.toString("hex"),
       pid: 4242,
       base: 2 ** 40 + 7,
       topics: ["jobs", "ünïcode", ""],
-      features: f.FRAME.features.resAcks | f.FRAME.features.read,
+      features: f.FRAME.features.resAcks | f.FRAME.features.read | f.FRAME.features.host,
+      since: 1_790_000_000_123,
+      rejoining: true,
+      held: new Map([
+        ["held:db", Buffer.from([1, 2, 3])],
+        ["ünï", Buffer.alloc(0)],
+      ]),
     });
-    expect(f.decodeHello(hello.subarray(0, hello.length - 1)).features).toBe(0);
+    const plain = f.encodeHello(session, 1, 0, []);
+    expect(f.decodeHello(plain)).toMatchObject({ since: 0, rejoining: false, held: new Map() });
+    // Before the host feature, a hello ended with its features byte; before that, with its topics.
+    const featuresAt = plain.length - 12;
+    const beforeHost = Buffer.from(plain.subarray(0, featuresAt + 1));
+    beforeHost[featuresAt] = f.FRAME.features.resAcks | f.FRAME.features.read;
+    expect(f.decodeHello(beforeHost)).toMatchObject({
+      features: f.FRAME.features.resAcks | f.FRAME.features.read,
+      since: 0,
+      held: new Map(),
+    });
+    expect(f.decodeHello(plain.subarray(0, featuresAt)).features).toBe(0);
     expect(() => f.decodeHello(hello.subarray(0, 30))).toThrow(/out of range/);
+    // A held value that runs past the frame is refused (the host closes the connection).
+    expect(() => f.decodeHello(hello.subarray(0, hello.length - 1))).toThrow(/past the hello/);
+  });
+
+  test("HOLD, CALL and ANSWER frames", () => {
+    const hold = f.encodeHold(Buffer.from("held:db"), Buffer.from("v"));
+    expect(f.frameType(hold, 0)).toBe(f.FRAME.hold);
+    expect(f.decodeHold(hold, 0, hold.length)).toEqual({ key: "held:db", value: Buffer.from("v") });
+    const release = f.encodeHold(Buffer.from("held:db"), undefined);
+    expect(f.decodeHold(release, 0, release.length)).toEqual({ key: "held:db", value: undefined });
+    expect(() => f.decodeHold(release, 0, release.length - 1)).toThrow(/cut short/);
+    const call = f.encodeCall(f.FRAME.call, 2 ** 40 + 1, f.FRAME.callRequest, Buffer.from("body"));
+    expect([f.frameType(call, 0), f.frameSeq(call, 0), f.frameFlags(call, 0)]).toEqual([f.FRAME.call, 2 ** 40 + 1, f.FRAME.callRequest]);
+    expect(call.toString("utf8", f.FRAME.callHeaderBytes)).toBe("body");
+    expect(f.frameType(f.BYE, 0)).toBe(f.FRAME.bye);
   });
 
   test("a sequenced frame's type, seq and flags, where it lies in a larger buffer; redelivered set in place", () => {
@@ -163,7 +199,7 @@ describe("the wire format's readers read what its writers wrote", () => {
     const ack = Buffer.alloc(f.FRAME.ackBytes);
     f.writeAck(ack, 0, 77);
     expect([f.frameType(ack, 0), f.frameSeq(ack, 0)]).toEqual([f.FRAME.ack, 77]);
-    expect(f.welcomeFeatures(f.WELCOME, 0, f.WELCOME.length)).toBe(f.FRAME.features.read);
+    expect(f.welcomeFeatures(f.WELCOME, 0, f.WELCOME.length)).toBe(f.FRAME.features.read | f.FRAME.features.host);
     expect(f.welcomeFeatures(f.WELCOME, 0, f.FRAME.headerBytes)).toBe(0);
     const event = f.encodeEvent("news", 31337, Buffer.from("body"));
     const head = f.decodeEventHead(event, 0, event.length);

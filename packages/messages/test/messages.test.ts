@@ -556,19 +556,22 @@ test("a member from before the features byte (a rolling restart) gets its ACK fr
       return frames;
     };
     const current = encodeHello(Buffer.alloc(16, 3), 3, 0, []);
+    // The features byte, followed by the host feature's flags, since and held count.
+    const featuresAt = current.length - 12;
     // Before the features byte, a hello ended with its topics (another session: another member).
-    const old = Buffer.from(encodeHello(Buffer.alloc(16, 4), 4, 0, []).subarray(0, current.length - 1));
+    const old = Buffer.from(encodeHello(Buffer.alloc(16, 4), 4, 0, []).subarray(0, featuresAt));
     old.writeUInt32BE(old.length - 4, 0);
     expect(await answer(old)).toEqual([
       [FRAME.res, FRAME.ok],
       [FRAME.ack, 1],
     ]);
     // With the features byte, before READ (another member again).
-    const before = encodeHello(Buffer.alloc(16, 5), 5, 0, []);
-    before[before.length - 1] = FRAME.features.resAcks;
+    const before = Buffer.from(encodeHello(Buffer.alloc(16, 5), 5, 0, []).subarray(0, featuresAt + 1));
+    before.writeUInt32BE(before.length - 4, 0);
+    before[featuresAt] = FRAME.features.resAcks;
     expect(await answer(before)).toEqual([[FRAME.res, FRAME.ok | FRAME.acks]]);
     expect(await answer(current)).toEqual([
-      [FRAME.welcome, FRAME.features.read],
+      [FRAME.welcome, FRAME.features.read | FRAME.features.host],
       [FRAME.res, FRAME.ok | FRAME.acks],
     ]);
   });
