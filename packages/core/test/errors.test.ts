@@ -126,6 +126,7 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
     },
     { channel: "jobs", waiting: "status", ms: 2345, transport: "tcp" },
     { channel: "jobs", waiting: "reply", ms: 3456, seq: 77 },
+    { channel: "jobs", waiting: "member", ms: 4567, pid: 4242 },
   ],
   ERR_OPEN_CHANNEL_NO_TRANSPORT: [{ channel: "jobs" }, { channel: "jobs", transport: "pigeon", known: ["unix", "tcp"] }],
   ERR_OPEN_CHANNEL_TRANSPORT_MISSING: [{ channel: "jobs", transport: "pipe", pkg: "@open-channel/transport-pipe", cause: new Error("x") }],
@@ -153,7 +154,7 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
       remoteName: "OpenChannelError",
     },
   ],
-  ERR_OPEN_CHANNEL_NO_HANDLER: [{}],
+  ERR_OPEN_CHANNEL_NO_HANDLER: [{}, { member: true }],
   ERR_OPEN_CHANNEL_BAD_BODY: [{}, { detail: "Unable to deserialize cloned data" }],
   ERR_OPEN_CHANNEL_UNSERIALIZABLE: [{ channel: "jobs", what: "a message", codec: "structured", detail: "() => 1 could not be cloned" }],
   ERR_OPEN_CHANNEL_HUGE_ARRAY: [{ bytes: 40, length: 4294967295, limit: 1048576, minLimit: 1048576 }],
@@ -161,6 +162,16 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
     { channel: "jobs", seq: 42, request: true },
     { channel: "jobs", seq: 43, request: false },
   ],
+  ERR_OPEN_CHANNEL_MEMBER_LEFT: [
+    { channel: "jobs", pid: 4242, session: "00ff", reason: "closed" },
+    { channel: "jobs", pid: 4243, session: "01ff", reason: "lost" },
+  ],
+  ERR_OPEN_CHANNEL_MEMBER_FAILED: [
+    { channel: "jobs", pid: 4242, remoteMessage: "no such job", remoteCode: "ENOJOB", remoteName: "JobError" },
+    { channel: "jobs", pid: 4242, remoteMessage: "the member has no onRequest handler", remoteCode: "ERR_OPEN_CHANNEL_NO_HANDLER" },
+  ],
+  ERR_OPEN_CHANNEL_MEMBER_UNSUPPORTED: [{ channel: "jobs", pid: 4242 }],
+  ERR_OPEN_CHANNEL_NOT_HOST: [{ channel: "jobs" }],
   ERR_OPEN_CHANNEL_BAD_FRAME: [{ channel: "jobs", reason: "frame claims 5000 bytes", cause: new Error("x") }],
   ERR_OPEN_CHANNEL_HASHED_NAME: [{}],
 };

@@ -176,13 +176,6 @@ function errorFromText(body: string): unknown {
 }
 
 /**
- * The events of a {@link Messenger} and their arguments: `messenger.on(event, listener)` is typed
- * by it.
- *
- * @example
- * messenger.on("message", (body) => console.log("pushed:", body));
- */
-/**
  * What a member's handler of a host's call gets with the body.
  *
  * @example
@@ -211,6 +204,13 @@ export interface MemberHandlers {
   onRequest?(body: unknown, call: HostCallContext): unknown;
 }
 
+/**
+ * The events of a {@link Messenger} and their arguments: `messenger.on(event, listener)` is typed
+ * by it.
+ *
+ * @example
+ * messenger.on("message", (body) => console.log("pushed:", body));
+ */
 export interface MessengerEvents {
   /** The host pushed `body` to this member (a handler's `from.send(body)`). */
   message: [body: unknown];
