@@ -21,5 +21,8 @@ export const {
   v8Codec,
   jsonCodec,
   bufferCodec,
+  typedEvents,
+  hostEvents,
+  LEAVE_GRACE_MS,
 } = umbrella;
 export default umbrella.openChannel;

@@ -284,6 +284,10 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   private drainWaiters: Array<() => void> = [];
   /** The host takes BYE, HOLD and ANSWER frames (its WELCOME said so, on this connection). */
   private hostTakesHost = false;
+  /** The host's WELCOME came on this connection. */
+  private welcomed = false;
+  /** Keys held or released on this connection before its WELCOME: sent once it comes. */
+  private readonly holdsBeforeWelcome = new Set<string>();
   /** When this messenger first connected (ms since the epoch); 0 before. */
   private since = 0;
   /** Connections so far: an answer goes only on the connection its call came on. */
@@ -494,9 +498,17 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     return out;
   }
 
-  /** A HOLD to the host now, after what was sent before it; a host that does not take it gets it in the next hello. */
+  /**
+   * A HOLD to the host now, after what was sent before it. Before the host's WELCOME on this
+   * connection it waits for it (a host that does not take HOLD frames gets it in the next hello).
+   */
   private sendHold(key: Buffer, bytes: Uint8Array | undefined): void {
-    if (!this.live || !this.hostTakesHost || this.closed !== undefined) return;
+    if (!this.live || this.closed !== undefined) return;
+    if (!this.welcomed) {
+      this.holdsBeforeWelcome.add(key.toString("utf8"));
+      return;
+    }
+    if (!this.hostTakesHost) return;
     if (this.flushDue) this.flush();
     this.socket.write(encodeHold(key, bytes));
   }
@@ -742,6 +754,9 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.readSent = 0;
     this.readBytes = 0;
     this.hostTakesHost = false;
+    this.welcomed = false;
+    // The hello carries every held value as it is now.
+    this.holdsBeforeWelcome.clear();
     if (this.since === 0) this.since = Date.now();
     this.connections++;
     const held: [Buffer, Uint8Array][] = [];
@@ -867,6 +882,14 @@ export class Messenger extends EventEmitter<MessengerEvents> {
       const features = welcomeFeatures(buf, start, end);
       this.hostTakesRead = (features & FRAME.features.read) !== 0;
       this.hostTakesHost = (features & FRAME.features.host) !== 0;
+      this.welcomed = true;
+      if (this.hostTakesHost) {
+        for (const key of this.holdsBeforeWelcome) {
+          const entry = this.heldValues.get(key);
+          this.socket.write(encodeHold(entry?.key ?? topicBytes(key), entry?.bytes));
+        }
+      }
+      this.holdsBeforeWelcome.clear();
       return;
     }
     if (type === FRAME.call) {
