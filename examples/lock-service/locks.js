@@ -125,7 +125,10 @@ function openLocks(name, options = {}) {
             // A wait the member no longer stands behind (it sent it before, and has moved on since).
             if (held.get(WAITING + body.lock) !== body.ticket) return { stale: true };
             let entry = l.queue.find((w) => w.session === from.session && w.ticket === body.ticket);
-            if (entry === undefined) insert(l.queue, (entry = { session: from.session, ticket: body.ticket, resolve: undefined }));
+            if (entry === undefined) {
+              entry = { session: from.session, ticket: body.ticket, resolve: undefined };
+              insert(l.queue, entry);
+            }
             return new Promise((resolve) => {
               entry.resolve = resolve;
               grant(body.lock);
