@@ -52,6 +52,29 @@ test("examples/cluster/app.js: the workers elect a host; after it is SIGKILLed, 
   expect(out).not.toMatch(/error/i);
 });
 
+test("examples/lock-service/demo.js: workers take turns at a lock while the host is SIGKILLed twice; never two holders, tickets in order", async () => {
+  const { code, out } = await run("examples/lock-service/demo.js");
+  expect(code).toBe(0);
+  expect(out.match(/== SIGKILL the host/g)?.length).toBe(2);
+  expect(out).toMatch(/== done: \d+ turns of the living workers, never two holders, tickets in order across 2 host kills ==/);
+});
+
+test("examples/counter.js: a counter goes on above its last value after each SIGKILL of its host", async () => {
+  const { code, out } = await run("examples/counter.js");
+  expect(code).toBe(0);
+  expect(out.match(/== SIGKILL the host/g)?.length).toBe(2);
+  expect(out).toMatch(/== done: \d+ values, up to \d+; no value given twice to the living; never restarted ==/);
+  // After each kill, the next values continue above the one reached.
+  for (const m of out.matchAll(/at value (\d+) ==\n {3}next values: ([\d, ]+)/g)) {
+    const next = m[2]
+      .split(",")
+      .filter((v) => v.trim() !== "")
+      .map(Number);
+    expect(next.length).toBeGreaterThan(0);
+    expect(Math.min(...next)).toBeGreaterThan(Number(m[1]) - 3);
+  }
+});
+
 test("examples/job-queue.js: three workers share one queue through the message layer; every job is done exactly once", async () => {
   const { code, out } = await run("examples/job-queue.js");
   expect(code).toBe(0);
