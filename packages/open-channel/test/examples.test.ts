@@ -59,6 +59,19 @@ test("examples/lock-service/demo.js: workers take turns at a lock while the host
   expect(out).toMatch(/== done: \d+ turns of the living workers, never two holders, tickets in order across 2 host kills ==/);
 });
 
+test("examples/roll-call.js: the host sees each join, asks each member, broadcasts, sends named events and sees each leave", async () => {
+  const { code, out } = await run("examples/roll-call.js");
+  expect(code).toBe(0);
+  expect(out.match(/^host: pid \d+ joined over \w+ \([123] of 3\)$/gm)?.length).toBe(3);
+  expect(out.match(/^host: "hello" from pid \d+: worker \d+ is here$/gm)?.length).toBe(3);
+  expect(out.match(/^worker \d+: welcome, [123] member\(s\) here$/gm)?.length).toBe(3);
+  expect(out).toMatch(/^host: roll call: pid \d+ up \d+ ms, pid \d+ up \d+ ms, pid \d+ up \d+ ms$/m);
+  expect(out.match(/^worker \d+: the host says \{"note":"the roll was called"\}$/gm)?.length).toBe(3);
+  expect(out).toContain("host: broadcast reached 3 members");
+  expect(out.match(/^host: pid \d+ left \(closed\)$/gm)?.length).toBe(2);
+  expect(out).toContain("== done: every member joined, answered the roll, and left ==");
+});
+
 test("examples/counter.js: a counter goes on above its last value after each SIGKILL of its host", async () => {
   const { code, out } = await run("examples/counter.js");
   expect(code).toBe(0);
