@@ -116,7 +116,7 @@ describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
     return { reports, waitFor, killed, spawn, host, granted, kill, finish };
   }
 
-  test(`the host SIGKILLed ${KILLS} times while ${MEMBERS} members take and release locks: never two holders, no waiter lost, order kept`, async () => {
+  test("the host SIGKILLed 10 times while 5 members take and release locks: never two holders, no waiter lost, order kept", async () => {
     const { reports, waitFor, spawn, host, granted, kill, finish } = harness();
     await waitFor(() => (granted(0) >= 10 ? true : undefined), "the first grants");
     const recoveries: number[] = [];
