@@ -76,7 +76,13 @@ export interface HostEvents<Events extends EventMap> {
   emitTo<E extends keyof Events & string>(member: Member | string, event: E, body: Events[E] & Sendable<Events[E]>): Promise<void>;
 }
 
-/** What {@link hostEvents} needs: a message channel's host side. */
+/**
+ * What {@link hostEvents} needs: a message channel's host side (`messageChannel.host`).
+ *
+ * @example
+ * const calls: HostCalls | undefined = jobs.host;
+ * if (calls) await hostEvents<{ reload: undefined }>(calls).emit("reload", undefined);
+ */
 export interface HostCalls {
   /** See MessageHostSide.broadcast. */
   broadcast(body: unknown): Promise<Member[]>;

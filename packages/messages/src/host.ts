@@ -1,4 +1,5 @@
 import type * as net from "node:net";
+import { inspect } from "node:util";
 import { argError, debug, isOpenChannelError, type OpenChannelError, openChannelError, withChannel } from "@open-channel/core";
 import { type Codec, encodeError, rangeDecoder, type Sendable, slabEncoder } from "./codec";
 import {
@@ -201,9 +202,25 @@ class MemberView implements Member {
   get sessionRecord(): Session {
     return this.record;
   }
+  /** What `JSON.stringify` and `console.log` show: the fields, not the host's record. */
+  toJSON(): Omit<Member, "state"> & { state: Record<string, unknown> } {
+    const { pid, session, since, transport, rejoined, connected } = this;
+    return { pid, session, since, transport, rejoined, connected, state: Object.fromEntries(this.record.held) };
+  }
+  [inspect.custom](): unknown {
+    return { ...this.toJSON(), state: this.record.held };
+  }
 }
 
-/** How long a member whose connection closed without a BYE may take to come back before it is lost. */
+/**
+ * How long (ms) a member whose connection closed without a BYE may take to come back before the
+ * host's `onLeave` fires with `"lost"`.
+ *
+ * @example
+ * onLeave(member, reason) {
+ *   if (reason === "lost") console.log(`pid ${member.pid}: no news for ${LEAVE_GRACE_MS} ms`);
+ * }
+ */
 export const LEAVE_GRACE_MS = 2000;
 
 /** Bytes a subscriber may have waiting in the host before publishes to it wait for it to read. */
