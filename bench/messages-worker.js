@@ -2,7 +2,7 @@
 /**
  * One process of the message layer's scenarios (bench/messages.js), driven by run.js over IPC as
  * bench/worker.js is: the host of the bench's message channels, a sender (send, request, publish),
- * a subscriber, or a member of the failover scenario. Every command is answered with a message
+ * a subscriber, a member taking the host's calls, or a member of the failover scenario. Every command is answered with a message
  * carrying the same `id`; times are performance.timeOrigin + now(), shared by the processes of
  * one machine.
  *
@@ -10,6 +10,11 @@
  * channel must use the same codec, and one host process serves both. The host and join commands
  * may name a transport ("tcp", or "redis-tls": bench/redis-tls.js); without one, the umbrella
  * picks the platform's.
+ *
+ * The host's calls (host-calls, join-calls): channels of their own (`<name>-<codec>`, one per
+ * scenario), hosted by a pair's host process, which then closes its own messenger: its members
+ * are then the member processes only (a hosting process's messenger is a member too, and would
+ * get each broadcast). Members count their handler's runs.
  */
 const fs = require("node:fs");
 const path = require("node:path");
@@ -121,10 +126,11 @@ async function sendAll({ codec, count, size, window }) {
   const messenger = messengerOf(codec);
   const body = bodyOf(codec, size);
   const cpu = process.cpuUsage();
+  const writes = writeCalls();
   const times = await windowed(messenger, count, window, () => messenger.send(body));
   const used = process.cpuUsage(cpu);
   // This process's CPU time per message: what the sender costs, whatever the machine's pace.
-  return { ...times, cpuUs: (used.user + used.system) / count };
+  return { ...times, cpuUs: (used.user + used.system) / count, writes: writes === undefined ? undefined : writeCalls() - writes };
 }
 
 async function publishAll({ codec, topic, count, size, window }) {
@@ -159,6 +165,159 @@ async function subscribeAll({ codecs, topic }) {
     // host has the subscription.
     await messenger.request(codec === "buffer" ? Buffer.alloc(1) : 0);
   }
+}
+
+// ---- the host's calls: sendTo, requestTo, broadcast ------------------------------------------
+
+/** channel name -> { channel, handled }: the calls channels of this process (hosted, or joined). */
+const calls = new Map();
+
+/** This process's write system calls so far (Linux: /proc/self/io), else undefined. */
+function writeCalls() {
+  try {
+    return Number(/^syscw: (\d+)$/m.exec(fs.readFileSync("/proc/self/io", "utf8"))[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's CPU time (µs) and write system calls so far: a round's cost is their difference. */
+function usage() {
+  const cpu = process.cpuUsage();
+  return { cpuUs: cpu.user + cpu.system, writes: writeCalls() };
+}
+
+function openCalls(name, codec, handlers) {
+  const channelName = `${name}-${codec}`;
+  const channel = openMessageChannel(channelName, handlers, { codec: CODECS[codec] });
+  const messenger = channel.connect(20000);
+  return new Promise((resolve, reject) => {
+    messenger.once("connect", () => resolve({ channel, messenger, channelName }));
+    messenger.once("error", reject);
+  });
+}
+
+/**
+ * Hosts the calls channel `name` (this process must be the first to connect), then closes its own
+ * messenger once the host has welcomed it (a request's reply comes after the WELCOME: a messenger
+ * closed before it sends no BYE, and stays a member for the leave grace, 2 s).
+ */
+async function hostCalls({ name, codec }) {
+  const { channel, messenger, channelName } = await openCalls(name, codec, { onRequest: (body) => body });
+  if (channel.channel.hostPid !== process.pid)
+    throw new Error(`${channelName} is hosted by pid ${channel.channel.hostPid}, not by the host process`);
+  await messenger.request(codec === "buffer" ? Buffer.alloc(1) : 0);
+  await messenger.close();
+  if (channel.host === undefined) throw new Error(`${channelName}: no longer hosted once its messenger closed`);
+  calls.set(channelName, { channel, handled: 0 });
+}
+
+/** Joins the calls channel `name` as a member whose handlers count the host's messages and echo its requests. */
+async function joinCalls({ name, codec }) {
+  const { channel, messenger, channelName } = await openCalls(name, codec, {});
+  if (channel.channel.hostPid === process.pid) throw new Error(`${channelName}: this member hosts (is the host process gone?)`);
+  const state = { channel, handled: 0 };
+  messenger.handle({
+    onMessage() {
+      state.handled++;
+    },
+    onRequest: (body) => body,
+  });
+  calls.set(channelName, state);
+}
+
+/** The host side of the calls channel `name` in this process. */
+function hostSideOf(name, codec) {
+  const host = calls.get(`${name}-${codec}`)?.channel.host;
+  if (host === undefined) throw new Error(`${name}-${codec}: not hosted by this process`);
+  return host;
+}
+
+/**
+ * `count` calls of `call()` (a promise) with up to `window` of them outstanding: when `window`
+ * are, the oldest is awaited. The host's calls to one member are answered in order, and a
+ * broadcast resolves once its last member answered, so they settle in order: the oldest is the
+ * first to settle. `done(value)` for each fulfilled call. Resolves once every call settled.
+ */
+async function pipelined(count, window, call, done) {
+  const ring = new Array(window);
+  let outstanding = 0;
+  let failed = 0;
+  let firstError;
+  const fulfilled = (value) => {
+    outstanding--;
+    done?.(value);
+  };
+  const rejected = (err) => {
+    outstanding--;
+    failed++;
+    firstError ??= err.code || err.message;
+  };
+  const before = usage();
+  const startAt = now();
+  for (let i = 0; i < count; i++) {
+    const slot = i % window;
+    if (outstanding >= window) await ring[slot];
+    outstanding++;
+    ring[slot] = call().then(fulfilled, rejected);
+  }
+  await Promise.all(ring);
+  const endAt = now();
+  const after = usage();
+  if (outstanding !== 0) throw new Error(`${outstanding} calls outstanding after the last one settled (out of order)`);
+  if (failed > 0) throw new Error(`${failed} of ${count} failed (${firstError})`);
+  return {
+    startAt,
+    endAt,
+    cpuUs: after.cpuUs - before.cpuUs,
+    writes: after.writes === undefined ? undefined : after.writes - before.writes,
+  };
+}
+
+/** host.sendTo(the only member, body) `count` times, up to `window` outstanding. */
+async function sendToAll({ name, codec, count, size, window }) {
+  const host = hostSideOf(name, codec);
+  const members = host.members();
+  if (members.length !== 1) throw new Error(`${name}-${codec}: ${members.length} members, not 1`);
+  const [member] = members;
+  const body = bodyOf(codec, size);
+  return pipelined(count, window, () => host.sendTo(member, body));
+}
+
+/** host.broadcast(body) `count` times, up to `window` outstanding; the deliveries are counted from what each resolves with. */
+async function broadcastAll({ name, codec, count, size, window, members }) {
+  const host = hostSideOf(name, codec);
+  const joined = host.members().length;
+  if (joined !== members) throw new Error(`${name}-${codec}: ${joined} members, not ${members}`);
+  const body = bodyOf(codec, size);
+  let deliveries = 0;
+  let short = 0;
+  const times = await pipelined(
+    count,
+    window,
+    () => host.broadcast(body),
+    (reached) => {
+      deliveries += reached.length;
+      if (reached.length !== members) short++;
+    },
+  );
+  if (short > 0) throw new Error(`${short} of ${count} broadcasts reached fewer than ${members} members`);
+  return { ...times, deliveries };
+}
+
+/** host.requestTo(the only member, body) one at a time; each round trip in µs. */
+async function requestToTimes({ name, codec, count, size }) {
+  const host = hostSideOf(name, codec);
+  const [member] = host.members();
+  if (member === undefined) throw new Error(`${name}-${codec}: no member`);
+  const body = bodyOf(codec, size);
+  const samples = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const t0 = process.hrtime.bigint();
+    await host.requestTo(member, body);
+    samples[i] = Number(process.hrtime.bigint() - t0) / 1000;
+  }
+  return [...samples];
 }
 
 // ---- the failover scenario -------------------------------------------------------------------
@@ -251,6 +410,31 @@ process.on("message", async (msg) => {
         Object.assign(state, { received: 0, expected: msg.count });
         return reply(id, { ok: true });
       }
+      case "host-calls":
+        await hostCalls(msg);
+        return reply(id, { ok: true });
+      case "join-calls":
+        await joinCalls(msg);
+        return reply(id, { ok: true });
+      case "members":
+        return reply(id, {
+          pids: hostSideOf(msg.name, msg.codec)
+            .members()
+            .map((m) => m.pid),
+        });
+      case "sendto":
+        return reply(id, await sendToAll(msg));
+      case "broadcast":
+        return reply(id, await broadcastAll(msg));
+      case "requestto-times":
+        return reply(id, { samples: await requestToTimes(msg) });
+      case "handled": {
+        const state = calls.get(`${msg.name}-${msg.codec}`);
+        if (state === undefined) throw new Error(`not in ${msg.name}-${msg.codec}`);
+        return reply(id, { handled: state.handled, ...usage() });
+      }
+      case "usage":
+        return reply(id, usage());
       case "member":
         joinAsMember(msg);
         return reply(id, { ok: true });

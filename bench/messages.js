@@ -21,6 +21,21 @@
  *                         over the same addresses.
  *   messages-publish-4    one publisher, 4 subscriber processes (not pinned): deliveries/s, from
  *                         the first publish to the last subscriber's last event.
+ *   messages-sendto       the host's calls (`messageChannel.host`, bench/messages-worker.js's calls
+ *                         channels: the host process, its own messenger closed, and member processes
+ *                         whose `messenger.handle()` counts and echoes): host.sendTo(member, 64 B) to
+ *                         one member (pinned to the sender's core), up to `window` calls outstanding
+ *                         (each member's window: the channel's maxUnacked). msgs/s, and the ratio to
+ *                         the pair's send() (member to host, the same host process), rounds taking turns.
+ *   messages-requestto-rtt
+ *                         host.requestTo(that member, 64 B) one at a time: median and p99 in µs, and
+ *                         the ratio to the pair's request() (member to host), blocks taking turns.
+ *   messages-broadcast-4, messages-broadcast-16
+ *                         host.broadcast(64 B) to 4 (16) member processes (not pinned), up to `window`
+ *                         broadcasts outstanding: deliveries/s (each member's handler run, counted
+ *                         from what broadcast() resolves with, checked against the members' counts),
+ *                         and the ratio to publish() from the pair's sender to the same processes
+ *                         (each subscribed on the pair's channel), rounds taking turns.
  *   messages-failover     4 members send { n } continuously while the host is SIGKILLed again and
  *                         again (a replacement member joins after each kill); every host appends
  *                         what its onMessage saw to a file, synchronously. Counts, not times: sent,
@@ -40,8 +55,17 @@ const SCENARIOS = [
   "messages-send-64B-redis-tls",
   "messages-request-rtt-redis-tls",
   "messages-publish-4",
+  "messages-sendto",
+  "messages-requestto-rtt",
+  "messages-broadcast-4",
+  "messages-broadcast-16",
   "messages-failover",
 ];
+/** The host's calls to one member; broadcasts, by their scenario: the number of member processes. */
+const CALL_SCENARIOS = ["messages-sendto", "messages-requestto-rtt"];
+const BROADCASTS = { "messages-broadcast-4": 4, "messages-broadcast-16": 16 };
+/** Scenarios of the pairs over the platform's transport (besides its send and request). */
+const UNIX_SCENARIOS = ["messages-publish-4", ...CALL_SCENARIOS, ...Object.keys(BROADCASTS)];
 const CODECS = ["buffer", "structured", "v8"];
 /** The default window: how many sends a messenger keeps unacknowledged before send() waits. */
 const WINDOW = MESSAGE_DEFAULTS.maxUnacked;
@@ -83,7 +107,7 @@ async function runMessagePairs(bench, dir, scenarios) {
   const wanted = (transport) =>
     scenarios.includes(TRANSPORTS[transport].send) ||
     scenarios.includes(TRANSPORTS[transport].request) ||
-    (transport === "unix" && scenarios.includes("messages-publish-4"));
+    (transport === "unix" && scenarios.some((sc) => UNIX_SCENARIOS.includes(sc)));
   /** The pairs: one per codec and transport, `key` "structured" or "structured-tcp". */
   const variants = Object.keys(TRANSPORTS)
     .filter(wanted)
@@ -96,7 +120,8 @@ async function runMessagePairs(bench, dir, scenarios) {
           const name = `msgs-${v.transport}-${process.pid}`;
           // unix: the transport the umbrella picks for the platform, as the subscribers get it.
           const transport = v.transport === "unix" ? undefined : v.transport;
-          await s.call(await s.spawn(0), { cmd: "host", name, codecs: [v.codec], transport });
+          v.host = await s.spawn(0);
+          await s.call(v.host, { cmd: "host", name, codecs: [v.codec], transport });
           v.sender = await s.spawn(1);
           await s.call(v.sender, { cmd: "join", name, codecs: [v.codec], transport });
         }),
@@ -128,6 +153,11 @@ async function runMessagePairs(bench, dir, scenarios) {
         `msgs-unix-${process.pid}`,
       ),
     );
+    const unix = variants.filter((v) => v.transport === "unix");
+    const callScenarios = pairScenarios.filter((sc) => CALL_SCENARIOS.includes(sc));
+    await guarded(bench, callScenarios, () => callsScenario(bench, s, unix, callScenarios, `msgs-unix-${process.pid}`));
+    const broadcasts = pairScenarios.filter((sc) => BROADCASTS[sc] !== undefined);
+    if (broadcasts.length > 0) await broadcastScenario(bench, s, unix, broadcasts, `msgs-unix-${process.pid}`);
   } finally {
     s.killAll();
     for (const raw of raws) raw.s.killAll();
@@ -265,27 +295,40 @@ async function publishScenario(bench, s, senders, name) {
   }
 }
 
-async function publishRounds(bench, s, publisher, subscribers, codec) {
-  const { CFG, row, median, round } = bench;
-  const once = async (count) => {
-    await Promise.all(subscribers.map((pid) => s.call(pid, { cmd: "expect", codec, count })));
-    const from = s.events.length;
-    const done = Promise.all(
-      subscribers.map((pid) =>
-        s.event((e) => e.type === "done" && e.from === pid && e.codec === codec, CFG.callTimeoutMs, "every subscriber's last event", from),
-      ),
-    );
-    done.catch(() => undefined); // awaited below; a failed publish must not leave it unhandled
-    const pub = await s.call(publisher, { cmd: "publish", codec, topic: TOPIC, count, size: SIZE, window: WINDOW });
-    const last = Math.max(...(await done).map((e) => e.at));
-    return {
-      deliveriesPerS: (subscribers.length * count) / ((last - pub.startAt) / 1000),
-      publishesPerS: count / ((pub.endAt - pub.startAt) / 1000),
-    };
+/**
+ * `count` publishes of 64 bytes to `subscribers` (subscribed to TOPIC with `codec`): deliveries/s
+ * from the first publish to the last subscriber's last event, and publishes acknowledged per second.
+ */
+async function publishOnce(bench, s, publisher, subscribers, codec, count) {
+  const { CFG } = bench;
+  await Promise.all(subscribers.map((pid) => s.call(pid, { cmd: "expect", codec, count })));
+  const from = s.events.length;
+  const done = Promise.all(
+    subscribers.map((pid) =>
+      s.event((e) => e.type === "done" && e.from === pid && e.codec === codec, CFG.callTimeoutMs, "every subscriber's last event", from),
+    ),
+  );
+  done.catch(() => undefined); // awaited below; a failed publish must not leave it unhandled
+  const pub = await s.call(publisher, { cmd: "publish", codec, topic: TOPIC, count, size: SIZE, window: WINDOW });
+  const last = Math.max(...(await done).map((e) => e.at));
+  return {
+    deliveriesPerS: (subscribers.length * count) / ((last - pub.startAt) / 1000),
+    publishesPerS: count / ((pub.endAt - pub.startAt) / 1000),
   };
+}
+
+/** publishOnce's warm-up, then a count of publishes that lasts about CFG.targetS. */
+async function publishCount(bench, once, subscribers) {
+  const { CFG } = bench;
   await once(2000);
   if (!CFG.quick) await once(10000);
-  const count = clamp(((await once(10000)).deliveriesPerS * CFG.targetS) / subscribers.length, 2000, 500_000);
+  return clamp(((await once(10000)).deliveriesPerS * CFG.targetS) / subscribers, 2000, 500_000);
+}
+
+async function publishRounds(bench, s, publisher, subscribers, codec) {
+  const { CFG, row, median, round } = bench;
+  const once = (count) => publishOnce(bench, s, publisher, subscribers, codec, count);
+  const count = await publishCount(bench, once, subscribers.length);
   const results = [];
   const steals = [];
   let redone = 0;
@@ -305,6 +348,320 @@ async function publishRounds(bench, s, publisher, subscribers, codec) {
     rounds: results.map((r) => round(r.deliveriesPerS, 0)),
     ...stealFigures(steals, redone),
   });
+}
+
+/**
+ * A warm-up of CFG.warmS, then a count that lasts about CFG.targetS. `rate(count)`: per second;
+ * `first`: the warm-up's first count, then a tenth of a second's worth (within `first` and `max`).
+ */
+async function calibrate(bench, rate, first, min, max) {
+  const { CFG } = bench;
+  const until = Date.now() + CFG.warmS * 1000;
+  let last = await rate(first);
+  do last = await rate(clamp(last * 0.1, first, max));
+  while (Date.now() < until);
+  return clamp(last * CFG.targetS, min, max);
+}
+
+/** Until the host side of calls channel `name` (in `host`) has `n` members. */
+async function joined(bench, s, host, name, codec, n) {
+  const { CFG, sleep } = bench;
+  const deadline = Date.now() + CFG.callTimeoutMs;
+  for (;;) {
+    const { pids } = await s.call(host, { cmd: "members", name, codec });
+    if (pids.length === n) return pids;
+    if (Date.now() > deadline) throw new Error(`${name}-${codec}: ${pids.length} members, not ${n}, after ${CFG.callTimeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** Per process: CPU time (µs) and write system calls since `before` (usage answers), summed. */
+const spent = (before, after) =>
+  after.reduce(
+    (sum, a, i) => ({
+      cpuUs: sum.cpuUs + a.cpuUs - before[i].cpuUs,
+      writes: sum.writes === undefined || a.writes === undefined ? undefined : sum.writes + a.writes - before[i].writes,
+    }),
+    { cpuUs: 0, writes: 0 },
+  );
+const usageOf = (s, pids) => Promise.all(pids.map((pid) => s.call(pid, { cmd: "usage" })));
+/** A figure per call (µs, or write system calls), median of the rounds; undefined when not measured. */
+const perCall = (bench, values, digits) => {
+  const seen = values.filter((x) => typeof x === "number" && Number.isFinite(x));
+  return seen.length === 0 ? undefined : bench.round(bench.median(seen), digits);
+};
+
+/**
+ * sendTo and requestTo: per codec, its pair's host process hosts a calls channel of its own,
+ * which one member process joins, pinned to the sender's core (cpu 1): the host's calls cross
+ * the same two cores as the sender's sends and requests, which they are paired with.
+ */
+async function callsScenario(bench, s, variants, scenarios, pairName) {
+  const name = `${pairName}-sendto`;
+  const callees = [];
+  try {
+    await Promise.all(
+      variants.map(async (v) => {
+        await s.call(v.host, { cmd: "host-calls", name, codec: v.codec });
+        v.callee = await s.spawn(1);
+        callees.push(v.callee);
+        await s.call(v.callee, { cmd: "join-calls", name, codec: v.codec });
+        await joined(bench, s, v.host, name, v.codec, 1);
+      }),
+    );
+    if (scenarios.includes("messages-sendto")) await guarded(bench, ["messages-sendto"], () => sendToRounds(bench, s, variants, name));
+    if (scenarios.includes("messages-requestto-rtt"))
+      await guarded(bench, ["messages-requestto-rtt"], () => requestToBlocks(bench, s, variants, name));
+  } finally {
+    for (const pid of callees) s.kill(pid);
+  }
+}
+
+/** sendTo rounds and send rounds taking turns (in alternating order), per codec. */
+async function sendToRounds(bench, s, variants, name) {
+  const { CFG, row, median, round } = bench;
+  const message = { size: SIZE, window: WINDOW };
+  /** kind -> (v, count) -> { startAt, endAt, cpuUs, writes, member? }: the host's sendTo, the pair's send. */
+  const kinds = {
+    sendto: async (v, count) => {
+      const before = await usageOf(s, [v.callee]);
+      const r = await s.call(v.host, { ...message, cmd: "sendto", name, codec: v.codec, count });
+      return { ...r, member: spent(before, await usageOf(s, [v.callee])) };
+    },
+    send: async (v, count) => {
+      const r = await s.call(v.sender, { ...message, cmd: "send", codec: v.codec, count });
+      return { ...r, cpuUs: r.cpuUs * count };
+    },
+  };
+  const perS = (r, count) => count / ((r.endAt - r.startAt) / 1000);
+  const state = new Map();
+  for (const v of variants) {
+    const counts = {};
+    for (const [kind, run] of Object.entries(kinds)) {
+      counts[kind] = await calibrate(bench, async (count) => perS(await run(v, count), count), 2000, 5000, 2_000_000);
+    }
+    state.set(v, { counts, sendto: [], send: [], steals: [], redone: 0 });
+  }
+  for (let r = 0; r < CFG.pairRounds; r++) {
+    for (const v of variants) {
+      const st = state.get(v);
+      const order = r % 2 === 0 ? ["sendto", "send"] : ["send", "sendto"];
+      for (const kind of order) {
+        const count = st.counts[kind];
+        const kept = await undisturbed(() => kinds[kind](v, count));
+        st[kind].push({ ...kept.value, perS: perS(kept.value, count), count });
+        st.steals.push(kept.steal);
+        st.redone += kept.redone;
+      }
+    }
+  }
+  for (const v of variants) {
+    const st = state.get(v);
+    const each = (list, f) => list.map((x) => f(x) / x.count);
+    row("messages-sendto", MESSAGES, {
+      codec: v.codec,
+      transport: v.transport,
+      msgs_per_s: median(st.sendto.map((x) => x.perS)),
+      // The pair's send() (member to host, the same host process), in the same rounds.
+      send_msgs_per_s: median(st.send.map((x) => x.perS)),
+      vs_send: round(median(st.sendto.map((x, i) => x.perS / st.send[i].perS)), 3),
+      window: WINDOW,
+      messages: st.counts.sendto,
+      rounds: st.sendto.map((x) => round(x.perS, 0)),
+      send_rounds: st.send.map((x) => round(x.perS, 0)),
+      // Per call (median of the rounds): CPU time (µs) and write system calls (Linux) of the host
+      // and of the member; per send, of the sender.
+      host_cpu_us: perCall(
+        bench,
+        each(st.sendto, (x) => x.cpuUs),
+        3,
+      ),
+      member_cpu_us: perCall(
+        bench,
+        each(st.sendto, (x) => x.member.cpuUs),
+        3,
+      ),
+      host_writes_per_call: perCall(
+        bench,
+        each(st.sendto, (x) => x.writes),
+        4,
+      ),
+      member_writes_per_call: perCall(
+        bench,
+        each(st.sendto, (x) => x.member.writes),
+        4,
+      ),
+      sender_cpu_us: perCall(
+        bench,
+        each(st.send, (x) => x.cpuUs),
+        3,
+      ),
+      sender_writes_per_send: perCall(
+        bench,
+        each(st.send, (x) => x.writes),
+        4,
+      ),
+      ...stealFigures(st.steals, st.redone),
+    });
+  }
+}
+
+/** requestTo (host to member) and request (member to host) one at a time, in blocks taking turns (a rotating order). */
+async function requestToBlocks(bench, s, variants, name) {
+  const { CFG, row, median, pct, round } = bench;
+  const measure = new Map();
+  for (const v of variants) {
+    measure.set(`requestto-${v.codec}`, (count) => s.call(v.host, { cmd: "requestto-times", name, codec: v.codec, count, size: SIZE }));
+    measure.set(`request-${v.codec}`, (count) => s.call(v.sender, { cmd: "request-times", codec: v.codec, count, size: SIZE }));
+  }
+  const keys = [...measure.keys()];
+  for (const k of keys) await measure.get(k)(CFG.rttCount);
+  const samples = new Map(keys.map((k) => [k, []]));
+  for (let r = 0; r < CFG.rttBlocks; r++) {
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[(r + i) % keys.length];
+      samples.get(k).push((await measure.get(k)(CFG.rttBlock)).samples);
+    }
+  }
+  const medians = (k) => samples.get(k).map((x) => median(x));
+  for (const v of variants) {
+    const mine = medians(`requestto-${v.codec}`);
+    const theirs = medians(`request-${v.codec}`);
+    row("messages-requestto-rtt", MESSAGES, {
+      codec: v.codec,
+      transport: v.transport,
+      median_us: median(mine),
+      p99_us: pct(samples.get(`requestto-${v.codec}`).flat(), 0.99),
+      // Block by block, to the pair's request() (member to host) of the same codec.
+      vs_request: round(median(mine.map((m, i) => m / theirs[i])), 3),
+      request_median_us: median(theirs),
+      request_p99_us: pct(samples.get(`request-${v.codec}`).flat(), 0.99),
+      round_trips: CFG.rttBlock * CFG.rttBlocks,
+      blocks: CFG.rttBlocks,
+      block_medians: mine.map((x) => round(x, 1)),
+    });
+  }
+}
+
+/**
+ * Broadcast: per codec, its pair's host process hosts a calls channel of its own; member
+ * processes (not pinned) join it and, as subscribers of TOPIC, the pair's channel too: 4 of them,
+ * then 12 more for 16. Broadcast rounds (the host) and publish rounds (the pair's sender, to the
+ * same processes) take turns. At the end, what the members' handlers counted must be what the
+ * host counted from broadcast()'s results.
+ */
+async function broadcastScenario(bench, s, variants, scenarios, pairName) {
+  const { failed } = bench;
+  const name = `${pairName}-bcast`;
+  const sizes = scenarios.map((sc) => BROADCASTS[sc]).sort((a, b) => a - b);
+  for (const v of variants) {
+    const members = [];
+    /** Deliveries the host counted (warm-ups too), to check against the members' own counts. */
+    const counted = { deliveries: 0 };
+    try {
+      await s.call(v.host, { cmd: "host-calls", name, codec: v.codec });
+    } catch (err) {
+      for (const n of sizes) failed(`messages-broadcast-${n}`, MESSAGES, err);
+      continue;
+    }
+    try {
+      for (const n of sizes) {
+        const scenario = `messages-broadcast-${n}`;
+        try {
+          await Promise.all(
+            Array.from({ length: n - members.length }, async () => {
+              const pid = await s.spawn();
+              members.push(pid);
+              await s.call(pid, { cmd: "join", name: pairName, codecs: [v.codec] });
+              await s.call(pid, { cmd: "subscribe", codecs: [v.codec], topic: TOPIC });
+              await s.call(pid, { cmd: "join-calls", name, codec: v.codec });
+            }),
+          );
+          await joined(bench, s, v.host, name, v.codec, n);
+          const figures = await broadcastRounds(bench, s, v, members, name, counted);
+          const handled = (await Promise.all(members.map((pid) => s.call(pid, { cmd: "handled", name, codec: v.codec })))).reduce(
+            (sum, x) => sum + x.handled,
+            0,
+          );
+          if (handled !== counted.deliveries)
+            throw new Error(`the members' handlers ran ${handled} times, broadcast() counted ${counted.deliveries} deliveries`);
+          bench.row(scenario, MESSAGES, figures);
+        } catch (err) {
+          bench.row(scenario, MESSAGES, { codec: v.codec, error: String(err.message || err) });
+        }
+      }
+    } finally {
+      for (const pid of members) s.kill(pid);
+    }
+  }
+}
+
+async function broadcastRounds(bench, s, v, members, name, counted) {
+  const { CFG, median, round } = bench;
+  const n = members.length;
+  const broadcast = async (count) => {
+    const before = await usageOf(s, members);
+    const r = await s.call(v.host, { cmd: "broadcast", name, codec: v.codec, count, size: SIZE, window: WINDOW, members: n });
+    counted.deliveries += r.deliveries;
+    return { ...r, member: spent(before, await usageOf(s, members)), perS: r.deliveries / ((r.endAt - r.startAt) / 1000) };
+  };
+  const publish = (count) => publishOnce(bench, s, v.sender, members, v.codec, count);
+  // Counts in broadcasts (n deliveries each): a round of about CFG.targetS.
+  const count = await calibrate(bench, async (c) => (await broadcast(c)).perS / n, 100, 200, 200_000);
+  const publishes = await publishCount(bench, publish, n);
+  const rounds = { broadcast: [], publish: [] };
+  const steals = [];
+  let redone = 0;
+  for (let r = 0; r < CFG.pairRounds; r++) {
+    const order = r % 2 === 0 ? ["broadcast", "publish"] : ["publish", "broadcast"];
+    for (const kind of order) {
+      const kept = await undisturbed(() => (kind === "broadcast" ? broadcast(count) : publish(publishes)));
+      rounds[kind].push(kept.value);
+      steals.push(kept.steal);
+      redone += kept.redone;
+    }
+  }
+  const rates = rounds.broadcast.map((x) => x.perS);
+  const publishRates = rounds.publish.map((x) => x.deliveriesPerS);
+  const each = (f) => rounds.broadcast.map((x) => f(x) / x.deliveries);
+  return {
+    codec: v.codec,
+    transport: v.transport,
+    deliveries_per_s: median(rates),
+    broadcasts_per_s: median(rates) / n,
+    // publish() from the pair's sender to the same processes, in the same rounds.
+    publish_deliveries_per_s: median(publishRates),
+    vs_publish: round(median(rates.map((x, i) => x / publishRates[i])), 3),
+    members: n,
+    window: WINDOW,
+    broadcasts: count,
+    publishes,
+    rounds: rates.map((x) => round(x, 0)),
+    publish_rounds: publishRates.map((x) => round(x, 0)),
+    // Per delivery (median of the rounds): CPU time (µs) and write system calls (Linux) of the
+    // host, and of all members together.
+    host_cpu_us: perCall(
+      bench,
+      each((x) => x.cpuUs),
+      3,
+    ),
+    member_cpu_us: perCall(
+      bench,
+      each((x) => x.member.cpuUs),
+      3,
+    ),
+    host_writes_per_call: perCall(
+      bench,
+      each((x) => x.writes),
+      4,
+    ),
+    member_writes_per_call: perCall(
+      bench,
+      each((x) => x.member.writes),
+      4,
+    ),
+    ...stealFigures(steals, redone),
+  };
 }
 
 /**

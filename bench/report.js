@@ -3,7 +3,8 @@
  * Writes a bench result as latest.json (machine facts and one row per scenario and system),
  * latest.md (a table) and latest.svg (one group of bars per scenario, raw net over a Unix socket,
  * over TCP loopback and raw TLS marked as the limits), each with a section of its own for the
- * message layer (one bar per codec, the issue's targets).
+ * message layer (one bar per codec, the issue's targets; the host's calls each beside what they
+ * are compared with).
  */
 const fs = require("node:fs");
 const path = require("node:path");
@@ -123,12 +124,78 @@ const MESSAGE_FIGURES = [
     target: { value: 5e5, text: ">= 500 k deliveries/s" },
   },
 ];
+/**
+ * The host's calls (`messageChannel.host`): one value per codec, each with a figure of the same
+ * rounds to read it against (`versus`: its field; `ratio`: the paired ratio's), shown in a row of
+ * its own (`versusTitle`).
+ */
+const CALL_FIGURES = [
+  {
+    scenario: "messages-sendto",
+    key: "msgs_per_s",
+    ratio: "vs_send",
+    versus: "send_msgs_per_s",
+    title: "host.sendTo(), 1 member, pipelined",
+    versusTitle: "send(), member to host, same rounds",
+    versusShort: "send",
+    versusLabel: "send(), member to host (row below)",
+    unit: "msgs/s",
+    better: "higher",
+  },
+  {
+    scenario: "messages-requestto-rtt",
+    key: "median_us",
+    ratio: "vs_request",
+    versus: "request_median_us",
+    title: "host.requestTo() round trip, median",
+    versusTitle: "request() round trip, member to host, same blocks, median",
+    versusShort: "req.",
+    versusLabel: "request(), member to host (row below)",
+    unit: "µs",
+    better: "lower",
+  },
+  {
+    scenario: "messages-requestto-rtt",
+    key: "p99_us",
+    versus: "request_p99_us",
+    title: "host.requestTo() round trip, p99",
+    versusTitle: "request() round trip, member to host, same blocks, p99",
+    unit: "µs",
+    better: "lower",
+  },
+  {
+    scenario: "messages-broadcast-4",
+    key: "deliveries_per_s",
+    ratio: "vs_publish",
+    versus: "publish_deliveries_per_s",
+    title: "host.broadcast(), 4 members",
+    versusTitle: "publish(), the same 4 processes subscribed, same rounds",
+    versusShort: "pub.",
+    versusLabel: "publish() to the same processes (row below)",
+    unit: "deliveries/s",
+    better: "higher",
+  },
+  {
+    scenario: "messages-broadcast-16",
+    key: "deliveries_per_s",
+    ratio: "vs_publish",
+    versus: "publish_deliveries_per_s",
+    title: "host.broadcast(), 16 members",
+    versusTitle: "publish(), the same 16 processes subscribed, same rounds",
+    versusShort: "pub.",
+    versusLabel: "publish() to the same processes (row below)",
+    unit: "deliveries/s",
+    better: "higher",
+  },
+];
 const CODECS = [
   { codec: "buffer", label: "bufferCodec", color: "#17becf" },
   { codec: "structured", label: "structuredCodec (default)", color: "#1f77b4" },
   { codec: "v8", label: "v8Codec", color: "#9467bd" },
 ];
 const MESSAGES = "open-channel-messages";
+/** Bar labels of the host's calls' panels (two bars per codec: narrow). */
+const SHORT_CODEC = { buffer: "buffer", structured: "struct.", v8: "v8" };
 
 /** The raw systems, each the limit of the systems whose `limit` names it; the svg's line for each. */
 const LIMITS = [
@@ -311,10 +378,15 @@ function messagesSection(result) {
       `${m.rtt_block ?? 1000} round trips each, in a rotating order). 64-byte bodies (bufferCodec: 64 raw bytes; structuredCodec ` +
       `and v8Codec: the object { kind, text } whose v8 serialization is 64 bytes). send() and publish() keep the default window of 1024 unacknowledged full; ` +
       `(xN) is the median of the round-by-round ratios to the raw echo over the same kind of connection (raw net, or raw TLS); p99 over all round trips; subscribers are not pinned.`,
-    "",
-    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw (net unix / net TCP / TLS), same rounds | target |`,
-    `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
   ];
+  // The host's calls alone (--only): their table only.
+  if (MESSAGE_FIGURES.some((f) => hasRow(rows, f.scenario))) {
+    lines.push(
+      "",
+      `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | raw (net unix / net TCP / TLS), same rounds | target |`,
+      `|---|${CODECS.map(() => "---:").join("|")}|---:|---|`,
+    );
+  }
   for (const figure of MESSAGE_FIGURES) {
     if (!rows.some((r) => r.scenario === figure.scenario && r.system === MESSAGES)) continue;
     const cells = CODECS.map(({ codec }) => {
@@ -333,6 +405,7 @@ function messagesSection(result) {
   }
   const send = sendLine(rows);
   if (send !== undefined) lines.push("", send);
+  lines.push(...callsTable(result));
   const failover = rows.find((r) => r.scenario === "messages-failover" && r.system === MESSAGES);
   if (failover !== undefined) lines.push("", ...failoverLines(failover));
   return lines;
@@ -367,6 +440,93 @@ function sendLine(rows) {
         `${redone(publishes)} publish rounds were; steal in the rounds kept: ${Math.min(...steals).toFixed(0)}-` +
         `${Math.max(...steals).toFixed(0)}% (median ${median(steals).toFixed(0)}%).`;
   return `send(): the sender's CPU time per message, µs (median of the rounds): ${cpu}.${steal}`;
+}
+
+const hasRow = (rows, scenario) => rows.some((r) => r.scenario === scenario && r.system === MESSAGES);
+
+/** The host's calls: a row per figure and one for what it is read against, then what a call costs. */
+function callsTable(result) {
+  const rows = result.rows;
+  const figures = CALL_FIGURES.filter((f) => hasRow(rows, f.scenario));
+  if (figures.length === 0) return [];
+  const m = result.machine;
+  const lines = [
+    "",
+    "### The host's calls (`messageChannel.host`)",
+    "",
+    `Per codec, the pair's host process hosts a channel of its own (its own messenger closed: its members are the member ` +
+      `processes only), whose members' \`messenger.handle()\` counts each message and echoes each request. sendTo and ` +
+      `requestTo: one member, ${m.pinned === "no" ? "not pinned" : "pinned to the sender's core"}, paired with the pair's ` +
+      `send() and request() (member to host, the same host process): rounds (blocks for the round trip) taking turns; ` +
+      `sendTo keeps up to 1024 calls outstanding (the member's window). Broadcast: 4, then 16 member processes (not pinned), ` +
+      `up to 1024 broadcasts outstanding; a delivery is a member's handler run (counted from what broadcast() resolves with, ` +
+      `checked against the members' counts); paired with publish() from the pair's sender to the same processes, subscribed ` +
+      `on the pair's channel (raw net has no equivalent of either). (xN): the median of the paired ratios.`,
+    "",
+    `| scenario | ${CODECS.map((c) => c.label).join(" | ")} | (xN): compared with |`,
+    `|---|${CODECS.map(() => "---:").join("|")}|---|`,
+  ];
+  const cells = (figure, key, ratioKey) =>
+    CODECS.map(({ codec }) => {
+      const row = messageRow(rows, figure.scenario, codec);
+      if (row === undefined) return "-";
+      if (row.error !== undefined) return "failed";
+      if (row.skipped !== undefined) return "skipped";
+      const ratio = ratioKey === undefined ? undefined : row[ratioKey];
+      return `${format(row[key], figure.unit)}${typeof ratio === "number" ? ` (x${ratio.toFixed(2)})` : ""}`;
+    }).join(" | ");
+  for (const figure of figures) {
+    const label = `${figure.unit}, ${figure.better} is better`;
+    lines.push(
+      `| ${figure.title} (${label}) | ${cells(figure, figure.key, figure.ratio)} | ${figure.ratio === undefined ? "" : figure.versusLabel} |`,
+    );
+    lines.push(`| ${figure.versusTitle} (${figure.unit}) | ${cells(figure, figure.versus)} |  |`);
+  }
+  const costs = callsCostLine(rows);
+  if (costs !== undefined) lines.push("", costs);
+  return lines;
+}
+
+/** What a call costs each end (write system calls, CPU time), and the rounds run again for steal. */
+function callsCostLine(rows) {
+  const parts = [];
+  const kept = [];
+  const scenarios = [
+    ["messages-sendto", "sendTo, per call"],
+    ["messages-broadcast-4", "broadcast to 4, per delivery"],
+    ["messages-broadcast-16", "broadcast to 16, per delivery"],
+  ];
+  const n = (x, digits) => (typeof x === "number" ? x.toFixed(digits) : "-");
+  for (const [scenario, what] of scenarios) {
+    const mine = CODECS.map(({ codec, label }) => ({
+      label: label.replace(/ \(default\)$/, ""),
+      row: messageRow(rows, scenario, codec),
+    })).filter(({ row }) => row !== undefined && row.error === undefined && row.skipped === undefined);
+    if (mine.length === 0) continue;
+    kept.push(...mine.map(({ row }) => row));
+    const each = mine
+      .map(
+        ({ label, row }) =>
+          `${label} ${n(row.host_writes_per_call, 2)} / ${n(row.member_writes_per_call, 2)} writes, ${n(row.host_cpu_us, 1)} / ${n(row.member_cpu_us, 1)} µs` +
+          (typeof row.sender_writes_per_send === "number"
+            ? ` (send(): ${n(row.sender_writes_per_send, 4)} writes, ${n(row.sender_cpu_us, 2)} µs of the sender)`
+            : ""),
+      )
+      .join("; ");
+    parts.push(`${what}: ${each}`);
+  }
+  if (parts.length === 0) return undefined;
+  const redone = kept.reduce((sum, row) => sum + (row.rounds_redone ?? 0), 0);
+  const steals = kept.flatMap((row) => row.rounds_steal_pct ?? []).filter((x) => typeof x === "number");
+  const steal =
+    steals.length === 0
+      ? ""
+      : ` ${redone} of these rounds were run again for steal over 10%; steal in the rounds kept: ${Math.min(...steals).toFixed(0)}-` +
+        `${Math.max(...steals).toFixed(0)}% (median ${median(steals).toFixed(0)}%).`;
+  return (
+    `What a call costs, median of the rounds, host / member (broadcast: all members together): write system calls ` +
+    `(/proc/self/io) and CPU time. ${parts.join(". ")}.${steal}`
+  );
 }
 
 function median(xs) {
@@ -422,7 +582,7 @@ function svg(result) {
   const rowsN = systems.length > 0 ? Math.ceil(FIGURES.length / cols) : 0;
   const width = cols * pw + 20;
   const messagesTop = top + rowsN * ph;
-  const messagesH = hasMessages ? 60 + Math.ceil((MESSAGE_FIGURES.length + 1) / cols) * ph : 0;
+  const messagesH = hasMessages ? 60 + Math.ceil((MESSAGE_FIGURES.length + 1 + callPanels(result.rows).length) / cols) * ph : 0;
   const height = messagesTop + messagesH + 20;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
@@ -543,6 +703,24 @@ function messagesSvg(out, result, { cols, pw, ph, top }) {
     rows.find((r) => r.scenario === "messages-failover" && r.system === MESSAGES),
     { x0: 10 + (i % cols) * pw, y0: panelsTop + Math.floor(i / cols) * ph },
   );
+  // The host's calls: a bar per codec, and beside it, pale, what it is compared with (same rounds).
+  callPanels(rows).forEach((figure, k) => {
+    const j = i + 1 + k;
+    const bars = CODECS.flatMap((c) => {
+      const row = messageRow(rows, figure.scenario, c.codec);
+      return [
+        { label: SHORT_CODEC[c.codec], color: c.color, row, key: figure.key },
+        { label: figure.versusShort, color: c.color, opacity: 0.35, row, key: figure.versus },
+      ];
+    });
+    const note = { ...figure, note: `pale: ${figure.versusTitle}` };
+    barPanel(out, note, bars, undefined, { x0: 10 + (j % cols) * pw, y0: panelsTop + Math.floor(j / cols) * ph, pw, ph });
+  });
+}
+
+/** The panels of the host's calls that have rows (those with a paired ratio). */
+function callPanels(rows) {
+  return CALL_FIGURES.filter((f) => f.ratio !== undefined && hasRow(rows, f.scenario));
 }
 
 function barPanel(out, figure, bars, target, { x0, y0, pw, ph }) {
@@ -552,6 +730,7 @@ function barPanel(out, figure, bars, target, { x0, y0, pw, ph }) {
   out.push(`<text x="${x0 + 4}" y="${y0 + 14}" font-weight="bold">${esc(figure.title)}</text>`);
   out.push(`<text x="${x0 + 4}" y="${y0 + 27}" fill="#666">${esc(figure.unit)}, ${figure.better} is better</text>`);
   if (figure.target) out.push(`<text x="${x0 + 4}" y="${y0 + 40}" fill="${TARGET_COLOR}">target ${esc(figure.target.text)}</text>`);
+  if (figure.note) out.push(`<text x="${x0 + 4}" y="${y0 + 40}" fill="#666" font-size="9">${esc(figure.note)}</text>`);
   const values = bars.map((b) => (b.row !== undefined && b.row.error === undefined ? b.row[b.key] : undefined));
   const max = Math.max(1e-9, target ?? 0, ...values.filter((v) => typeof v === "number"));
   const bw = Math.min(80, (pw - 30) / bars.length);
@@ -562,7 +741,7 @@ function barPanel(out, figure, bars, target, { x0, y0, pw, ph }) {
     if (typeof v === "number") {
       const h = Math.max(1, (v / max) * chartH);
       out.push(
-        `<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${b.color}"><title>${esc(b.label)}: ${esc(format(v, figure.unit))} ${esc(figure.unit)}</title></rect>`,
+        `<rect x="${bx + 3}" y="${chartBottom - h}" width="${bw - 6}" height="${h}" fill="${b.color}"${b.opacity === undefined ? "" : ` fill-opacity="${b.opacity}"`}><title>${esc(b.label)}: ${esc(format(v, figure.unit))} ${esc(figure.unit)}</title></rect>`,
       );
       out.push(
         `<text x="${bx + bw / 2}" y="${chartBottom - h - 3}" text-anchor="middle" font-size="10">${esc(format(v, figure.unit))}</text>`,

@@ -180,12 +180,14 @@ export const OPEN_CHANNEL_ERRORS = {
       `cannot use the address ${at(a.transport, a.address)}: ${a.reason}. Check the permissions of the channel's directory, or choose another transport.`,
     ["errno"],
   ),
-  /** A message, push or reply over `maxFrameBytes`. */
+  /** A message, push or reply over `maxFrameBytes`; what a member holds over half of it. */
   ERR_OPEN_CHANNEL_FRAME_TOO_LARGE: E(
     "Error",
     true,
-    (a: { channel: string; what: "a message" | "a push" | "a reply"; bytes: number; limit: number }) =>
-      `${a.what} of ${a.bytes} bytes is over the limit of ${a.limit}. Send it in parts, or raise maxFrameBytes on every process.`,
+    (a: { channel: string; what: "a message" | "a push" | "a reply" | "what a member holds"; bytes: number; limit: number }) =>
+      a.what === "what a member holds"
+        ? `what this member holds would be ${a.bytes} bytes, over the limit of ${a.limit} (half of maxFrameBytes: every hello carries it). Hold less, or raise maxFrameBytes on every process.`
+        : `${a.what} of ${a.bytes} bytes is over the limit of ${a.limit}. Send it in parts, or raise maxFrameBytes on every process.`,
   ),
   /** The host's handler threw (or the host could not run it); `remoteCode` and `remoteName` are the remote error's. */
   ERR_OPEN_CHANNEL_REMOTE: E(

@@ -144,7 +144,10 @@ const SAMPLES: { [C in OpenChannelErrorCode]: OpenChannelErrorArgs<C>[] } = {
     { channel: "jobs", secretFile: "/run/x/s.jobs", why: "it holds 3 bytes" },
   ],
   ERR_OPEN_CHANNEL_ADDRESS: [{ channel: "jobs", transport: "unix", address: "/run/x/c.jobs", reason: "listen EACCES", errno: "EACCES" }],
-  ERR_OPEN_CHANNEL_FRAME_TOO_LARGE: [{ channel: "jobs", what: "a reply", bytes: 5000, limit: 4096 }],
+  ERR_OPEN_CHANNEL_FRAME_TOO_LARGE: [
+    { channel: "jobs", what: "a reply", bytes: 5000, limit: 4096 },
+    { channel: "jobs", what: "what a member holds", bytes: 3000, limit: 2048 },
+  ],
   ERR_OPEN_CHANNEL_REMOTE: [
     { channel: "jobs", remoteMessage: "no such job", remoteCode: "ENOJOB", remoteName: "JobError" },
     {

@@ -169,6 +169,8 @@ interface Session {
 /** A call from the host to a member, until its ANSWER. */
 interface HostCall {
   frame: Buffer;
+  /** Written on a connection already (else it goes when the member is back, not flagged). */
+  written: boolean;
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout | undefined;
@@ -405,10 +407,11 @@ export class MessageHost {
         session = this.hello(buf.subarray(start, end), socket);
         this.current = session;
       } else if (session === undefined) throw new Error(`frame type ${type} before the hello`);
-      else if (type === FRAME.answer) this.onAnswer(session, buf, start, end);
-      else if (type === FRAME.hold) this.onHold(session, buf, start, end);
-      else if (type === FRAME.bye) {
-        if (session.socket === socket) this.leave(session, "closed");
+      else if ((type === FRAME.answer || type === FRAME.hold || type === FRAME.bye) && session.takesCalls) {
+        // Only from a member that announced the host feature (others never send these types).
+        if (type === FRAME.answer) this.onAnswer(session, buf, start, end);
+        else if (type === FRAME.hold) this.onHold(session, buf, start, end);
+        else if (session.socket === socket) this.leave(session, "closed");
       } else if (type === FRAME.read) {
         const count = decodeRead(buf, start, end);
         // Counts of this connection only (one replaced by a reconnect may still have bytes in flight).
@@ -504,7 +507,8 @@ export class MessageHost {
       session.held = this.decodeHeld(held);
       // Calls it may not have answered (a reconnect to this same host): again, flagged.
       for (const call of session.calls.values()) {
-        call.frame[FRAME.flagsAt] |= FRAME.callRedelivered;
+        if (call.written) call.frame[FRAME.flagsAt] |= FRAME.callRedelivered;
+        call.written = true;
         socket.write(call.frame);
       }
     }
@@ -720,7 +724,8 @@ export class MessageHost {
     const frame = encodeCall(FRAME.call, callId, request ? FRAME.callRequest : 0, bytes);
     if (frame.length - 4 > this.options.maxFrameBytes) return Promise.reject(this.tooLarge(frame.length - 4, "a message"));
     return new Promise((resolve, reject) => {
-      const call: HostCall = { frame, resolve, reject, timer: undefined };
+      const written = session === this.current || (session.socket !== undefined && !session.socket.destroyed);
+      const call: HostCall = { frame, written, resolve, reject, timer: undefined };
       const ms = timeoutMs ?? (request ? (this.options.requestTimeoutMs ?? 30_000) : 0);
       if (ms > 0) {
         call.timer = setTimeout(() => {

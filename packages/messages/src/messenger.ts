@@ -137,6 +137,8 @@ const TOPIC_CACHE_SIZE = 1024;
 const READ_AFTER_BYTES = 64 * 1024;
 const READ_AFTER_RESULTS = 256;
 const READ_QUIET_MS = 100;
+/** How long frames sent after a hold wait for the host's WELCOME before going without it (an old host sends none). */
+const WELCOME_WAIT_MS = 1000;
 
 /** What a frame of each type carries, for errors. */
 const SENDING: Record<SequencedType, string> = {
@@ -288,6 +290,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   private welcomed = false;
   /** Keys held or released on this connection before its WELCOME: sent once it comes. */
   private readonly holdsBeforeWelcome = new Set<string>();
+  private welcomeTimer: NodeJS.Timeout | undefined;
   /** When this messenger first connected (ms since the epoch); 0 before. */
   private since = 0;
   /** Connections so far: an answer goes only on the connection its call came on. */
@@ -453,7 +456,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
    * Holds `key` = `value` for this member: the host sees it in `member.state`, and every host after
    * it does too (it travels in this messenger's hello, before anything sent again), so state that a
    * member holds survives the host. Replaces an earlier value of `key`. The value goes through the
-   * codec; keep it small (every hello carries all of it).
+   * codec; keep it small (every hello carries all of it: `ERR_OPEN_CHANNEL_FRAME_TOO_LARGE` past
+   * half of `maxFrameBytes` in all).
    *
    * @example
    * const ticket = await messenger.request({ op: "ticket", lock: "db" });
@@ -467,6 +471,18 @@ export class Messenger extends EventEmitter<MessengerEvents> {
       bytes = this.codec.encode(value);
     } catch (err) {
       throw encodeError(err, this.channel.name, "a held value", this.codec);
+    }
+    // Every hello carries all of it: within half a frame, so that a hello always fits.
+    let total = 0;
+    for (const [k, entry] of this.heldValues) if (k !== key) total += 6 + entry.key.length + entry.bytes.length;
+    total += 6 + keyBytes.length + bytes.length;
+    if (total > this.limits.maxFrameBytes / 2) {
+      throw openChannelError("ERR_OPEN_CHANNEL_FRAME_TOO_LARGE", {
+        channel: this.channel.name,
+        what: "what a member holds",
+        bytes: total,
+        limit: Math.floor(this.limits.maxFrameBytes / 2),
+      });
     }
     this.heldValues.set(key, { key: keyBytes, bytes, value });
     this.sendHold(keyBytes, bytes);
@@ -511,6 +527,19 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     if (!this.hostTakesHost) return;
     if (this.flushDue) this.flush();
     this.socket.write(encodeHold(key, bytes));
+  }
+
+  /** A host that sends no WELCOME (a version before READ): what waited for it goes. */
+  private readonly noWelcome = (): void => {
+    this.welcomeTimer = undefined;
+    this.welcomed = true;
+    this.holdsBeforeWelcome.clear();
+    this.flush();
+  };
+
+  private clearWelcomeTimer(): void {
+    if (this.welcomeTimer !== undefined) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = undefined;
   }
 
   /** @internal Handlers of named events the host sends (see typedEvents). */
@@ -719,6 +748,11 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.unsentBytes = 0;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
     if (!this.live) return 0;
+    // A hold waits for the host's WELCOME: what was sent after it waits too, to keep the order.
+    if (!this.welcomed && this.holdsBeforeWelcome.size > 0) {
+      this.welcomeTimer ??= setTimeout(this.noWelcome, WELCOME_WAIT_MS);
+      return 0;
+    }
     let first = this.outbox.nextUnsent();
     if (first === undefined) return 0;
     let again = 0;
@@ -757,6 +791,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.welcomed = false;
     // The hello carries every held value as it is now.
     this.holdsBeforeWelcome.clear();
+    this.clearWelcomeTimer();
     if (this.since === 0) this.since = Date.now();
     this.connections++;
     const held: [Buffer, Uint8Array][] = [];
@@ -890,6 +925,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
         }
       }
       this.holdsBeforeWelcome.clear();
+      this.clearWelcomeTimer();
+      this.flush();
       return;
     }
     if (type === FRAME.call) {
@@ -1039,6 +1076,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.timed = [];
     if (this.readTimer !== undefined) clearTimeout(this.readTimer);
     this.readTimer = undefined;
+    this.clearWelcomeTimer();
     this.wake();
     for (const w of this.roomWaiters) w();
     if (!isOpenChannelError(err, "ERR_OPEN_CHANNEL_CLOSED")) {

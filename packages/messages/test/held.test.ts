@@ -1,0 +1,103 @@
+import { once } from "node:events";
+import { inspect } from "node:util";
+import { type Member, type MessageChannel, type Messenger, openMessageChannel } from "@open-channel/messages";
+import { unixTransport } from "@open-channel/transport-unix";
+
+// What a member holds reaches its host by each path: in the hello (held before connecting), in a
+// HOLD frame (held while connected), and held between a connect and the host's WELCOME (it waits
+// for the WELCOME). In one process: the member's host is its own process, over a real socket.
+
+const unique = (label: string): string =>
+  `held-${label}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+
+const open: Messenger[] = [];
+afterEach(async () => {
+  for (const m of open.splice(0)) m.channel.close({ handover: true });
+});
+
+function channel(label: string, joins: Member[] = [], maxFrameBytes?: number): MessageChannel {
+  return openMessageChannel(
+    unique(label),
+    {
+      onJoin: (member) => void joins.push(member),
+      onRequest: () => "ok",
+    },
+    { transport: unixTransport(), ...(maxFrameBytes === undefined ? {} : { maxFrameBytes }) },
+  );
+}
+
+/** The host's view of `messenger`'s state, once a request has gone through (what was held before it is in). */
+async function hostState(ch: MessageChannel, messenger: Messenger): Promise<Record<string, unknown>> {
+  await messenger.request("sync");
+  return Object.fromEntries(ch.host?.member(messenger.session)?.state ?? []);
+}
+
+test("held before connecting: in the hello, so onJoin sees it; held while connected: a HOLD frame; released: gone", async () => {
+  const joins: Member[] = [];
+  const ch = channel("paths", joins);
+  const m = ch.connect();
+  open.push(m);
+  m.hold("a", { n: 1 });
+  await once(m, "connect");
+  await m.request("sync");
+  expect(joins).toHaveLength(1);
+  expect(joins[0].state.get("a")).toEqual({ n: 1 });
+  expect(joins[0].rejoined).toBe(false);
+  m.hold("b", [1, 2]);
+  m.hold("a", { n: 2 });
+  expect(await hostState(ch, m)).toEqual({ a: { n: 2 }, b: [1, 2] });
+  expect(m.release("a")).toBe(true);
+  expect(m.release("a")).toBe(false);
+  expect(await hostState(ch, m)).toEqual({ b: [1, 2] });
+  expect(Object.fromEntries(m.held)).toEqual({ b: [1, 2] });
+});
+
+test("held between the connect and the host's WELCOME: sent once the WELCOME comes, before what is sent after it", async () => {
+  const ch = channel("welcome");
+  const m = ch.connect();
+  open.push(m);
+  // The "connect" listener runs right after the hello went, before the host could answer it.
+  const sawState: unknown[] = [];
+  m.once("connect", () => {
+    m.hold("late", "value");
+  });
+  await once(m, "connect");
+  sawState.push(await hostState(ch, m));
+  expect(sawState).toEqual([{ late: "value" }]);
+});
+
+test("what a member holds is bounded by half of maxFrameBytes (every hello carries it); over it, hold throws and keeps the rest", async () => {
+  const ch = channel("bound", [], 4096);
+  const m = ch.connect();
+  open.push(m);
+  m.hold("small", "x");
+  expect(() => m.hold("big", "y".repeat(3000))).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_FRAME_TOO_LARGE" }));
+  expect(() => m.hold("k".repeat(70000), 1)).toThrow(expect.objectContaining({ code: "ERR_OUT_OF_RANGE" }));
+  expect(() => m.hold("fn", (() => 1) as never)).toThrow(expect.objectContaining({ code: "ERR_OPEN_CHANNEL_UNSERIALIZABLE" }));
+  expect(Object.fromEntries(m.held)).toEqual({ small: "x" });
+  // Replacing a value counts it once.
+  m.hold("small", "z".repeat(1900));
+  expect(await hostState(ch, m)).toEqual({ small: "z".repeat(1900) });
+});
+
+test("a Member shows and serializes as its fields", async () => {
+  const joins: Member[] = [];
+  const ch = channel("show", joins);
+  const m = ch.connect();
+  open.push(m);
+  m.hold("k", new Map([[1, 2]]));
+  await m.request("sync");
+  const member = joins[0];
+  expect(JSON.parse(JSON.stringify(member))).toEqual({
+    pid: process.pid,
+    session: m.session,
+    since: member.since,
+    transport: "unix",
+    rejoined: false,
+    connected: true,
+    state: { k: {} },
+  });
+  expect(Math.abs(member.since - Date.now())).toBeLessThan(60_000);
+  expect(inspect(member)).toContain("Map(1) { 'k' => Map(1) { 1 => 2 } }");
+  expect(ch.host?.members()).toEqual([member]);
+});
