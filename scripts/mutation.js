@@ -90,6 +90,19 @@ const GROUPS = {
       "packages/messages/test/messages.test.ts",
       "packages/messages/test/replies.test.ts",
       "packages/messages/test/failover.test.ts",
+      "packages/messages/test/held.test.ts",
+      "packages/messages/test/host-api.test.ts",
+      "packages/messages/test/locks.test.ts",
+    ],
+  },
+  // The host's side as the members see it: calls, holds, named events.
+  "message-member": {
+    mutate: ["packages/messages/src/events.ts", "packages/messages/src/messenger.ts"],
+    tests: [
+      "packages/messages/test/held.test.ts",
+      "packages/messages/test/messages.test.ts",
+      "packages/messages/test/host-api.test.ts",
+      "packages/messages/test/failover.test.ts",
     ],
   },
 };
