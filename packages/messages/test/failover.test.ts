@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { reportLog } from "./reports";
 
 // Nothing lost across failovers: members send sequence-numbered messages while their host is
 // SIGKILLed, twice; every host appends what its onMessage saw to a file (synchronously, so a kill
@@ -38,33 +39,13 @@ describe.each(["unix", "tcp"])("messages across failovers over %s", (transport) 
 
   test("the host SIGKILLed twice mid-stream: nothing lost, every duplicate flagged, order kept per host", async () => {
     const channel = `msg-failover-${transport}-${process.pid}-${Date.now().toString(36)}`;
-    const reports: Report[] = [];
-    const wakeups = new Set<() => void>();
-    const waitFor = <T>(check: () => T | undefined, what: string, ms = 30000): Promise<T> =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          wakeups.delete(tick);
-          reject(new Error(`timed out waiting for ${what}; last reports ${JSON.stringify(reports.slice(-6))}`));
-        }, ms);
-        const tick = (): void => {
-          const v = check();
-          if (v === undefined) return;
-          clearTimeout(timer);
-          wakeups.delete(tick);
-          resolve(v);
-        };
-        wakeups.add(tick);
-        tick();
-      });
+    const { reports, add, waitFor } = reportLog<Report>();
     for (let i = 0; i < MEMBERS; i++) {
       const child = fork(FIXTURE, [], {
         env: { ...process.env, OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_LOG_DIR: dir },
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
-      child.on("message", (m) => {
-        reports.push(m as Report);
-        for (const w of [...wakeups]) w();
-      });
+      child.on("message", (m) => add(m as Report));
       children.set(child.pid as number, child);
     }
     const pids = [...children.keys()];

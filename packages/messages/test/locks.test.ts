@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { reportLog } from "./reports";
 
 // The example lock service (examples/lock-service/locks.js) while its host is SIGKILLed: 5 member
 // processes take and release two locks in a loop (the host is one of them; each killed one is
@@ -45,34 +46,14 @@ describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
   /** Forks the members; what a test drives and checks them with. */
   function harness() {
     const channel = `locks-${transport}-${process.pid}-${Date.now().toString(36)}`;
-    const reports: Report[] = [];
-    const wakeups = new Set<() => void>();
-    const waitFor = <T>(check: () => T | undefined, what: string, ms = 30000): Promise<T> =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          wakeups.delete(tick);
-          reject(new Error(`timed out waiting for ${what}; last reports ${JSON.stringify(reports.slice(-8))}`));
-        }, ms);
-        const tick = (): void => {
-          const v = check();
-          if (v === undefined) return;
-          clearTimeout(timer);
-          wakeups.delete(tick);
-          resolve(v);
-        };
-        wakeups.add(tick);
-        tick();
-      });
+    const { reports, add, waitFor } = reportLog<Report>();
     const killed = new Set<number>();
     const spawn = (): void => {
       const child = fork(FIXTURE, [], {
         env: { ...process.env, OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_DIR: dir },
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
-      child.on("message", (m) => {
-        reports.push(m as Report);
-        for (const w of [...wakeups]) w();
-      });
+      child.on("message", (m) => add(m as Report));
       children.set(child.pid as number, child);
     };
     for (let i = 0; i < MEMBERS; i++) spawn();
