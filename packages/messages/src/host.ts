@@ -157,18 +157,23 @@ interface Session {
   rejoined: boolean;
   /** What it holds, decoded. */
   held: Map<string, unknown>;
-  /** Calls to it not yet answered, by id, in the order made. */
+  /** Calls to it started and not yet answered, by id, in the order started. */
   calls: Map<number, HostCall>;
+  /** Bytes of their frames. */
   callBytes: number;
-  /** Calls waiting for room in its window. */
-  callWaiters: Array<() => void>;
+  /** Calls waiting for room in its window, in the order made. */
+  callQueue: HostCall[];
   leaveTimer: NodeJS.Timeout | undefined;
   view: MemberView;
 }
 
-/** A call from the host to a member, until its ANSWER. */
+/** A call from the host to a member, from the call until its ANSWER. */
 interface HostCall {
-  frame: Buffer;
+  /** Its body, encoded. */
+  bytes: Uint8Array;
+  request: boolean;
+  /** Its frame, made when it starts (a call waiting for room in the window has none yet). */
+  frame: Buffer | undefined;
   /** Written on a connection already (else it goes when the member is back, not flagged). */
   written: boolean;
   resolve(value: unknown): void;
@@ -473,7 +478,7 @@ export class MessageHost {
         held: new Map(),
         calls: new Map(),
         callBytes: 0,
-        callWaiters: [],
+        callQueue: [],
         leaveTimer: undefined,
         view: undefined as unknown as MemberView,
       };
@@ -507,9 +512,10 @@ export class MessageHost {
       session.held = this.decodeHeld(held);
       // Calls it may not have answered (a reconnect to this same host): again, flagged.
       for (const call of session.calls.values()) {
-        if (call.written) call.frame[FRAME.flagsAt] |= FRAME.callRedelivered;
+        const frame = call.frame as Buffer;
+        if (call.written) frame[FRAME.flagsAt] |= FRAME.callRedelivered;
         call.written = true;
-        socket.write(call.frame);
+        socket.write(frame);
       }
     }
     // Anything already handled is acknowledged again: the member may not have seen the ACK.
@@ -575,17 +581,14 @@ export class MessageHost {
   }
 
   private dropCalls(session: Session, err: () => Error): void {
-    const calls = [...session.calls.values()];
+    const calls = [...session.calls.values(), ...session.callQueue];
     session.calls.clear();
+    session.callQueue = [];
     session.callBytes = 0;
     for (const call of calls) {
       clearTimeout(call.timer);
       call.reject(err());
     }
-    // Waiters retry, and find the member gone.
-    const waiters = session.callWaiters;
-    session.callWaiters = [];
-    for (const w of waiters) w();
   }
 
   /** Runs a user's hook (onJoin, onLeave) as an event listener is run: a throw is uncaught. */
@@ -633,7 +636,7 @@ export class MessageHost {
     const call = session.calls.get(id);
     if (call === undefined) return;
     session.calls.delete(id);
-    session.callBytes -= call.frame.length;
+    session.callBytes -= (call.frame as Buffer).length;
     clearTimeout(call.timer);
     const ok = (frameFlags(buf, start) & 1) !== 0;
     let value: unknown;
@@ -644,7 +647,7 @@ export class MessageHost {
     } catch (err) {
       failed = withChannel(err as Error, this.options.channel);
     }
-    this.wakeCallers(session);
+    this.startCalls(session);
     if (failed !== undefined) call.reject(failed);
     else call.resolve(value);
   }
@@ -669,13 +672,6 @@ export class MessageHost {
     });
   }
 
-  private wakeCallers(session: Session): void {
-    if (session.callWaiters.length === 0) return;
-    const waiters = session.callWaiters;
-    session.callWaiters = [];
-    for (const w of waiters) w();
-  }
-
   /** The members this host knows now (joined, not left), in the order they joined. */
   members(): Member[] {
     const out: Member[] = [];
@@ -691,10 +687,39 @@ export class MessageHost {
 
   /**
    * A call to `member`: a message (`request` false, resolves once its handler ran) or a request
-   * (resolves with its reply). Waits while the member's window (maxUnacked, maxUnackedBytes) is full.
+   * (resolves with its reply). Waits while the member's window (maxUnacked, maxUnackedBytes) is
+   * full, its timeout running; calls start in the order made.
    */
   call(member: Member | string, body: unknown, request: boolean, timeoutMs?: number): Promise<unknown> {
+    const bytes = this.encodeCall(body, request);
+    return bytes instanceof Error ? Promise.reject(bytes) : this.callEncoded(member, bytes, request, timeoutMs);
+  }
+
+  /** A message to every member, its body encoded once: resolves with the members that handled it. */
+  async broadcast(body: unknown): Promise<Member[]> {
+    const bytes = this.encodeCall(body, false);
+    if (bytes instanceof Error) throw bytes;
+    const members = this.members();
+    const outcomes = await Promise.allSettled(members.map((m) => this.callEncoded(m, bytes, false)));
+    return members.filter((_, i) => outcomes[i].status === "fulfilled");
+  }
+
+  /** `body` encoded for a call, or the error to reject it with. */
+  private encodeCall(body: unknown, request: boolean): Uint8Array | Error {
     const { channel, codec } = this.options;
+    try {
+      const bytes = codec.encode(body);
+      if (FRAME.callHeaderBytes - 4 + bytes.length > this.options.maxFrameBytes) {
+        return this.tooLarge(FRAME.callHeaderBytes - 4 + bytes.length, "a message");
+      }
+      return bytes;
+    } catch (err) {
+      return encodeError(err, channel, request ? "a request to a member" : "a message to a member", codec);
+    }
+  }
+
+  private callEncoded(member: Member | string, bytes: Uint8Array, request: boolean, timeoutMs?: number): Promise<unknown> {
+    const { channel } = this.options;
     if (this.options.isHost?.() === false) return Promise.reject(openChannelError("ERR_OPEN_CHANNEL_NOT_HOST", { channel }));
     const id = typeof member === "string" ? member : member instanceof MemberView ? member.sessionRecord.id : undefined;
     if (id === undefined)
@@ -711,36 +736,68 @@ export class MessageHost {
       );
     }
     if (!session.takesCalls) return Promise.reject(openChannelError("ERR_OPEN_CHANNEL_MEMBER_UNSUPPORTED", { channel, pid: session.pid }));
-    if (session.calls.size >= this.options.maxUnacked || session.callBytes >= this.options.maxUnackedBytes) {
-      return new Promise<void>((resolve) => session.callWaiters.push(resolve)).then(() => this.call(id, body, request, timeoutMs));
-    }
-    let bytes: Uint8Array;
-    try {
-      bytes = codec.encode(body);
-    } catch (err) {
-      return Promise.reject(encodeError(err, channel, request ? "a request to a member" : "a message to a member", codec));
-    }
-    const callId = ++this.lastCallId;
-    const frame = encodeCall(FRAME.call, callId, request ? FRAME.callRequest : 0, bytes);
-    if (frame.length - 4 > this.options.maxFrameBytes) return Promise.reject(this.tooLarge(frame.length - 4, "a message"));
     return new Promise((resolve, reject) => {
-      const written = session === this.current || (session.socket !== undefined && !session.socket.destroyed);
-      const call: HostCall = { frame, written, resolve, reject, timer: undefined };
+      const call: HostCall = { bytes, request, frame: undefined, written: false, resolve, reject, timer: undefined };
       const ms = timeoutMs ?? (request ? (this.options.requestTimeoutMs ?? 30_000) : 0);
-      if (ms > 0) {
-        call.timer = setTimeout(() => {
-          if (session.calls.get(callId) !== call) return;
-          session.calls.delete(callId);
-          session.callBytes -= frame.length;
-          this.wakeCallers(session);
-          reject(openChannelError("ETIMEDOUT", { channel, waiting: "member", ms, pid: session.pid }));
-        }, ms);
-      }
-      session.calls.set(callId, call);
-      session.callBytes += frame.length;
-      this.toMember(session, frame);
+      if (ms > 0) call.timer = setTimeout(() => this.callTimedOut(session, call, ms), ms);
+      session.callQueue.push(call);
+      this.startCalls(session);
     });
   }
+
+  /** Starts the calls waiting for `session`'s member, in order, while its window has room. */
+  private startCalls(session: Session): void {
+    const { maxUnacked, maxUnackedBytes } = this.options;
+    while (session.callQueue.length > 0 && session.calls.size < maxUnacked && session.callBytes < maxUnackedBytes) {
+      const call = session.callQueue.shift() as HostCall;
+      const id = ++this.lastCallId;
+      const frame = encodeCall(FRAME.call, id, call.request ? FRAME.callRequest : 0, call.bytes);
+      call.frame = frame;
+      call.written = session === this.current || (session.socket !== undefined && !session.socket.destroyed);
+      session.calls.set(id, call);
+      session.callBytes += frame.length;
+      this.callOut(session, frame);
+    }
+  }
+
+  private callTimedOut(session: Session, call: HostCall, ms: number): void {
+    const queued = session.callQueue.indexOf(call);
+    if (queued >= 0) session.callQueue.splice(queued, 1);
+    else {
+      let found = false;
+      for (const [id, c] of session.calls) {
+        if (c !== call) continue;
+        session.calls.delete(id);
+        session.callBytes -= (c.frame as Buffer).length;
+        found = true;
+        break;
+      }
+      if (!found) return;
+      this.startCalls(session);
+    }
+    call.reject(openChannelError("ETIMEDOUT", { channel: this.options.channel, waiting: "member", ms, pid: session.pid }));
+  }
+
+  /**
+   * A CALL to `session`'s member: the calls of one turn to a member go as one write (the socket
+   * corked until the end of the chunk being handled, or of this tick), not a system call each.
+   */
+  private callOut(session: Session, frame: Buffer): void {
+    if (session === this.current) this.toMember(session, frame);
+    else if (session.socket !== undefined && !session.socket.destroyed) {
+      this.fanOut(session.socket, frame);
+      if (this.current === undefined && !this.uncorkDue) {
+        this.uncorkDue = true;
+        process.nextTick(this.uncorkLater);
+      }
+    }
+  }
+
+  private uncorkDue = false;
+  private readonly uncorkLater = (): void => {
+    this.uncorkDue = false;
+    this.uncorkFannedOut();
+  };
 
   private subscribe(session: Session, topic: string): void {
     session.topics.add(topic);

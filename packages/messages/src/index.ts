@@ -212,11 +212,7 @@ export class MessageChannel {
           return Promise.reject(argError("ERR_OUT_OF_RANGE", "options.timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout));
         return host.call(member, body, true, timeout) as Promise<Reply>;
       },
-      broadcast: async (body) => {
-        const members = host.members();
-        const outcomes = await Promise.allSettled(members.map((m) => host.call(m, body, false)));
-        return members.filter((_, i) => outcomes[i].status === "fulfilled");
-      },
+      broadcast: (body) => host.broadcast(body),
     };
   }
 

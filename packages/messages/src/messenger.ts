@@ -291,6 +291,13 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   /** Keys held or released on this connection before its WELCOME: sent once it comes. */
   private readonly holdsBeforeWelcome = new Set<string>();
   private welcomeTimer: NodeJS.Timeout | undefined;
+  /** Called when the WELCOME of this connection came (or it will not). */
+  private welcomeWaiters: Array<() => void> = [];
+  private answersCorked = false;
+  private readonly uncorkAnswers = (): void => {
+    this.answersCorked = false;
+    this.socket.uncork();
+  };
   /** When this messenger first connected (ms since the epoch); 0 before. */
   private since = 0;
   /** Connections so far: an answer goes only on the connection its call came on. */
@@ -535,7 +542,14 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.welcomed = true;
     this.holdsBeforeWelcome.clear();
     this.flush();
+    this.welcomeCame();
   };
+
+  private welcomeCame(): void {
+    const waiters = this.welcomeWaiters;
+    this.welcomeWaiters = [];
+    for (const w of waiters) w();
+  }
 
   private clearWelcomeTimer(): void {
     if (this.welcomeTimer !== undefined) clearTimeout(this.welcomeTimer);
@@ -572,6 +586,16 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     const handover = parseCloseOptions(options);
     if (this.closed === undefined && this.outbox.size > 0) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+    if (this.closed === undefined && this.live && !this.welcomed) {
+      // Just connected: whether the host takes a BYE is in its WELCOME, on its way.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, WELCOME_WAIT_MS);
+        this.welcomeWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
     if (this.closed === undefined && this.live && this.hostTakesHost) {
       // Goodbye: the host's onLeave fires now ("closed"), not after the grace of a lost member.
@@ -927,6 +951,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
       this.holdsBeforeWelcome.clear();
       this.clearWelcomeTimer();
       this.flush();
+      this.welcomeCame();
       return;
     }
     if (type === FRAME.call) {
@@ -980,6 +1005,12 @@ export class Messenger extends EventEmitter<MessengerEvents> {
       } catch (err) {
         ok = false;
         bytes = this.errorBytes(encodeError(err, this.channel.name, "the reply", this.codec));
+      }
+      // The answers of one turn go as one write (the calls of a read are answered together).
+      if (!this.answersCorked) {
+        this.answersCorked = true;
+        this.socket.cork();
+        process.nextTick(this.uncorkAnswers);
       }
       this.socket.write(encodeCall(FRAME.answer, id, ok ? 1 : 0, bytes));
     };
@@ -1077,6 +1108,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     if (this.readTimer !== undefined) clearTimeout(this.readTimer);
     this.readTimer = undefined;
     this.clearWelcomeTimer();
+    this.welcomeCame();
     this.wake();
     for (const w of this.roomWaiters) w();
     if (!isOpenChannelError(err, "ERR_OPEN_CHANNEL_CLOSED")) {

@@ -101,3 +101,18 @@ test("a Member shows and serializes as its fields", async () => {
   expect(inspect(member)).toContain("Map(1) { 'k' => Map(1) { 1 => 2 } }");
   expect(ch.host?.members()).toEqual([member]);
 });
+
+test("close() right after the connect event still says goodbye: the host's onLeave is 'closed', at once", async () => {
+  const leaves: string[] = [];
+  const ch = openMessageChannel(unique("bye"), { onLeave: (_, reason) => void leaves.push(reason) }, { transport: unixTransport() });
+  const host = ch.connect();
+  open.push(host);
+  await once(host, "connect");
+  // A second messenger of another channel object: a member of the same host.
+  const other = openMessageChannel(ch.name, {}, { transport: unixTransport() }).connect();
+  await once(other, "connect");
+  const t0 = performance.now();
+  await other.close();
+  while (leaves.length === 0 && performance.now() - t0 < 1500) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(leaves).toEqual(["closed"]);
+});
