@@ -179,15 +179,23 @@ function openLocks(name, options = {}) {
         throw Object.assign(new Error(`already acquiring or holding ${lock}`), { code: "EBUSY" });
       busy.add(lock);
       try {
-        const { ticket, seen: counter } = await messenger.request({ op: "ticket", lock });
-        messenger.hold(WAITING + lock, ticket);
-        see(Math.max(ticket, counter));
-        // No timeout: a waiter waits as long as the line is long.
-        await messenger.request({ op: "wait", lock, ticket }, { timeout: 0 });
-        lost.delete(lock);
-        messenger.hold(HELD + lock, ticket);
-        messenger.release(WAITING + lock);
-        return ticket;
+        for (;;) {
+          // No timeouts: a ticket given up on would stand in line for nothing; a waiter waits as
+          // long as the line is long.
+          const { ticket, seen: counter } = await messenger.request({ op: "ticket", lock }, { timeout: 0 });
+          messenger.hold(WAITING + lock, ticket);
+          see(Math.max(ticket, counter));
+          const granted = await messenger.request({ op: "wait", lock, ticket }, { timeout: 0 });
+          if (granted.stale) {
+            // The host did not know this member waits with it (its view lagged): in line again.
+            messenger.release(WAITING + lock);
+            continue;
+          }
+          lost.delete(lock);
+          messenger.hold(HELD + lock, ticket);
+          messenger.release(WAITING + lock);
+          return ticket;
+        }
       } finally {
         busy.delete(lock);
       }

@@ -186,7 +186,7 @@ export const OPEN_CHANNEL_ERRORS = {
     true,
     (a: { channel: string; what: "a message" | "a push" | "a reply" | "what a member holds"; bytes: number; limit: number }) =>
       a.what === "what a member holds"
-        ? `what this member holds would be ${a.bytes} bytes, over the limit of ${a.limit} (half of maxFrameBytes: every hello carries it). Hold less, or raise maxFrameBytes on every process.`
+        ? `${a.what} (messenger.hold) would be ${a.bytes} bytes, over the limit of ${a.limit} (half of maxFrameBytes: every hello carries it). Hold less, or raise maxFrameBytes on every process.`
         : `${a.what} of ${a.bytes} bytes is over the limit of ${a.limit}. Send it in parts, or raise maxFrameBytes on every process.`,
   ),
   /** The host's handler threw (or the host could not run it); `remoteCode` and `remoteName` are the remote error's. */

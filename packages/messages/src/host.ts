@@ -534,6 +534,8 @@ export class MessageHost {
   private detach(session: Session): void {
     session.socket = undefined;
     this.ackDue.delete(session);
+    // Forgotten already (it said goodbye).
+    if (this.sessions.get(session.id) !== session) return;
     if (session.joined) {
       session.leaveTimer = setTimeout(() => {
         session.leaveTimer = undefined;
@@ -553,13 +555,15 @@ export class MessageHost {
   private leave(session: Session, reason: "closed" | "lost"): void {
     clearTimeout(session.leaveTimer);
     session.leaveTimer = undefined;
-    if (reason === "closed") {
-      // Nothing of it can come again: forget it now (its outbox was empty before its BYE).
-      clearTimeout(session.expiry);
-      for (const t of [...session.topics]) this.unsubscribe(session, t);
-      this.sessions.delete(session.id);
-      this.ackDue.delete(session);
-    }
+    // Forgotten now. Closed: nothing of it can come again (its outbox was empty before its BYE).
+    // Lost: the host's code has let go of it (a lock service gave its locks away), so what this
+    // host kept for it (replies it did not read: a lock granted) must not reach it if it comes
+    // back; it joins again as a new member would after a failover, and what it sends again is run
+    // again, flagged.
+    clearTimeout(session.expiry);
+    for (const t of [...session.topics]) this.unsubscribe(session, t);
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    this.ackDue.delete(session);
     const err = (): Error =>
       openChannelError("ERR_OPEN_CHANNEL_MEMBER_LEFT", { channel: this.options.channel, pid: session.pid, session: session.id, reason });
     this.dropCalls(session, err);
@@ -696,11 +700,11 @@ export class MessageHost {
   }
 
   /** A message to every member, its body encoded once: resolves with the members that handled it. */
-  async broadcast(body: unknown): Promise<Member[]> {
+  async broadcast(body: unknown, timeoutMs?: number): Promise<Member[]> {
     const bytes = this.encodeCall(body, false);
     if (bytes instanceof Error) throw bytes;
     const members = this.members();
-    const outcomes = await Promise.allSettled(members.map((m) => this.callEncoded(m, bytes, false)));
+    const outcomes = await Promise.allSettled(members.map((m) => this.callEncoded(m, bytes, false, timeoutMs)));
     return members.filter((_, i) => outcomes[i].status === "fulfilled");
   }
 

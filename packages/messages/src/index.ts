@@ -68,27 +68,31 @@ export interface MessageHostSide {
    * (`maxUnacked`, `maxUnackedBytes`) is full. A member that reconnects to this host gets what it
    * had not answered again (`call.redelivered`).
    *
+   * `timeout` (ms, default 0: none): `ETIMEDOUT` past it, counted from the call (waiting for room
+   * included).
+   *
    * @example
    * await jobs.host?.sendTo(member, { stop: true });
    */
-  sendTo<T>(member: Member | string, body: T & Sendable<T>): Promise<void>;
+  sendTo<T>(member: Member | string, body: T & Sendable<T>, options?: { timeout?: number }): Promise<void>;
   /**
-   * Asks `member`'s `onRequest` (`messenger.handle()`) and resolves with its reply; as `sendTo`, and
-   * `ETIMEDOUT` after `timeout` ms (default: the channel's `requestTimeout`).
+   * Asks `member`'s `onRequest` (`messenger.handle()`) and resolves with its reply; as `sendTo`, its
+   * `timeout` defaulting to the channel's `requestTimeout`.
    *
    * @example
    * const load = await jobs.host?.requestTo(member, "load?", { timeout: 1000 });
    */
   requestTo<Reply = unknown, T = unknown>(member: Member | string, body: T & Sendable<T>, options?: { timeout?: number }): Promise<Reply>;
   /**
-   * `sendTo` every member: resolves with the members that handled it (a member that left, failed
-   * or runs a version without calls is left out).
+   * `sendTo` every member, the body encoded once: resolves with the members that handled it within
+   * `timeout` ms (default: the channel's `requestTimeout`; a member that left, failed, did not
+   * answer in time or runs a version without calls is left out).
    *
    * @example
-   * const reached = await jobs.host?.broadcast({ config: 2 });
+   * const reached = await jobs.host?.broadcast({ config: 2 }, { timeout: 1000 });
    * console.log(`${reached?.length} members reloaded`);
    */
-  broadcast<T>(body: T & Sendable<T>): Promise<Member[]>;
+  broadcast<T>(body: T & Sendable<T>, options?: { timeout?: number }): Promise<Member[]>;
 }
 
 /**
@@ -129,6 +133,18 @@ export const MESSAGE_DEFAULTS = {
   /** 30 s. */
   requestTimeout: 30_000,
 } as const;
+
+/** The error of a bad `{ timeout }` option of a call, if it is bad. */
+function checkTimeout(options: { timeout?: unknown } | undefined): Error | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== "object" || options === null) return argError("ERR_INVALID_ARG_TYPE", "options", "of type object", options);
+  const { timeout } = options;
+  if (timeout === undefined) return undefined;
+  if (typeof timeout !== "number") return argError("ERR_INVALID_ARG_TYPE", "options.timeout", "of type number", timeout);
+  if (!Number.isFinite(timeout) || timeout < 0)
+    return argError("ERR_OUT_OF_RANGE", "options.timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout);
+  return undefined;
+}
 
 function positiveInteger(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
@@ -205,14 +221,20 @@ export class MessageChannel {
     this.hostSide = {
       members: () => host.members(),
       member: (session) => host.member(session),
-      sendTo: (member, body) => host.call(member, body, false) as Promise<void>,
+      sendTo: (member, body, options) => {
+        const bad = checkTimeout(options);
+        return bad !== undefined ? Promise.reject(bad) : (host.call(member, body, false, options?.timeout) as Promise<void>);
+      },
       requestTo: <Reply>(member: Member | string, body: unknown, options?: { timeout?: number }) => {
         const timeout = options?.timeout;
-        if (timeout !== undefined && (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout < 0))
-          return Promise.reject(argError("ERR_OUT_OF_RANGE", "options.timeout", "a finite number >= 0 (ms; 0 waits forever)", timeout));
+        const bad = checkTimeout(options);
+        if (bad !== undefined) return Promise.reject(bad);
         return host.call(member, body, true, timeout) as Promise<Reply>;
       },
-      broadcast: (body) => host.broadcast(body),
+      broadcast: (body, options) => {
+        const bad = checkTimeout(options);
+        return bad !== undefined ? Promise.reject(bad) : host.broadcast(body, options?.timeout ?? this.limits.requestTimeoutMs);
+      },
     };
   }
 

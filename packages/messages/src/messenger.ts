@@ -291,6 +291,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   /** Keys held or released on this connection before its WELCOME: sent once it comes. */
   private readonly holdsBeforeWelcome = new Set<string>();
   private welcomeTimer: NodeJS.Timeout | undefined;
+  /** No WELCOME within WELCOME_WAIT_MS on this connection: frames no longer wait for it. */
+  private welcomeOverdue = false;
   /** Called when the WELCOME of this connection came (or it will not). */
   private welcomeWaiters: Array<() => void> = [];
   private answersCorked = false;
@@ -528,6 +530,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   private sendHold(key: Buffer, bytes: Uint8Array | undefined): void {
     if (!this.live || this.closed !== undefined) return;
     if (!this.welcomed) {
+      // What was sent before it goes first; what is sent after it waits for it (see flush).
+      if (this.flushDue && this.holdsBeforeWelcome.size === 0) this.flush();
       this.holdsBeforeWelcome.add(key.toString("utf8"));
       return;
     }
@@ -539,8 +543,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
   /** A host that sends no WELCOME (a version before READ): what waited for it goes. */
   private readonly noWelcome = (): void => {
     this.welcomeTimer = undefined;
-    this.welcomed = true;
-    this.holdsBeforeWelcome.clear();
+    // The frames go; the holds still wait for a WELCOME that may yet come (a slow host).
+    this.welcomeOverdue = true;
     this.flush();
     this.welcomeCame();
   };
@@ -772,9 +776,13 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.unsentBytes = 0;
     // The connection went meanwhile: these frames are still in the outbox and go on the next one.
     if (!this.live) return 0;
-    // A hold waits for the host's WELCOME: what was sent after it waits too, to keep the order.
-    if (!this.welcomed && this.holdsBeforeWelcome.size > 0) {
-      this.welcomeTimer ??= setTimeout(this.noWelcome, WELCOME_WAIT_MS);
+    // A hold waits for the host's WELCOME: what was sent after it waits too, to keep the order
+    // (for WELCOME_WAIT_MS at most: a host before READ sends none).
+    if (!this.welcomed && !this.welcomeOverdue && this.holdsBeforeWelcome.size > 0) {
+      if (this.welcomeTimer === undefined) {
+        this.welcomeTimer = setTimeout(this.noWelcome, WELCOME_WAIT_MS);
+        this.welcomeTimer.unref();
+      }
       return 0;
     }
     let first = this.outbox.nextUnsent();
@@ -813,6 +821,7 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     this.readBytes = 0;
     this.hostTakesHost = false;
     this.welcomed = false;
+    this.welcomeOverdue = false;
     // The hello carries every held value as it is now.
     this.holdsBeforeWelcome.clear();
     this.clearWelcomeTimer();
@@ -991,7 +1000,10 @@ export class Messenger extends EventEmitter<MessengerEvents> {
 
   /** A CALL from the host: its handler runs, and its outcome goes back on the connection it came on. */
   private onCall(buf: Buffer, start: number, end: number): void {
-    if (end - start < FRAME.callHeaderBytes) throw new Error("a CALL frame cut short");
+    if (end - start < FRAME.callHeaderBytes) {
+      debug("messages %j: ignoring a CALL frame cut short", this.channel.name);
+      return;
+    }
     const id = frameSeq(buf, start);
     const flags = frameFlags(buf, start);
     const request = (flags & FRAME.callRequest) !== 0;

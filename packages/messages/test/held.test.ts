@@ -116,3 +116,58 @@ test("close() right after the connect event still says goodbye: the host's onLea
   while (leaves.length === 0 && performance.now() - t0 < 1500) await new Promise((resolve) => setTimeout(resolve, 5));
   expect(leaves).toEqual(["closed"]);
 });
+
+test("a member lost and back to the same host joins again as after a failover: the reply kept for it is not replayed, its request runs again", async () => {
+  const { fork } = require("node:child_process") as typeof import("node:child_process");
+  const path = require("node:path") as typeof import("node:path");
+  const events: string[] = [];
+  const runs: boolean[] = [];
+  let finishFirst: (() => void) | undefined;
+  const ch = openMessageChannel(
+    unique("lost"),
+    {
+      onJoin: (member) => void events.push(`join ${member.pid === process.pid ? "self" : "child"}${member.rejoined ? " rejoined" : ""}`),
+      onLeave: (member, reason) => void events.push(`leave ${member.pid === process.pid ? "self" : "child"} ${reason}`),
+      async onRequest(_, from) {
+        runs.push(from.redelivered);
+        // The first run answers once the member is gone: its reply is kept for it.
+        if (runs.length === 1) await new Promise<void>((resolve) => (finishFirst = resolve));
+        return `run ${runs.length}`;
+      },
+    },
+    { transport: unixTransport() },
+  );
+  const host = ch.connect();
+  open.push(host);
+  await once(host, "connect");
+  const child = fork(path.join(__dirname, "fixtures", "lost-member.js"), [], {
+    env: { ...process.env, OC_CHANNEL: ch.name },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  try {
+    const reports: { type: string; reply?: string; code?: string }[] = [];
+    child.on("message", (m) => reports.push(m as never));
+    const until = async (check: () => boolean, what: string): Promise<void> => {
+      for (const t0 = Date.now(); !check(); await new Promise((r) => setTimeout(r, 10))) {
+        if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting for ${what}: ${JSON.stringify({ events, runs, reports })}`);
+      }
+    };
+    await until(() => events.includes("join child"), "the child's join");
+    child.send("request");
+    await until(() => runs.length === 1, "the first run");
+    // The child stopped, its connection cut (by the host's side): it cannot come back for now.
+    process.kill(child.pid as number, "SIGSTOP");
+    const server = (ch.channel as unknown as { hosting: { server: { members: Set<import("node:net").Socket> } } }).hosting.server;
+    for (const socket of server.members) socket.destroy();
+    await until(() => events.includes("leave child lost"), "the child lost");
+    (finishFirst as () => void)();
+    process.kill(child.pid as number, "SIGCONT");
+    await until(() => reports.some((r) => r.type === "reply" || r.type === "error"), "the child's reply");
+    expect(reports.filter((r) => r.type === "reply" || r.type === "error")).toEqual([{ type: "reply", reply: "run 2" }]);
+    expect(runs).toEqual([false, true]);
+    expect(events.filter((e) => e.includes("child"))).toEqual(["join child", "leave child lost", "join child rejoined"]);
+  } finally {
+    child.kill("SIGCONT");
+    child.kill("SIGKILL");
+  }
+}, 30_000);
