@@ -2,9 +2,9 @@
 /**
  * One process of the message layer's scenarios (bench/messages.js), driven by run.js over IPC as
  * bench/worker.js is: the host of the bench's message channels, a sender (send, request, publish),
- * a subscriber, a member taking the host's calls, or a member of the failover scenario. Every command is answered with a message
- * carrying the same `id`; times are performance.timeOrigin + now(), shared by the processes of
- * one machine.
+ * a subscriber, a member taking the host's calls, or a member of the failover scenario. Every
+ * command is answered with a message carrying the same `id`; times are performance.timeOrigin +
+ * now(), shared by the processes of one machine.
  *
  * The pair scenarios use one channel per codec (`<name>-buffer`, `<name>-v8`): both ends of a
  * channel must use the same codec, and one host process serves both. The host and join commands
