@@ -712,7 +712,9 @@ export class MessageHost {
   private encodeCall(body: unknown, request: boolean): Uint8Array | Error {
     const { channel, codec } = this.options;
     try {
-      const bytes = codec.encode(body);
+      let bytes = codec.encode(body);
+      // Kept until the call starts: a copy when the codec handed back the caller's own bytes (bufferCodec).
+      if ((bytes as unknown) === body) bytes = Buffer.from(bytes);
       if (FRAME.callHeaderBytes - 4 + bytes.length > this.options.maxFrameBytes) {
         return this.tooLarge(FRAME.callHeaderBytes - 4 + bytes.length, "a message");
       }

@@ -481,6 +481,8 @@ export class Messenger extends EventEmitter<MessengerEvents> {
     } catch (err) {
       throw encodeError(err, this.channel.name, "a held value", this.codec);
     }
+    // Kept for every hello: a copy when the codec handed back the caller's own bytes (bufferCodec).
+    if ((bytes as unknown) === value) bytes = Buffer.from(bytes);
     // Every hello carries all of it: within half a frame, so that a hello always fits.
     let total = 0;
     for (const [k, entry] of this.heldValues) if (k !== key) total += 6 + entry.key.length + entry.bytes.length;

@@ -171,3 +171,16 @@ test("a member lost and back to the same host joins again as after a failover: t
     child.kill("SIGKILL");
   }
 }, 30_000);
+
+test("with bufferCodec, a held Buffer changed afterwards is held as it was", async () => {
+  const { bufferCodec } = require("@open-channel/messages") as typeof import("@open-channel/messages");
+  const ch = openMessageChannel(unique("buffer"), { onRequest: () => "ok" }, { transport: unixTransport(), codec: bufferCodec });
+  const m = ch.connect();
+  open.push(m);
+  const value = Buffer.from("before");
+  m.hold("k", value);
+  value.write("AFTER!");
+  await once(m, "connect");
+  await m.request("sync");
+  expect(Buffer.from(ch.host?.member(m.session)?.state.get("k") as Uint8Array).toString()).toBe("before");
+});
