@@ -138,8 +138,9 @@ describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
       kill(victim);
       const at = reports.length;
       spawn();
-      // Back well after the new host started, within its grace (500 ms).
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      // Back well after the new host started (a few ms after the kill), within its grace (500 ms),
+      // with room for a loaded machine.
+      await new Promise((resolve) => setTimeout(resolve, 150));
       process.kill(holder, "SIGCONT");
       if (waiter !== undefined) process.kill(waiter, "SIGCONT");
       await waitFor(() => (granted(at) >= 12 ? true : undefined), `grants after round ${round + 1}`);
