@@ -15,22 +15,24 @@ const { openMessageChannel } = require("open-channel");
 const GRACE_MS = 300;
 
 if (process.argv[2] === "worker") {
-  let count = 0; // the host's counter (only the hosting process's is used)
-  let graceUntil = 0;
+  // The host's state: made at its first use while hosting (the first onJoin may come before the
+  // "hosting" event), dropped when this process stops hosting.
+  let st;
+  const host = () => (st ??= { count: 0, graceUntil: Date.now() + GRACE_MS });
   const counter = openMessageChannel(process.argv[3], {
     onJoin(member) {
       // A member's share of the state comes back with it.
-      count = Math.max(count, member.state.get("count") ?? 0);
+      host().count = Math.max(host().count, member.state.get("count") ?? 0);
     },
     async onRequest() {
-      const wait = graceUntil - Date.now();
+      const wait = host().graceUntil - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      return ++count;
+      return ++host().count;
     },
   });
   counter.channel.on("hosting", (isHost) => {
-    if (isHost) graceUntil = Date.now() + GRACE_MS;
-    count = 0;
+    if (isHost) host();
+    else st = undefined;
   });
   const messenger = counter.connect();
   let stop = false;

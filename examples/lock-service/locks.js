@@ -147,9 +147,15 @@ function openLocks(name, options = {}) {
     },
     options.transport === undefined ? {} : { transport: options.transport },
   );
+  // The host's state is made at its first use in a tenure (the first onJoin may come before the
+  // "hosting" event), and dropped when this process stops hosting.
   channel.channel.on("hosting", (isHost) => {
+    if (isHost) {
+      host();
+      return;
+    }
     if (st?.timer !== undefined) clearTimeout(st.timer);
-    st = isHost ? fresh() : undefined;
+    st = undefined;
   });
 
   const messenger = channel.connect(options.timeout);

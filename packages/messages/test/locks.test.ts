@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { describeWithRedis, useRedisServer } from "../../transport-redis/test/helpers";
 import { reportLog } from "./reports";
 
 // The example lock service (examples/lock-service/locks.js) while its host is SIGKILLed: 5 member
@@ -28,7 +29,8 @@ const MEMBERS = 5;
 const KILLS = 10;
 const FIXTURE = path.join(__dirname, "fixtures", "lock-member.js");
 
-describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
+/** The lock service's tests over `transport`; `env()`: what the members need besides (a Redis port). */
+function lockSuite(transport: string, env: () => Record<string, string> = () => ({})): void {
   const children = new Map<number, ChildProcess>();
   let dir: string;
   beforeEach(() => {
@@ -50,7 +52,7 @@ describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
     const killed = new Set<number>();
     const spawn = (): void => {
       const child = fork(FIXTURE, [], {
-        env: { ...process.env, OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_DIR: dir },
+        env: { ...process.env, ...env(), OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_DIR: dir },
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
       child.on("message", (m) => add(m as Report));
@@ -147,4 +149,13 @@ describe.each(["unix", "tcp"])("the lock service over %s", (transport) => {
     }
     await finish();
   }, 120_000);
+}
+
+describe.each(["unix", "tcp"])("the lock service over %s", (transport) => lockSuite(transport));
+
+// Across machines: the Redis transport (one machine here; the election and the addresses are the
+// Redis transport's), the host's state rebuilt the same way.
+describeWithRedis("the lock service over redis", () => {
+  const redis = useRedisServer();
+  lockSuite("redis", () => ({ OC_REDIS_PORT: String(redis.server.port) }));
 });
