@@ -34,7 +34,8 @@ function insert(queue, entry) {
 }
 
 /**
- * Opens the lock service `name` in this process. Options: `graceMs` (default 500), `transport`
+ * Opens the lock service `name` in this process. Options: `graceMs` (default 500: more than the
+ * members take to reconnect after a failover; across machines over Redis, more), `transport`
  * (the platform's by default), `timeout` (connect timeout, default 5000).
  */
 function openLocks(name, options = {}) {
