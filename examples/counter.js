@@ -15,8 +15,8 @@ const { openMessageChannel } = require("open-channel");
 const GRACE_MS = 300;
 
 if (process.argv[2] === "worker") {
-  // The host's state: made at its first use while hosting (the first onJoin may come before the
-  // "hosting" event), dropped when this process stops hosting.
+  // The host's state: made at its first use while hosting (the "hosting" event or the first
+  // onJoin, whichever runs first), dropped when this process stops hosting.
   let st;
   const host = () => (st ??= { count: 0, graceUntil: Date.now() + GRACE_MS });
   const counter = openMessageChannel(process.argv[3], {

@@ -148,8 +148,8 @@ function openLocks(name, options = {}) {
     },
     options.transport === undefined ? {} : { transport: options.transport },
   );
-  // The host's state is made at its first use in a tenure (the first onJoin may come before the
-  // "hosting" event), and dropped when this process stops hosting.
+  // The host's state is made at its first use in a tenure (the "hosting" event or the first
+  // onJoin, whichever runs first), and dropped when this process stops hosting.
   channel.channel.on("hosting", (isHost) => {
     if (isHost) {
       host();
