@@ -34,12 +34,13 @@ function insert(queue, entry) {
 }
 
 /**
- * Opens the lock service `name` in this process. Options: `graceMs` (default 500: more than the
- * members take to reconnect after a failover; across machines over Redis, more), `transport`
+ * Opens the lock service `name` in this process. Options: `graceMs` (default 1000: more than the
+ * members take to reconnect after a failover, on a busy machine too; across machines, more),
+ * `transport`
  * (the platform's by default), `timeout` (connect timeout, default 5000).
  */
 function openLocks(name, options = {}) {
-  const graceMs = options.graceMs ?? 500;
+  const graceMs = options.graceMs ?? 1000;
   /** The host's state, made when this process starts hosting (undefined otherwise). */
   let st;
   const fresh = () => ({ counter: 0, locks: new Map(), graceUntil: Date.now() + graceMs, timer: undefined });

@@ -29,8 +29,12 @@ const MEMBERS = 5;
 const KILLS = 10;
 const FIXTURE = path.join(__dirname, "fixtures", "lock-member.js");
 
-/** The lock service's tests over `transport`; `env()`: what the members need besides (a Redis port). */
-function lockSuite(transport: string, env: () => Record<string, string> = () => ({})): void {
+/**
+ * The lock service's tests over `transport`; `env()`: what the members need besides (a Redis
+ * port); `graceMs`: the new host's grace in the kill test, and in the test that stops members
+ * across the kill (they come back 150 ms after it: the rest is room for a busy CI machine).
+ */
+function lockSuite(transport: string, graceMs: { kills: number; stopped: number }, env: () => Record<string, string> = () => ({})): void {
   const children = new Map<number, ChildProcess>();
   let dir: string;
   beforeEach(() => {
@@ -46,13 +50,13 @@ function lockSuite(transport: string, env: () => Record<string, string> = () => 
   });
 
   /** Forks the members; what a test drives and checks them with. */
-  function harness() {
+  function harness(grace: number) {
     const channel = `locks-${transport}-${process.pid}-${Date.now().toString(36)}`;
     const { reports, add, waitFor } = reportLog<Report>();
     const killed = new Set<number>();
     const spawn = (): void => {
       const child = fork(FIXTURE, [], {
-        env: { ...process.env, ...env(), OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_DIR: dir },
+        env: { ...process.env, ...env(), OC_GRACE_MS: String(grace), OC_CHANNEL: channel, OC_TRANSPORT: transport, OC_DIR: dir },
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
       child.on("message", (m) => add(m as Report));
@@ -100,7 +104,7 @@ function lockSuite(transport: string, env: () => Record<string, string> = () => 
   }
 
   test("the host SIGKILLed 10 times while 5 members take and release locks: never two holders, no waiter lost, order kept", async () => {
-    const { reports, waitFor, spawn, host, granted, kill, finish } = harness();
+    const { reports, waitFor, spawn, host, granted, kill, finish } = harness(graceMs.kills);
     await waitFor(() => (granted(0) >= 10 ? true : undefined), "the first grants");
     const recoveries: number[] = [];
     for (let k = 0; k < KILLS; k++) {
@@ -117,12 +121,12 @@ function lockSuite(transport: string, env: () => Record<string, string> = () => 
     expect(hosts.size).toBeGreaterThanOrEqual(KILLS + 1);
     recoveries.sort((a, b) => a - b);
     process.stdout.write(
-      `lock service over ${transport}: ${granted(0)} grants, ${KILLS} host kills; from a kill to the next grant: median ${recoveries[KILLS / 2].toFixed(0)} ms, max ${recoveries[KILLS - 1].toFixed(0)} ms (grace ${env().OC_GRACE_MS ?? 500} ms)\n`,
+      `lock service over ${transport}: ${granted(0)} grants, ${KILLS} host kills; from a kill to the next grant: median ${recoveries[KILLS / 2].toFixed(0)} ms, max ${recoveries[KILLS - 1].toFixed(0)} ms (grace ${graceMs.kills} ms)\n`,
     );
   }, 180_000);
 
   test("a holder and a waiter stopped while the host dies, back within the grace: the holder keeps its lock, the waiter its place", async () => {
-    const { reports, waitFor, killed, spawn, host, granted, kill, finish } = harness();
+    const { reports, waitFor, killed, spawn, host, granted, kill, finish } = harness(graceMs.stopped);
     await waitFor(() => (granted(0) >= 10 ? true : undefined), "the first grants");
     /** A member (not in `except`) whose last lock report is `type`: holding, or waiting. */
     const inState = (type: "granted" | "acquiring", except: number[]): number | undefined => {
@@ -140,8 +144,7 @@ function lockSuite(transport: string, env: () => Record<string, string> = () => 
       kill(victim);
       const at = reports.length;
       spawn();
-      // Back well after the new host started (a few ms after the kill), within its grace (500 ms;
-      // over Redis 1500), with room for a loaded machine.
+      // Back well after the new host started (a few ms after the kill), well within its grace.
       await new Promise((resolve) => setTimeout(resolve, 150));
       process.kill(holder, "SIGCONT");
       if (waiter !== undefined) process.kill(waiter, "SIGCONT");
@@ -151,13 +154,13 @@ function lockSuite(transport: string, env: () => Record<string, string> = () => 
   }, 120_000);
 }
 
-describe.each(["unix", "tcp"])("the lock service over %s", (transport) => lockSuite(transport));
+describe.each(["unix", "tcp"])("the lock service over %s", (transport) => lockSuite(transport, { kills: 1000, stopped: 2000 }));
 
 // Across machines: the Redis transport (one machine here; the election and the addresses are the
 // Redis transport's), the host's state rebuilt the same way.
 // Members reconnect slower there (each asks Redis where the host is): a longer grace, as across
-// machines (the stopped members come back 150 ms after the kill, well within it even on a busy CI).
+// machines.
 describeWithRedis("the lock service over redis", () => {
   const redis = useRedisServer();
-  lockSuite("redis", () => ({ OC_REDIS_PORT: String(redis.server.port), OC_GRACE_MS: "1500" }));
+  lockSuite("redis", { kills: 1500, stopped: 2500 }, () => ({ OC_REDIS_PORT: String(redis.server.port) }));
 });
