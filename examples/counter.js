@@ -7,12 +7,12 @@
  *
  * What is kept: every value a living member was given. What is not: a value only the dead host's
  * own process had seen (it may be given again). The new host hands out nothing for a grace of
- * 300 ms after it starts hosting, so that the members are back (with what they hold) first.
+ * 1 s after it starts hosting, so that the members are back (with what they hold) first.
  */
 const { fork } = require("node:child_process");
 const { openMessageChannel } = require("open-channel");
 
-const GRACE_MS = 300;
+const GRACE_MS = 1000;
 
 if (process.argv[2] === "worker") {
   // The host's state: made at its first use while hosting (the "hosting" event or the first
